@@ -1,0 +1,28 @@
+namespace Nydus.Actors.Api;
+
+/// <summary>
+/// Exact-path routing, as upstream's router does: the query is ignored for routing, an unknown path is 404, and a
+/// known path asked with a method it does not serve is 400 naming the methods it does.
+/// </summary>
+public sealed class ApiRoutes
+{
+    private readonly Dictionary<string, Dictionary<string, ApiHandler>> _byPath = new(StringComparer.Ordinal);
+
+    public ApiRoutes Map(string method, string path, ApiHandler handler)
+    {
+        if (!_byPath.TryGetValue(path, out var byMethod))
+            _byPath[path] = byMethod = new Dictionary<string, ApiHandler>(StringComparer.OrdinalIgnoreCase);
+        byMethod.Add(method, handler);
+        return this;
+    }
+
+    public bool Serves(string method, string path) =>
+        _byPath.TryGetValue(path, out var byMethod) && byMethod.ContainsKey(method);
+
+    public ApiHandler Resolve(string method, string path)
+    {
+        if (!_byPath.TryGetValue(path, out var byMethod)) throw ApiError.NoRoute(path);
+        if (byMethod.TryGetValue(method, out var handler)) return handler;
+        throw ApiError.BadRequest($"method {method} is not served on {path} (served: {string.Join(", ", byMethod.Keys)})");
+    }
+}

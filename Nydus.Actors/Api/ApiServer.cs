@@ -1,0 +1,105 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Nydus.Actors.Api.Endpoints;
+using Serilog;
+using Serilog.Extensions.Logging;
+
+namespace Nydus.Actors.Api;
+
+/// <summary>
+/// The HTTP API on the daemon's Unix socket (upstream's <c>--apisock</c>), served by Kestrel. Handlers are plain
+/// async code that asks the owning actor; the socket file is created with mode 0600 and removed on dispose.
+/// </summary>
+public sealed class ApiServer : IAsyncDisposable
+{
+    private static readonly Serilog.ILogger Log = Serilog.Log.ForContext<ApiServer>();
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+
+    private readonly WebApplication _app;
+    private readonly string _socketPath;
+
+    private ApiServer(WebApplication app, string socketPath)
+    {
+        _app = app;
+        _socketPath = socketPath;
+    }
+
+    public string SocketPath => _socketPath;
+
+    public static async Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default)
+    {
+        ApiSocket.PrepareForBind(socketPath);
+
+        var routes = new ApiRoutes();
+        DaemonEndpoints.Map(routes, api);
+        PendingEndpoints.Map(routes);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(new SerilogLoggerProvider(Serilog.Log.Logger));
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.ListenUnixSocket(socketPath);
+        });
+        var app = builder.Build();
+        app.Run(context => HandleAsync(context, routes));
+
+        await app.StartAsync(cancellationToken);
+        // Only the daemon's owner may drive it: the API can unmount and stop it.
+        File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        Log.Information("API server listening on {ApiSocket}", socketPath);
+        return new ApiServer(app, socketPath);
+    }
+
+    private static async Task HandleAsync(HttpContext context, ApiRoutes routes)
+    {
+        var request = new ApiRequest(context);
+        context.Response.Headers.Server = "Nydus API";
+        ApiResult result;
+        try
+        {
+            var handler = routes.Resolve(context.Request.Method, request.Path);
+            result = await handler(request);
+        }
+        catch (ApiError e)
+        {
+            await WriteAsync(context, e.Status, new ApiErrorBody(e.Code, e.Message));
+            return;
+        }
+        catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            Log.Error(e, "API handler for {Method} {Path} failed", context.Request.Method, request.Path);
+            await WriteAsync(context, 500, new ApiErrorBody("Internal", e.Message));
+            return;
+        }
+        await WriteAsync(context, result.Status, result.Body);
+    }
+
+    private static async Task WriteAsync(HttpContext context, int status, object? body)
+    {
+        context.Response.StatusCode = status;
+        if (body is null) return;
+        context.Response.ContentType = "application/json";
+        await JsonSerializer.SerializeAsync(context.Response.Body, body, body.GetType(), Json, context.RequestAborted);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            using var stopTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _app.StopAsync(stopTimeout.Token);
+        }
+        finally
+        {
+            await _app.DisposeAsync();
+            // Upstream removes its own socket file on the way out (only its own: an upgrade's new daemon has another).
+            try { File.Delete(_socketPath); } catch (IOException) { }
+        }
+    }
+}

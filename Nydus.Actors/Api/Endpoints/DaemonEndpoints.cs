@@ -1,0 +1,72 @@
+using Akka.Actor;
+using Nydus.Actors.Daemon;
+
+namespace Nydus.Actors.Api.Endpoints;
+
+/// <summary>The daemon's own endpoints: info, events, log level, and the state machine inputs start and exit.</summary>
+public static class DaemonEndpoints
+{
+    public static void Map(ApiRoutes routes, ApiContext api)
+    {
+        routes.Map("GET", "/api/v1/daemon", async _ => ApiResult.Ok(ToBody(await AskInfoAsync(api), withBackends: true)));
+        routes.Map("GET", "/api/v2/daemon", async _ => ApiResult.Ok(ToBody(await AskInfoAsync(api), withBackends: false)));
+        routes.Map("PUT", "/api/v1/daemon", request => SetLogLevelAsync(request, api));
+        routes.Map("PUT", "/api/v2/daemon", request => SetLogLevelAsync(request, api));
+        routes.Map("GET", "/api/v1/daemon/events", _ =>
+        {
+            var (totalErrors, totalSize, errors) = api.Events.Snapshot();
+            return Task.FromResult(ApiResult.Ok(new ErrorEventsBody(
+                ErrorEventLog.MaxErrors, totalErrors, ErrorEventLog.MaxSize, totalSize, errors)));
+        });
+        routes.Map("PUT", "/api/v1/daemon/start", request => InputAsync(request, api, new DaemonCommand(DaemonInput.Start)));
+        routes.Map("PUT", "/api/v1/daemon/exit", request => InputAsync(request, api, TriggerExit.Instance));
+    }
+
+    private static async Task<DaemonInfo> AskInfoAsync(ApiContext api) =>
+        await AskAsync<DaemonInfo>(api, GetDaemonInfo.Instance);
+
+    private static async Task<ApiResult> InputAsync(ApiRequest request, ApiContext api, IDaemonMessage message)
+    {
+        request.RequireNoBody();
+        var result = await AskAsync<DaemonCommandResult>(api, message);
+        if (result.Error is not null) throw ApiError.FromDaemon(result.Error);
+        return ApiResult.NoContent;
+    }
+
+    private static async Task<ApiResult> SetLogLevelAsync(ApiRequest request, ApiContext api)
+    {
+        var body = await request.ReadJsonBodyAsync<DaemonConfigBody>();
+        if (body.LogLevel is null) throw ApiError.BadRequest("the body must set \"log_level\"");
+        if (!api.SetLogLevel(body.LogLevel))
+            throw ApiError.BadRequest($"unknown log level '{body.LogLevel}' (off, error, warn, info, debug, trace)");
+        return ApiResult.NoContent;
+    }
+
+    /// <summary>Asks the owning actor; a stopped daemon or a slow answer becomes a clear API error.</summary>
+    internal static async Task<T> AskAsync<T>(ApiContext api, object message)
+    {
+        try
+        {
+            return await api.Daemon.Ask<T>(message, api.AskTimeout);
+        }
+        catch (AskTimeoutException)
+        {
+            throw ApiError.Timeout($"the daemon did not answer within {api.AskTimeout}");
+        }
+    }
+
+    private static DaemonInfoBody ToBody(DaemonInfo info, bool withBackends) => new(
+        new BuildInfoBody(DaemonVersion.PackageVersion, "", "", DaemonVersion.Profile, DaemonVersion.Runtime),
+        info.Id,
+        info.Supervisor,
+        info.State.ToApiName(),
+        withBackends
+            ? info.Backends.ToDictionary(kv => kv.Key, kv => new FsBackendDescriptorBody(
+                kv.Value.BackendType, kv.Value.Mountpoint, FormatMountedTime(kv.Value.MountedTime),
+                kv.Value.RedactedConfigJson is null ? null : System.Text.Json.Nodes.JsonNode.Parse(kv.Value.RedactedConfigJson)))
+            : null);
+
+    /// <summary>Upstream prints <c>2024-05-01 08:09:10.123456789 +00:00:00</c>.</summary>
+    private static string FormatMountedTime(DateTimeOffset t) =>
+        t.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fffffff", System.Globalization.CultureInfo.InvariantCulture) + "00 +00:00:00";
+}

@@ -1,0 +1,39 @@
+namespace Nydus.Actors.Api.Endpoints;
+
+/// <summary>
+/// Upstream endpoints this build does not serve yet. They answer 501 with a message saying so, instead of a
+/// 404 that would suggest a typo or a silent success that would lie.
+/// </summary>
+public static class PendingEndpoints
+{
+    private static readonly (string Method, string Path, string What)[] Pending =
+    [
+        ("PUT", "/api/v1/daemon/fuse/sendfd", "handing the FUSE fd to a supervisor"),
+        ("PUT", "/api/v1/daemon/fuse/takeover", "taking over a FUSE session"),
+        ("GET", "/api/v1/daemon/backend", "RAFS superblock information"),
+        ("POST", "/api/v1/mount", "mounting through the API"),
+        ("PUT", "/api/v1/mount", "remounting through the API"),
+        ("DELETE", "/api/v1/mount", "unmounting through the API"),
+        ("GET", "/api/v1/metrics", "filesystem metrics"),
+        ("GET", "/api/v1/metrics/files", "file metrics"),
+        ("GET", "/api/v1/metrics/pattern", "access pattern metrics"),
+        ("GET", "/api/v1/metrics/backend", "backend metrics"),
+        ("GET", "/api/v1/metrics/blobcache", "blob cache metrics"),
+        ("GET", "/api/v1/metrics/inflight", "in-flight request metrics"),
+        ("GET", "/api/v1/config", "runtime configuration values"),
+        ("PUT", "/api/v1/config", "runtime configuration values"),
+        ("GET", "/api/v2/blobs", "the blob cache service"),
+        ("PUT", "/api/v2/blobs", "the blob cache service"),
+        ("DELETE", "/api/v2/blobs", "the blob cache service"),
+    ];
+
+    /// <summary>Maps every pending endpoint not already served by <paramref name="routes"/>.</summary>
+    public static void Map(ApiRoutes routes)
+    {
+        foreach (var (method, path, what) in Pending)
+        {
+            if (routes.Serves(method, path)) continue;
+            routes.Map(method, path, _ => throw ApiError.Unsupported($"{what} ({method} {path}) is not supported yet"));
+        }
+    }
+}

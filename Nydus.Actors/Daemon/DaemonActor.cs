@@ -1,0 +1,181 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using Akka.Event;
+using Nydus.Actors.Daemon.Mounts;
+using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Storage.Cache;
+
+namespace Nydus.Actors.Daemon;
+
+/// <summary>
+/// The top of a daemon's actor tree. Owns upstream's state machine (Init, Ready, Running, Die) and the reported
+/// state, serializes inputs (one at a time, as upstream's FSM thread does), and runs each committed transition's
+/// action through the service child. Children: the journal (durable state), the filesystem service (mount table),
+/// the blob cache, and the service (FUSE session) when the daemon kind has one.
+/// </summary>
+public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
+{
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly DaemonSettings _settings;
+    private readonly IActorRef? _service;
+
+    private DaemonFsmState _fsm = DaemonFsmState.Init;
+    private DaemonState _reported = DaemonState.Init;
+    private ImmutableSortedDictionary<string, MountedBackend> _backends = ImmutableSortedDictionary<string, MountedBackend>.Empty;
+
+    // The sequence being worked through (one input, or a trigger's several), and who waits for its result.
+    private readonly Queue<DaemonInput> _pending = new();
+    private IActorRef _replyTo = ActorRefs.Nobody;
+    private DaemonAction _runningAction;
+    private int _actionGeneration;
+
+    public IStash Stash { get; set; } = null!;
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public DaemonActor(DaemonSettings settings)
+    {
+        _settings = settings;
+        Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
+        Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor()), "fs-service");
+        Context.ActorOf(Akka.Actor.Props.Create(() => new BlobCacheActor()), "blob-cache");
+        if (settings.ServiceProps is not null)
+        {
+            _service = Context.ActorOf(settings.ServiceProps, "service");
+            Context.Watch(_service);
+        }
+        Idle();
+    }
+
+    public static Props Props(DaemonSettings settings) => Akka.Actor.Props.Create(() => new DaemonActor(settings));
+
+    protected override SupervisorStrategy SupervisorStrategy() => DaemonSupervision.Strategy;
+
+    private void Idle()
+    {
+        Receive<DaemonCommand>(c => BeginSequence([c.Input], Sender));
+        Receive<TriggerStop>(_ => BeginSequence(DaemonStateMachine.StopSequence(_reported), Sender));
+        Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender));
+        Receive<ServiceEnded>(e =>
+        {
+            _log.Warning("Service ended on its own ({Reason}); shutting down", e.Reason);
+            BeginSequence(DaemonStateMachine.StopSequence(_reported), ActorRefs.Nobody);
+        });
+        ReceiveCommon();
+    }
+
+    private void RunningAction()
+    {
+        Receive<ServiceActionResult>(r => r.Action == _runningAction, OnActionResult);
+        Receive<ActionTimedOut>(t => t.Generation == _actionGeneration, _ =>
+            FailSequence(new DaemonError(DaemonErrorKind.ActionFailed, $"action {_runningAction} timed out after {_settings.ActionTimeout}")));
+        ReceiveCommon();
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void ReceiveCommon()
+    {
+        Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
+        Receive<BackendsChanged>(b => _backends = b.Backends);
+        Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
+            Self.Tell(new ServiceEnded("the service actor stopped")));
+    }
+
+    private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo)
+    {
+        _pending.Clear();
+        foreach (var input in inputs) _pending.Enqueue(input);
+        _replyTo = replyTo;
+        NextInput();
+    }
+
+    private void NextInput()
+    {
+        if (_pending.Count == 0)
+        {
+            FinishSequence(null);
+            return;
+        }
+        if (_reported == DaemonState.Stopped)
+        {
+            FailSequence(new DaemonError(DaemonErrorKind.Stopped, "the daemon has stopped"));
+            return;
+        }
+
+        var input = _pending.Dequeue();
+        var from = _fsm;
+        if (!DaemonStateMachine.TryTransition(from, input, out var to, out var action))
+        {
+            FailSequence(new DaemonError(DaemonErrorKind.UnexpectedEvent, $"unexpected event {input} in state {from}"));
+            return;
+        }
+
+        // Upstream commits the transition before the action runs; a failed action leaves the machine moved and the
+        // reported state as it was.
+        _fsm = to;
+        _log.Info("Daemon state machine {From} --{Input}--> {To}, action {Action}", from, input, to, action);
+        if (action == DaemonAction.None)
+        {
+            NextInput();
+            return;
+        }
+        if (_service is null || action == DaemonAction.StopStateMachine)
+        {
+            ApplyActionSucceeded(action);
+            return;
+        }
+
+        _runningAction = action;
+        var generation = ++_actionGeneration;
+        _service.Tell(new ServiceActionRequest(action));
+        Timers.StartSingleTimer("action-timeout", new ActionTimedOut(generation), _settings.ActionTimeout);
+        Become(RunningAction);
+    }
+
+    private void OnActionResult(ServiceActionResult result)
+    {
+        Timers.Cancel("action-timeout");
+        _actionGeneration++; // a timeout already queued is now stale
+        Become(Idle);
+        Stash.UnstashAll();
+        if (result.Error is not null)
+        {
+            FailSequence(new DaemonError(DaemonErrorKind.ActionFailed, $"action {result.Action} failed: {result.Error}"));
+            return;
+        }
+        ApplyActionSucceeded(result.Action);
+    }
+
+    private void ApplyActionSucceeded(DaemonAction action)
+    {
+        var previous = _reported;
+        _reported = DaemonStateMachine.ReportedStateAfter(action) ?? _reported;
+        if (previous != _reported)
+            _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());
+        NextInput();
+    }
+
+    private void FailSequence(DaemonError error)
+    {
+        _log.Warning("Daemon input refused or failed: {Error}", error.Message);
+        _pending.Clear();
+        Become(Idle);
+        Stash.UnstashAll();
+        Reply(error);
+    }
+
+    private void FinishSequence(DaemonError? error) => Reply(error);
+
+    private void Reply(DaemonError? error)
+    {
+        if (!_replyTo.IsNobody()) _replyTo.Tell(new DaemonCommandResult(_reported, error));
+        _replyTo = ActorRefs.Nobody;
+        if (_reported == DaemonState.Stopped)
+        {
+            // Upstream's state machine thread ends here; the host watches this actor and ends the process.
+            _log.Info("Daemon stopped");
+            Context.Stop(Self);
+        }
+    }
+
+    private sealed record ActionTimedOut(int Generation);
+}

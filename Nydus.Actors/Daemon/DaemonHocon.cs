@@ -1,0 +1,45 @@
+using Akka.Configuration;
+
+namespace Nydus.Actors.Daemon;
+
+/// <summary>
+/// Builds a daemon's actor system configuration: the shipped HOCON files (hocon/ next to the binary), with the
+/// values that depend on this run (SQLite files under the work dir, log level) below a user's own file.
+/// </summary>
+public static class DaemonHocon
+{
+    public static readonly string[] ShippedFiles = ["nydusd.conf", "dispatchers.conf", "persistence.conf"];
+
+    /// <param name="hoconDir">Folder holding the shipped files.</param>
+    /// <param name="workDir">The daemon's work dir; the SQLite journal and snapshot store live here.</param>
+    /// <param name="userFile">A --hocon file layered on top of everything, or null.</param>
+    /// <param name="akkaLogLevel">Akka's level name (DEBUG, INFO, WARNING, ERROR).</param>
+    public static Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel)
+    {
+        var config = ConfigurationFactory.Empty;
+        foreach (var name in ShippedFiles)
+        {
+            var path = Path.Combine(hoconDir, name);
+            if (!File.Exists(path))
+                throw new FileNotFoundException($"HOCON file {path} is missing (it ships next to nydusd in hocon/)", path);
+            config = config.WithFallback(ConfigurationFactory.ParseString(File.ReadAllText(path)));
+        }
+
+        var perRun = ConfigurationFactory.ParseString($$"""
+            akka.loglevel = {{akkaLogLevel}}
+            akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"
+            akka.persistence.snapshot-store.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "snapshots.db"))}}"
+            """);
+        config = perRun.WithFallback(config);
+
+        if (userFile is not null)
+        {
+            if (!File.Exists(userFile)) throw new FileNotFoundException($"HOCON file {userFile} does not exist", userFile);
+            config = ConfigurationFactory.ParseString(File.ReadAllText(userFile)).WithFallback(config);
+        }
+        return config;
+    }
+
+    private static string SqliteConnectionString(string file) =>
+        "Data Source=" + file.Replace("\\", "\\\\").Replace("\"", "\\\"");
+}

@@ -1,0 +1,71 @@
+using System.Collections.Immutable;
+
+namespace Nydus.Actors.Daemon;
+
+/// <summary>Messages of <see cref="DaemonActor"/>.</summary>
+public interface IDaemonMessage;
+
+/// <summary>Feeds one input to the state machine; answered with <see cref="DaemonCommandResult"/> once its action ran.</summary>
+public sealed record DaemonCommand(DaemonInput Input) : IDaemonMessage;
+
+/// <summary>Upstream's <c>trigger_stop()</c>: the inputs that take the daemon to Stopped, unmounting (signals).</summary>
+public sealed record TriggerStop : IDaemonMessage
+{
+    public static readonly TriggerStop Instance = new();
+}
+
+/// <summary>Upstream's <c>trigger_exit()</c>: leave without unmounting (the API's exit, the old side of an upgrade).</summary>
+public sealed record TriggerExit : IDaemonMessage
+{
+    public static readonly TriggerExit Instance = new();
+}
+
+public sealed record GetDaemonInfo : IDaemonMessage
+{
+    public static readonly GetDaemonInfo Instance = new();
+}
+
+/// <summary>The result of an input or a trigger sequence. <see cref="Error"/> is set when it was refused or failed.</summary>
+public sealed record DaemonCommandResult(DaemonState State, DaemonError? Error)
+{
+    public bool Succeeded => Error is null;
+}
+
+public enum DaemonErrorKind
+{
+    /// <summary>The input is not valid in the current state (HTTP 400).</summary>
+    UnexpectedEvent,
+    /// <summary>The action of a committed transition failed (HTTP 500).</summary>
+    ActionFailed,
+    /// <summary>The daemon has stopped and takes no more inputs.</summary>
+    Stopped,
+    NotReady,
+    Unsupported,
+}
+
+public sealed record DaemonError(DaemonErrorKind Kind, string Message);
+
+/// <summary>What <c>GET /api/v1/daemon</c> reports, before it becomes JSON.</summary>
+public sealed record DaemonInfo(
+    string? Id,
+    string? Supervisor,
+    DaemonState State,
+    ImmutableSortedDictionary<string, MountedBackend> Backends);
+
+/// <summary>One mounted filesystem as the API lists it (upstream's FsBackendDescriptor).</summary>
+public sealed record MountedBackend(string BackendType, string Mountpoint, DateTimeOffset MountedTime, string? RedactedConfigJson);
+
+// ---- The service the daemon drives (FUSE session, or nothing for a singleton) ----
+
+/// <summary>Asks the daemon's service child to perform a state machine action.</summary>
+public sealed record ServiceActionRequest(DaemonAction Action);
+
+/// <summary>The service child's answer to <see cref="ServiceActionRequest"/>.</summary>
+public sealed record ServiceActionResult(DaemonAction Action, string? Error)
+{
+    public static ServiceActionResult Done(DaemonAction action) => new(action, null);
+}
+
+/// <summary>Sent by the service child when it ends on its own (the kernel unmounted, a worker died with an error):
+/// upstream then shuts the whole process down.</summary>
+public sealed record ServiceEnded(string Reason);

@@ -1,0 +1,31 @@
+using Akka.Actor;
+
+namespace Nydus.Actors.Daemon;
+
+public enum DaemonKind
+{
+    /// <summary>The default: one FUSE mount served by this process.</summary>
+    Fuse,
+    /// <summary>No filesystem service; hosts the blob cache manager (upstream's <c>nydusd singleton</c>).</summary>
+    Singleton,
+}
+
+/// <summary>What a daemon actor is started with. Built by the host from the command line and HOCON.</summary>
+/// <param name="Id">The <c>--id</c>, null when not given (the API then reports null, as upstream does).</param>
+/// <param name="Supervisor">The <c>--supervisor</c> socket path, if any.</param>
+/// <param name="WorkDir">Where this daemon's durable state lives (its SQLite files).</param>
+/// <param name="ServiceProps">The child that performs service actions (FUSE session); null when there is none,
+/// in which case every action succeeds at once.</param>
+/// <param name="ActionTimeout">How long an action may take before the input is answered with an error.</param>
+public sealed record DaemonSettings(
+    string? Id,
+    string? Supervisor,
+    DaemonKind Kind,
+    string WorkDir,
+    Props? ServiceProps,
+    TimeSpan ActionTimeout)
+{
+    /// <summary>The persistence id of this daemon's journal. Without an <c>--id</c> the work dir is private to the
+    /// process, so a fixed name cannot collide with another daemon.</summary>
+    public string PersistenceId => "nydusd-" + (Id ?? "default");
+}
