@@ -1,1 +1,15 @@
-return 0;
+using System.CommandLine;
+using Nydus.Host;
+
+// nydusd: parse upstream's command line and run the daemon (or the ctl client).
+var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build());
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    // Say what is wrong, without burying it under the whole help text.
+    foreach (var error in parsed.Errors) Console.Error.WriteLine($"nydusd: {error.Message}");
+    Console.Error.WriteLine("Try 'nydusd --help' for more information.");
+    return 2;
+}
+// Signals are the daemon's to handle (through its state machine), not the parser's.
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });

@@ -18,6 +18,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly DaemonSettings _settings;
     private readonly IActorRef? _service;
+    private readonly IActorRef _journal;
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     private DaemonState _reported = DaemonState.Init;
@@ -35,7 +36,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     public DaemonActor(DaemonSettings settings)
     {
         _settings = settings;
-        Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
+        _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
+        Context.Watch(_journal);
         Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor()), "fs-service");
         Context.ActorOf(Akka.Actor.Props.Create(() => new BlobCacheActor()), "blob-cache");
         if (settings.ServiceProps is not null)
@@ -76,8 +78,13 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
         Receive<BackendsChanged>(b => _backends = b.Backends);
+        Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
             Self.Tell(new ServiceEnded("the service actor stopped")));
+        // Without its journal the daemon could not record a mount nor hand its state to a successor: stop rather
+        // than serve on with state that would be lost.
+        Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
+            Self.Tell(new ServiceEnded("the daemon journal (persistence) failed")));
     }
 
     private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo)

@@ -25,6 +25,9 @@ public static class DaemonHocon
             config = config.WithFallback(ConfigurationFactory.ParseString(File.ReadAllText(path)));
         }
 
+        // The SQL plugin's own defaults (plugin classes, table names) sit below ours.
+        config = config.WithFallback(Akka.Persistence.Sql.SqlPersistence.DefaultConfiguration);
+
         var perRun = ConfigurationFactory.ParseString($$"""
             akka.loglevel = {{akkaLogLevel}}
             akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"

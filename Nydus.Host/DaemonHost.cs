@@ -1,0 +1,219 @@
+using System.Runtime.InteropServices;
+using Akka.Actor;
+using Nydus.Actors.Api;
+using Nydus.Actors.Daemon;
+using Nydus.Actors.Daemon.Persistence;
+using Serilog;
+using Serilog.Core;
+using Serilog.Events;
+
+namespace Nydus.Host;
+
+/// <summary>
+/// Runs one daemon process: logging, the actor system from hocon/, the daemon actor, the API server, signals.
+/// The process lives exactly as long as the daemon actor: when the state machine reaches STOPPED the actor stops and
+/// the process exits (upstream's run_loop).
+/// </summary>
+public static class DaemonHost
+{
+    public static async Task<int> RunAsync(NydusdOptions options, CancellationToken _)
+    {
+        var levelSwitch = new LoggingLevelSwitch(ToSerilogLevel(options.LogLevel));
+        Log.Logger = CreateLogger(options, levelSwitch);
+        var workDir = ResolveWorkDir(options, out var temporaryWorkDir);
+        try
+        {
+            return await RunDaemonAsync(options, workDir, levelSwitch);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException)
+        {
+            Log.Fatal("nydusd cannot start: {Error}", e.Message);
+            return 1;
+        }
+        finally
+        {
+            if (temporaryWorkDir) TryDelete(workDir);
+            await Log.CloseAndFlushAsync();
+        }
+    }
+
+    private static async Task<int> RunDaemonAsync(NydusdOptions options, string workDir, LoggingLevelSwitch levelSwitch)
+    {
+        var openFiles = ProcessLimits.RaiseOpenFiles(options.RlimitNofile);
+        var hoconDir = Path.Combine(AppContext.BaseDirectory, "hocon");
+        var config = DaemonHocon.Load(hoconDir, workDir, options.HoconFile, ToAkkaLevel(options.LogLevel));
+        Log.Information("nydusd {Version} starting: id {DaemonId}, work dir {WorkDir}, open files limit {OpenFiles}",
+            DaemonVersion.PackageVersion, options.Id ?? "(none)", workDir, openFiles);
+
+        // Refuse a live socket before anything else starts: a second daemon must not disturb the first.
+        if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
+            throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
+
+        using var system = ActorSystem.Create("nydusd", config);
+        var settings = new DaemonSettings(
+            options.Id,
+            options.Supervisor,
+            options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
+            workDir,
+            ServiceProps: null,
+            ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)));
+        var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
+        var daemonStopped = daemon.WatchAsync();
+
+        ApiServer? api = null;
+        try
+        {
+            if (options.ApiSock is not null)
+            {
+                var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
+                api = await ApiServer.StartAsync(options.ApiSock,
+                    new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared));
+            }
+
+            using var signals = RegisterShutdownSignals(daemon);
+
+            // The durable state must be readable before anything is mounted from it.
+            var record = await AskRecordAsync(daemon, daemonStopped);
+            if (record is null)
+            {
+                Log.Fatal("nydusd stopped before its persisted state was recovered");
+                return 1;
+            }
+            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+
+            // A normal start sends itself Mount then Start (upstream: every daemon kind does).
+            foreach (var input in new[] { DaemonInput.Mount, DaemonInput.Start })
+            {
+                var result = await daemon.Ask<DaemonCommandResult>(new DaemonCommand(input), settings.ActionTimeout + TimeSpan.FromSeconds(5));
+                if (!result.Succeeded)
+                {
+                    Log.Fatal("nydusd failed to start: {Error}", result.Error!.Message);
+                    daemon.Tell(TriggerStop.Instance);
+                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30));
+                    return 1;
+                }
+            }
+            Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
+
+            await daemonStopped;
+            Log.Information("nydusd exits");
+            return 0;
+        }
+        finally
+        {
+            if (api is not null) await api.DisposeAsync();
+            await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
+        }
+    }
+
+    /// <summary>The recovered record, or null when the daemon stopped first (its journal failed, or an API exit).</summary>
+    private static async Task<DaemonRecord?> AskRecordAsync(IActorRef daemon, Task daemonStopped)
+    {
+        try
+        {
+            var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(30));
+            return await Task.WhenAny(ask, daemonStopped) == ask ? await ask : null;
+        }
+        catch (AskTimeoutException)
+        {
+            throw new IOException("the daemon's persisted state could not be recovered within 30 s (see the errors above)");
+        }
+    }
+
+    /// <summary>SIGTERM, SIGINT and SIGQUIT shut down through the state machine (upstream's trigger_stop, which
+    /// unmounts), instead of the runtime's default of ending the process at once.</summary>
+    private static IDisposable RegisterShutdownSignals(IActorRef daemon)
+    {
+        var registrations = new List<PosixSignalRegistration>();
+        foreach (var signal in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT })
+        {
+            registrations.Add(PosixSignalRegistration.Create(signal, context =>
+            {
+                context.Cancel = true;
+                Log.Information("Received {Signal}, shutting down", context.Signal);
+                daemon.Tell(TriggerStop.Instance);
+            }));
+        }
+        return new CompositeDisposable(registrations);
+    }
+
+    private static string ResolveWorkDir(NydusdOptions options, out bool temporary)
+    {
+        temporary = false;
+        string dir;
+        if (options.WorkDir is not null) dir = options.WorkDir;
+        else if (options.Id is not null) dir = DefaultWorkDirFor(options.Id);
+        else
+        {
+            // Without an id nothing could find this state again, so it lives only as long as the process.
+            dir = Path.Combine(Path.GetTempPath(), $"nydusd-{Environment.ProcessId}-{Guid.NewGuid():N}");
+            temporary = true;
+        }
+        Directory.CreateDirectory(dir);
+        return Path.GetFullPath(dir);
+    }
+
+    /// <summary>State follows from --id, so a daemon restarted with the same arguments finds it again.</summary>
+    public static string DefaultWorkDirFor(string id)
+    {
+        var root = Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root"
+            ? "/var/lib/nydus"
+            : Path.Combine(Environment.GetEnvironmentVariable("XDG_STATE_HOME")
+                           ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "nydus");
+        return Path.Combine(root, "daemons", id);
+    }
+
+    private static Serilog.ILogger CreateLogger(NydusdOptions options, LoggingLevelSwitch levelSwitch)
+    {
+        var configuration = new LoggerConfiguration()
+            .MinimumLevel.ControlledBy(levelSwitch)
+            .Enrich.FromLogContext()
+            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}",
+                standardErrorFromLevel: LogEventLevel.Verbose);
+        if (options.LogFile is { } file)
+        {
+            if (!Path.HasExtension(file)) file += ".log";
+            configuration = configuration.WriteTo.File(file, outputTemplate: "[{Timestamp:o} {Level:u3}] {Message:lj}{NewLine}{Exception}");
+        }
+        return configuration.CreateLogger();
+    }
+
+    private static bool TrySetLevel(LoggingLevelSwitch levelSwitch, string level)
+    {
+        switch (level.ToLowerInvariant())
+        {
+            // Serilog has no "off"; Fatal is as quiet as it gets.
+            case "off": levelSwitch.MinimumLevel = LogEventLevel.Fatal; return true;
+            case "error": case "warn": case "info": case "debug": case "trace":
+                levelSwitch.MinimumLevel = ToSerilogLevel(level); return true;
+            default: return false;
+        }
+    }
+
+    private static LogEventLevel ToSerilogLevel(string level) => level.ToLowerInvariant() switch
+    {
+        "trace" => LogEventLevel.Verbose,
+        "debug" => LogEventLevel.Debug,
+        "warn" => LogEventLevel.Warning,
+        "error" => LogEventLevel.Error,
+        _ => LogEventLevel.Information,
+    };
+
+    private static string ToAkkaLevel(string level) => level switch
+    {
+        "trace" or "debug" => "DEBUG",
+        "warn" => "WARNING",
+        "error" => "ERROR",
+        _ => "INFO",
+    };
+
+    private static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private sealed class CompositeDisposable(List<PosixSignalRegistration> items) : IDisposable
+    {
+        public void Dispose() => items.ForEach(i => i.Dispose());
+    }
+}

@@ -1,0 +1,28 @@
+namespace Nydus.Host;
+
+/// <summary>The daemon's command line after parsing and validation.</summary>
+public sealed record NydusdOptions
+{
+    public required bool Singleton { get; init; }
+    public string? ApiSock { get; init; }
+    public string? Config { get; init; }
+    public string? Id { get; init; }
+    public string? Supervisor { get; init; }
+    public bool Upgrade { get; init; }
+    public required string LogLevel { get; init; }
+    public string? LogFile { get; init; }
+    public string? WorkDir { get; init; }
+    public string? HoconFile { get; init; }
+    public ulong RlimitNofile { get; init; } = 1_000_000;
+
+    // FUSE mode
+    public string? Mountpoint { get; init; }
+    public string FailoverPolicy { get; init; } = "resend";
+    public int ThreadNum { get; init; } = 4;
+    public bool Writable { get; init; }
+    public string? Bootstrap { get; init; }
+    public string? LocalfsDir { get; init; }
+    public string? SharedDir { get; init; }
+    public string? PrefetchFiles { get; init; }
+    public string VirtualMountpoint { get; init; } = "/";
+}
