@@ -16,7 +16,8 @@ namespace Nydus.Actors.Api;
 public sealed class ApiServer : IAsyncDisposable
 {
     private static readonly Serilog.ILogger Log = Serilog.Log.ForContext<ApiServer>();
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
+    // The API speaks to programs, not browsers: no HTML-safe escaping of quotes and plus signs.
+    private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly WebApplication _app;
     private readonly string _socketPath;

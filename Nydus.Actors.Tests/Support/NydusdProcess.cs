@@ -1,0 +1,139 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Nydus.Actors.Api;
+
+namespace Nydus.Actors.Tests.Support;
+
+/// <summary>
+/// A real nydusd process started from the build output, with its console captured. Disposing kills it if it still
+/// runs, so no test leaves a daemon behind.
+/// </summary>
+public sealed partial class NydusdProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private NydusdProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get { lock (_output) return _output.ToString(); }
+    }
+
+    public static string BinaryPath => Path.Combine(AppContext.BaseDirectory, "nydusd");
+
+    public static NydusdProcess Start(params string[] args)
+    {
+        var info = new ProcessStartInfo(BinaryPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var result = new NydusdProcess(process);
+        process.OutputDataReceived += (_, e) => result.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => result.Append(e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return result;
+    }
+
+    /// <summary>Runs nydusd to completion (for command-line errors) and returns its exit code and output.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(TimeSpan timeout, params string[] args)
+    {
+        await using var process = Start(args);
+        var code = await process.WaitForExitAsync(timeout);
+        return (code, process.Output);
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_output) _output.AppendLine(line);
+    }
+
+    /// <summary>Waits until the API on <paramref name="socket"/> reports <paramref name="state"/>.</summary>
+    public async Task WaitForStateAsync(string socket, string state, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
+        string? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"nydusd exited with {_process.ExitCode} before reaching {state}:\n{Output}");
+            if (ApiSocket.IsLive(socket))
+            {
+                try
+                {
+                    var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
+                    if (status == 200)
+                    {
+                        last = JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
+                        if (last == state) return;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    // The socket file exists a moment before Kestrel accepts on it.
+                }
+            }
+            await Task.Delay(25);
+        }
+        throw new TimeoutException($"nydusd did not reach {state} within {timeout} (last state {last ?? "none"}):\n{Output}");
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"nydusd did not exit within {timeout}:\n{Output}");
+        }
+        return _process.ExitCode;
+    }
+
+    public void Signal(int signal)
+    {
+        if (kill(_process.Id, signal) != 0)
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+    }
+
+    public const int SIGTERM = 15;
+    public const int SIGINT = 2;
+    public const int SIGKILL = 9;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token);
+            }
+            catch (InvalidOperationException) { }
+            catch (OperationCanceledException) { }
+        }
+        _process.Dispose();
+    }
+}
