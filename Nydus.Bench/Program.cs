@@ -1,0 +1,25 @@
+using Nydus.Bench;
+
+// Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
+// Usage: Nydus.Bench [all|startup] ; prints a table per suite and writes bench/results-<suite>.md.
+var suite = args.Length > 0 ? args[0] : "all";
+var repoRoot = RepoPaths.FindRoot();
+var nydusd = Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
+if (!File.Exists(nydusd))
+{
+    Console.Error.WriteLine($"{nydusd} is missing: run `dotnet cake --target=Bench` (it publishes first)");
+    return 2;
+}
+
+var suites = new Dictionary<string, Func<string, string, Task<BenchReport>>>
+{
+    ["startup"] = StartupBench.RunAsync,
+};
+foreach (var (name, run) in suites)
+{
+    if (suite != "all" && suite != name) continue;
+    var report = await run(nydusd, repoRoot);
+    report.Print();
+    report.Write(Path.Combine(repoRoot, "bench", $"results-{name}.md"));
+}
+return 0;
