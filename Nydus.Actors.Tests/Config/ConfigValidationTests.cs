@@ -124,6 +124,20 @@ public sealed class ConfigValidationTests
         Assert.Contains(field, error.Message);
     }
 
+    [Theory]
+    [InlineData("""{"version":2,"backend":{"type":"oss","oss":{"endpoint":"e"}}}""", "backend.oss: missing required key(s) 'bucket_name'")]
+    [InlineData("""{"version":"2"}""", "version: wrong value type, expected an integer from 0 to 4294967295")]
+    [InlineData("""{"version":2,"rafs":{"batch_size":-1}}""", "rafs.batch_size: wrong value type, expected a non-negative integer")]
+    [InlineData("""{"version":2,"rafs":{"enable_xattr":"yes"}}""", "rafs.enable_xattr: wrong value type, expected true or false")]
+    [InlineData("""{"version":2,"backend":{"type":"localfs","localfs":"/blobs"}}""", "backend.localfs: wrong value type, expected a table (JSON object)")]
+    [InlineData("""{"version":2,"backend":{"type":"registry","registry":{"host":"h","repo":null}}}""", "backend.registry.repo: null is not allowed here")]
+    public void Binding_errors_are_phrased_in_configuration_terms(string json, string expected)
+    {
+        var error = Assert.Throws<ConfigException>(() => NydusConfigLoader.Parse(json, "test"));
+
+        Assert.Equal($"test: invalid version 2 configuration: {expected}", error.Message);
+    }
+
     [Fact]
     public void Json_object_that_is_neither_form_says_so()
     {
