@@ -33,6 +33,12 @@ public enum ConfigErrorKind
     /// <summary>An enabled prefetch table has threads or batch_size out of range.</summary>
     InvalidPrefetch,
 
+    /// <summary>A section a RAFS mount needs (backend, cache, rafs) is absent, or the overlay paths are empty.</summary>
+    MissingForMount,
+
+    /// <summary>The configuration is valid but cannot serve this image, e.g. RAFS v6 without a file cache.</summary>
+    UnsupportedForImage,
+
     /// <summary>A prefetch file list (API array or <c>--prefetch-files</c> file) has a relative entry.</summary>
     InvalidPrefetchList,
 
