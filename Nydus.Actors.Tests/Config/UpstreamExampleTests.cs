@@ -129,6 +129,42 @@ public sealed class UpstreamExampleTests
         Assert.StartsWith("t.toml: invalid version 2 TOML configuration: rafs.batch_size:", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("version = 2.0\n", "version: wrong value type, expected an integer from 0 to 4294967295")]
+    [InlineData("version = 2\nid = 1979-05-27T07:32:00Z\n", "id: wrong value type, expected a string")]
+    [InlineData("version = 2\n[rafs]\nbatch_size = nan\n", "rafs.batch_size: wrong value type, expected a non-negative integer")]
+    public void Toml_floats_and_dates_do_not_bind_to_any_field(string toml, string expected)
+    {
+        var error = Assert.Throws<ConfigException>(() => NydusConfigLoader.Parse(toml, "t.toml"));
+
+        Assert.Equal($"t.toml: invalid version 2 TOML configuration: {expected}", error.Message);
+    }
+
+    [Fact]
+    public void Toml_floats_under_unknown_keys_are_ignored()
+    {
+        Assert.Equal(2u, NydusConfigLoader.Parse("version = 2\nratio = 0.5\n", "t.toml").Version);
+    }
+
+    [Fact]
+    public void Toml_duplicate_key_is_rejected()
+    {
+        var error = Assert.Throws<ConfigException>(() => NydusConfigLoader.Parse("version = 2\nversion = 2\n", "t.toml"));
+
+        Assert.Equal(ConfigErrorKind.Malformed, error.Kind);
+        Assert.Contains("nor TOML (", error.Message);
+    }
+
+    [Fact]
+    public void Toml_array_of_tables_binds_external_backends()
+    {
+        var config = NydusConfigLoader.Parse("version = 2\n[[external_backends]]\ntype = 't'\npatch = { id = 'x' }\nconfig = {}\n", "t.toml");
+
+        var external = Assert.Single(config.ExternalBackends);
+        Assert.Equal("t", external.Kind);
+        Assert.Equal("x", external.Patch["id"]);
+    }
+
     [Fact]
     public void Toml_without_version_is_rejected()
     {

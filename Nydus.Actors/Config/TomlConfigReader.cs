@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Tomlyn;
 using Tomlyn.Model;
+using Tomlyn.Parsing;
 
 namespace Nydus.Actors.Config;
 
@@ -13,7 +14,12 @@ internal static class TomlConfigReader
     /// <summary>Parses <paramref name="text"/> as TOML; throws <see cref="TomlException"/> on bad syntax.</summary>
     public static JsonObject ToJson(string text, string sourceName)
     {
-        var options = new TomlSerializerOptions { SourceName = sourceName };
+        // TOML forbids redefining a key; upstream's toml crate rejects it, so do not let the last one win.
+        var options = new TomlSerializerOptions { SourceName = sourceName, DuplicateKeyHandling = TomlDuplicateKeyHandling.Error };
+
+        // The model reader lets a redefined key win silently; the validating syntax parser reports it (and any
+        // other TOML rule broken) as a TomlException.
+        SyntaxParser.ParseStrict(text, sourceName, true);
         var table = TomlSerializer.Deserialize<TomlTable>(text, options)
             ?? throw new ConfigException(ConfigErrorKind.Malformed, $"{sourceName}: empty TOML document");
         return ConvertTable(table);
@@ -39,9 +45,17 @@ internal static class TomlConfigReader
         string text => JsonValue.Create(text),
         bool flag => JsonValue.Create(flag),
         long integer => JsonValue.Create(integer),
-        double number => JsonValue.Create(number),
-        // No configuration field is a date; passing its text lets the binder report the key with a type error.
-        _ => JsonValue.Create(Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)),
+        _ => Unbindable(value),
+    };
+
+    /// <summary>
+    /// No configuration field is a float or a date. Such a value becomes an object, which fails to bind wherever
+    /// it lands with the key named, as serde's TOML reader fails; a plain number or string could slip into an integer
+    /// (<c>2.0</c>) or string field, and NaN has no JSON form at all.
+    /// </summary>
+    private static JsonObject Unbindable(object value) => new()
+    {
+        ["toml_value"] = Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture),
     };
 
     private static JsonArray ConvertTables(TomlTableArray tables)
