@@ -10,5 +10,5 @@ public interface IDirEntrySink
     /// Offers one entry; <paramref name="nextOffset"/> is the offset to pass to continue after it.
     /// Return false when full: iteration stops and the entry counts as not delivered.
     /// </summary>
-    bool TryAdd(ReadOnlySpan<byte> name, ulong ino, InodeType type, long nextOffset);
+    bool TryAdd(scoped ReadOnlySpan<byte> name, ulong ino, InodeType type, long nextOffset);
 }

@@ -36,12 +36,7 @@ internal sealed class RafsV5Image : RafsImage
                 : new BlobRef(_blobIds[i], blobs.Backend, _sb.Flags.Compression(), _sb.Flags.Digest());
         }
 
-        // The root must be a directory; anything else means the records are not in v5 layout.
-        RafsV5Inode root = LoadByIndex(1);
-        if (!root.IsDirectory)
-        {
-            Data.Throw(RafsErrorKind.InvalidInode, $"root inode has mode 0{Convert.ToString(root.Mode, 8)}, not a directory");
-        }
+        // Like upstream, opening loads only the superblock and tables; inode records are checked when used.
     }
 
     public override RafsFormat Format => RafsFormat.RafsV5;
