@@ -766,13 +766,13 @@ internal sealed class ErofsImage : RafsImage
                 ? ReadOnlySpan<byte>.Empty
                 : image.Data.Span(inode.Offset + (inode.Extended ? 64 : 32), inode.XattrSize, "xattr body");
             _sharedCount = _body.IsEmpty ? 0 : _body[4];
-            if (12 + _sharedCount * 4 > _body.Length)
+            if (!_body.IsEmpty && 12 + _sharedCount * 4 > _body.Length)
             {
                 image.Data.Throw(RafsErrorKind.InvalidInode, $"nid {inode.Nid} has {_sharedCount} shared xattrs beyond its body");
             }
 
             _shared = 0;
-            _pos = 12 + _sharedCount * 4;
+            _pos = _body.IsEmpty ? 0 : 12 + _sharedCount * 4;
         }
 
         public bool MoveNext(out ReadOnlySpan<byte> prefix, out ReadOnlySpan<byte> suffix, out ReadOnlySpan<byte> value)
