@@ -40,6 +40,16 @@ public sealed class BlobChunkInfoArray
                 $"{uncompressedSize}, {chunkCount} chunks)");
         }
 
+        // Every chunk occupies at least one byte of the blob, which bounds what a corrupt entry can make us allocate.
+        long blobSize = blob.Backend.GetBlobSize(blob.Id);
+        if (chunkCount > blobSize || offset < 0 || offset > blobSize - compressedSize - HeaderSize
+            || uncompressedSize != (long)chunkCount * entrySize)
+        {
+            throw new StorageException(StorageErrorKind.BlobTooShort,
+                $"chunk-info array of blob {blob.Id} ({chunkCount} entries, {compressedSize} bytes at {offset}, " +
+                $"{uncompressedSize} uncompressed) does not fit the {blobSize}-byte blob");
+        }
+
         var raw = new byte[compressedSize + HeaderSize];
         blob.Backend.Read(blob.Id, offset, raw);
         ReadOnlySpan<byte> header = raw.AsSpan((int)compressedSize, HeaderSize);
