@@ -36,7 +36,10 @@ internal sealed class RafsV5Image : RafsImage
                 : new BlobRef(_blobIds[i], blobs.Backend, _sb.Flags.Compression(), _sb.Flags.Digest());
         }
 
-        // Like upstream, opening loads only the superblock and tables; inode records are checked when used.
+        // Like upstream, opening loads only the superblock and tables; inode records are checked when used,
+        // except that the root record must at least lie inside the file.
+        uint rootSlot = data.U32(_sb.InodeTableOffset, "root inode table slot");
+        data.Span((long)rootSlot << 3, RafsV5Inode.RecordSize, "root inode record");
     }
 
     public override RafsFormat Format => RafsFormat.RafsV5;
