@@ -1,0 +1,178 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using K4os.Compression.LZ4;
+using Nydus.Actors.Storage;
+using Nydus.Actors.Storage.Backends;
+using Nydus.Actors.Storage.Compression;
+using Nydus.Actors.Storage.Digest;
+using Nydus.Actors.Tests.Support;
+using Xunit;
+
+namespace Nydus.Actors.Tests.Storage;
+
+public sealed class BlobChunkReaderTests
+{
+    private const string BlobId = "blob-under-test";
+
+    [Fact]
+    public void Adjacent_chunks_are_merged_into_one_backend_read_but_dedup_and_far_chunks_are_not()
+    {
+        var content = new byte[64 * 1024];
+        new Random(7).NextBytes(content);
+        var backend = new CountingBackend().Add(BlobId, content);
+        var blob = new BlobRef(BlobId, backend, CompressionAlgorithm.None, DigestAlgorithm.Sha256);
+
+        // Chunks at 0, 4096 (adjacent), 8192+100 (gap 100 <= 1 MiB >> 7), then 0 again (dedup), then 60000 (far).
+        long[] offsets = { 0, 4096, 8192 + 100, 0, 60000 };
+        var requests = new ChunkRequest[offsets.Length];
+        var destination = new byte[offsets.Length * 1000];
+        for (int i = 0; i < offsets.Length; i++)
+        {
+            requests[i] = Raw(blob, offsets[i], 1000, i * 1000, content);
+        }
+
+        BlobChunkReader.Read(requests, destination, validateDigests: true);
+        Assert.Equal(3, backend.Reads);
+        Assert.Equal((0L, 8192 + 100 + 1000), backend.Ranges[0]);
+        for (int i = 0; i < offsets.Length; i++)
+        {
+            Assert.True(content.AsSpan((int)offsets[i], 1000).SequenceEqual(destination.AsSpan(i * 1000, 1000)));
+        }
+    }
+
+    [Theory]
+    [InlineData(CompressionAlgorithm.Lz4Block)]
+    [InlineData(CompressionAlgorithm.Zstd)]
+    [InlineData(CompressionAlgorithm.Gzip)]
+    [InlineData(CompressionAlgorithm.None)]
+    public void Compressed_chunks_decode_and_validate_and_corruption_names_blob_and_chunk(CompressionAlgorithm algorithm)
+    {
+        var plain = new byte[10000];
+        for (int i = 0; i < plain.Length; i++)
+        {
+            plain[i] = (byte)(i % 251 / 7);
+        }
+
+        byte[] stored = Compress(algorithm, plain);
+        var backend = new CountingBackend().Add(BlobId, stored);
+        var blob = new BlobRef(BlobId, backend, algorithm, DigestAlgorithm.Blake3);
+        var digest = new byte[32];
+        ChunkDigester.Compute(DigestAlgorithm.Blake3, plain, digest);
+        ChunkRequest request = new()
+        {
+            Blob = blob,
+            ChunkIndex = 42,
+            CompressedOffset = 0,
+            CompressedSize = stored.Length,
+            UncompressedSize = plain.Length,
+            IsCompressed = algorithm != CompressionAlgorithm.None,
+            Digest = digest,
+            SliceStart = 100,
+            SliceLength = 5000,
+            DestinationOffset = 0,
+        };
+        var destination = new byte[5000];
+        BlobChunkReader.Read([request], destination, validateDigests: true);
+        Assert.True(plain.AsSpan(100, 5000).SequenceEqual(destination));
+
+        stored[stored.Length / 2] ^= 0x5A;
+        StorageException e = Assert.Throws<StorageException>(() => BlobChunkReader.Read([request], destination, true));
+        Assert.Contains(BlobId, e.Message);
+        Assert.Contains("chunk 42", e.Message);
+        Assert.True(e.Kind is StorageErrorKind.DigestMismatch or StorageErrorKind.DecompressionFailed, e.Kind.ToString());
+    }
+
+    [Fact]
+    public void Zstd_fixture_decompresses_to_the_toc_blob()
+    {
+        byte[] compressed = File.ReadAllBytes(ImageFixtures.UpstreamFile("zstd",
+            "2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca.zst"));
+        var output = new byte[10034];
+        Assert.True(ChunkDecompressor.TryDecompress(CompressionAlgorithm.Zstd, compressed, output));
+        Assert.Equal("2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca",
+            Convert.ToHexStringLower(SHA256.HashData(output)));
+        Assert.False(ChunkDecompressor.TryDecompress(CompressionAlgorithm.Zstd, compressed, new byte[10033]));
+    }
+
+    [Fact]
+    public void Crc32c_matches_the_standard_check_value() =>
+        Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));
+
+    [Fact]
+    public void Localfs_backend_finds_blobs_in_alt_dirs_and_reports_missing_and_short_blobs()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "nydus-localfs-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(dir, "main"));
+            Directory.CreateDirectory(Path.Combine(dir, "alt"));
+            File.WriteAllBytes(Path.Combine(dir, "main", "b1"), Array.Empty<byte>());
+            File.WriteAllBytes(Path.Combine(dir, "alt", "b1"), [1, 2, 3, 4]);
+            using var backend = LocalFsBackend.ForDirectory(Path.Combine(dir, "main"), Path.Combine(dir, "alt"));
+            var buffer = new byte[2];
+            backend.Read("b1", 2, buffer);
+            Assert.Equal(new byte[] { 3, 4 }, buffer);
+
+            StorageException missing = Assert.Throws<StorageException>(() => backend.Read("nope", 0, buffer));
+            Assert.Equal(StorageErrorKind.BlobNotFound, missing.Kind);
+            Assert.Contains("nope", missing.Message);
+            StorageException escape = Assert.Throws<StorageException>(() => backend.Read("../alt/b1", 0, buffer));
+            Assert.Equal(StorageErrorKind.BlobNotFound, escape.Kind);
+            StorageException shortBlob = Assert.Throws<StorageException>(() => backend.Read("b1", 3, buffer));
+            Assert.Equal(StorageErrorKind.BlobTooShort, shortBlob.Kind);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static ChunkRequest Raw(BlobRef blob, long offset, int length, int destinationOffset, byte[] content)
+    {
+        var digest = new byte[32];
+        ChunkDigester.Compute(DigestAlgorithm.Sha256, content.AsSpan((int)offset, length), digest);
+        return new ChunkRequest
+        {
+            Blob = blob,
+            ChunkIndex = (uint)destinationOffset,
+            CompressedOffset = offset,
+            CompressedSize = length,
+            UncompressedSize = length,
+            IsCompressed = false,
+            Digest = digest,
+            SliceStart = 0,
+            SliceLength = length,
+            DestinationOffset = destinationOffset,
+        };
+    }
+
+    private static byte[] Compress(CompressionAlgorithm algorithm, byte[] plain)
+    {
+        switch (algorithm)
+        {
+            case CompressionAlgorithm.Lz4Block:
+                var target = new byte[LZ4Codec.MaximumOutputSize(plain.Length)];
+                int n = LZ4Codec.Encode(plain, target);
+                return target.AsSpan(0, n).ToArray();
+            case CompressionAlgorithm.Zstd:
+                using (var compressor = new ZstdSharp.Compressor())
+                {
+                    return compressor.Wrap(plain).ToArray();
+                }
+
+            case CompressionAlgorithm.Gzip:
+                using (var output = new MemoryStream())
+                {
+                    using (var gzip = new GZipStream(output, CompressionLevel.Optimal, leaveOpen: true))
+                    {
+                        gzip.Write(plain);
+                    }
+
+                    return output.ToArray();
+                }
+
+            default:
+                return (byte[])plain.Clone();
+        }
+    }
+}
