@@ -17,3 +17,9 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint GetEffectiveUid();
 }
+
+internal static partial class Libc
+{
+    [LibraryImport("libc", EntryPoint = "getegid")]
+    public static partial uint GetEffectiveGid();
+}
