@@ -42,7 +42,7 @@ public ref struct FuseDirectoryWriter
     /// <param name="name">Entry name without terminator.</param>
     /// <param name="direntType">DT_* type (mode &gt;&gt; 12).</param>
     /// <param name="nextOffset">The offset the next READDIR should pass to continue after this entry.</param>
-    public bool TryAdd(ulong inode, ReadOnlySpan<byte> name, uint direntType, long nextOffset)
+    public bool TryAdd(ulong inode, scoped ReadOnlySpan<byte> name, uint direntType, long nextOffset)
     {
         if (IsPlus)
         {
@@ -56,10 +56,10 @@ public ref struct FuseDirectoryWriter
     }
 
     /// <summary>Adds an entry with attributes (READDIRPLUS). The node's lookup count rises by one if it fits.</summary>
-    public bool TryAddPlus(in FuseEntry entry, ReadOnlySpan<byte> name, long nextOffset) =>
+    public bool TryAddPlus(in FuseEntry entry, scoped ReadOnlySpan<byte> name, long nextOffset) =>
         Append(in entry, entry.Attr.Ino, name, entry.Attr.Mode >> 12 & 0xF, nextOffset);
 
-    private bool Append(in FuseEntry entry, ulong inode, ReadOnlySpan<byte> name, uint direntType, long nextOffset)
+    private bool Append(in FuseEntry entry, ulong inode, scoped ReadOnlySpan<byte> name, uint direntType, long nextOffset)
     {
         int size = RecordSize(name.Length);
         if (_written + size > _buffer.Length)
