@@ -161,6 +161,19 @@ public class FuseDispatcherTests
         }
     }
 
+    [Fact]
+    public void Dispatch_SetXattrWithoutExtension_ReadsEightByteHeaderThenNameAndValue()
+    {
+        var fileSystem = new ScriptedFileSystem();
+        var dispatcher = new FuseDispatcher(fileSystem, FuseInitOptions.ReadOnlyImage);
+        byte[] body = [.. Bytes(4U), .. Bytes(0U), .. Name("user.color"), .. "blue"u8.ToArray()];
+
+        int length = dispatcher.Dispatch(Request(FuseOpcode.SetXattr, 1, 5, body), _reply);
+
+        Assert.Equal(0, ReplyHeader(length).Error);
+        Assert.Equal(("user.color", "blue"), fileSystem.LastXattr);
+    }
+
     private static FuseReadIn ReadIn(ulong offset, uint size)
     {
         // fh, offset, size, read_flags, lock_owner, flags, padding
@@ -206,6 +219,14 @@ public class FuseDispatcherTests
         public void Init(FuseConnectionInfo connection) => Connection = connection;
 
         public void Forget(ulong nodeId, ulong lookupCount) => Forgotten.Enqueue((nodeId, lookupCount));
+
+        public (string Name, string Value) LastXattr { get; private set; }
+
+        public Errno SetXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
+        {
+            LastXattr = (System.Text.Encoding.UTF8.GetString(name), System.Text.Encoding.UTF8.GetString(value));
+            return Errno.Success;
+        }
 
         public Errno Lookup(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
         {

@@ -37,7 +37,7 @@ internal sealed class FuseTestMount : IDisposable
 
     /// <summary>Creates the directories, lets <paramref name="prepare"/> fill the backing directory, mounts and starts serving.</summary>
     public static FuseTestMount StartPassthrough(bool writable, int workers = 2, Action<string>? prepare = null,
-        FuseMountOptions? mountOptions = null, Func<PassthroughFileSystem, IFuseFileSystem>? wrap = null, bool startWorkers = true)
+        FuseMountOptions? mountOptions = null, Func<PassthroughFileSystem, IFuseFileSystem>? wrap = null, bool startWorkers = true, TimeSpan? cacheTimeout = null)
     {
         string root = Path.Combine(Path.GetTempPath(), "nydus-fuse-" + Guid.NewGuid().ToString("N"));
         string backing = Path.Combine(root, "backing");
@@ -48,7 +48,7 @@ internal sealed class FuseTestMount : IDisposable
         try
         {
             prepare?.Invoke(backing);
-            passthrough = new PassthroughFileSystem(backing, writable);
+            passthrough = new PassthroughFileSystem(backing, writable, cacheTimeout);
             IFuseFileSystem fileSystem = wrap is null ? passthrough : wrap(passthrough);
             FuseMountOptions options = mountOptions ?? new FuseMountOptions { ReadOnly = !writable, Source = "passthrough" };
             device = FuseMount.Mount(Path.Combine(root, "mnt"), options);

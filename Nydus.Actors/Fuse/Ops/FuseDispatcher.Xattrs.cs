@@ -11,7 +11,7 @@ public sealed partial class FuseDispatcher
     {
         bool extended = Connection is { } connection && (connection.Flags & FuseInitFlags.SetxattrExt) != 0;
         FuseSetXattrIn input;
-        bool parsed = extended ? body.TryRead(out input) : body.TryReadPrefix(FuseSetXattrIn.CompatSize, out input);
+        bool parsed = extended ? body.TryRead(out input) : body.TryReadTruncated(FuseSetXattrIn.CompatSize, out input);
         if (!parsed || !body.TryReadName(out ReadOnlySpan<byte> name) || !body.TryReadBytes((int)input.Size, out ReadOnlySpan<byte> value))
         {
             return Invalid(in context, reply);

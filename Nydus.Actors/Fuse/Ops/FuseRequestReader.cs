@@ -51,6 +51,24 @@ internal ref struct FuseRequestReader
         return true;
     }
 
+    /// <summary>
+    /// Reads only the first <paramref name="size"/> bytes of a struct, the rest left zero: for requests whose
+    /// struct is shorter unless an extension was negotiated and which carry more data behind it.
+    /// </summary>
+    public bool TryReadTruncated<T>(int size, out T value)
+        where T : struct
+    {
+        value = default;
+        if (size > Unsafe.SizeOf<T>() || _remaining.Length < size)
+        {
+            return false;
+        }
+
+        _remaining[..size].CopyTo(MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref value, 1)));
+        _remaining = _remaining[size..];
+        return true;
+    }
+
     /// <summary>Reads a NUL-terminated name and returns it without the terminator.</summary>
     public bool TryReadName(out ReadOnlySpan<byte> name)
     {
