@@ -45,10 +45,10 @@ internal static partial class Libc
     public static partial int FTruncate(SafeFileHandle fd, long length);
 
     [LibraryImport("libc", EntryPoint = "utimensat", SetLastError = true)]
-    public static unsafe partial int UtimensAt(int dirFd, ReadOnlySpan<byte> path, Timespec* times, int flags);
+    public static partial int UtimensAt(int dirFd, ReadOnlySpan<byte> path, ReadOnlySpan<Timespec> times, int flags);
 
     [LibraryImport("libc", EntryPoint = "futimens", SetLastError = true)]
-    public static unsafe partial int FUtimens(SafeFileHandle fd, Timespec* times);
+    public static partial int FUtimens(SafeFileHandle fd, ReadOnlySpan<Timespec> times);
 
     [LibraryImport("libc", EntryPoint = "readlinkat", SetLastError = true)]
     public static partial nint ReadLinkAt(SafeFileHandle dirFd, ReadOnlySpan<byte> path, Span<byte> buffer, nuint size);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Nydus.Actors.Interop;
 
@@ -44,5 +45,73 @@ internal static partial class Libc
     public static unsafe partial nint ReceiveMessage(int socket, MessageHeader* message, int flags);
 
     [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
-    public static unsafe partial nint WriteVector(Microsoft.Win32.SafeHandles.SafeFileHandle fd, IoVec* vectors, int count);
+    public static unsafe partial nint WriteVector(SafeFileHandle fd, IoVec* vectors, int count);
+
+    /// <summary>A connected AF_UNIX stream pair, both ends close-on-exec.</summary>
+    public static unsafe Errno CreateSocketPair(out SafeFileHandle first, out SafeFileHandle second)
+    {
+        const int SOCK_CLOEXEC = 0x80000;
+        int* pair = stackalloc int[2];
+        if (SocketPair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        {
+            first = second = new SafeFileHandle();
+            return LastErrno;
+        }
+
+        first = new SafeFileHandle(pair[0], ownsHandle: true);
+        second = new SafeFileHandle(pair[1], ownsHandle: true);
+        return Errno.Success;
+    }
+
+    /// <summary>Lets a child process inherit <paramref name="fd"/> by clearing its close-on-exec flag.</summary>
+    public static Errno AllowInheritance(SafeFileHandle fd)
+    {
+        const int F_SETFD = 2;
+        return Fcntl(fd, F_SETFD, 0) == 0 ? Errno.Success : LastErrno;
+    }
+
+    /// <summary>Receives one descriptor passed with SCM_RIGHTS (one data byte rides along).</summary>
+    /// <returns>The descriptor, owned by the caller, or null when none arrived.</returns>
+    public static unsafe SafeFileHandle? ReceiveDescriptor(SafeFileHandle socket)
+    {
+        byte data;
+        var vector = new IoVec { Base = &data, Length = 1 };
+
+        // CMSG_SPACE(sizeof(int)): the 16-byte header plus one int padded to 8.
+        const int ControlSize = 24;
+        byte* control = stackalloc byte[ControlSize];
+        new Span<byte>(control, ControlSize).Clear();
+        var message = new MessageHeader { Vectors = &vector, VectorCount = 1, Control = control, ControlLength = ControlSize };
+        bool added = false;
+        try
+        {
+            socket.DangerousAddRef(ref added);
+            nint received;
+            do
+            {
+                received = ReceiveMessage((int)socket.DangerousGetHandle(), &message, 0);
+            }
+            while (received < 0 && LastErrno == Errno.EINTR);
+
+            if (received <= 0 || message.ControlLength < (nuint)sizeof(ControlMessageHeader))
+            {
+                return null;
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+
+        var header = (ControlMessageHeader*)control;
+        if (header->Level != SOL_SOCKET || header->Type != SCM_RIGHTS)
+        {
+            return null;
+        }
+
+        return new SafeFileHandle(*(int*)(control + sizeof(ControlMessageHeader)), ownsHandle: true);
+    }
 }

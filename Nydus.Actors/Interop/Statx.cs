@@ -35,11 +35,3 @@ public struct Statx
     /// <summary>File type bits of <see cref="Mode"/> (S_IFMT).</summary>
     public readonly uint FileType => Mode & FileModes.S_IFMT;
 }
-
-[StructLayout(LayoutKind.Sequential)]
-public struct StatxTimestamp
-{
-    public long Seconds;
-    public uint Nanoseconds;
-    private readonly int _reserved;
-}

@@ -8,7 +8,7 @@ namespace Nydus.Actors.Passthrough;
 // Operations that change the tree or an inode: SETATTR, MKNOD, MKDIR, SYMLINK, UNLINK, RMDIR, RENAME, LINK.
 public sealed partial class PassthroughFileSystem
 {
-    public unsafe Errno SetAttr(in FuseContext context, ulong nodeId, in FuseSetAttrIn changes, out FuseAttr attr, out TimeSpan timeout)
+    public Errno SetAttr(in FuseContext context, ulong nodeId, in FuseSetAttrIn changes, out FuseAttr attr, out TimeSpan timeout)
     {
         attr = default;
         timeout = CacheTimeout;
@@ -69,7 +69,7 @@ public sealed partial class PassthroughFileSystem
         const FuseSetAttrValid timeBits = FuseSetAttrValid.Atime | FuseSetAttrValid.Mtime | FuseSetAttrValid.AtimeNow | FuseSetAttrValid.MtimeNow;
         if ((changes.Valid & timeBits) != 0)
         {
-            Libc.Timespec* times = stackalloc Libc.Timespec[2];
+            Span<Libc.Timespec> times = stackalloc Libc.Timespec[2];
             times[0] = TimeChange(changes.Valid, FuseSetAttrValid.Atime, FuseSetAttrValid.AtimeNow, changes.Atime, changes.AtimeNsec);
             times[1] = TimeChange(changes.Valid, FuseSetAttrValid.Mtime, FuseSetAttrValid.MtimeNow, changes.Mtime, changes.MtimeNsec);
             // utimensat through /proc would follow a symlink to its target; the O_PATH handle alone

@@ -21,10 +21,3 @@ public struct FuseEntry
     /// <summary>How long the kernel may cache <see cref="Attr"/>.</summary>
     public TimeSpan AttrTimeout;
 }
-
-/// <summary>What OPEN, OPENDIR and CREATE answer: the file system's handle and the FOPEN_* flags it wants.</summary>
-public struct FuseOpenResult
-{
-    public ulong Handle;
-    public FuseOpenFlags Flags;
-}

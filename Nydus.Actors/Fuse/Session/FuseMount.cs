@@ -158,72 +158,35 @@ public static class FuseMount
         return device;
     }
 
-    private static unsafe SafeFileHandle MountWithFusermount(string target, FuseMountOptions options)
+    private static SafeFileHandle MountWithFusermount(string target, FuseMountOptions options)
     {
-        const int SOCK_CLOEXEC = 0x80000;
-        int* pair = stackalloc int[2];
-        if (Libc.SocketPair(Libc.AF_UNIX, Libc.SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        Errno pairError = Libc.CreateSocketPair(out SafeFileHandle ours, out SafeFileHandle theirs);
+        using (ours)
+        using (theirs)
         {
-            throw new FuseException(FuseErrorKind.MountFailed, Libc.LastErrno, $"socketpair for fusermount3 failed: {Libc.LastErrno}");
+            if (pairError != Errno.Success)
+            {
+                throw new FuseException(FuseErrorKind.MountFailed, pairError, $"socketpair for {Fusermount} failed: {pairError}");
+            }
+
+            // fusermount3 must inherit its end: clear close-on-exec on that one descriptor only.
+            Libc.AllowInheritance(theirs);
+
+            var mountOptions = new StringBuilder(options.ReadOnly ? "ro" : "rw");
+            mountOptions.Append(",nosuid,nodev,noatime");
+            mountOptions.Append(",fsname=").Append(options.Source);
+            if (options.Subtype is not null)
+            {
+                mountOptions.Append(",subtype=").Append(options.Subtype);
+            }
+
+            AppendCommonOptions(mountOptions, options);
+            string commFd = ((int)theirs.DangerousGetHandle()).ToString(CultureInfo.InvariantCulture);
+            RunFusermount(["-o", mountOptions.ToString(), "--", target], new Dictionary<string, string> { ["_FUSE_COMMFD"] = commFd });
+
+            return Libc.ReceiveDescriptor(ours)
+                ?? throw new FuseException(FuseErrorKind.MountFailed, Errno.EIO, $"{Fusermount} mounted {target} but sent no descriptor");
         }
-
-        using var ours = new SafeFileHandle(pair[0], ownsHandle: true);
-        using var theirs = new SafeFileHandle(pair[1], ownsHandle: true);
-
-        // fusermount3 must inherit its end: clear close-on-exec on that one descriptor only.
-        const int F_SETFD = 2;
-        Libc.Fcntl(theirs, F_SETFD, 0);
-
-        var mountOptions = new StringBuilder(options.ReadOnly ? "ro" : "rw");
-        mountOptions.Append(",nosuid,nodev,noatime");
-        mountOptions.Append(",fsname=").Append(options.Source);
-        if (options.Subtype is not null)
-        {
-            mountOptions.Append(",subtype=").Append(options.Subtype);
-        }
-
-        AppendCommonOptions(mountOptions, options);
-        RunFusermount(["-o", mountOptions.ToString(), "--", target],
-            new Dictionary<string, string> { ["_FUSE_COMMFD"] = pair[1].ToString(CultureInfo.InvariantCulture) });
-
-        int received = ReceiveDescriptor(pair[0]);
-        if (received < 0)
-        {
-            throw new FuseException(FuseErrorKind.MountFailed, Errno.EIO, $"fusermount3 mounted {target} but sent no descriptor");
-        }
-
-        return new SafeFileHandle(received, ownsHandle: true);
-    }
-
-    /// <summary>Receives one descriptor sent with SCM_RIGHTS.</summary>
-    private static unsafe int ReceiveDescriptor(int socket)
-    {
-        byte data;
-        var vector = new Libc.IoVec { Base = &data, Length = 1 };
-        // CMSG_SPACE(sizeof(int)) = header (16) + int padded to 8.
-        const int ControlSize = 24;
-        byte* control = stackalloc byte[ControlSize];
-        new Span<byte>(control, ControlSize).Clear();
-        var message = new Libc.MessageHeader { Vectors = &vector, VectorCount = 1, Control = control, ControlLength = ControlSize };
-        nint received;
-        do
-        {
-            received = Libc.ReceiveMessage(socket, &message, 0);
-        }
-        while (received < 0 && Libc.LastErrno == Errno.EINTR);
-
-        if (received <= 0 || message.ControlLength < (nuint)sizeof(Libc.ControlMessageHeader))
-        {
-            return -1;
-        }
-
-        var header = (Libc.ControlMessageHeader*)control;
-        if (header->Level != Libc.SOL_SOCKET || header->Type != Libc.SCM_RIGHTS)
-        {
-            return -1;
-        }
-
-        return *(int*)(control + sizeof(Libc.ControlMessageHeader));
     }
 
     private static void RunFusermount(string[] arguments, Dictionary<string, string>? environment)

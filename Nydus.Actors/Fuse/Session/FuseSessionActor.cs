@@ -79,12 +79,20 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
     private void Start()
     {
         IActorRef self = Self;
-        _starter = Sender;
+        if (!Sender.Equals(Self))
+        {
+            _starter = Sender;
+        }
+
         _ended = false;
         _generation = _session.Start(exit => self.Tell(new WorkerExited(exit)));
         _remaining = _session.WorkerCount;
         _log.Info("FUSE session started {Count} workers (generation {Generation})", _remaining, _generation);
-        Sender.Tell(new WorkersStarted(_generation, _remaining));
+        if (!Sender.Equals(Self))
+        {
+            // A restart starts the workers by telling itself; nobody waits for that answer.
+            Sender.Tell(new WorkersStarted(_generation, _remaining));
+        }
         Context.Become(Running);
     }
 
