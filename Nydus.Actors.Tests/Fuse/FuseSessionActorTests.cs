@@ -12,6 +12,11 @@ public class FuseSessionActorTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan Prompt = TimeSpan.FromSeconds(3);
 
+    public FuseSessionActorTests(Xunit.Abstractions.ITestOutputHelper output)
+        : base(output: output)
+    {
+    }
+
     [FuseFact]
     public async Task Actor_should_start_stop_and_restart_workers_on_the_same_descriptor()
     {
@@ -121,6 +126,63 @@ public class FuseSessionActorTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(Directive.Restart, FuseSessionActor.Decide(new FuseException(FuseErrorKind.WorkerFaulted, Errno.EIO, "fault")));
         Assert.Equal(Directive.Stop, FuseSessionActor.Decide(new FuseException(FuseErrorKind.MountFailed, Errno.EPERM, "mount")));
         Assert.Equal(Directive.Escalate, FuseSessionActor.Decide(new InvalidOperationException()));
+    }
+
+    [Fact]
+    public async Task Worker_fault_should_restart_workers_on_the_same_descriptor_under_supervision()
+    {
+        // A pipe stands in for /dev/fuse: once its writer closes, read() returns 0, which no FUSE device
+        // does, so every worker started on it faults.
+        (Microsoft.Win32.SafeHandles.SafeFileHandle readEnd, Microsoft.Win32.SafeHandles.SafeFileHandle writeEnd) = FusePosix.Pipe();
+        using var passthrough = new Nydus.Actors.Passthrough.PassthroughFileSystem(Path.GetTempPath(), writable: false);
+        using var session = new FuseSession(readEnd, passthrough, new FuseSessionOptions { WorkerCount = 2 });
+        IActorRef parent = Sys.ActorOf(Props.Create(() => new RestartOnceParent(session, TestActor)));
+        IActorRef child = await ExpectMsgAsync<IActorRef>(Prompt);
+
+        child.Tell(StartWorkers.Instance, TestActor);
+        WorkersStarted started = await ExpectMsgAsync<WorkersStarted>(Prompt);
+        Assert.Equal(2, session.RunningWorkers);
+
+        await EventFilter.Exception<FuseException>().ExpectAsync(2, async () =>
+        {
+            writeEnd.Dispose();
+            await ExpectMsgAsync<ChildStopped>(TimeSpan.FromSeconds(15));
+        });
+
+        // First fault: restarted, and the restart started a new generation on the same descriptor; second
+        // fault: the parent's retry budget (1) is spent and the actor stops.
+        Assert.True(session.Generation > started.Generation, $"generation {session.Generation} after start {started.Generation}");
+        Assert.False(readEnd.IsClosed);
+        Sys.Stop(parent);
+        readEnd.Dispose();
+    }
+
+    private sealed record ChildStopped(IActorRef Child);
+
+    /// <summary>Supervises a FuseSessionActor with its decider and a budget of one restart; reports the child's end.</summary>
+    private sealed class RestartOnceParent : UntypedActor
+    {
+        private readonly IActorRef _probe;
+
+        public RestartOnceParent(FuseSession session, IActorRef probe)
+        {
+            _probe = probe;
+            IActorRef child = Context.ActorOf(FuseSessionActor.Props(session), "session");
+            Context.Watch(child);
+            probe.Tell(child);
+        }
+
+        protected override SupervisorStrategy SupervisorStrategy() =>
+            new OneForOneStrategy(1, TimeSpan.FromMinutes(1), FuseSessionActor.Decide);
+
+        protected override void OnReceive(object message)
+        {
+            // Terminated itself is only delivered to watchers, so it is passed on wrapped.
+            if (message is Terminated terminated)
+            {
+                _probe.Tell(new ChildStopped(terminated.ActorRef));
+            }
+        }
     }
 
     private async Task StopActorAsync(IActorRef actor)

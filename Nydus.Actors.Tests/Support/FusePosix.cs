@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Interop;
+using Xunit;
 
 namespace Nydus.Actors.Tests.Support;
 
@@ -106,4 +107,18 @@ internal static partial class FusePosix
     }
 
     private static Errno Result(int result) => result == 0 ? Errno.Success : Libc.LastErrno;
+}
+
+internal static partial class FusePosix
+{
+    [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
+    private static unsafe partial int Pipe2(int* fds, int flags);
+
+    /// <summary>A pipe (read end, write end), close-on-exec.</summary>
+    public static unsafe (SafeFileHandle Read, SafeFileHandle Write) Pipe()
+    {
+        int* fds = stackalloc int[2];
+        Assert.Equal(0, Pipe2(fds, Libc.O_CLOEXEC));
+        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
 }

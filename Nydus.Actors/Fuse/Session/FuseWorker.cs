@@ -114,6 +114,12 @@ internal sealed class FuseWorker
                 }
             }
 
+            if (read == 0)
+            {
+                // /dev/fuse never reports end of file; a descriptor that does is not a FUSE connection.
+                return Exit(FuseWorkerExitReason.Faulted, Errno.EIO);
+            }
+
             Span<byte> reply = buffer.AsSpan(requestSize, replySize);
             int replyLength = _dispatcher.Dispatch(request[..(int)read], reply);
             if (replyLength > 0 && Libc.WriteFrom(_device, reply[..replyLength]) < 0)
