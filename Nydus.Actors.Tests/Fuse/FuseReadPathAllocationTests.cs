@@ -1,0 +1,75 @@
+using System.Runtime.InteropServices;
+using Nydus.Actors.Fuse.Abi;
+using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Fuse.Session;
+using Nydus.Actors.Passthrough;
+using Xunit;
+using static Nydus.Actors.Tests.Fuse.FuseDispatcherTests;
+
+namespace Nydus.Actors.Tests.Fuse;
+
+/// <summary>The read path (READ, GETATTR) builds replies in the worker's buffer without touching the managed heap.</summary>
+public class FuseReadPathAllocationTests
+{
+    [Fact]
+    public void ReadAndGetAttr_ThroughPassthrough_AllocateNothingPerRequest()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "nydus-alloc-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        File.WriteAllBytes(Path.Combine(root, "data"), new byte[256 * 1024]);
+        try
+        {
+            using var passthrough = new PassthroughFileSystem(root, writable: false);
+            var dispatcher = new FuseDispatcher(passthrough, FuseInitOptions.ReadOnlyImage);
+            byte[] reply = GC.AllocateUninitializedArray<byte>(dispatcher.ReplyBufferSize, pinned: true);
+
+            dispatcher.Dispatch(Request(FuseOpcode.Lookup, 1, 1, Name("data")), reply);
+            ulong node = MemoryMarshal.Read<FuseEntryOut>(reply.AsSpan(16)).NodeId;
+            dispatcher.Dispatch(Request(FuseOpcode.Open, 2, node, Bytes(0UL)), reply);
+            ulong handle = MemoryMarshal.Read<FuseOpenOut>(reply.AsSpan(16)).Fh;
+
+            byte[] read = Request(FuseOpcode.Read, 3, node, ReadRequest(handle, offset: 4096, size: 128 * 1024));
+            byte[] getattr = Request(FuseOpcode.GetAttr, 4, node, Bytes(new FuseGetAttrIn()));
+            for (int i = 0; i < 200; i++)
+            {
+                dispatcher.Dispatch(read, reply);
+                dispatcher.Dispatch(getattr, reply);
+            }
+
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
+            {
+                dispatcher.Dispatch(read, reply);
+                dispatcher.Dispatch(getattr, reply);
+            }
+
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(0, allocated);
+            Assert.Equal(16 + 128 * 1024, dispatcher.Dispatch(read, reply));
+            Assert.Equal(0, MemoryMarshal.Read<FuseOutHeader>(reply).Error);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1025)]
+    public void Session_WorkerCountOutOfRange_IsRefused(int workers)
+    {
+        using var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(-1, ownsHandle: false);
+        using var passthrough = new PassthroughFileSystem(Path.GetTempPath(), writable: false);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new FuseSession(handle, passthrough, new FuseSessionOptions { WorkerCount = workers }));
+    }
+
+    private static byte[] ReadRequest(ulong handle, ulong offset, uint size)
+    {
+        byte[] raw = new byte[40];
+        BitConverter.TryWriteBytes(raw.AsSpan(0), handle);
+        BitConverter.TryWriteBytes(raw.AsSpan(8), offset);
+        BitConverter.TryWriteBytes(raw.AsSpan(16), size);
+        return raw;
+    }
+}

@@ -1,0 +1,94 @@
+using System.Runtime.InteropServices;
+
+namespace Nydus.Actors.Fuse.Abi;
+
+// Fixed-size reply bodies written after fuse_out_header, and the notification bodies.
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseInitOut
+{
+    public uint Major;
+    public uint Minor;
+    public uint MaxReadahead;
+    public uint Flags;
+    public ushort MaxBackground;
+    public ushort CongestionThreshold;
+    public uint MaxWrite;
+    public uint TimeGran;
+    public ushort MaxPages;
+    public ushort MapAlignment;
+    public uint Flags2;
+    /// <summary>Protocol 7.40 made unused[0] max_stack_depth (FUSE_PASSTHROUGH); zero here.</summary>
+    private uint _unused0, _unused1, _unused2, _unused3, _unused4, _unused5, _unused6;
+
+    /// <summary>Reply size understood by kernels speaking a minor below 23.</summary>
+    public const int Compat22Size = 24;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseOpenOut
+{
+    public ulong Fh;
+    public FuseOpenFlags OpenFlags;
+    private uint _padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseWriteOut
+{
+    public uint Size;
+    private uint _padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseStatFsOut
+{
+    public FuseKstatfs St;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseGetXattrOut
+{
+    public uint Size;
+    private uint _padding;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseLseekOut
+{
+    public ulong Offset;
+}
+
+/// <summary>struct fuse_dirent without its name: 24 bytes, the name follows, padded to 8.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseDirent
+{
+    public ulong Ino;
+    public ulong Off;
+    public uint NameLength;
+    public uint Type;
+}
+
+/// <summary>struct fuse_direntplus without its name: 152 bytes.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseDirentPlus
+{
+    public FuseEntryOut EntryOut;
+    public FuseDirent Dirent;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseNotifyInvalInodeOut
+{
+    public ulong Ino;
+    public long Offset;
+    public long Length;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct FuseNotifyInvalEntryOut
+{
+    public ulong Parent;
+    public uint NameLength;
+    public uint Flags;
+}

@@ -1,0 +1,18 @@
+using Nydus.Actors.Fuse.Abi;
+
+namespace Nydus.Actors.Fuse.FileSystem;
+
+/// <summary>What INIT settled between the kernel and this server.</summary>
+/// <param name="ProtocolMinor">The minor both sides speak (min of kernel's and ours).</param>
+/// <param name="KernelFlags">Everything the kernel offered.</param>
+/// <param name="Flags">What this server took up.</param>
+/// <param name="MaxWrite">Largest WRITE payload the kernel will send.</param>
+/// <param name="MaxReadahead">Readahead window granted.</param>
+/// <param name="MaxPages">Pages per request (with MAX_PAGES), bounding READ sizes.</param>
+public sealed record FuseConnectionInfo(
+    uint ProtocolMinor,
+    FuseInitFlags KernelFlags,
+    FuseInitFlags Flags,
+    uint MaxWrite,
+    uint MaxReadahead,
+    ushort MaxPages);

@@ -1,0 +1,10 @@
+using Nydus.Actors.Fuse.Abi;
+
+namespace Nydus.Actors.Fuse.FileSystem;
+
+/// <summary>What OPEN, OPENDIR and CREATE answer: the file system's handle and the FOPEN_* flags it wants.</summary>
+public struct FuseOpenResult
+{
+    public ulong Handle;
+    public FuseOpenFlags Flags;
+}

@@ -1,0 +1,63 @@
+using Nydus.Actors.Fuse.Abi;
+
+namespace Nydus.Actors.Fuse.Ops;
+
+/// <summary>
+/// What this server asks for in INIT. The kernel grants the intersection of its offer and
+/// <see cref="WantedFlags"/>; sizes are clamped to what the kernel allows.
+/// </summary>
+public sealed record FuseInitOptions
+{
+    /// <summary>Largest WRITE payload (and READ size, via max_read) this server accepts. 1 MiB = 256 pages.</summary>
+    public uint MaxWrite { get; init; } = 1024 * 1024;
+
+    /// <summary>Upper bound for the readahead window; the kernel's offer is used when smaller.</summary>
+    public uint MaxReadahead { get; init; } = 1024 * 1024;
+
+    /// <summary>Background (async read, readahead) requests in flight before the kernel throttles.</summary>
+    public ushort MaxBackground { get; init; } = 64;
+
+    public ushort CongestionThreshold { get; init; } = 48;
+
+    public FuseInitFlags WantedFlags { get; init; } = ReadOnlyImageFlags;
+
+    /// <summary>
+    /// What a read-mostly image server wants: parallel async reads and lookups, readdirplus to save the
+    /// per-entry LOOKUP, cached symlink targets, NFS export (LOOKUP of "." and ".."), big requests.
+    /// </summary>
+    public const FuseInitFlags ReadOnlyImageFlags =
+        FuseInitFlags.AsyncRead | FuseInitFlags.ParallelDirops | FuseInitFlags.DoReaddirplus |
+        FuseInitFlags.ReaddirplusAuto | FuseInitFlags.CacheSymlinks | FuseInitFlags.ExportSupport |
+        FuseInitFlags.BigWrites | FuseInitFlags.MaxPages | FuseInitFlags.AsyncDio | FuseInitFlags.InitExt |
+        FuseInitFlags.HasResend;
+
+    /// <summary>
+    /// A writable passthrough additionally wants O_TRUNC folded into OPEN (atomic truncation) and the
+    /// kernel to keep the page cache coherent with host changes (AUTO_INVAL_DATA). Symlink caching is
+    /// dropped because the host may retarget links behind the mount's back.
+    /// </summary>
+    public const FuseInitFlags WritablePassthroughFlags =
+        (ReadOnlyImageFlags & ~FuseInitFlags.CacheSymlinks) | FuseInitFlags.AtomicOTrunc | FuseInitFlags.AutoInvalData;
+
+    /// <summary>Options for a read-only image (RAFS) or read-only passthrough.</summary>
+    public static FuseInitOptions ReadOnlyImage { get; } = new();
+
+    /// <summary>Options for a writable passthrough.</summary>
+    /// <param name="writebackCache">Let the kernel buffer writes (faster, but the host sees them late).</param>
+    /// <param name="posixAcl">Let the kernel enforce POSIX ACLs from system.posix_acl_* xattrs (off by default).</param>
+    public static FuseInitOptions WritablePassthrough(bool writebackCache = false, bool posixAcl = false)
+    {
+        FuseInitFlags flags = WritablePassthroughFlags;
+        if (writebackCache)
+        {
+            flags |= FuseInitFlags.WritebackCache;
+        }
+
+        if (posixAcl)
+        {
+            flags |= FuseInitFlags.PosixAcl;
+        }
+
+        return new FuseInitOptions { WantedFlags = flags };
+    }
+}

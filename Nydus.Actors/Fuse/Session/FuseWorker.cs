@@ -1,0 +1,144 @@
+using Microsoft.Win32.SafeHandles;
+using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Interop;
+using Serilog;
+
+namespace Nydus.Actors.Fuse.Session;
+
+/// <summary>
+/// One dedicated thread serving requests: poll(/dev/fuse, stop event), read one request into its pinned
+/// buffer, dispatch, write the reply. The worker owns a dup() of the session descriptor (same open file,
+/// so the kernel queue is shared and nothing is lost if this copy closes) and never closes the original.
+/// </summary>
+internal sealed class FuseWorker
+{
+    private static readonly ILogger Log = Serilog.Log.ForContext<FuseWorker>();
+
+    private readonly int _generation;
+    private readonly int _index;
+    private readonly SafeFileHandle _device;
+    private readonly SafeFileHandle _stopEvent;
+    private readonly FuseDispatcher _dispatcher;
+    private readonly Action<FuseWorkerExit> _onExit;
+    private readonly Thread _thread;
+
+    public FuseWorker(int generation, int index, SafeFileHandle device, SafeFileHandle stopEvent, FuseDispatcher dispatcher,
+        string threadName, Action<FuseWorkerExit> onExit)
+    {
+        _generation = generation;
+        _index = index;
+        _device = device;
+        _stopEvent = stopEvent;
+        _dispatcher = dispatcher;
+        _onExit = onExit;
+        _thread = new Thread(Run) { IsBackground = true, Name = threadName };
+    }
+
+    public void Start() => _thread.Start();
+
+    public bool Join(TimeSpan timeout) => _thread.Join(timeout);
+
+    private void Run()
+    {
+        FuseWorkerExit exit;
+        try
+        {
+            exit = Serve();
+        }
+        catch (Exception exception)
+        {
+            Log.Error(exception, "FUSE worker {Worker} failed", _thread.Name);
+            exit = new FuseWorkerExit(_generation, _index, FuseWorkerExitReason.Faulted, Errno.EIO, exception);
+        }
+        finally
+        {
+            _device.Dispose();
+        }
+
+        try
+        {
+            _onExit(exit);
+        }
+        catch (Exception exception)
+        {
+            Log.Error(exception, "FUSE worker {Worker} exit callback failed", _thread.Name);
+        }
+    }
+
+    private FuseWorkerExit Serve()
+    {
+        int requestSize = Math.Max(_dispatcher.RequestBufferSize, Abi.FuseProtocol.MinReadBuffer);
+        int replySize = _dispatcher.ReplyBufferSize;
+
+        // One pinned buffer per worker, split in a request half and a reply half: the reply is built while
+        // the request (names, WRITE data) is still being read.
+        byte[] buffer = GC.AllocateUninitializedArray<byte>(requestSize + replySize, pinned: true);
+        while (true)
+        {
+            Errno pollError = Libc.PollPair(_device, _stopEvent, out short deviceEvents, out short stopEvents);
+            if (pollError != Errno.Success)
+            {
+                if (pollError == Errno.EINTR)
+                {
+                    continue;
+                }
+
+                return Exit(FuseWorkerExitReason.Faulted, pollError);
+            }
+
+            if (stopEvents != 0)
+            {
+                return Exit(FuseWorkerExitReason.Stopped, Errno.Success);
+            }
+
+            if (deviceEvents == 0)
+            {
+                continue;
+            }
+
+            Span<byte> request = buffer.AsSpan(0, requestSize);
+            nint read = Libc.ReadInto(_device, request);
+            if (read < 0)
+            {
+                Errno errno = Libc.LastErrno;
+                switch (errno)
+                {
+                    case Errno.EINTR:
+                    case Errno.EAGAIN: // another worker took the request this poll announced
+                    case Errno.ENOENT: // the request was interrupted before it could be read
+                        continue;
+                    case Errno.ENODEV:
+                        return Exit(FuseWorkerExitReason.Unmounted, errno);
+                    default:
+                        return Exit(FuseWorkerExitReason.Faulted, errno);
+                }
+            }
+
+            if (read == 0)
+            {
+                // /dev/fuse never reports end of file; a descriptor that does is not a FUSE connection.
+                return Exit(FuseWorkerExitReason.Faulted, Errno.EIO);
+            }
+
+            Span<byte> reply = buffer.AsSpan(requestSize, replySize);
+            int replyLength = _dispatcher.Dispatch(request[..(int)read], reply);
+            if (replyLength > 0 && Libc.WriteFrom(_device, reply[..replyLength]) < 0)
+            {
+                Errno errno = Libc.LastErrno;
+                if (errno == Errno.ENODEV)
+                {
+                    return Exit(FuseWorkerExitReason.Unmounted, errno);
+                }
+
+                // ENOENT: the kernel no longer waits for this request (interrupted or aborted). Others mean
+                // the reply was malformed, which is worth a log line but not the worker.
+                if (errno != Errno.ENOENT)
+                {
+                    Log.Warning("FUSE reply of {Length} bytes rejected by the kernel: {Errno}", replyLength, errno);
+                }
+            }
+        }
+    }
+
+    private FuseWorkerExit Exit(FuseWorkerExitReason reason, Errno errno) => new(_generation, _index, reason, errno);
+}

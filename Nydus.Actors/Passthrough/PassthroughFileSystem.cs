@@ -1,0 +1,260 @@
+using System.Collections.Concurrent;
+using Microsoft.Win32.SafeHandles;
+using Nydus.Actors.Fuse.Abi;
+using Nydus.Actors.Fuse.FileSystem;
+using Nydus.Actors.Interop;
+
+namespace Nydus.Actors.Passthrough;
+
+/// <summary>
+/// Shares a host directory through FUSE (nydusd --shared-dir, read-only unless --writable). Each known
+/// inode is held by an O_PATH descriptor and reopened through /proc/self/fd/N, so nodes survive renames
+/// on the host and no path strings are rebuilt per request. Inode numbers are the host's; node ids are
+/// this server's. When running as root, creating operations run with the caller's fsuid/fsgid.
+/// Failures answer the errno the host syscall gave.
+/// </summary>
+public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
+{
+    private const int ReadOnlyOpenFlagsMask = Libc.O_ACCMODE | Libc.O_TRUNC | Libc.O_APPEND | Libc.O_CREAT;
+
+    private readonly PassthroughInodeTable _inodes;
+    private readonly ConcurrentDictionary<ulong, SafeFileHandle> _files = new();
+    private readonly ConcurrentDictionary<ulong, PassthroughDirectory> _directories = new();
+    private readonly uint _processUmask;
+    private long _nextHandle;
+
+    /// <param name="root">The host directory to share.</param>
+    /// <param name="writable">False answers every modifying request with EROFS.</param>
+    /// <param name="cacheTimeout">How long the kernel may cache entries and attributes (default 1 s).</param>
+    public PassthroughFileSystem(string root, bool writable, TimeSpan? cacheTimeout = null)
+    {
+        Root = Path.GetFullPath(root);
+        Writable = writable;
+        CacheTimeout = cacheTimeout ?? TimeSpan.FromSeconds(1);
+
+        SafeFileHandle rootHandle = Libc.Own(Libc.Open(PathBytes.FromString(Root), Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0))
+            ?? throw new DirectoryNotFoundException($"cannot open shared directory {Root}: {Libc.LastErrno}");
+        if (Libc.StatxAt(rootHandle, PathBytes.Empty, Libc.AT_EMPTY_PATH, Libc.STATX_BASIC_STATS, out Statx stat) != 0)
+        {
+            Errno errno = Libc.LastErrno;
+            rootHandle.Dispose();
+            throw new IOException($"cannot stat shared directory {Root}: {errno}");
+        }
+
+        _inodes = new PassthroughInodeTable(rootHandle, stat.Device, stat.Inode);
+
+        // mkdirat/mknodat/openat apply this process's umask on top of the caller's (already applied by
+        // the kernel); remember it to restore the caller's exact mode afterwards.
+        _processUmask = Libc.Umask(0x12) /* 022 octal: a harmless placeholder while reading the old mask */;
+        Libc.Umask(_processUmask);
+    }
+
+    public string Root { get; }
+
+    public bool Writable { get; }
+
+    public TimeSpan CacheTimeout { get; }
+
+    public bool IsReadOnly => !Writable;
+
+    public bool SupportsReadDirPlus => true;
+
+    /// <summary>Nodes currently known to the kernel, root included (for tests and metrics).</summary>
+    public int KnownNodes => _inodes.Count;
+
+    public int OpenFiles => _files.Count;
+
+    public void Forget(ulong nodeId, ulong lookupCount) => _inodes.Forget(nodeId, lookupCount);
+
+    public void Destroy()
+    {
+        foreach (ulong handle in _files.Keys)
+        {
+            if (_files.TryRemove(handle, out SafeFileHandle? file))
+            {
+                file.Dispose();
+            }
+        }
+
+        foreach (ulong handle in _directories.Keys)
+        {
+            if (_directories.TryRemove(handle, out PassthroughDirectory? directory))
+            {
+                directory.Dispose();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        Destroy();
+        _inodes.Dispose();
+    }
+
+    private ulong NextHandle() => (ulong)Interlocked.Increment(ref _nextHandle);
+
+    /// <summary>Unknown or forgotten node ids answer ESTALE, as for a file handle that no longer resolves.</summary>
+    private bool TryGetInode(ulong nodeId, out PassthroughInode inode, out Errno errno)
+    {
+        if (_inodes.TryGet(nodeId, out inode))
+        {
+            errno = Errno.Success;
+            return true;
+        }
+
+        errno = Errno.ESTALE;
+        return false;
+    }
+
+    private static Errno StatInode(PassthroughInode inode, out Statx stat) =>
+        Libc.StatxAt(inode.PathHandle, PathBytes.Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out stat) == 0
+            ? Errno.Success
+            : Libc.LastErrno;
+
+    private static void FillAttr(in Statx stat, out FuseAttr attr)
+    {
+        attr = new FuseAttr
+        {
+            Ino = stat.Inode,
+            Size = stat.Size,
+            Blocks = stat.Blocks,
+            Atime = (ulong)stat.AccessTime.Seconds,
+            AtimeNsec = stat.AccessTime.Nanoseconds,
+            Mtime = (ulong)stat.ModifyTime.Seconds,
+            MtimeNsec = stat.ModifyTime.Nanoseconds,
+            Ctime = (ulong)stat.ChangeTime.Seconds,
+            CtimeNsec = stat.ChangeTime.Nanoseconds,
+            Mode = stat.Mode,
+            Nlink = stat.LinkCount,
+            Uid = stat.Uid,
+            Gid = stat.Gid,
+            Rdev = FileModes.EncodeDevice(stat.RdevMajor, stat.RdevMinor),
+            BlkSize = stat.BlockSize,
+        };
+    }
+
+    /// <summary>Resolves <paramref name="name"/> in <paramref name="parent"/> and takes a lookup reference.</summary>
+    private Errno LookupChild(PassthroughInode parent, ReadOnlySpan<byte> name, out FuseEntry entry)
+    {
+        entry = default;
+        Span<byte> nameBuffer = stackalloc byte[PathBytes.NameBufferSize];
+        ReadOnlySpan<byte> terminated = PathBytes.Terminate(name, nameBuffer);
+        if (terminated.IsEmpty)
+        {
+            return Errno.ENAMETOOLONG;
+        }
+
+        if (parent.NodeId == FuseProtocol.RootId && name.SequenceEqual(".."u8))
+        {
+            // Never let an NFS-style ".." lookup climb out of the shared directory.
+            terminated = ".\0"u8;
+        }
+
+        SafeFileHandle? handle = Libc.Own(Libc.OpenAt(parent.PathHandle, terminated, Libc.O_PATH | Libc.O_NOFOLLOW | Libc.O_CLOEXEC, 0));
+        if (handle is null)
+        {
+            return Libc.LastErrno;
+        }
+
+        if (Libc.StatxAt(handle, PathBytes.Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out Statx stat) != 0)
+        {
+            Errno errno = Libc.LastErrno;
+            handle.Dispose();
+            return errno;
+        }
+
+        PassthroughInode inode = _inodes.Reference(handle, stat.Device, stat.Inode, stat.FileType);
+        entry.NodeId = inode.NodeId;
+        entry.EntryTimeout = CacheTimeout;
+        entry.AttrTimeout = CacheTimeout;
+        FillAttr(in stat, out entry.Attr);
+        return Errno.Success;
+    }
+
+    public Errno Lookup(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
+    {
+        entry = default;
+        return TryGetInode(parent, out PassthroughInode directory, out Errno errno)
+            ? LookupChild(directory, name, out entry)
+            : errno;
+    }
+
+    public Errno GetAttr(in FuseContext context, ulong nodeId, ulong? handle, out FuseAttr attr, out TimeSpan timeout)
+    {
+        attr = default;
+        timeout = CacheTimeout;
+        if (!TryGetInode(nodeId, out PassthroughInode inode, out Errno errno))
+        {
+            return errno;
+        }
+
+        errno = StatInode(inode, out Statx stat);
+        if (errno == Errno.Success)
+        {
+            FillAttr(in stat, out attr);
+        }
+
+        return errno;
+    }
+
+    public Errno StatFs(in FuseContext context, ulong nodeId, out FuseKstatfs stat)
+    {
+        stat = default;
+        if (!TryGetInode(nodeId, out PassthroughInode inode, out Errno errno))
+        {
+            return errno;
+        }
+
+        if (Libc.FStatFs(inode.PathHandle, out Libc.StatFs host) != 0)
+        {
+            return Libc.LastErrno;
+        }
+
+        stat.Blocks = host.Blocks;
+        stat.BlocksFree = host.BlocksFree;
+        stat.BlocksAvailable = host.BlocksAvailable;
+        stat.Files = host.Files;
+        stat.FilesFree = host.FilesFree;
+        stat.BlockSize = (uint)host.BlockSize;
+        stat.NameLength = (uint)host.NameLength;
+        stat.FragmentSize = (uint)host.FragmentSize;
+        return Errno.Success;
+    }
+
+    public Errno ReadLink(in FuseContext context, ulong nodeId, Span<byte> target, out int length)
+    {
+        length = 0;
+        if (!TryGetInode(nodeId, out PassthroughInode inode, out Errno errno))
+        {
+            return errno;
+        }
+
+        nint read = Libc.ReadLinkAt(inode.PathHandle, PathBytes.Empty, target, (nuint)target.Length);
+        if (read < 0)
+        {
+            return Libc.LastErrno;
+        }
+
+        length = (int)read;
+        return Errno.Success;
+    }
+
+    public Errno Access(in FuseContext context, ulong nodeId, int mask)
+    {
+        if (!TryGetInode(nodeId, out PassthroughInode inode, out Errno errno))
+        {
+            return errno;
+        }
+
+        if (!Writable && (mask & 2) != 0)
+        {
+            return Errno.EROFS;
+        }
+
+        Span<byte> path = stackalloc byte[PathBytes.ProcFdBufferSize];
+        using var credentials = CallerCredentials.Assume(in context);
+        return Libc.FAccessAt(Libc.AT_FDCWD, PathBytes.ProcFd(inode.Descriptor, path), mask, Libc.AT_EACCESS) == 0
+            ? Errno.Success
+            : Libc.LastErrno;
+    }
+}
