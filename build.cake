@@ -46,7 +46,8 @@ Task("Test").IsDependentOn("Build").Does(() =>
             }
         }
     }
-    Information($"Tests: {passed} passed, {failed} failed, {skipped} skipped");
+    // Plain text (Cake colours its own log lines): CI reads this line.
+    Console.WriteLine($"Tests: {passed} passed, {failed} failed, {skipped} skipped");
     if (failure != null) throw failure;
     if (passed == 0) throw new Exception("no test ran");
 });

@@ -25,7 +25,9 @@ public static class DaemonHost
         {
             return await RunDaemonAsync(options, workDir, levelSwitch);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
+                                       or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
+                                       or Nydus.Actors.Storage.StorageException or Nydus.Actors.Fuse.FuseException)
         {
             Log.Fatal("nydusd cannot start: {Error}", e.Message);
             return 1;
@@ -49,13 +51,25 @@ public static class DaemonHost
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
 
-        using var system = ActorSystem.Create("nydusd", config);
+        // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order).
+        var fuse = options.Singleton ? null : FuseServiceSetup.Prepare(options);
+        ActorSystem system;
+        try
+        {
+            system = ActorSystem.Create("nydusd", config);
+        }
+        catch
+        {
+            fuse?.Undo();
+            throw;
+        }
+        using var _ = system;
         var settings = new DaemonSettings(
             options.Id,
             options.Supervisor,
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
-            ServiceProps: null,
+            ServiceProps: fuse?.ServiceProps,
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)));
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         var daemonStopped = daemon.WatchAsync();

@@ -125,7 +125,12 @@ public static class NydusdCommandLine
             r.AddError("--prefetch-files requires --bootstrap");
         if (Given(r, DedupDb)) r.AddError(NotYet("--dedup-db"));
         if (Value(r, VirtualMountpoint, "/") != "/") r.AddError(NotYet("--virtual-mountpoint other than /"));
-        if (Given(r, Mountpoint)) r.AddError(NotYet("serving a FUSE mount"));
+        if (Given(r, Bootstrap) && !Given(r, ConfigFile) && !Given(r, LocalfsDir))
+            r.AddError("--bootstrap needs --config or --localfs-dir (where its blobs are)");
+        if (Given(r, Mountpoint) && !Given(r, Bootstrap) && !Given(r, SharedDir))
+            r.AddError(NotYet("a FUSE mount without --bootstrap or --shared-dir (filled later through the API)"));
+        if (Given(r, Writable) && Given(r, Bootstrap))
+            r.AddError("--writable applies to --shared-dir only: RAFS images are read-only");
     }
 
     private static void ValidateSingleton(CommandResult r)

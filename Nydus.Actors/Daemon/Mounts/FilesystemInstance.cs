@@ -1,0 +1,101 @@
+using Nydus.Actors.Config;
+using Nydus.Actors.Fuse.FileSystem;
+using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Interop;
+using Nydus.Actors.Passthrough;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage.Backends;
+
+namespace Nydus.Actors.Daemon.Mounts;
+
+/// <summary>
+/// One mountable filesystem with everything it holds open: a RAFS/EROFS image and its blob backend, or a
+/// passthrough directory. What the FUSE session serves; disposing it releases the image and the backend.
+/// </summary>
+public sealed class FilesystemInstance : IDisposable
+{
+    private readonly IDisposable[] _owned;
+
+    private FilesystemInstance(IFuseFileSystem fileSystem, FsBackendType type, FuseInitOptions initOptions, params IDisposable[] owned)
+    {
+        FileSystem = fileSystem;
+        Type = type;
+        InitOptions = initOptions;
+        _owned = owned;
+    }
+
+    public IFuseFileSystem FileSystem { get; }
+
+    public FsBackendType Type { get; }
+
+    /// <summary>What this filesystem wants negotiated at FUSE INIT.</summary>
+    public FuseInitOptions InitOptions { get; }
+
+    /// <summary>
+    /// Opens a RAFS v5/v6 or EROFS bootstrap with upstream's configuration. Errors name the file and the field:
+    /// <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
+    /// </summary>
+    /// <remarks>Images without explicit uid/gid report the daemon's own, as upstream does.</remarks>
+    public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource)
+    {
+        // Upstream also demands a file cache for RAFS v6 over FUSE because its reader needs one; ours does not.
+        var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
+        if (mount.Overlay is not null)
+            throw new ConfigException(ConfigErrorKind.UnsupportedForImage, $"overlay: a writable overlay over RAFS is not supported yet (in {configSource})");
+
+        var (backend, devices) = OpenBackend(mount.Backend, configSource);
+        try
+        {
+            var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
+            {
+                DefaultUid = Libc.GetEffectiveUid(),
+                DefaultGid = Libc.GetEffectiveGid(),
+                ValidateDigests = config.IsChunkValidationEnabled,
+                // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
+                MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
+            });
+            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, image, backend);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Shares a host directory (upstream's passthroughfs), read-only unless <paramref name="writable"/>.</summary>
+    public static FilesystemInstance OpenPassthrough(string directory, bool writable)
+    {
+        if (!Directory.Exists(directory))
+            throw new DirectoryNotFoundException($"shared directory {directory} does not exist");
+        var fs = new PassthroughFileSystem(directory, writable);
+        var init = writable ? FuseInitOptions.WritablePassthrough() : FuseInitOptions.ReadOnlyImage;
+        return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, fs);
+    }
+
+    private static (IBlobBackend Backend, string[] Devices) OpenBackend(BackendConfigV2 backend, string configSource)
+    {
+        switch (backend.Type)
+        {
+            case BackendConfigV2.LocalFsType:
+                var localfs = backend.LocalFs!;
+                var settings = new LocalFsBackendSettings
+                {
+                    Dir = localfs.Dir.Length > 0 ? localfs.Dir : null,
+                    BlobFile = localfs.BlobFile.Length > 0 ? localfs.BlobFile : null,
+                    AltDirs = localfs.AltDirs,
+                };
+                // A plain EROFS image made with `mkfs.erofs --blobdev F` names no blob: its extra device is blob_file.
+                string[] devices = localfs.BlobFile.Length > 0 ? [localfs.BlobFile] : [];
+                return (new LocalFsBackend(settings), devices);
+            default:
+                throw new ConfigException(ConfigErrorKind.UnknownBackendType,
+                    $"backend.type: the '{backend.Type}' backend is not supported yet by this build (in {configSource})");
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var resource in _owned) resource.Dispose();
+    }
+}
