@@ -70,7 +70,10 @@ public static class DaemonHost
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps,
-            ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)));
+            ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
+        {
+            CommandLineBackend = fuse?.Backend,
+        };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         var daemonStopped = daemon.WatchAsync();
 

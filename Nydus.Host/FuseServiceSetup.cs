@@ -14,11 +14,15 @@ namespace Nydus.Host;
 /// </summary>
 public sealed class FuseServiceSetup
 {
-    private FuseServiceSetup(Props serviceProps, Action undo)
+    private FuseServiceSetup(Props serviceProps, MountedBackend backend, Action undo)
     {
         ServiceProps = serviceProps;
+        Backend = backend;
         Undo = undo;
     }
+
+    /// <summary>What the API lists for the mounted filesystem.</summary>
+    public MountedBackend Backend { get; }
 
     /// <summary>The daemon's service child: the FUSE session on the mounted descriptor.</summary>
     public Props ServiceProps { get; }
@@ -32,7 +36,7 @@ public sealed class FuseServiceSetup
         if (!Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var instance = OpenFilesystem(options);
+        var (instance, redactedConfig) = OpenFilesystem(options);
         FuseDevice? device = null;
         FuseSession? session = null;
         try
@@ -63,7 +67,8 @@ public sealed class FuseServiceSetup
         }
 
         var props = FuseServiceActor.Props(session, mountpoint, session, device, instance);
-        return new FuseServiceSetup(props, () =>
+        var backend = new MountedBackend(instance.Type.ToDisplayString(), "/", DateTimeOffset.UtcNow, redactedConfig);
+        return new FuseServiceSetup(props, backend, () =>
         {
             try { FuseMount.Unmount(mountpoint); } catch (Exception e) { Log.Warning("Unmounting {MountPoint} failed: {Error}", mountpoint, e.Message); }
             session.Dispose();
@@ -72,16 +77,16 @@ public sealed class FuseServiceSetup
         });
     }
 
-    private static FilesystemInstance OpenFilesystem(NydusdOptions options)
+    private static (FilesystemInstance Instance, string? RedactedConfig) OpenFilesystem(NydusdOptions options)
     {
         if (options.SharedDir is { } shared)
-            return FilesystemInstance.OpenPassthrough(Path.GetFullPath(shared), options.Writable);
+            return (FilesystemInstance.OpenPassthrough(Path.GetFullPath(shared), options.Writable), null);
 
         var bootstrap = Path.GetFullPath(options.Bootstrap!);
         var imagePullAuth = Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH");
         var (config, source) = options.Config is { } file
             ? (NydusConfigLoader.LoadFile(file, imagePullAuth), file)
             : (NydusConfigLoader.Parse(NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!)), "--localfs-dir", imagePullAuth), "--localfs-dir");
-        return FilesystemInstance.OpenRafs(bootstrap, config, source);
+        return (FilesystemInstance.OpenRafs(bootstrap, config, source), ConfigJson.SerializeWithoutSecrets(config));
     }
 }

@@ -38,7 +38,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
         Context.Watch(_journal);
-        Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor()), "fs-service");
+        var commandLineBackend = settings.CommandLineBackend;
+        Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor(commandLineBackend)), "fs-service");
         Context.ActorOf(Akka.Actor.Props.Create(() => new BlobCacheActor()), "blob-cache");
         if (settings.ServiceProps is not null)
         {

@@ -9,8 +9,15 @@ namespace Nydus.Actors.Daemon.Mounts;
 /// </summary>
 public sealed class FsServiceActor : ReceiveActor
 {
-    private ImmutableSortedDictionary<string, MountedBackend> _backends =
+    private readonly ImmutableSortedDictionary<string, MountedBackend> _backends =
         ImmutableSortedDictionary<string, MountedBackend>.Empty.WithComparers(StringComparer.Ordinal);
+
+    /// <param name="commandLineBackend">The instance mounted from the command line, if any.</param>
+    public FsServiceActor(MountedBackend? commandLineBackend)
+    {
+        if (commandLineBackend is not null)
+            _backends = _backends.Add(commandLineBackend.Mountpoint, commandLineBackend);
+    }
 
     protected override void PreStart() => Context.Parent.Tell(new BackendsChanged(_backends));
 }
