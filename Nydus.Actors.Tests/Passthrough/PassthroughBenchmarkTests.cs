@@ -52,8 +52,6 @@ public class PassthroughBenchmarkTests
             {
                 _output.WriteLine(row);
             }
-
-            File.WriteAllLines(Path.Combine(Path.GetTempPath(), "nydus-fuse-benchmark.md"), rows);
         }
         finally
         {
