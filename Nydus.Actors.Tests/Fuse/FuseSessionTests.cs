@@ -45,7 +45,7 @@ public class FuseSessionTests
         Assert.True(mount.Session.Wait(Prompt), "workers blocked in poll() did not wake on stop");
         Assert.Equal(0, mount.Session.RunningWorkers);
         Assert.True(mount.IsMounted);
-        Assert.Equal(mount.Device.Handle.IsClosed, false);
+        Assert.False(mount.Device.Handle.IsClosed);
 
         // A request made while nobody serves waits in the kernel queue, not failed.
         Task<string> pending = Task.Factory.StartNew(() => File.ReadAllText(mount.Mounted("file")), TaskCreationOptions.LongRunning);
@@ -107,6 +107,19 @@ public class FuseSessionTests
         string device = File.ReadLines("/proc/self/mountinfo").Single(line => line.Split(' ')[4] == mount.MountPoint).Split(' ')[2];
         Assert.Equal($"0:{connection}", device);
         Assert.Null(FuseMount.FindConnectionId(mount.Backing));
+    }
+
+    [FuseFact]
+    public void Mount_OnMissingDirectory_FailsWithMountFailedAndErrno()
+    {
+        string missing = Path.Combine(Path.GetTempPath(), "nydus-missing-" + Guid.NewGuid().ToString("N"));
+
+        var failure = Assert.Throws<Nydus.Actors.Fuse.FuseException>(() => FuseMount.Mount(missing, new FuseMountOptions()));
+
+        Assert.Equal(Nydus.Actors.Fuse.FuseErrorKind.MountFailed, failure.Kind);
+        Assert.Equal(Errno.ENOENT, failure.Errno);
+        Assert.Contains(missing, failure.Message);
+        Assert.False(FuseMount.IsMounted(missing));
     }
 
     [FuseFact]

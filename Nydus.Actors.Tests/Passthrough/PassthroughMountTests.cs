@@ -8,6 +8,7 @@ using Xunit;
 namespace Nydus.Actors.Tests.Passthrough;
 
 /// <summary>A writable passthrough mount used through ordinary .NET file APIs, libc calls and the attr tools.</summary>
+[System.Runtime.Versioning.SupportedOSPlatform(\"linux\")]
 public class PassthroughMountTests
 {
     [FuseFact]
@@ -47,6 +48,30 @@ public class PassthroughMountTests
 
         Assert.Equal(0, new FileInfo(mount.Backed("log.txt")).Length);
         Assert.Equal(0, new FileInfo(file).Length);
+    }
+
+    [FuseFact]
+    public void WritebackCache_WriteOnlyAndAppend_StillLandCorrectly()
+    {
+        using var mount = FuseTestMount.StartPassthrough(writable: true,
+            initOptions: Nydus.Actors.Fuse.Ops.FuseInitOptions.WritablePassthrough(writebackCache: true));
+        string file = mount.Mounted("buffered.txt");
+
+        using (var stream = new FileStream(file, FileMode.Create, FileAccess.Write))
+        {
+            stream.Write("0123456789"u8);
+        }
+
+        File.AppendAllText(file, "-appended");
+        using (var stream = new FileStream(file, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = 2;
+            stream.Write("ab"u8);
+        }
+
+        Assert.True(mount.Session.Dispatcher.Connection!.Flags.HasFlag(Nydus.Actors.Fuse.Abi.FuseInitFlags.WritebackCache));
+        Assert.Equal("01ab456789-appended", File.ReadAllText(file));
+        Assert.Equal("01ab456789-appended", File.ReadAllText(mount.Backed("buffered.txt")));
     }
 
     [FuseFact]
@@ -185,6 +210,45 @@ public class PassthroughMountTests
         Assert.Equal(Count, listed.Length);
         Assert.Equal(expected.Order(StringComparer.Ordinal), listed.Order(StringComparer.Ordinal));
         Assert.Equal(Count, listed.Distinct().Count());
+    }
+
+    [FuseFact]
+    public void LookupCounts_AfterKernelDropsItsDentries_ReturnToRootOnly()
+    {
+        const int Count = 500;
+        using var mount = FuseTestMount.StartPassthrough(writable: true, prepare: backing =>
+        {
+            Directory.CreateDirectory(Path.Combine(backing, "dir"));
+            for (int i = 0; i < Count; i++)
+            {
+                File.WriteAllText(Path.Combine(backing, "dir", $"f{i}"), "x");
+            }
+        });
+        var passthrough = (Nydus.Actors.Passthrough.PassthroughFileSystem)mount.FileSystem;
+
+        // READDIRPLUS and LOOKUP both hand out references; stat every name too, and link one twice.
+        Assert.Equal(Count, Directory.GetFiles(mount.Mounted("dir")).Length);
+        for (int i = 0; i < Count; i++)
+        {
+            Assert.Equal(Errno.Success, FusePosix.LStat(mount.Mounted("dir", $"f{i}"), out _));
+        }
+
+        Assert.Equal(Errno.Success, FusePosix.Link(mount.Mounted("dir", "f0"), mount.Mounted("dir", "f0-again")));
+        Assert.True(passthrough.KnownNodes >= Count + 2, $"{passthrough.KnownNodes} nodes known after listing");
+
+        // Dropping dentries and inodes makes the kernel FORGET (or BATCH_FORGET) every node it holds.
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (passthrough.KnownNodes > 1 && DateTime.UtcNow < deadline)
+        {
+            File.WriteAllText("/proc/sys/vm/drop_caches", "2");
+            Thread.Sleep(50);
+        }
+
+        Assert.Equal(1, passthrough.KnownNodes);
+
+        // Everything is found again afterwards: nothing was forgotten too early or twice.
+        Assert.Equal(Count + 1, Directory.GetFiles(mount.Mounted("dir")).Length);
+        Assert.Equal("x", File.ReadAllText(mount.Mounted("dir", "f0-again")));
     }
 
     [FuseFact]

@@ -37,7 +37,7 @@ internal sealed class FuseTestMount : IDisposable
 
     /// <summary>Creates the directories, lets <paramref name="prepare"/> fill the backing directory, mounts and starts serving.</summary>
     public static FuseTestMount StartPassthrough(bool writable, int workers = 2, Action<string>? prepare = null,
-        FuseMountOptions? mountOptions = null, Func<PassthroughFileSystem, IFuseFileSystem>? wrap = null, bool startWorkers = true, TimeSpan? cacheTimeout = null)
+        FuseMountOptions? mountOptions = null, Func<PassthroughFileSystem, IFuseFileSystem>? wrap = null, bool startWorkers = true, TimeSpan? cacheTimeout = null, FuseInitOptions? initOptions = null)
     {
         string root = Path.Combine(Path.GetTempPath(), "nydus-fuse-" + Guid.NewGuid().ToString("N"));
         string backing = Path.Combine(root, "backing");
@@ -55,7 +55,7 @@ internal sealed class FuseTestMount : IDisposable
             var session = new FuseSession(device.Handle, fileSystem, new FuseSessionOptions
             {
                 WorkerCount = workers,
-                InitOptions = writable ? FuseInitOptions.WritablePassthrough() : FuseInitOptions.ReadOnlyImage,
+                InitOptions = initOptions ?? (writable ? FuseInitOptions.WritablePassthrough() : FuseInitOptions.ReadOnlyImage),
             });
             var mount = new FuseTestMount(root, device, session, fileSystem);
             if (startWorkers)

@@ -16,10 +16,7 @@ internal static partial class Libc
 
     [LibraryImport("libc", EntryPoint = "geteuid")]
     public static partial uint GetEffectiveUid();
-}
 
-internal static partial class Libc
-{
     [LibraryImport("libc", EntryPoint = "getegid")]
     public static partial uint GetEffectiveGid();
 }

@@ -23,8 +23,8 @@ internal readonly ref struct CallerCredentials
             return new CallerCredentials(false);
         }
 
-        // gid first: dropping fsuid 0 would not matter for setfsgid, but keeping the order symmetric with
-        // the restore (uid first) keeps the thread's capabilities consistent at every step.
+        // Switching fsuid away from 0 drops the thread's filesystem capabilities (CAP_CHOWN, CAP_DAC_*,
+        // CAP_FOWNER...) until it is switched back, which is what makes host permission checks the caller's.
         Libc.SetFsGid(context.Gid);
         Libc.SetFsUid(context.Uid);
         return new CallerCredentials(true);

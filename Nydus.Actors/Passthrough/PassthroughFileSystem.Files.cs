@@ -21,7 +21,7 @@ public sealed partial class PassthroughFileSystem
         }
 
         // O_NOFOLLOW would refuse the /proc magic link itself; creation flags were handled by the kernel.
-        int hostFlags = (flags & ~(Libc.O_NOFOLLOW | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY)) | Libc.O_CLOEXEC;
+        int hostFlags = AdjustForWriteback((flags & ~(Libc.O_NOFOLLOW | Libc.O_CREAT | Libc.O_EXCL | Libc.O_NOCTTY)) | Libc.O_CLOEXEC);
         Span<byte> path = stackalloc byte[PathBytes.ProcFdBufferSize];
         SafeFileHandle? file = Libc.Own(Libc.Open(PathBytes.ProcFd(inode.Descriptor, path), hostFlags, 0));
         if (file is null)
@@ -58,7 +58,7 @@ public sealed partial class PassthroughFileSystem
         SafeFileHandle? file;
         using (CallerCredentials.Assume(in context))
         {
-            int hostFlags = (flags | Libc.O_CREAT | Libc.O_CLOEXEC) & ~Libc.O_NOFOLLOW;
+            int hostFlags = AdjustForWriteback((flags | Libc.O_CREAT | Libc.O_CLOEXEC) & ~Libc.O_NOFOLLOW);
             file = Libc.Own(Libc.OpenAt(directory.PathHandle, terminated, hostFlags, mode & 0xFFF));
             if (file is null)
             {
@@ -227,5 +227,24 @@ public sealed partial class PassthroughFileSystem
 
         bytesCopied = copied;
         return Errno.Success;
+    }
+
+    /// <summary>
+    /// With the writeback cache the kernel reads pages of files opened write-only (to fill partial pages)
+    /// and computes append offsets itself, so the host file must be readable and not O_APPEND.
+    /// </summary>
+    private int AdjustForWriteback(int flags)
+    {
+        if (!_writebackCache)
+        {
+            return flags;
+        }
+
+        if ((flags & Libc.O_ACCMODE) == Libc.O_WRONLY)
+        {
+            flags = (flags & ~Libc.O_ACCMODE) | Libc.O_RDWR;
+        }
+
+        return flags & ~Libc.O_APPEND;
     }
 }

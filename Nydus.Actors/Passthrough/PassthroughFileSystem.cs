@@ -22,6 +22,7 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     private readonly ConcurrentDictionary<ulong, PassthroughDirectory> _directories = new();
     private readonly uint _processUmask;
     private long _nextHandle;
+    private volatile bool _writebackCache;
 
     /// <param name="root">The host directory to share.</param>
     /// <param name="writable">False answers every modifying request with EROFS.</param>
@@ -63,6 +64,9 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     public int KnownNodes => _inodes.Count;
 
     public int OpenFiles => _files.Count;
+
+    public void Init(FuseConnectionInfo connection) =>
+        _writebackCache = (connection.Flags & FuseInitFlags.WritebackCache) != 0;
 
     public void Forget(ulong nodeId, ulong lookupCount) => _inodes.Forget(nodeId, lookupCount);
 

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Nydus.Actors.Fuse.Abi;
 using Nydus.Actors.Fuse.FileSystem;
 using Nydus.Actors.Interop;
@@ -159,10 +161,10 @@ public sealed partial class FuseDispatcher
         FuseReplyWriter.FillEntryOut(ref entryOut, in entry);
         var openOut = new FuseOpenOut { Fh = open.Handle, OpenFlags = open.Flags };
         Span<byte> output = FuseReplyWriter.Body(reply);
-        System.Runtime.InteropServices.MemoryMarshal.Write(output, in entryOut);
-        int entrySize = System.Runtime.CompilerServices.Unsafe.SizeOf<FuseEntryOut>();
-        System.Runtime.InteropServices.MemoryMarshal.Write(output[entrySize..], in openOut);
-        return FuseReplyWriter.Complete(reply, context.Unique, entrySize + System.Runtime.CompilerServices.Unsafe.SizeOf<FuseOpenOut>());
+        MemoryMarshal.Write(output, in entryOut);
+        int entrySize = Unsafe.SizeOf<FuseEntryOut>();
+        MemoryMarshal.Write(output[entrySize..], in openOut);
+        return FuseReplyWriter.Complete(reply, context.Unique, entrySize + Unsafe.SizeOf<FuseOpenOut>());
     }
 
     private int Access(in FuseContext context, ref FuseRequestReader body, Span<byte> reply)

@@ -108,7 +108,7 @@ public static class FuseMount
         var data = new StringBuilder();
         data.Append(CultureInfo.InvariantCulture, $"fd={fd},rootmode=40000");
         data.Append(CultureInfo.InvariantCulture, $",user_id={options.UserId ?? Libc.GetEffectiveUid()}");
-        data.Append(CultureInfo.InvariantCulture, $",group_id={options.GroupId ?? GetEffectiveGid()}");
+        data.Append(CultureInfo.InvariantCulture, $",group_id={options.GroupId ?? Libc.GetEffectiveGid()}");
         AppendCommonOptions(data, options);
         return data.ToString();
     }
@@ -220,6 +220,4 @@ public static class FuseMount
                 $"{Fusermount} {string.Join(' ', arguments)} exited with {process.ExitCode}: {errors.Trim()}");
         }
     }
-
-    private static uint GetEffectiveGid() => Libc.GetEffectiveGid();
 }

@@ -75,9 +75,28 @@ public sealed class FuseSession : IDisposable
                 ?? throw new IOException($"eventfd failed: {Libc.LastErrno}");
             int generation = ++_generation;
             var workers = new FuseWorker[_options.WorkerCount];
+            var copies = new SafeFileHandle[workers.Length];
+            try
+            {
+                for (int i = 0; i < copies.Length; i++)
+                {
+                    copies[i] = Libc.Duplicate(_device);
+                }
+            }
+            catch
+            {
+                // Out of descriptors part-way: give back the copies made so far, start nobody.
+                foreach (SafeFileHandle? copy in copies)
+                {
+                    copy?.Dispose();
+                }
+
+                throw;
+            }
+
             for (int i = 0; i < workers.Length; i++)
             {
-                workers[i] = new FuseWorker(generation, i, Libc.Duplicate(_device), _stopEvent, Dispatcher,
+                workers[i] = new FuseWorker(generation, i, copies[i], _stopEvent, Dispatcher,
                     _options.ThreadNamePrefix + i, exit => OnWorkerExit(exit, onWorkerExit));
             }
 
