@@ -6,7 +6,7 @@ namespace Nydus.Actors.Tests.Support;
 /// persistence unless a test brings its own.</summary>
 public static class TestHocon
 {
-    public static Config InMemory() =>
+    public static Akka.Configuration.Config InMemory() =>
         ConfigurationFactory.ParseString("""
             akka.loggers = ["Akka.TestKit.TestEventListener, Akka.TestKit"]
             akka.persistence.journal.plugin = "akka.persistence.journal.inmem"

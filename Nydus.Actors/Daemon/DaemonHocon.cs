@@ -14,7 +14,7 @@ public static class DaemonHocon
     /// <param name="workDir">The daemon's work dir; the SQLite journal and snapshot store live here.</param>
     /// <param name="userFile">A --hocon file layered on top of everything, or null.</param>
     /// <param name="akkaLogLevel">Akka's level name (DEBUG, INFO, WARNING, ERROR).</param>
-    public static Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel)
+    public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel)
     {
         var config = ConfigurationFactory.Empty;
         foreach (var name in ShippedFiles)
