@@ -364,6 +364,15 @@ public sealed class RegistryBackend : IBlobBackend
         if (response.StatusCode == HttpStatusCode.PartialContent)
         {
             ContentRangeHeaderValue? range = headers.ContentRange;
+            if (range?.Length is long blobLength && offset + buffer.Length > blobLength)
+            {
+                // HTTP clips a range that runs past the end; for us that is a blob too short for the image.
+                _sizes[blobId] = blobLength;
+                throw new StorageException(StorageErrorKind.BlobTooShort,
+                    $"blob {blobId} is {blobLength} bytes, shorter than the requested range " +
+                    $"[{offset}, {offset + buffer.Length})");
+            }
+
             if (range?.From != offset || range.To != offset + buffer.Length - 1)
             {
                 throw new StorageException(StorageErrorKind.BadResponse,
