@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Nydus.Actors.Storage.Backends;
 using Serilog;
 
@@ -301,7 +302,7 @@ public sealed class BlobFileCache : IBlobBackend
 
             if (Interlocked.Increment(ref file.Readers) > 0)
             {
-                file.LastAccess = Environment.TickCount64;
+                file.LastAccess = Stopwatch.GetTimestamp();
                 return file;
             }
 

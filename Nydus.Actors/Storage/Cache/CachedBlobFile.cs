@@ -37,7 +37,7 @@ internal sealed class CachedBlobFile : IDisposable
     /// </summary>
     public int Readers;
 
-    /// <summary><see cref="Environment.TickCount64"/> of the last read, for LRU eviction.</summary>
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of the last read, for LRU eviction (0: not read in this run).</summary>
     public long LastAccess;
 
     private CachedBlobFile(string blobId, string dataPath, string mapPath, SafeFileHandle data, SafeFileHandle map,
