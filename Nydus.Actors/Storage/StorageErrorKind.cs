@@ -20,4 +20,13 @@ public enum StorageErrorKind
 
     /// <summary>The image asks for a feature this reader does not implement (encryption, zran, batch chunks).</summary>
     Unsupported,
+
+    /// <summary>A remote backend could not be reached or did not answer in time (after its retries).</summary>
+    BackendUnavailable,
+
+    /// <summary>A remote backend refused the credentials (HTTP 401/403 after the auth flow).</summary>
+    AccessDenied,
+
+    /// <summary>A remote backend answered with something unusable: truncated body, wrong range, bad status.</summary>
+    BadResponse,
 }

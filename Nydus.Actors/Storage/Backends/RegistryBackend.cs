@@ -1,0 +1,497 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Security;
+using Serilog;
+
+namespace Nydus.Actors.Storage.Backends;
+
+/// <summary>
+/// Upstream's <c>registry</c> backend: blobs of an OCI distribution registry, read with HTTP Range requests on
+/// <c>/v2/&lt;repo&gt;/blobs/sha256:&lt;blob id&gt;</c>.
+/// <para>
+/// One <see cref="SocketsHttpHandler"/> keeps a pool of connections for all FUSE workers. Every attempt is bounded
+/// by <see cref="RegistryBackendSettings.Timeout"/>; failures that may pass (no connection, timeout, 5xx,
+/// truncated body) are tried again <see cref="RegistryBackendSettings.RetryLimit"/> times with doubling backoff,
+/// while answers that will not change (404, refused credentials, range beyond the blob) fail at once.
+/// </para>
+/// <para>
+/// Registries usually answer a blob GET with a redirect to object storage. Redirects are followed by hand (not by
+/// the handler) so that the target is remembered per blob and reused without asking the registry again, is
+/// never sent the registry's credentials, and is dropped and resolved anew when it fails or gets old.
+/// </para>
+/// <para>
+/// <see cref="IBlobBackend"/> is synchronous because FUSE workers are dedicated threads; the HTTP work is
+/// asynchronous underneath and the caller's thread waits for it.
+/// </para>
+/// </summary>
+public sealed class RegistryBackend : IBlobBackend
+{
+    private const int MaxRedirects = 5;
+
+    private static readonly ILogger Log = Serilog.Log.ForContext<RegistryBackend>();
+
+    private readonly RegistryBackendSettings _settings;
+    private readonly HttpClient _http;
+    private readonly RegistryAuthenticator _auth;
+    private readonly string _blobUrlPrefix;
+    private readonly ConcurrentDictionary<string, long> _sizes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RedirectTarget> _redirects = new(StringComparer.Ordinal);
+    private long _registryRequests;
+
+    public RegistryBackend(RegistryBackendSettings settings, BackendMetrics? metrics = null)
+    {
+        if (settings.Scheme is not ("http" or "https"))
+        {
+            throw new ArgumentException($"registry scheme must be http or https, not \"{settings.Scheme}\"",
+                nameof(settings));
+        }
+
+        if (string.IsNullOrEmpty(settings.Host) || string.IsNullOrEmpty(settings.Repo))
+        {
+            throw new ArgumentException("registry backend needs host and repo", nameof(settings));
+        }
+
+        _settings = settings;
+        Metrics = metrics ?? new BackendMetrics();
+        var handler = new SocketsHttpHandler
+        {
+            ConnectTimeout = settings.ConnectTimeout,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            // Proxies come from the backend's own proxy section (P2P), never from the environment.
+            UseProxy = false,
+            UseCookies = false,
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
+            // Recycle connections now and then so DNS changes of the registry or object store are picked up.
+            PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        };
+        if (settings.SkipVerify)
+        {
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = static (_, _, _, _) => true,
+            };
+        }
+
+        // Each attempt carries its own deadline, so the client-wide one is off.
+        _http = new HttpClient(handler, disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
+        _auth = new RegistryAuthenticator(settings, _http);
+        _blobUrlPrefix = $"{settings.Scheme}://{settings.Host}/v2/{settings.Repo.Trim('/')}/blobs/sha256:";
+    }
+
+    public BackendMetrics Metrics { get; }
+
+    /// <summary>Requests sent to the registry itself (not to redirect targets or the token service).</summary>
+    public long RegistryRequests => Interlocked.Read(ref _registryRequests);
+
+    /// <summary>Tokens fetched from the registry's token service so far.</summary>
+    public long TokenFetches => _auth.TokenFetches;
+
+    public long GetBlobSize(string blobId)
+    {
+        CheckBlobId(blobId);
+        if (_sizes.TryGetValue(blobId, out long size))
+        {
+            return size;
+        }
+
+        RunWithRetries(blobId, offset: 0, buffer: default, sizeOnly: true);
+        return _sizes[blobId];
+    }
+
+    public void Read(string blobId, long offset, Span<byte> destination)
+    {
+        CheckBlobId(blobId);
+        if (destination.IsEmpty)
+        {
+            return;
+        }
+
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(destination.Length);
+        try
+        {
+            RunWithRetries(blobId, offset, buffer.AsMemory(0, destination.Length), sizeOnly: false);
+            buffer.AsSpan(0, destination.Length).CopyTo(destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public void Dispose() => _http.Dispose();
+
+    private void RunWithRetries(string blobId, long offset, Memory<byte> buffer, bool sizeOnly)
+    {
+        long started = Stopwatch.GetTimestamp();
+        bool failed = true;
+        try
+        {
+            RunWithRetriesAsync(blobId, offset, buffer, sizeOnly).GetAwaiter().GetResult();
+            failed = false;
+        }
+        finally
+        {
+            if (!sizeOnly)
+            {
+                Metrics.RecordRead(started, buffer.Length, failed);
+                TimeSpan elapsed = Stopwatch.GetElapsedTime(started);
+                if (!failed && elapsed > _settings.SlowReadThreshold)
+                {
+                    Log.Warning("Slow registry read of {Bytes} bytes at {Offset} from blob {BlobId}: {ElapsedMs} ms",
+                        buffer.Length, offset, blobId, (long)elapsed.TotalMilliseconds);
+                }
+            }
+        }
+    }
+
+    private async Task RunWithRetriesAsync(string blobId, long offset, Memory<byte> buffer, bool sizeOnly)
+    {
+        TimeSpan backoff = _settings.RetryBackoff;
+        for (int attempt = 0; ; attempt++)
+        {
+            using var deadline = new CancellationTokenSource(_settings.Timeout);
+            try
+            {
+                if (sizeOnly)
+                {
+                    await FetchSizeAsync(blobId, deadline.Token).ConfigureAwait(false);
+                }
+                else
+                {
+                    await FetchRangeAsync(blobId, offset, buffer, deadline.Token).ConfigureAwait(false);
+                }
+
+                return;
+            }
+            catch (Exception e) when (Classify(e, blobId, deadline) is var failure && IsRetryable(failure.Kind)
+                                      && attempt < _settings.RetryLimit)
+            {
+                Log.Warning("Registry request for blob {BlobId} failed ({Kind}: {Reason}); retry {Attempt} of {RetryLimit} in {DelayMs} ms",
+                    blobId, failure.Kind, failure.Message, attempt + 1, _settings.RetryLimit, (long)backoff.TotalMilliseconds);
+                await Task.Delay(backoff).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _settings.MaxRetryBackoff.Ticks));
+            }
+            catch (Exception e)
+            {
+                StorageException failure = Classify(e, blobId, deadline);
+                if (ReferenceEquals(failure, e))
+                {
+                    throw;
+                }
+
+                throw failure;
+            }
+        }
+    }
+
+    /// <summary>Turns whatever an attempt threw into the <see cref="StorageException"/> the caller sees.</summary>
+    private StorageException Classify(Exception e, string blobId, CancellationTokenSource deadline) => e switch
+    {
+        StorageException storage => storage,
+        OperationCanceledException when deadline.IsCancellationRequested => new StorageException(
+            StorageErrorKind.BackendUnavailable,
+            $"registry {_settings.Host} did not answer for blob {blobId} within {_settings.Timeout.TotalSeconds} s", e),
+        HttpRequestException http => new StorageException(StorageErrorKind.BackendUnavailable,
+            $"cannot fetch blob {blobId} from registry {_settings.Host}: {http.Message}", e),
+        IOException io => new StorageException(StorageErrorKind.BadResponse,
+            $"response for blob {blobId} from registry {_settings.Host} broke off: {io.Message}", e),
+        _ => new StorageException(StorageErrorKind.BadResponse,
+            $"unexpected failure fetching blob {blobId} from registry {_settings.Host}: {e.GetType().Name}", e),
+    };
+
+    private static bool IsRetryable(StorageErrorKind kind) =>
+        kind is StorageErrorKind.BackendUnavailable or StorageErrorKind.BadResponse;
+
+    private async Task FetchSizeAsync(string blobId, CancellationToken cancellation)
+    {
+        using HttpResponseMessage head = await SendToRegistryAsync(HttpMethod.Head, blobId, 0, 0, cancellation)
+            .ConfigureAwait(false);
+        if (head.StatusCode == HttpStatusCode.OK && head.Content.Headers.ContentLength is long length)
+        {
+            _sizes[blobId] = length;
+            return;
+        }
+
+        if (!IsRedirect(head.StatusCode))
+        {
+            ThrowForStatus(head, blobId, fromRegistry: true);
+        }
+
+        // A HEAD on a pre-signed GET URL fails its signature check: ask for one byte and read Content-Range instead.
+        byte[] probe = new byte[1];
+        await FetchRangeAsync(blobId, 0, probe, cancellation).ConfigureAwait(false);
+        if (!_sizes.ContainsKey(blobId))
+        {
+            throw new StorageException(StorageErrorKind.BadResponse,
+                $"registry {_settings.Host} gave no size for blob {blobId} (no Content-Length or Content-Range)");
+        }
+    }
+
+    private async Task FetchRangeAsync(string blobId, long offset, Memory<byte> buffer, CancellationToken cancellation)
+    {
+        if (_redirects.TryGetValue(blobId, out RedirectTarget? cached))
+        {
+            if (Stopwatch.GetTimestamp() < cached.ExpiresAt)
+            {
+                try
+                {
+                    using HttpResponseMessage direct = await SendAsync(HttpMethod.Get, cached.Uri, offset, buffer.Length,
+                        authorization: null, cancellation).ConfigureAwait(false);
+                    ThrowForStatus(direct, blobId, fromRegistry: false);
+                    await CopyBodyAsync(direct, blobId, offset, buffer, cancellation).ConfigureAwait(false);
+                    return;
+                }
+                catch (Exception e) when (e is StorageException { Kind: not StorageErrorKind.BlobTooShort }
+                                              or HttpRequestException or IOException)
+                {
+                    Log.Debug("Redirect target of blob {BlobId} failed, resolving it again: {Reason}", blobId, e.Message);
+                }
+            }
+
+            _redirects.TryRemove(new KeyValuePair<string, RedirectTarget>(blobId, cached));
+        }
+
+        HttpResponseMessage response = await SendToRegistryAsync(HttpMethod.Get, blobId, offset, buffer.Length,
+            cancellation).ConfigureAwait(false);
+        try
+        {
+            for (int hops = 0; IsRedirect(response.StatusCode); hops++)
+            {
+                if (hops == MaxRedirects)
+                {
+                    throw new StorageException(StorageErrorKind.BadResponse,
+                        $"more than {MaxRedirects} redirects for blob {blobId} from registry {_settings.Host}");
+                }
+
+                Uri target = ResolveRedirect(response, blobId);
+                response.Dispose();
+                _redirects[blobId] = new RedirectTarget(target,
+                    Stopwatch.GetTimestamp() + (long)(_settings.RedirectLifetime.TotalSeconds * Stopwatch.Frequency));
+                response = await SendAsync(HttpMethod.Get, target, offset, buffer.Length, authorization: null,
+                    cancellation).ConfigureAwait(false);
+                if (!response.IsSuccessStatusCode && !IsRedirect(response.StatusCode))
+                {
+                    _redirects.TryRemove(blobId, out _);
+                    ThrowForStatus(response, blobId, fromRegistry: false);
+                }
+            }
+
+            ThrowForStatus(response, blobId, fromRegistry: true);
+            await CopyBodyAsync(response, blobId, offset, buffer, cancellation).ConfigureAwait(false);
+        }
+        finally
+        {
+            response.Dispose();
+        }
+    }
+
+    /// <summary>A request to the registry with the current credentials, renewed once when it answers 401.</summary>
+    private async Task<HttpResponseMessage> SendToRegistryAsync(HttpMethod method, string blobId, long offset,
+        int length, CancellationToken cancellation)
+    {
+        var uri = new Uri(_blobUrlPrefix + blobId);
+        for (int round = 0; ; round++)
+        {
+            AuthenticationHeaderValue? authorization = await _auth.GetHeaderAsync(cancellation).ConfigureAwait(false);
+            Interlocked.Increment(ref _registryRequests);
+            HttpResponseMessage response = await SendAsync(method, uri, offset, length, authorization, cancellation)
+                .ConfigureAwait(false);
+            if (response.StatusCode != HttpStatusCode.Unauthorized)
+            {
+                return response;
+            }
+
+            using (response)
+            {
+                if (round == 0 && await _auth.HandleUnauthorizedAsync(response, authorization, cancellation)
+                        .ConfigureAwait(false))
+                {
+                    continue;
+                }
+
+                throw new StorageException(StorageErrorKind.AccessDenied,
+                    $"registry {_settings.Host} refused access to blob {blobId} of {_settings.Repo} " +
+                    $"({(authorization is null ? "no credentials configured" : $"{authorization.Scheme} credentials rejected")})");
+            }
+        }
+    }
+
+    private Task<HttpResponseMessage> SendAsync(HttpMethod method, Uri uri, long offset, int length,
+        AuthenticationHeaderValue? authorization, CancellationToken cancellation)
+    {
+        // Disposed with the response (HttpResponseMessage.RequestMessage is not disposed for us, but holds no resources).
+        var request = new HttpRequestMessage(method, uri);
+        if (length > 0)
+        {
+            request.Headers.Range = new RangeHeaderValue(offset, offset + length - 1);
+        }
+
+        request.Headers.Authorization = authorization;
+        return _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation);
+    }
+
+    private void ThrowForStatus(HttpResponseMessage response, string blobId, bool fromRegistry)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        string source = fromRegistry ? $"registry {_settings.Host}" : $"blob storage {response.RequestMessage?.RequestUri?.Host}";
+        int status = (int)response.StatusCode;
+        throw response.StatusCode switch
+        {
+            HttpStatusCode.NotFound when fromRegistry => new StorageException(StorageErrorKind.BlobNotFound,
+                $"blob {blobId} not found in {_settings.Repo} on registry {_settings.Host}"),
+            HttpStatusCode.RequestedRangeNotSatisfiable => new StorageException(StorageErrorKind.BlobTooShort,
+                $"blob {blobId} on {source} is shorter than the requested range (416)"),
+            HttpStatusCode.Forbidden or HttpStatusCode.Unauthorized when fromRegistry => new StorageException(
+                StorageErrorKind.AccessDenied, $"{source} refused access to blob {blobId} ({status})"),
+            // A redirect target that refuses us has usually expired: worth resolving again, so retryable.
+            _ => new StorageException(StorageErrorKind.BadResponse, $"{source} answered {status} for blob {blobId}"),
+        };
+    }
+
+    private async Task CopyBodyAsync(HttpResponseMessage response, string blobId, long offset, Memory<byte> buffer,
+        CancellationToken cancellation)
+    {
+        HttpContentHeaders headers = response.Content.Headers;
+        long skip = 0;
+        if (response.StatusCode == HttpStatusCode.PartialContent)
+        {
+            ContentRangeHeaderValue? range = headers.ContentRange;
+            if (range?.Length is long blobLength && offset + buffer.Length > blobLength)
+            {
+                // HTTP clips a range that runs past the end; for us that is a blob too short for the image.
+                _sizes[blobId] = blobLength;
+                throw new StorageException(StorageErrorKind.BlobTooShort,
+                    $"blob {blobId} is {blobLength} bytes, shorter than the requested range " +
+                    $"[{offset}, {offset + buffer.Length})");
+            }
+
+            if (range?.From != offset || range.To != offset + buffer.Length - 1)
+            {
+                throw new StorageException(StorageErrorKind.BadResponse,
+                    $"registry {_settings.Host} answered range {range?.From}-{range?.To} for blob {blobId}, " +
+                    $"asked for {offset}-{offset + buffer.Length - 1}");
+            }
+
+            if (range.Length is long total)
+            {
+                _sizes[blobId] = total;
+            }
+        }
+        else
+        {
+            // The server ignored the Range header and sends the whole blob: skip to the wanted part.
+            if (headers.ContentLength is long total)
+            {
+                _sizes[blobId] = total;
+                if (total < offset + buffer.Length)
+                {
+                    throw new StorageException(StorageErrorKind.BlobTooShort,
+                        $"blob {blobId} is {total} bytes, shorter than the requested range " +
+                        $"[{offset}, {offset + buffer.Length})");
+                }
+            }
+
+            skip = offset;
+        }
+
+        await using Stream body = await response.Content.ReadAsStreamAsync(cancellation).ConfigureAwait(false);
+        if (skip > 0)
+        {
+            byte[] discard = ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                while (skip > 0)
+                {
+                    int n = await body.ReadAsync(discard.AsMemory(0, (int)Math.Min(skip, discard.Length)), cancellation)
+                        .ConfigureAwait(false);
+                    if (n == 0)
+                    {
+                        ThrowTruncated(blobId, offset, buffer.Length, 0);
+                    }
+
+                    skip -= n;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(discard);
+            }
+        }
+
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            int n = await body.ReadAsync(buffer[done..], cancellation).ConfigureAwait(false);
+            if (n == 0)
+            {
+                ThrowTruncated(blobId, offset, buffer.Length, done);
+            }
+
+            done += n;
+        }
+    }
+
+    private void ThrowTruncated(string blobId, long offset, int length, int received) =>
+        throw new StorageException(StorageErrorKind.BadResponse,
+            $"response for blob {blobId} range [{offset}, {offset + length}) from registry {_settings.Host} " +
+            $"ended after {received} of {length} bytes");
+
+    private Uri ResolveRedirect(HttpResponseMessage response, string blobId)
+    {
+        Uri? location = response.Headers.Location;
+        Uri? from = response.RequestMessage?.RequestUri;
+        if (location is null || from is null)
+        {
+            throw new StorageException(StorageErrorKind.BadResponse,
+                $"registry {_settings.Host} redirected blob {blobId} without a Location");
+        }
+
+        var target = new UriBuilder(location.IsAbsoluteUri ? location : new Uri(from, location));
+        if (!string.IsNullOrEmpty(_settings.BlobUrlScheme))
+        {
+            target.Scheme = _settings.BlobUrlScheme;
+        }
+
+        if (!string.IsNullOrEmpty(_settings.BlobRedirectedHost))
+        {
+            // "host" or "host:port": the port of the original target is kept unless one is given.
+            string[] parts = _settings.BlobRedirectedHost.Split(':', 2);
+            target.Host = parts[0];
+            if (parts.Length == 2 && int.TryParse(parts[1], out int port))
+            {
+                target.Port = port;
+            }
+        }
+
+        return target.Uri;
+    }
+
+    private static bool IsRedirect(HttpStatusCode status) =>
+        status is HttpStatusCode.MovedPermanently or HttpStatusCode.Found or HttpStatusCode.SeeOther
+            or HttpStatusCode.TemporaryRedirect or HttpStatusCode.PermanentRedirect;
+
+    /// <summary>Blob ids come from untrusted images and go into a URL path: only letters and digits pass.</summary>
+    private static void CheckBlobId(string blobId)
+    {
+        bool valid = blobId.Length is > 0 and <= 128;
+        foreach (char c in blobId)
+        {
+            valid &= char.IsAsciiLetterOrDigit(c);
+        }
+
+        if (!valid)
+        {
+            throw new StorageException(StorageErrorKind.BlobNotFound, $"invalid registry blob id \"{blobId}\"");
+        }
+    }
+
+    private sealed record RedirectTarget(Uri Uri, long ExpiresAt);
+}

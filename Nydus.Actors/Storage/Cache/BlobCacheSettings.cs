@@ -1,0 +1,23 @@
+using Nydus.Actors.Config;
+
+namespace Nydus.Actors.Storage.Cache;
+
+/// <summary>Where <see cref="BlobFileCache"/> keeps its files and how much disk it may use.</summary>
+public sealed record BlobCacheSettings
+{
+    /// <summary>Granularity of the presence map. A page, so that holes of the sparse data file line up with it.</summary>
+    public const int DefaultBlockSize = 4096;
+
+    public required string WorkDir { get; init; }
+
+    /// <summary>Disk budget for <see cref="BlobFileCache.TrimToLimit()"/>; 0 means unlimited.</summary>
+    public long DiskLimitBytes { get; init; }
+
+    public int BlockSize { get; init; } = DefaultBlockSize;
+
+    /// <summary>Settings of a <c>blobcache</c>/<c>filecache</c> section; null for other cache types.</summary>
+    public static BlobCacheSettings? FromConfig(CacheConfigV2 config) =>
+        config.IsFileCache
+            ? new BlobCacheSettings { WorkDir = config.FileCache?.WorkDir ?? "." }
+            : null;
+}

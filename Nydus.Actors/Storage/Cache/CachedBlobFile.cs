@@ -1,0 +1,320 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using Microsoft.Win32.SafeHandles;
+
+namespace Nydus.Actors.Storage.Cache;
+
+/// <summary>
+/// The cached part of one blob: a sparse data file holding the blob's bytes at their own offsets
+/// (<c>&lt;blob&gt;.raw.data</c>) and a presence bitmap with one bit per block (<c>&lt;blob&gt;.raw.map</c>).
+/// <para>
+/// Map file layout (little-endian): magic "NYDRMAP1" (8 bytes), version u32 (1), block size u32, blob size u64,
+/// then the bitmap, bit <c>i</c> = block <c>i</c> (least significant bit first). A map whose header does not
+/// match is thrown away together with the data file.
+/// </para>
+/// <para>
+/// Durability order: data is written and flushed (fdatasync) before its bits are set and written to the map, so a
+/// crash can lose cached data (fetched again) but never make the map claim data that is not on disk.
+/// </para>
+/// </summary>
+internal sealed class CachedBlobFile : IDisposable
+{
+    public const string DataSuffix = ".raw.data";
+    public const string MapSuffix = ".raw.map";
+    private const int HeaderSize = 24;
+    private const uint Version = 1;
+    private static ReadOnlySpan<byte> Magic => "NYDRMAP1"u8;
+
+    private readonly SafeFileHandle _data;
+    private readonly SafeFileHandle _map;
+    private readonly byte[] _bits;
+    private readonly List<Fetch> _fetches = new();
+    private long _presentBlocks;
+
+    /// <summary>
+    /// Readers inside this blob right now; <see cref="int.MinValue"/> once eviction claimed it, which sends later
+    /// readers to a fresh instance.
+    /// </summary>
+    public int Readers;
+
+    /// <summary><see cref="System.Diagnostics.Stopwatch"/> timestamp of the last read, for LRU eviction (0: not read in this run).</summary>
+    public long LastAccess;
+
+    private CachedBlobFile(string blobId, string dataPath, string mapPath, SafeFileHandle data, SafeFileHandle map,
+        long blobSize, int blockSize, byte[] bits)
+    {
+        BlobId = blobId;
+        DataPath = dataPath;
+        MapPath = mapPath;
+        _data = data;
+        _map = map;
+        BlobSize = blobSize;
+        BlockSize = blockSize;
+        _bits = bits;
+        foreach (byte b in bits)
+        {
+            _presentBlocks += BitOperations.PopCount(b);
+        }
+    }
+
+    public string BlobId { get; }
+
+    public string DataPath { get; }
+
+    public string MapPath { get; }
+
+    public long BlobSize { get; }
+
+    public int BlockSize { get; }
+
+    /// <summary>Guards the bitmap and the list of running fetches.</summary>
+    public object Lock => _fetches;
+
+    public long PresentBytes => Interlocked.Read(ref _presentBlocks) * BlockSize;
+
+    /// <summary>
+    /// Opens the cache files of <paramref name="blobId"/>, or creates them empty. <paramref name="blobSize"/> is
+    /// only asked for when there is no usable map, so a restarted daemon needs no backend round trip.
+    /// </summary>
+    public static CachedBlobFile Open(string workDir, string blobId, int blockSize, Func<long>? blobSize)
+    {
+        string dataPath = Path.Combine(workDir, blobId + DataSuffix);
+        string mapPath = Path.Combine(workDir, blobId + MapSuffix);
+        SafeFileHandle? map = null, data = null;
+        try
+        {
+            map = File.OpenHandle(mapPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            long size = -1;
+            byte[]? bits = TryLoad(map, blockSize, ref size);
+            if (bits is null)
+            {
+                if (blobSize is null)
+                {
+                    throw new StorageException(StorageErrorKind.IoError, $"cache map {mapPath} of blob {blobId} is not usable");
+                }
+
+                // Stale or foreign files: start over, data first so no old bytes survive under a new map.
+                size = blobSize();
+                File.Delete(dataPath);
+                bits = new byte[(BlocksOf(size, blockSize) + 7) / 8];
+                RandomAccess.SetLength(map, 0);
+                Span<byte> header = stackalloc byte[HeaderSize];
+                Magic.CopyTo(header);
+                BinaryPrimitives.WriteUInt32LittleEndian(header[8..], Version);
+                BinaryPrimitives.WriteUInt32LittleEndian(header[12..], (uint)blockSize);
+                BinaryPrimitives.WriteInt64LittleEndian(header[16..], size);
+                RandomAccess.Write(map, header, 0);
+                RandomAccess.Write(map, bits, HeaderSize);
+                RandomAccess.FlushToDisk(map);
+            }
+
+            data = File.OpenHandle(dataPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            return new CachedBlobFile(blobId, dataPath, mapPath, data, map, size, blockSize, bits);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            map?.Dispose();
+            data?.Dispose();
+            throw new StorageException(StorageErrorKind.IoError,
+                $"cannot open cache files of blob {blobId} in {workDir}: {e.Message}", e);
+        }
+    }
+
+    private static byte[]? TryLoad(SafeFileHandle map, int blockSize, ref long size)
+    {
+        long length = RandomAccess.GetLength(map);
+        if (length < HeaderSize)
+        {
+            return null;
+        }
+
+        Span<byte> header = stackalloc byte[HeaderSize];
+        if (RandomAccess.Read(map, header, 0) != HeaderSize || !header[..8].SequenceEqual(Magic)
+            || BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) != Version
+            || BinaryPrimitives.ReadUInt32LittleEndian(header[12..]) != (uint)blockSize)
+        {
+            return null;
+        }
+
+        long blobSize = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
+        long bitmapBytes = (BlocksOf(blobSize, blockSize) + 7) / 8;
+        if (blobSize < 0 || length != HeaderSize + bitmapBytes || bitmapBytes > int.MaxValue)
+        {
+            return null;
+        }
+
+        var bits = new byte[bitmapBytes];
+        if (RandomAccess.Read(map, bits, HeaderSize) != bits.Length)
+        {
+            return null;
+        }
+
+        size = blobSize;
+        return bits;
+    }
+
+    private static long BlocksOf(long size, int blockSize) => (size + blockSize - 1) / blockSize;
+
+    /// <summary>First missing block in [first, last], or -1. Caller holds <see cref="Lock"/>.</summary>
+    public long FirstMissing(long first, long last)
+    {
+        for (long block = first; block <= last; block++)
+        {
+            if ((_bits[block >> 3] & (1 << (int)(block & 7))) == 0)
+            {
+                return block;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>Last missing block in [first, last], or -1. Caller holds <see cref="Lock"/>.</summary>
+    public long LastMissing(long first, long last)
+    {
+        for (long block = last; block >= first; block--)
+        {
+            if ((_bits[block >> 3] & (1 << (int)(block & 7))) == 0)
+            {
+                return block;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>A running fetch that overlaps [first, last], or null. Caller holds <see cref="Lock"/>.</summary>
+    public Fetch? FindFetch(long first, long last)
+    {
+        foreach (Fetch fetch in _fetches)
+        {
+            if (fetch.FirstBlock <= last && first <= fetch.LastBlock)
+            {
+                return fetch;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Registers a fetch of [first, last]. Caller holds <see cref="Lock"/>.</summary>
+    public Fetch StartFetch(long first, long last)
+    {
+        var fetch = new Fetch(first, last);
+        _fetches.Add(fetch);
+        return fetch;
+    }
+
+    public void EndFetch(Fetch fetch, StorageException? failure)
+    {
+        lock (Lock)
+        {
+            _fetches.Remove(fetch);
+        }
+
+        fetch.Finish(failure);
+    }
+
+    /// <summary>Writes fetched bytes of blocks [first, ...] and, once they are on disk, marks them present.</summary>
+    public void Store(long firstBlock, ReadOnlySpan<byte> bytes)
+    {
+        long offset = firstBlock * BlockSize;
+        RandomAccess.Write(_data, bytes, offset);
+        RandomAccess.FlushToDisk(_data);
+        long lastBlock = (offset + bytes.Length - 1) / BlockSize;
+        lock (Lock)
+        {
+            for (long block = firstBlock; block <= lastBlock; block++)
+            {
+                ref byte cell = ref _bits[block >> 3];
+                byte mask = (byte)(1 << (int)(block & 7));
+                if ((cell & mask) == 0)
+                {
+                    cell |= mask;
+                    Interlocked.Increment(ref _presentBlocks);
+                }
+            }
+
+            WriteBits(firstBlock, lastBlock);
+        }
+    }
+
+    /// <summary>Marks the blocks overlapping [offset, offset+length) missing again.</summary>
+    public void Invalidate(long offset, long length)
+    {
+        long firstBlock = offset / BlockSize;
+        long lastBlock = Math.Min((offset + Math.Max(length, 1) - 1) / BlockSize, BlocksOf(BlobSize, BlockSize) - 1);
+        lock (Lock)
+        {
+            for (long block = firstBlock; block <= lastBlock; block++)
+            {
+                ref byte cell = ref _bits[block >> 3];
+                byte mask = (byte)(1 << (int)(block & 7));
+                if ((cell & mask) != 0)
+                {
+                    cell &= (byte)~mask;
+                    Interlocked.Decrement(ref _presentBlocks);
+                }
+            }
+
+            WriteBits(firstBlock, lastBlock);
+        }
+    }
+
+    /// <summary>Reads present bytes straight from the data file.</summary>
+    public void ReadData(long offset, Span<byte> destination)
+    {
+        int done = 0;
+        while (done < destination.Length)
+        {
+            int n = RandomAccess.Read(_data, destination[done..], offset + done);
+            if (n == 0)
+            {
+                throw new StorageException(StorageErrorKind.IoError,
+                    $"cache file {DataPath} of blob {BlobId} ends at {offset + done} although its map says the " +
+                    $"range [{offset}, {offset + destination.Length}) is present");
+            }
+
+            done += n;
+        }
+    }
+
+    private void WriteBits(long firstBlock, long lastBlock)
+    {
+        int firstByte = (int)(firstBlock >> 3);
+        int lastByte = (int)(lastBlock >> 3);
+        RandomAccess.Write(_map, _bits.AsSpan(firstByte, lastByte - firstByte + 1), HeaderSize + firstByte);
+    }
+
+    public void Dispose()
+    {
+        _data.Dispose();
+        _map.Dispose();
+    }
+
+    /// <summary>One backend fetch in progress; readers of an overlapping range wait for it instead of fetching.</summary>
+    internal sealed class Fetch
+    {
+        private readonly ManualResetEventSlim _done = new(false);
+
+        public Fetch(long firstBlock, long lastBlock)
+        {
+            FirstBlock = firstBlock;
+            LastBlock = lastBlock;
+        }
+
+        public long FirstBlock { get; }
+
+        public long LastBlock { get; }
+
+        public StorageException? Failure { get; private set; }
+
+        public void Finish(StorageException? failure)
+        {
+            Failure = failure;
+            _done.Set();
+        }
+
+        public void Wait() => _done.Wait();
+    }
+}

@@ -1,0 +1,46 @@
+using Serilog;
+
+namespace Nydus.Actors.Storage.Cache;
+
+/// <summary>
+/// <see cref="BlobChunkReader"/> for chunks whose blobs may sit behind a <see cref="BlobFileCache"/>: when a chunk
+/// fails to decompress or to match its digest, the cached ranges of the request are dropped and the read is done
+/// once more from the backend, so a damaged cache file heals instead of failing reads forever. A second failure
+/// means the backend's own data is bad and is reported.
+/// </summary>
+public static class CachedChunkReader
+{
+    private static readonly ILogger Log = Serilog.Log.ForContext(typeof(CachedChunkReader));
+
+    public static void Read(ReadOnlySpan<ChunkRequest> chunks, Span<byte> destination, bool validateDigests,
+        int mergeSize = BlobChunkReader.DefaultMergeSize)
+    {
+        try
+        {
+            BlobChunkReader.Read(chunks, destination, validateDigests, mergeSize);
+            return;
+        }
+        catch (StorageException e) when (e.Kind is StorageErrorKind.DigestMismatch or StorageErrorKind.DecompressionFailed)
+        {
+            bool cached = false;
+            foreach (ref readonly ChunkRequest chunk in chunks)
+            {
+                if (chunk.Blob.Backend is BlobFileCache cache)
+                {
+                    cache.Invalidate(chunk.Blob.Id, chunk.CompressedOffset, chunk.CompressedSize);
+                    cached = true;
+                }
+            }
+
+            if (!cached)
+            {
+                throw;
+            }
+
+            Log.Warning("Cached data failed validation ({Reason}); fetching {Chunks} chunks again", e.Message,
+                chunks.Length);
+        }
+
+        BlobChunkReader.Read(chunks, destination, validateDigests, mergeSize);
+    }
+}
