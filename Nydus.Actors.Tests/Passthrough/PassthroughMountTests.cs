@@ -8,7 +8,6 @@ using Xunit;
 namespace Nydus.Actors.Tests.Passthrough;
 
 /// <summary>A writable passthrough mount used through ordinary .NET file APIs, libc calls and the attr tools.</summary>
-[System.Runtime.Versioning.SupportedOSPlatform(\"linux\")]
 public class PassthroughMountTests
 {
     [FuseFact]

@@ -6,7 +6,6 @@ using Xunit;
 namespace Nydus.Actors.Tests.Passthrough;
 
 /// <summary>The whole tree seen through the mount against the backing directory, and read-only behaviour.</summary>
-[System.Runtime.Versioning.SupportedOSPlatform(\"linux\")]
 public class PassthroughTreeTests
 {
     [FuseFact]
