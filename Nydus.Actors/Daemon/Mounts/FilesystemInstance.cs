@@ -5,6 +5,7 @@ using Nydus.Actors.Interop;
 using Nydus.Actors.Passthrough;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Storage.Backends;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
@@ -43,7 +44,7 @@ public sealed class FilesystemInstance : IDisposable
         if (mount.Overlay is not null)
             throw new ConfigException(ConfigErrorKind.UnsupportedForImage, $"overlay: a writable overlay over RAFS is not supported yet (in {configSource})");
 
-        var (backend, devices) = OpenBackend(mount.Backend, configSource);
+        var (backend, devices) = OpenBackend(mount.Backend, mount.Cache, configSource);
         try
         {
             var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
@@ -73,7 +74,7 @@ public sealed class FilesystemInstance : IDisposable
         return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, fs);
     }
 
-    private static (IBlobBackend Backend, string[] Devices) OpenBackend(BackendConfigV2 backend, string configSource)
+    private static (IBlobBackend Backend, string[] Devices) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource)
     {
         switch (backend.Type)
         {
@@ -87,7 +88,21 @@ public sealed class FilesystemInstance : IDisposable
                 };
                 // A plain EROFS image made with `mkfs.erofs --blobdev F` names no blob: its extra device is blob_file.
                 string[] devices = localfs.BlobFile.Length > 0 ? [localfs.BlobFile] : [];
+                // Local blobs are read in place: copying them into a cache on the same disk gains nothing (and
+                // upstream's --localfs-dir would put the cache files among the blobs themselves).
+                if (cache.IsFileCache)
+                    Serilog.Log.Information("Blobs of the localfs backend are read in place; the {CacheType} cache serves remote backends", cache.Type);
                 return (new LocalFsBackend(settings), devices);
+
+            case BackendConfigV2.RegistryType:
+                IBlobBackend registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
+                if (BlobCacheSettings.FromConfig(cache) is { } cacheSettings)
+                {
+                    Directory.CreateDirectory(cacheSettings.WorkDir);
+                    registry = new BlobFileCache(cacheSettings, registry);
+                }
+                return (registry, []);
+
             default:
                 throw new ConfigException(ConfigErrorKind.UnknownBackendType,
                     $"backend.type: the '{backend.Type}' backend is not supported yet by this build (in {configSource})");

@@ -1,3 +1,4 @@
+using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
@@ -263,7 +264,7 @@ internal sealed class RafsV5Image : RafsImage
                 requests[used++] = BuildRequest(ino, record, recordOffset, offset, end, fileOffset, uncompressedSize);
             }
 
-            BlobChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {

@@ -1,3 +1,4 @@
+using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
@@ -474,7 +475,7 @@ internal sealed class ErofsImage : RafsImage
                 };
             }
 
-            BlobChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {
