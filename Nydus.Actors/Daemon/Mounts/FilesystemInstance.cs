@@ -44,7 +44,7 @@ public sealed class FilesystemInstance : IDisposable
         if (mount.Overlay is not null)
             throw new ConfigException(ConfigErrorKind.UnsupportedForImage, $"overlay: a writable overlay over RAFS is not supported yet (in {configSource})");
 
-        var (backend, devices) = OpenBackend(mount.Backend, mount.Cache, configSource);
+        var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource);
         try
         {
             var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
@@ -55,11 +55,11 @@ public sealed class FilesystemInstance : IDisposable
                 // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
             });
-            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, image, backend);
+            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, [image, .. ownedBackends]);
         }
         catch
         {
-            backend.Dispose();
+            foreach (var owned in ownedBackends) owned.Dispose();
             throw;
         }
     }
@@ -74,7 +74,7 @@ public sealed class FilesystemInstance : IDisposable
         return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, fs);
     }
 
-    private static (IBlobBackend Backend, string[] Devices) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource)
+    private static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource)
     {
         switch (backend.Type)
         {
@@ -92,16 +92,16 @@ public sealed class FilesystemInstance : IDisposable
                 // upstream's --localfs-dir would put the cache files among the blobs themselves).
                 if (cache.IsFileCache)
                     Serilog.Log.Information("Blobs of the localfs backend are read in place; the {CacheType} cache serves remote backends", cache.Type);
-                return (new LocalFsBackend(settings), devices);
+                var local = new LocalFsBackend(settings);
+                return (local, devices, [local]);
 
             case BackendConfigV2.RegistryType:
-                IBlobBackend registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
-                if (BlobCacheSettings.FromConfig(cache) is { } cacheSettings)
-                {
-                    Directory.CreateDirectory(cacheSettings.WorkDir);
-                    registry = new BlobFileCache(cacheSettings, registry);
-                }
-                return (registry, []);
+                var registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
+                if (BlobCacheSettings.FromConfig(cache) is not { } cacheSettings) return (registry, [], [registry]);
+                Directory.CreateDirectory(cacheSettings.WorkDir);
+                var cached = new BlobFileCache(cacheSettings, registry);
+                // The cache first (it flushes its maps), then the HTTP client under it.
+                return (cached, [], [cached, registry]);
 
             default:
                 throw new ConfigException(ConfigErrorKind.UnknownBackendType,
