@@ -38,7 +38,10 @@ grep -q " $mnt fuse" /proc/self/mounts && umount -l "$mnt" || true
 "$nydusd" --id sample --work-dir "$work/state" --apisock "$sock" \
   --mountpoint "$mnt" --bootstrap "$image" --config "$config" &
 pid=$!
-trap 'kill -INT $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+# Ctrl+C (or a TERM) stops nydusd through its own signal handling: it unmounts and exits.
+stop() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 for _ in $(seq 1 100); do
   "$nydusd" ctl --sock "$sock" info 2>/dev/null | grep -q RUNNING && break

@@ -30,10 +30,14 @@ public sealed partial class NydusdProcess : IAsyncDisposable
 
     public static string BinaryPath => Path.Combine(AppContext.BaseDirectory, "nydusd");
 
-    public static NydusdProcess Start(params string[] args)
+    public static NydusdProcess Start(params string[] args) => StartIn(null, args);
+
+    /// <summary>Starts nydusd with <paramref name="workingDirectory"/> as its current directory.</summary>
+    public static NydusdProcess StartIn(string? workingDirectory, params string[] args)
     {
         var info = new ProcessStartInfo(BinaryPath)
         {
+            WorkingDirectory = workingDirectory ?? "",
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,

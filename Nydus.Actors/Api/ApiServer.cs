@@ -38,7 +38,13 @@ public sealed class ApiServer : IAsyncDisposable
         DaemonEndpoints.Map(routes, api);
         PendingEndpoints.Map(routes);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            // Not the working directory: hosting watches its content root for configuration changes, and that walk
+            // would stat our own FUSE mount (if it lies below) before any worker could answer: a deadlock.
+            ContentRootPath = AppContext.BaseDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new SerilogLoggerProvider(Serilog.Log.Logger));
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
