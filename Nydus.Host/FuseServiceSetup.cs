@@ -67,6 +67,7 @@ public sealed class FuseServiceSetup
         }
 
         var props = FuseServiceActor.Props(session, mountpoint, session, device, instance);
+        if (instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register("/", metrics);
         var backend = new MountedBackend(instance.Type.ToDisplayString(), "/", DateTimeOffset.UtcNow, redactedConfig);
         return new FuseServiceSetup(props, backend, () =>
         {

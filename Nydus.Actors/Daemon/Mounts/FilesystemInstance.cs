@@ -17,13 +17,17 @@ public sealed class FilesystemInstance : IDisposable
 {
     private readonly IDisposable[] _owned;
 
-    private FilesystemInstance(IFuseFileSystem fileSystem, FsBackendType type, FuseInitOptions initOptions, params IDisposable[] owned)
+    private FilesystemInstance(IFuseFileSystem fileSystem, FsBackendType type, FuseInitOptions initOptions, MountMetrics? metrics, params IDisposable[] owned)
     {
         FileSystem = fileSystem;
         Type = type;
         InitOptions = initOptions;
+        Metrics = metrics;
         _owned = owned;
     }
+
+    /// <summary>The counters of the backend and cache behind this instance (null for passthrough).</summary>
+    public MountMetrics? Metrics { get; }
 
     public IFuseFileSystem FileSystem { get; }
 
@@ -45,6 +49,10 @@ public sealed class FilesystemInstance : IDisposable
             throw new ConfigException(ConfigErrorKind.UnsupportedForImage, $"overlay: a writable overlay over RAFS is not supported yet (in {configSource})");
 
         var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource);
+        var metrics = new MountMetrics(mount.Backend.Type,
+            ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Metrics,
+            (backend as BlobFileCache)?.Metrics,
+            mount.Cache.IsFileCache ? mount.Cache.FileCache?.WorkDir : null);
         try
         {
             var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
@@ -55,7 +63,7 @@ public sealed class FilesystemInstance : IDisposable
                 // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
             });
-            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, [image, .. ownedBackends]);
+            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, metrics, [image, .. ownedBackends]);
         }
         catch
         {
@@ -71,7 +79,7 @@ public sealed class FilesystemInstance : IDisposable
             throw new DirectoryNotFoundException($"shared directory {directory} does not exist");
         var fs = new PassthroughFileSystem(directory, writable);
         var init = writable ? FuseInitOptions.WritablePassthrough() : FuseInitOptions.ReadOnlyImage;
-        return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, fs);
+        return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, null, fs);
     }
 
     private static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource)

@@ -1,0 +1,45 @@
+using System.Collections.Concurrent;
+using Nydus.Actors.Storage.Backends;
+using Nydus.Actors.Storage.Cache;
+
+namespace Nydus.Actors.Daemon.Mounts;
+
+/// <summary>The counters of one mounted instance, read on demand by the metrics API.</summary>
+/// <param name="BackendType">upstream's backend type name ("registry", "localfs").</param>
+/// <param name="Backend">Remote backend counters, when the backend keeps them.</param>
+/// <param name="Cache">Blob cache counters, when the mount has a cache.</param>
+/// <param name="CacheDir">Where the cache keeps its files.</param>
+public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, BlobCacheMetrics? Cache, string? CacheDir);
+
+/// <summary>
+/// Process-wide table of the metrics of mounted instances, keyed by virtual mountpoint, as upstream keeps its
+/// metrics (utils/src/metrics.rs): the API reads an instance by id, or the only one when no id is given.
+/// </summary>
+public sealed class MountMetricsRegistry
+{
+    public static readonly MountMetricsRegistry Shared = new();
+
+    private readonly ConcurrentDictionary<string, MountMetrics> _byMountpoint = new(StringComparer.Ordinal);
+
+    public void Register(string mountpoint, MountMetrics metrics) => _byMountpoint[mountpoint] = metrics;
+
+    public void Unregister(string mountpoint) => _byMountpoint.TryRemove(mountpoint, out _);
+
+    /// <summary>The instance <paramref name="id"/> names, or the only instance when <paramref name="id"/> is null.</summary>
+    public bool TryFind(string? id, out string mountpoint, out MountMetrics metrics)
+    {
+        if (id is not null)
+        {
+            mountpoint = id;
+            return _byMountpoint.TryGetValue(id, out metrics!);
+        }
+        var all = _byMountpoint.ToArray();
+        if (all.Length == 1)
+        {
+            (mountpoint, metrics) = (all[0].Key, all[0].Value);
+            return true;
+        }
+        (mountpoint, metrics) = ("", null!);
+        return false;
+    }
+}
