@@ -1,7 +1,7 @@
 using Nydus.Bench;
 
 // Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
-// Usage: Nydus.Bench [all|startup] ; prints a table per suite and writes bench/results-<suite>.md.
+// Usage: Nydus.Bench [all|startup|rafs] ; prints a table per suite and writes bench/results-<suite>.md.
 var suite = args.Length > 0 ? args[0] : "all";
 var repoRoot = RepoPaths.FindRoot();
 var nydusd = Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
@@ -14,6 +14,7 @@ if (!File.Exists(nydusd))
 var suites = new Dictionary<string, Func<string, string, Task<BenchReport>>>
 {
     ["startup"] = StartupBench.RunAsync,
+    ["rafs"] = RafsBench.RunAsync,
 };
 foreach (var (name, run) in suites)
 {
