@@ -92,29 +92,14 @@ public sealed class BadInputFuseTests : IDisposable
         Assert.Contains("backend.localfs.dir", output);
     }
 
-    [FuseFact]
-    public async Task Corrupted_chunk_with_validation_on_fails_that_file_with_EIO_and_the_log_names_blob_and_chunk()
+    [FuseTheory]
+    [InlineData("legacy-digest_validate")]
+    [InlineData("v2-rafs.validate")]
+    public async Task Corrupted_chunk_with_validation_on_fails_that_file_with_EIO_and_the_log_names_blob_and_chunk(string backend)
     {
-        // The file's bytes sit uncompressed in the blob; find them and flip one so only its chunk is damaged.
-        byte[] target;
-        using (var backend = LocalFsBackend.ForDirectory(GoodBlobs))
-        using (RafsImage image = RafsImage.Open(GoodBootstrap, new BlobSource(backend)))
-        {
-            Assert.True(image.TryLookup(image.RootInode, "hardlink-test"u8, out ulong dir));
-            Assert.True(image.TryLookup(dir, "foo"u8, out ulong foo));
-            target = ImageTreeWalker.ReadAll(image, foo);
-        }
+        string blobs = WriteBlobWithOneCorruptFile(out _);
 
-        string blobs = _dir.Combine("blobs");
-        Directory.CreateDirectory(blobs);
-        byte[] blob = File.ReadAllBytes(Path.Combine(GoodBlobs, BlobId));
-        int at = blob.AsSpan().IndexOf(target);
-        Assert.True(at >= 0, "the file's bytes are not stored as-is in the blob");
-        Assert.Equal(-1, blob.AsSpan(at + 1).IndexOf(target));
-        blob[at + target.Length / 2] ^= 0x20;
-        File.WriteAllBytes(Path.Combine(blobs, BlobId), blob);
-
-        await using NydusdMount mount = await UpstreamFixtureFuseTests.StartAsync(GoodBootstrap, blobs, "v2-rafs.validate");
+        await using NydusdMount mount = await UpstreamFixtureFuseTests.StartAsync(GoodBootstrap, blobs, backend);
         Assert.Equal(Errno.EIO, MountedFile.TryReadAll(mount.MountPoint + "/hardlink-test/foo", out _));
         // The same inode through another of its names.
         Assert.Equal(Errno.EIO, MountedFile.TryReadAll(mount.MountPoint + "/normal-file-test/test.sh", out _));
@@ -134,6 +119,44 @@ public sealed class BadInputFuseTests : IDisposable
         }
 
         Assert.False(mount.Process.HasExited);
+    }
+
+    [FuseFact]
+    public async Task Corrupted_chunk_with_validation_off_reads_the_damaged_bytes()
+    {
+        // The contrast that shows validation, not chance, produced the EIO above.
+        string blobs = WriteBlobWithOneCorruptFile(out byte[] original);
+
+        await using NydusdMount mount = await NydusdMount.StartWithLocalFsDirAsync(GoodBootstrap, blobs);
+        Assert.Equal(Errno.Success, MountedFile.TryReadAll(mount.MountPoint + "/hardlink-test/foo", out byte[] served));
+        Assert.Equal(original.Length, served.Length);
+        Assert.False(original.AsSpan().SequenceEqual(served), "the corrupted byte was not served");
+    }
+
+    /// <summary>
+    /// Copies the blob with one byte flipped inside /hardlink-test/foo's data (stored uncompressed, so found by
+    /// content) and returns the new blob dir and the file's original content.
+    /// </summary>
+    private string WriteBlobWithOneCorruptFile(out byte[] original)
+    {
+        // The file's bytes sit uncompressed in the blob; find them and flip one so only its chunk is damaged.
+        using (var backend = LocalFsBackend.ForDirectory(GoodBlobs))
+        using (RafsImage image = RafsImage.Open(GoodBootstrap, new BlobSource(backend)))
+        {
+            Assert.True(image.TryLookup(image.RootInode, "hardlink-test"u8, out ulong dir));
+            Assert.True(image.TryLookup(dir, "foo"u8, out ulong foo));
+            original = ImageTreeWalker.ReadAll(image, foo);
+        }
+
+        string blobs = _dir.Combine("blobs");
+        Directory.CreateDirectory(blobs);
+        byte[] blob = File.ReadAllBytes(Path.Combine(GoodBlobs, BlobId));
+        int at = blob.AsSpan().IndexOf(original);
+        Assert.True(at >= 0, "the file's bytes are not stored as-is in the blob");
+        Assert.Equal(-1, blob.AsSpan(at + 1).IndexOf(original));
+        blob[at + original.Length / 2] ^= 0x20;
+        File.WriteAllBytes(Path.Combine(blobs, BlobId), blob);
+        return blobs;
     }
 
     [FuseFact]
