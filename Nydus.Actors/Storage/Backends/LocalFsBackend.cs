@@ -21,6 +21,19 @@ public sealed class LocalFsBackend : IBlobBackend
             throw new ArgumentException("localfs backend needs either dir or blob_file", nameof(settings));
         }
 
+        // A mistyped path must stop the mount at start, naming the field, instead of turning every file read into EIO.
+        if (settings.Dir is { } dir && !Directory.Exists(dir))
+        {
+            throw new StorageException(StorageErrorKind.BlobNotFound,
+                $"localfs backend: blob directory {dir} (backend.localfs.dir) does not exist");
+        }
+
+        if (settings.BlobFile is { } file && !File.Exists(file))
+        {
+            throw new StorageException(StorageErrorKind.BlobNotFound,
+                $"localfs backend: blob file {file} (backend.localfs.blob_file) does not exist");
+        }
+
         _settings = settings;
     }
 
