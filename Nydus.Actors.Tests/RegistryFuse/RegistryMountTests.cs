@@ -1,0 +1,90 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Nydus.Actors.Api;
+using Nydus.Actors.Interop;
+using Nydus.Actors.Tests.Support;
+using Xunit;
+
+namespace Nydus.Actors.Tests.RegistryFuse;
+
+/// <summary>
+/// Lazy pulling end to end: the real nydusd mounts an upstream RAFS image whose blob lives in a real
+/// docker-registry on 127.0.0.1, reads everything through FUSE, and a second daemon over the same blob cache serves
+/// it again without the registry at all.
+/// </summary>
+public sealed class RegistryMountTests : IDisposable
+{
+    private const string Repo = "library/nydus-fixture";
+    private readonly TempDir _dir = new("registry-mount");
+
+    private static Dictionary<string, string> ExpectedMd5s()
+    {
+        var result = File.ReadAllText(ImageFixtures.UpstreamFile("repeatable", "sha256-nocompress-repeatable.result"));
+        return Regex.Matches(result, @"^([0-9a-f]{32})  (/\S+)$", RegexOptions.Multiline)
+            .ToDictionary(m => m.Groups[2].Value, m => m.Groups[1].Value);
+    }
+
+    private string Config(RegistryServer registry) => $$"""
+        {
+          "version": 2,
+          "backend": { "type": "registry", "registry": { "scheme": "http", "host": "{{registry.Host}}", "repo": "{{Repo}}", "timeout": 5, "connect_timeout": 5, "retry_limit": 1 } },
+          "cache": { "type": "blobcache", "filecache": { "work_dir": {{JsonSerializer.Serialize(_dir.Combine("cache"))}} } },
+          "rafs": { "mode": "direct", "validate": true }
+        }
+        """;
+
+    private static void AssertAllFilesRead(string mountPoint, Dictionary<string, string> expected)
+    {
+        foreach (var (path, md5) in expected)
+        {
+            Assert.Equal(Errno.Success, MountedFile.TryReadAll(mountPoint + path, out var content));
+            Assert.Equal(md5, Convert.ToHexStringLower(MD5.HashData(content)));
+        }
+    }
+
+    private static async Task<JsonElement> MetricsAsync(string socket, string which)
+    {
+        using var client = new ApiClient(socket);
+        var (status, body) = await client.SendAsync("GET", $"/api/v1/metrics/{which}");
+        Assert.True(status == 200, $"metrics/{which} answered {status}: {body}");
+        return JsonDocument.Parse(body).RootElement;
+    }
+
+    [FuseFact]
+    public async Task Image_pulled_lazily_from_the_registry_is_served_again_from_the_cache_alone()
+    {
+        Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
+        using var registry = RegistryServer.Start();
+        var blob = ImageFixtures.UpstreamFile("repeatable", "blobs", "7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00");
+        Assert.Equal(Path.GetFileName(blob), registry.Push(Repo, File.ReadAllBytes(blob)));
+        var bootstrap = ImageFixtures.UpstreamFile("repeatable", "sha256-nocompress-repeatable");
+        var expected = ExpectedMd5s();
+        Assert.Equal(23, expected.Count);
+        var config = Config(registry);
+
+        await using (var first = await NydusdMount.StartWithConfigAsync(bootstrap, config))
+        {
+            AssertAllFilesRead(first.MountPoint, expected);
+            var backend = await MetricsAsync(first.ApiSocket, "backend");
+            Assert.Equal("registry", backend.GetProperty("backend_type").GetString());
+            Assert.True(backend.GetProperty("read_count").GetInt64() > 0);
+            Assert.True(backend.GetProperty("read_amount_total").GetInt64() > 0);
+            Assert.Equal(0, backend.GetProperty("read_errors").GetInt64());
+        }
+
+        // Nothing may come from the network now: stop the registry altogether.
+        registry.Stop();
+        await using (var second = await NydusdMount.StartWithConfigAsync(bootstrap, config))
+        {
+            AssertAllFilesRead(second.MountPoint, expected);
+            var backend = await MetricsAsync(second.ApiSocket, "backend");
+            Assert.Equal(0, backend.GetProperty("read_amount_total").GetInt64());
+            Assert.Equal(0, backend.GetProperty("read_count").GetInt64());
+            var cache = await MetricsAsync(second.ApiSocket, "blobcache");
+            Assert.True(cache.GetProperty("whole_hits").GetInt64() > 0);
+        }
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
