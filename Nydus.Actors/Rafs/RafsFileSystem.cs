@@ -92,13 +92,15 @@ public sealed class RafsFileSystem : IFuseFileSystem
         }
     }
 
+    /// <summary>
+    /// ENOSYS switches the kernel to "no open" for this connection (upstream RAFS does the same): it stops sending
+    /// OPEN and RELEASE altogether and keeps file pages cached across opens (FOPEN_KEEP_CACHE is its default then),
+    /// so a warm read of a file costs no request at all. Writes never get here: the mount is read-only.
+    /// </summary>
     public Errno Open(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
-        if ((flags & Libc.O_ACCMODE) != Libc.O_RDONLY) return Errno.EROFS;
-        // The data never changes under this mount: let the page cache keep it across opens.
-        result.Flags = FuseOpenFlags.KeepCache;
-        return Errno.Success;
+        return (flags & Libc.O_ACCMODE) != Libc.O_RDONLY ? Errno.EROFS : Errno.ENOSYS;
     }
 
     public Errno Read(in FuseContext context, ulong nodeId, ulong handle, long offset, Span<byte> buffer, out int bytesRead)
@@ -164,12 +166,11 @@ public sealed class RafsFileSystem : IFuseFileSystem
         }
     }
 
+    /// <summary>As <see cref="Open"/>: "no opendir", and the kernel then caches listings (FOPEN_CACHE_DIR).</summary>
     public Errno OpenDir(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
-        // Listings never change either: the kernel may cache them.
-        result.Flags = FuseOpenFlags.KeepCache | FuseOpenFlags.CacheDir;
-        return Errno.Success;
+        return Errno.ENOSYS;
     }
 
     public Errno ReadDir(in FuseContext context, ulong nodeId, ulong handle, long offset, ref FuseDirectoryWriter writer) =>
