@@ -3,6 +3,7 @@ using Nydus.Actors.Rafs.Layout;
 using Nydus.Actors.Rafs.Layout.V5;
 using Nydus.Actors.Rafs.Layout.V6;
 using Nydus.Actors.Rafs.Metadata;
+using Nydus.Actors.Storage;
 
 namespace Nydus.Actors.Rafs;
 
@@ -38,6 +39,12 @@ public abstract class RafsImage : IDisposable
 
     /// <summary>Number of inodes the superblock declares (statfs f_files).</summary>
     public abstract ulong InodeCount { get; }
+
+    /// <summary>
+    /// The data blobs this image reads through a backend, in blob-table order (slots without a backend are left
+    /// out). What a blob-level prefetcher walks.
+    /// </summary>
+    public abstract IReadOnlyList<BlobRef> Blobs { get; }
 
     private protected ImageData Data { get; }
 
@@ -135,6 +142,18 @@ public abstract class RafsImage : IDisposable
     public abstract int Read(ulong ino, long offset, Span<byte> destination);
 
     /// <summary>Convenience for callers off the hot path: the symlink target as a new array.</summary>
+    /// <summary>The non-null entries of a blob table, for <see cref="Blobs"/>.</summary>
+    private protected static BlobRef[] PresentBlobs(BlobRef?[] table)
+    {
+        var present = new List<BlobRef>(table.Length);
+        foreach (BlobRef? blob in table)
+        {
+            if (blob is not null) present.Add(blob);
+        }
+
+        return present.ToArray();
+    }
+
     public byte[] ReadLink(ulong ino)
     {
         int length = ReadLink(ino, Span<byte>.Empty);

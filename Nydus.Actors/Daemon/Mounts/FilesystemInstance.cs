@@ -6,6 +6,7 @@ using Nydus.Actors.Passthrough;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Storage.Backends;
 using Nydus.Actors.Storage.Cache;
+using Nydus.Actors.Storage.Prefetch;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
@@ -25,6 +26,9 @@ public sealed class FilesystemInstance : IDisposable
         Metrics = metrics;
         _owned = owned;
     }
+
+    /// <summary>The background prefetch of whole blobs, when configured (null otherwise).</summary>
+    public BlobPrefetcher? Prefetcher { get; private init; }
 
     /// <summary>The counters of the backend and cache behind this instance (null for passthrough).</summary>
     public MountMetrics? Metrics { get; }
@@ -63,13 +67,42 @@ public sealed class FilesystemInstance : IDisposable
                 // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
             });
-            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, metrics, [image, .. ownedBackends]);
+            // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
+            BlobPrefetcher? prefetcher = backend is BlobFileCache cache ? StartPrefetch(mount, image, cache) : null;
+            IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
+            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, metrics, owned)
+            {
+                Prefetcher = prefetcher,
+            };
         }
         catch
         {
             foreach (var owned in ownedBackends) owned.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Blob-level prefetch of whole blobs into the cache when <c>cache.prefetch</c> or <c>rafs.prefetch</c> is
+    /// enabled with <c>prefetch_all</c>; the enabled <c>cache.prefetch</c> table wins for threads, batch and rate.
+    /// </summary>
+    private static BlobPrefetcher? StartPrefetch(RafsMountConfig mount, RafsImage image, BlobFileCache cache)
+    {
+        PrefetchConfigV2 blobLevel = mount.Cache.Prefetch, fileLevel = mount.Rafs.Prefetch;
+        bool all = (blobLevel.Enable && blobLevel.PrefetchAll) || (fileLevel.Enable && fileLevel.PrefetchAll);
+        if (!all)
+            return null;
+
+        PrefetchConfigV2 settings = (blobLevel.Enable ? blobLevel : fileLevel) with { Enable = true, PrefetchAll = true };
+        var blobs = new List<PrefetchBlob>(image.Blobs.Count);
+        foreach (var blob in image.Blobs)
+        {
+            // Local device files of plain EROFS images have their own backend: only cached blobs gain from this.
+            if (ReferenceEquals(blob.Backend, cache))
+                blobs.Add(new PrefetchBlob(blob.Id));
+        }
+
+        return blobs.Count == 0 ? null : new BlobPrefetcher(cache, blobs, settings);
     }
 
     /// <summary>Shares a host directory (upstream's passthroughfs), read-only unless <paramref name="writable"/>.</summary>

@@ -24,6 +24,8 @@ internal sealed class RafsV5Image : RafsImage
     private readonly string[] _blobIds;
     private readonly BlobRef?[] _blobs;
 
+    public override IReadOnlyList<BlobRef> Blobs { get; }
+
     public RafsV5Image(ImageData data, BlobSource blobs, RafsOpenOptions options)
         : base(data, options)
     {
@@ -36,6 +38,8 @@ internal sealed class RafsV5Image : RafsImage
                 ? null
                 : new BlobRef(_blobIds[i], blobs.Backend, _sb.Flags.Compression(), _sb.Flags.Digest());
         }
+
+        Blobs = PresentBlobs(_blobs);
 
         // Like upstream, opening loads only the superblock and tables; inode records are checked when used,
         // except that the root record must at least lie inside the file.

@@ -58,11 +58,14 @@ internal sealed class ErofsImage : RafsImage
         }
 
         _chunkInfos = new BlobChunkInfoArray?[_blobs.Length];
+        Blobs = PresentBlobs(_blobs);
         if (MetaBase > data.Length)
         {
             data.Throw(RafsErrorKind.OutOfBounds, $"meta_blkaddr {_sb.MetaBlockAddress} past end of image (size {data.Length})");
         }
     }
+
+    public override IReadOnlyList<BlobRef> Blobs { get; }
 
     public override RafsFormat Format => _sb.IsRafsV6 ? RafsFormat.RafsV6 : RafsFormat.Erofs;
 
