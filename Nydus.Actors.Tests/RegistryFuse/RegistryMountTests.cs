@@ -25,14 +25,23 @@ public sealed class RegistryMountTests : IDisposable
             .ToDictionary(m => m.Groups[2].Value, m => m.Groups[1].Value);
     }
 
-    private string Config(RegistryServer registry) => $$"""
+    private string Config(RegistryServer registry, bool prefetchAll = false) => $$"""
         {
           "version": 2,
           "backend": { "type": "registry", "registry": { "scheme": "http", "host": "{{registry.Host}}", "repo": "{{Repo}}", "timeout": 5, "connect_timeout": 5, "retry_limit": 1 } },
-          "cache": { "type": "blobcache", "filecache": { "work_dir": {{JsonSerializer.Serialize(_dir.Combine("cache"))}} } },
+          "cache": { "type": "blobcache", "filecache": { "work_dir": {{JsonSerializer.Serialize(_dir.Combine("cache"))}} },
+                     "prefetch": { "enable": {{(prefetchAll ? "true" : "false")}}, "threads": 2, "batch_size": 1048576, "prefetch_all": {{(prefetchAll ? "true" : "false")}} } },
           "rafs": { "mode": "direct", "validate": true }
         }
         """;
+
+    private static async Task<string> PrometheusAsync(string socket)
+    {
+        using var client = new ApiClient(socket);
+        var (status, body) = await client.SendAsync("GET", "/metrics");
+        Assert.Equal(200, status);
+        return body;
+    }
 
     private static void AssertAllFilesRead(string mountPoint, Dictionary<string, string> expected)
     {
@@ -71,6 +80,8 @@ public sealed class RegistryMountTests : IDisposable
             Assert.True(backend.GetProperty("read_count").GetInt64() > 0);
             Assert.True(backend.GetProperty("read_amount_total").GetInt64() > 0);
             Assert.Equal(0, backend.GetProperty("read_errors").GetInt64());
+            Assert.Contains($"nydus_backend_read_bytes_total{{mountpoint=\"/\"}} {backend.GetProperty("read_amount_total").GetInt64()}\n",
+                await PrometheusAsync(first.ApiSocket));
         }
 
         // Nothing may come from the network now: stop the registry altogether.
@@ -83,7 +94,35 @@ public sealed class RegistryMountTests : IDisposable
             Assert.Equal(0, backend.GetProperty("read_count").GetInt64());
             var cache = await MetricsAsync(second.ApiSocket, "blobcache");
             Assert.True(cache.GetProperty("whole_hits").GetInt64() > 0);
+            Assert.Contains("nydus_backend_read_bytes_total{mountpoint=\"/\"} 0\n", await PrometheusAsync(second.ApiSocket));
         }
+    }
+
+    [FuseFact]
+    public async Task Prefetch_all_brings_the_whole_image_into_the_cache_without_a_reader()
+    {
+        Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
+        using var registry = RegistryServer.Start();
+        var blob = ImageFixtures.UpstreamFile("repeatable", "blobs", "7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00");
+        registry.Push(Repo, File.ReadAllBytes(blob));
+        var bootstrap = ImageFixtures.UpstreamFile("repeatable", "sha256-nocompress-repeatable");
+
+        await using var mount = await NydusdMount.StartWithConfigAsync(bootstrap, Config(registry, prefetchAll: true));
+        // Nobody reads: the prefetch alone must fill the cache (bounded wait).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        JsonElement cache;
+        while (true)
+        {
+            cache = await MetricsAsync(mount.ApiSocket, "blobcache");
+            if (cache.TryGetProperty("data_all_ready", out var ready) && ready.GetBoolean()) break;
+            Assert.True(DateTime.UtcNow < deadline, $"prefetch did not finish within 60 s: {cache}");
+            await Task.Delay(100);
+        }
+        Assert.Equal(new FileInfo(blob).Length, cache.GetProperty("prefetch_data_amount").GetInt64());
+
+        // With the registry gone, every file still reads whole and right.
+        registry.Stop();
+        AssertAllFilesRead(mount.MountPoint, ExpectedMd5s());
     }
 
     public void Dispose() => _dir.Dispose();

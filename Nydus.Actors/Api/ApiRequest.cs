@@ -48,3 +48,6 @@ public readonly record struct ApiResult(int Status, object? Body)
 }
 
 public delegate Task<ApiResult> ApiHandler(ApiRequest request);
+
+/// <summary>A body sent as Prometheus text exposition format rather than JSON.</summary>
+public sealed record PrometheusPage(string Text);

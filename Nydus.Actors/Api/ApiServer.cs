@@ -92,6 +92,12 @@ public sealed class ApiServer : IAsyncDisposable
     {
         context.Response.StatusCode = status;
         if (body is null) return;
+        if (body is PrometheusPage page)
+        {
+            context.Response.ContentType = "text/plain; version=0.0.4";
+            await context.Response.WriteAsync(page.Text, context.RequestAborted);
+            return;
+        }
         context.Response.ContentType = "application/json";
         await JsonSerializer.SerializeAsync(context.Response.Body, body, body.GetType(), Json, context.RequestAborted);
     }

@@ -13,6 +13,7 @@ public static class MetricsEndpoints
 {
     public static void Map(ApiRoutes routes, MountMetricsRegistry registry)
     {
+        routes.Map("GET", "/metrics", _ => Task.FromResult(new ApiResult(200, new PrometheusPage(PrometheusText(registry)))));
         routes.Map("GET", "/api/v1/metrics/backend", request =>
         {
             var (_, metrics) = Find(registry, request);
@@ -23,7 +24,7 @@ public static class MetricsEndpoints
         {
             var (_, metrics) = Find(registry, request);
             var cache = metrics.Cache ?? throw ApiError.NotFound("this instance has no blob cache");
-            return Task.FromResult(ApiResult.Ok(new Dictionary<string, object>
+            var body = new Dictionary<string, object>
             {
                 ["store_path"] = metrics.CacheDir ?? "",
                 ["whole_hits"] = cache.Hits,
@@ -33,8 +34,62 @@ public static class MetricsEndpoints
                 ["fetched_bytes"] = cache.FetchedBytes,
                 ["evicted_blobs"] = cache.EvictedBlobs,
                 ["invalidations"] = cache.Invalidations,
-            }));
+            };
+            if (metrics.Prefetcher?.Progress is { } prefetch)
+            {
+                body["prefetch_data_amount"] = prefetch.BytesPrefetched;
+                body["prefetch_requests_count"] = prefetch.PiecesDone;
+                body["prefetch_unmerged_chunks"] = prefetch.PiecesRemaining;
+                body["prefetch_failed_requests"] = prefetch.PiecesFailed;
+                if (prefetch.StartedAt is { } began)
+                {
+                    body["prefetch_begin_time_secs"] = began.ToUnixTimeSeconds();
+                    body["prefetch_begin_time_millis"] = began.Millisecond;
+                }
+                if (prefetch.FinishedAt is { } ended)
+                {
+                    body["prefetch_end_time_secs"] = ended.ToUnixTimeSeconds();
+                    body["prefetch_end_time_millis"] = ended.Millisecond;
+                }
+                body["data_all_ready"] = prefetch.FinishedAt is not null && prefetch.PiecesFailed == 0 && prefetch.BlobsFailed == 0
+                                         && prefetch.PiecesRemaining == 0;
+            }
+            return Task.FromResult(ApiResult.Ok(body));
         });
+    }
+
+    /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance.</summary>
+    public static string PrometheusText(MountMetricsRegistry registry)
+    {
+        var text = new System.Text.StringBuilder();
+        void Counter(string name, string help)
+        {
+            text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            text.Append("# TYPE ").Append(name).Append(" counter\n");
+        }
+        void Sample(string name, string mountpoint, long value) =>
+            text.Append(name).Append("{mountpoint=\"").Append(mountpoint.Replace("\\", "\\\\").Replace("\"", "\\\""))
+                .Append("\"} ").Append(value.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
+
+        var all = registry.All();
+        (string Name, string Help, Func<MountMetrics, long?> Read)[] series =
+        [
+            ("nydus_backend_read_count_total", "Backend reads", m => m.Backend?.ReadCount),
+            ("nydus_backend_read_errors_total", "Backend reads that failed", m => m.Backend?.ReadErrors),
+            ("nydus_backend_read_bytes_total", "Bytes read from the backend", m => m.Backend?.ReadBytes),
+            ("nydus_backend_read_latency_microseconds_total", "Time spent in backend reads", m => m.Backend?.CumulativeLatencyMicros),
+            ("nydus_blobcache_hits_total", "Reads served from the blob cache", m => m.Cache?.Hits),
+            ("nydus_blobcache_misses_total", "Reads the blob cache had to fetch", m => m.Cache?.Misses),
+            ("nydus_blobcache_fetched_bytes_total", "Bytes fetched into the blob cache", m => m.Cache?.FetchedBytes),
+            ("nydus_prefetch_bytes_total", "Bytes prefetched into the blob cache", m => m.Prefetcher?.Progress.BytesPrefetched),
+        ];
+        foreach (var (name, help, read) in series)
+        {
+            Counter(name, help);
+            foreach (var (mountpoint, metrics) in all)
+                if (read(metrics) is { } value) Sample(name, mountpoint, value);
+        }
+        return text.ToString();
     }
 
     private static (string Mountpoint, MountMetrics Metrics) Find(MountMetricsRegistry registry, ApiRequest request)

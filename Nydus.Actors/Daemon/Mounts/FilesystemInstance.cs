@@ -70,7 +70,8 @@ public sealed class FilesystemInstance : IDisposable
             // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
             BlobPrefetcher? prefetcher = backend is BlobFileCache cache ? StartPrefetch(mount, image, cache) : null;
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
-            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage, metrics, owned)
+            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
+                metrics with { Prefetcher = prefetcher }, owned)
             {
                 Prefetcher = prefetcher,
             };

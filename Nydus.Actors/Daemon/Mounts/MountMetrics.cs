@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Nydus.Actors.Storage.Backends;
 using Nydus.Actors.Storage.Cache;
+using Nydus.Actors.Storage.Prefetch;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
@@ -9,7 +10,11 @@ namespace Nydus.Actors.Daemon.Mounts;
 /// <param name="Backend">Remote backend counters, when the backend keeps them.</param>
 /// <param name="Cache">Blob cache counters, when the mount has a cache.</param>
 /// <param name="CacheDir">Where the cache keeps its files.</param>
-public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, BlobCacheMetrics? Cache, string? CacheDir);
+public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, BlobCacheMetrics? Cache, string? CacheDir)
+{
+    /// <summary>The background prefetch of this instance, when one runs.</summary>
+    public BlobPrefetcher? Prefetcher { get; init; }
+}
 
 /// <summary>
 /// Process-wide table of the metrics of mounted instances, keyed by virtual mountpoint, as upstream keeps its
@@ -24,6 +29,9 @@ public sealed class MountMetricsRegistry
     public void Register(string mountpoint, MountMetrics metrics) => _byMountpoint[mountpoint] = metrics;
 
     public void Unregister(string mountpoint) => _byMountpoint.TryRemove(mountpoint, out _);
+
+    /// <summary>Every registered instance, by mountpoint (for the Prometheus page).</summary>
+    public KeyValuePair<string, MountMetrics>[] All() => _byMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
 
     /// <summary>The instance <paramref name="id"/> names, or the only instance when <paramref name="id"/> is null.</summary>
     public bool TryFind(string? id, out string mountpoint, out MountMetrics metrics)
