@@ -63,7 +63,7 @@ public static class DaemonHost
             fuse?.Undo();
             throw;
         }
-        using var _ = system;
+        using var ownedSystem = system;
         var settings = new DaemonSettings(
             options.Id,
             options.Supervisor,
@@ -89,14 +89,9 @@ public static class DaemonHost
 
             using var signals = RegisterShutdownSignals(daemon);
 
-            // The durable state must be readable before anything is mounted from it.
-            var record = await AskRecordAsync(daemon, daemonStopped);
-            if (record is null)
-            {
-                Log.Fatal("nydusd stopped before its persisted state was recovered");
-                return 1;
-            }
-            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+            // The journal recovers beside the start: nothing mounted so far comes from it, and a journal that fails
+            // stops the daemon (it watches the journal), which this process then reports as a failed start.
+            _ = LogRecordAsync(daemon, daemonStopped, settings.Outcome);
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does).
             foreach (var input in new[] { DaemonInput.Mount, DaemonInput.Start })
@@ -113,6 +108,11 @@ public static class DaemonHost
             Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
 
             await daemonStopped;
+            if (settings.Outcome.Failure is { } failure)
+            {
+                Log.Fatal("nydusd stopped: {Reason}", failure);
+                return 1;
+            }
             Log.Information("nydusd exits");
             return 0;
         }
@@ -123,17 +123,22 @@ public static class DaemonHost
         }
     }
 
-    /// <summary>The recovered record, or null when the daemon stopped first (its journal failed, or an API exit).</summary>
-    private static async Task<DaemonRecord?> AskRecordAsync(IActorRef daemon, Task daemonStopped)
+    /// <summary>Reports the recovered record once the journal has it; a journal that cannot recover within 30 s
+    /// stops the daemon (a daemon that cannot record its mounts must not pretend to keep them).</summary>
+    private static async Task LogRecordAsync(IActorRef daemon, Task daemonStopped, DaemonOutcome outcome)
     {
         try
         {
             var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(30));
-            return await Task.WhenAny(ask, daemonStopped) == ask ? await ask : null;
+            if (await Task.WhenAny(ask, daemonStopped) != ask) return;
+            var record = await ask;
+            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
         }
         catch (AskTimeoutException)
         {
-            throw new IOException("the daemon's persisted state could not be recovered within 30 s (see the errors above)");
+            if (daemonStopped.IsCompleted) return;
+            outcome.Fail("the daemon's persisted state could not be recovered within 30 s");
+            daemon.Tell(TriggerStop.Instance);
         }
     }
 

@@ -36,8 +36,11 @@ public sealed class NydusdProcessTests : IDisposable
         Assert.False(string.IsNullOrEmpty(info.GetProperty("version").GetProperty("package_ver").GetString()));
         // The socket is the owner's alone.
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Socket));
-        // State lives under the work dir, in separate SQLite files for journal and snapshots.
+        // State lives under the work dir, in SQLite; the journal recovers beside the start, so wait for its file.
+        var deadline = DateTime.UtcNow + Wait;
+        while (!File.Exists(_dir.Combine("work", "journal.db")) && DateTime.UtcNow < deadline) await Task.Delay(20);
         Assert.True(File.Exists(_dir.Combine("work", "journal.db")));
+        await WaitForLogAsync(daemon, "Daemon record: 1 starts");
 
         var (exitStatus, exitBody) = await client.SendAsync("PUT", "/api/v1/daemon/exit");
         Assert.Equal(204, exitStatus);
@@ -188,6 +191,25 @@ public sealed class NydusdProcessTests : IDisposable
         (code, output) = await NydusdProcess.RunAsync(Wait, "ctl", "--sock", Socket, "info");
         Assert.Equal(2, code);
         Assert.Contains("cannot reach the daemon", output);
+    }
+
+    [Fact]
+    public async Task A_journal_that_cannot_be_opened_stops_the_daemon_with_a_failure()
+    {
+        // A daemon that cannot record its state must not go on pretending to keep it.
+        var hocon = _dir.Combine("bad-journal.conf");
+        File.WriteAllText(hocon, "akka.persistence.journal.sql.connection-string = \"Data Source=/proc/no-such-dir/journal.db\"\n");
+        await using var daemon = StartSingleton(null, "--hocon", hocon);
+        Assert.Equal(1, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Contains("nydusd stopped: the daemon's persisted state could not be recovered", daemon.Output);
+        Assert.False(File.Exists(Socket));
+    }
+
+    private static async Task WaitForLogAsync(NydusdProcess daemon, string text)
+    {
+        var deadline = DateTime.UtcNow + Wait;
+        while (!daemon.Output.Contains(text) && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Contains(text, daemon.Output);
     }
 
     public void Dispose() => _dir.Dispose();

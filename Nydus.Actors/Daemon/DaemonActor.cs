@@ -85,7 +85,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         // Without its journal the daemon could not record a mount nor hand its state to a successor: stop rather
         // than serve on with state that would be lost.
         Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
-            Self.Tell(new ServiceEnded("the daemon journal (persistence) failed")));
+        {
+            _settings.Outcome.Fail("the daemon journal (persistence) failed");
+            Self.Tell(new ServiceEnded("the daemon journal (persistence) failed"));
+        });
     }
 
     private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo)

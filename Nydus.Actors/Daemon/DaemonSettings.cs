@@ -25,10 +25,24 @@ public sealed record DaemonSettings(
     Props? ServiceProps,
     TimeSpan ActionTimeout)
 {
+    /// <summary>Where the daemon leaves why it stopped, for the process's exit code.</summary>
+    public DaemonOutcome Outcome { get; init; } = new();
+
     /// <summary>The filesystem mounted from the command line (at "/"), listed in the API's backend collection.</summary>
     public MountedBackend? CommandLineBackend { get; init; }
 
     /// <summary>The persistence id of this daemon's journal. Without an <c>--id</c> the work dir is private to the
     /// process, so a fixed name cannot collide with another daemon.</summary>
     public string PersistenceId => "nydusd-" + (Id ?? "default");
+}
+
+/// <summary>Why a daemon ended, written by the daemon actor before it stops and read by the host afterwards.</summary>
+public sealed class DaemonOutcome
+{
+    private volatile string? _failure;
+
+    /// <summary>Null when the daemon stopped as asked (exit, signal); otherwise what made it stop.</summary>
+    public string? Failure => _failure;
+
+    public void Fail(string reason) => _failure ??= reason;
 }
