@@ -3,6 +3,7 @@ using Akka.Actor;
 using Nydus.Actors.Api;
 using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Fuse.Session;
 using Serilog;
 using Serilog.Core;
 using Serilog.Events;
@@ -53,6 +54,11 @@ public static class DaemonHost
 
         // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order).
         var fuse = options.Singleton ? null : FuseServiceSetup.Prepare(options);
+        // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
+        var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var apiStarting = options.ApiSock is null
+            ? Task.FromResult<ApiServer?>(null)
+            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch);
         ActorSystem system;
         try
         {
@@ -61,6 +67,8 @@ public static class DaemonHost
         catch
         {
             fuse?.Undo();
+            daemonReady.SetCanceled();
+            await DisposeQuietlyAsync(apiStarting);
             throw;
         }
         using var ownedSystem = system;
@@ -75,16 +83,23 @@ public static class DaemonHost
             CommandLineBackend = fuse?.Backend,
         };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
+        daemonReady.SetResult(daemon);
         var daemonStopped = daemon.WatchAsync();
 
         ApiServer? api = null;
         try
         {
-            if (options.ApiSock is not null)
+            try
             {
-                var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
-                api = await ApiServer.StartAsync(options.ApiSock,
-                    new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared));
+                api = await apiStarting;
+            }
+            catch
+            {
+                // No API, no daemon: take back what was set up, the kernel mount included.
+                daemon.Tell(TriggerStop.Instance);
+                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                if (fuse is not null) FuseMount.Unmount(fuse.MountPoint);
+                throw;
             }
 
             using var signals = RegisterShutdownSignals(daemon);
@@ -120,6 +135,24 @@ public static class DaemonHost
         {
             if (api is not null) await api.DisposeAsync();
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
+        }
+    }
+
+    private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config, LoggingLevelSwitch levelSwitch)
+    {
+        var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
+        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared);
+        return Task.Run(async () => (ApiServer?)await ApiServer.StartAsync(socket, context));
+    }
+
+    private static async Task DisposeQuietlyAsync(Task<ApiServer?> starting)
+    {
+        try
+        {
+            if (await starting is { } api) await api.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
         }
     }
 

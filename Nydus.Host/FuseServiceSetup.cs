@@ -14,12 +14,16 @@ namespace Nydus.Host;
 /// </summary>
 public sealed class FuseServiceSetup
 {
-    private FuseServiceSetup(Props serviceProps, MountedBackend backend, Action undo)
+    private FuseServiceSetup(Props serviceProps, MountedBackend backend, string mountPoint, Action undo)
     {
+        MountPoint = mountPoint;
         ServiceProps = serviceProps;
         Backend = backend;
         Undo = undo;
     }
+
+    /// <summary>Where the kernel mount is.</summary>
+    public string MountPoint { get; }
 
     /// <summary>What the API lists for the mounted filesystem.</summary>
     public MountedBackend Backend { get; }
@@ -69,7 +73,7 @@ public sealed class FuseServiceSetup
         var props = FuseServiceActor.Props(session, mountpoint, session, device, instance);
         if (instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register("/", metrics);
         var backend = new MountedBackend(instance.Type.ToDisplayString(), "/", DateTimeOffset.UtcNow, redactedConfig);
-        return new FuseServiceSetup(props, backend, () =>
+        return new FuseServiceSetup(props, backend, mountpoint, () =>
         {
             try { FuseMount.Unmount(mountpoint); } catch (Exception e) { Log.Warning("Unmounting {MountPoint} failed: {Error}", mountpoint, e.Message); }
             session.Dispose();

@@ -71,5 +71,26 @@ public sealed class NydusdFuseProcessTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_failure_after_the_kernel_mount_takes_the_mount_back()
+    {
+        // The API socket path is a directory: binding fails after the FUSE mount was made.
+        var shared = Directory.CreateDirectory(_dir.Combine("shared")).FullName;
+        var mnt = Directory.CreateDirectory(_dir.Combine("mnt")).FullName;
+        var sockDir = Directory.CreateDirectory(_dir.Combine("api.sock")).FullName;
+        try
+        {
+            var (code, output) = await NydusdProcess.RunAsync(Wait, "--apisock", sockDir, "--mountpoint", mnt,
+                "--shared-dir", shared, "--work-dir", _dir.Combine("work"));
+            Assert.Equal(1, code);
+            Assert.Contains($"API socket path {sockDir} is a directory", output);
+            Assert.False(IsMounted(mnt), "a failed start must not leave its FUSE mount behind");
+        }
+        finally
+        {
+            if (IsMounted(mnt)) FuseTestMount.Detach(mnt);
+        }
+    }
+
     public void Dispose() => _dir.Dispose();
 }

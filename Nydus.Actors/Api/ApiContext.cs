@@ -4,11 +4,12 @@ using Nydus.Actors.Daemon;
 namespace Nydus.Actors.Api;
 
 /// <summary>What the API handlers need: the actors that own the answers, and the few process-level switches.</summary>
-/// <param name="Daemon">The daemon actor.</param>
+/// <param name="Daemon">The daemon actor; a task because the API starts while the actor system is still being
+/// created (both take a while; in parallel the daemon answers sooner).</param>
 /// <param name="AskTimeout">How long a handler waits for an actor before answering 504.</param>
 /// <param name="SetLogLevel">Changes the process log level; returns false for an unknown level name.</param>
 public sealed record ApiContext(
-    IActorRef Daemon,
+    Task<IActorRef> Daemon,
     TimeSpan AskTimeout,
     Func<string, bool> SetLogLevel,
     ErrorEventLog Events);

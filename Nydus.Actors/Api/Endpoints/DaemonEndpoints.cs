@@ -47,9 +47,10 @@ public static class DaemonEndpoints
     {
         try
         {
-            return await api.Daemon.Ask<T>(message, api.AskTimeout);
+            var daemon = await api.Daemon.WaitAsync(api.AskTimeout);
+            return await daemon.Ask<T>(message, api.AskTimeout);
         }
-        catch (AskTimeoutException)
+        catch (Exception e) when (e is AskTimeoutException or TimeoutException)
         {
             throw ApiError.Timeout($"the daemon did not answer within {api.AskTimeout}");
         }
