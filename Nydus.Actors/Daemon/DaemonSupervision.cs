@@ -16,9 +16,14 @@ public static class DaemonSupervision
 
     public static Directive Decide(Exception e) => e switch
     {
+        // A child that cannot even be created would fail the same way again.
         ActorInitializationException => Directive.Stop,
-        IOException => Directive.Restart,
-        TimeoutException => Directive.Restart,
+        // FUSE: a faulted worker restarts its session on the same descriptor; other FUSE errors end the session.
+        Fuse.FuseException fuse => Fuse.Session.FuseSessionActor.Decide(fuse),
+        // A corrupt image is corrupt on every retry: stop that instance, keep the rest of the daemon serving.
+        Rafs.RafsException => Directive.Stop,
+        // Backends and caches recover by reconnecting: a fresh start of the child.
+        Storage.StorageException or IOException or TimeoutException => Directive.Restart,
         _ => Directive.Escalate,
     };
 }
