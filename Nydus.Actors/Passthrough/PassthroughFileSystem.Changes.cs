@@ -12,12 +12,7 @@ public sealed partial class PassthroughFileSystem
     {
         attr = default;
         timeout = CacheTimeout;
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(nodeId, out PassthroughInode inode, out Errno errno))
+        if (!TryGetWritableInode(nodeId, out PassthroughInode inode, out Errno errno))
         {
             return errno;
         }
@@ -98,12 +93,7 @@ public sealed partial class PassthroughFileSystem
     public Errno Mknod(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, out FuseEntry entry)
     {
         entry = default;
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(parent, out PassthroughInode directory, out Errno errno))
+        if (!TryGetWritableInode(parent, out PassthroughInode directory, out Errno errno))
         {
             return errno;
         }
@@ -136,12 +126,7 @@ public sealed partial class PassthroughFileSystem
     public Errno Mkdir(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, out FuseEntry entry)
     {
         entry = default;
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(parent, out PassthroughInode directory, out Errno errno))
+        if (!TryGetWritableInode(parent, out PassthroughInode directory, out Errno errno))
         {
             return errno;
         }
@@ -173,12 +158,7 @@ public sealed partial class PassthroughFileSystem
     public Errno Symlink(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target, out FuseEntry entry)
     {
         entry = default;
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(parent, out PassthroughInode directory, out Errno errno))
+        if (!TryGetWritableInode(parent, out PassthroughInode directory, out Errno errno))
         {
             return errno;
         }
@@ -264,12 +244,7 @@ public sealed partial class PassthroughFileSystem
 
     private Errno Remove(ulong parent, ReadOnlySpan<byte> name, int flags)
     {
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(parent, out PassthroughInode directory, out Errno errno))
+        if (!TryGetWritableInode(parent, out PassthroughInode directory, out Errno errno))
         {
             return errno;
         }

@@ -38,12 +38,7 @@ public sealed partial class PassthroughFileSystem
     {
         entry = default;
         result = default;
-        if (!Writable)
-        {
-            return Errno.EROFS;
-        }
-
-        if (!TryGetInode(parent, out PassthroughInode directory, out Errno errno))
+        if (!TryGetWritableInode(parent, out PassthroughInode directory, out Errno errno))
         {
             return errno;
         }

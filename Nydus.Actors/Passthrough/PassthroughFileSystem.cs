@@ -110,6 +110,19 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
         return false;
     }
 
+    /// <summary>As <see cref="TryGetInode"/> for a change: a read-only share answers EROFS before anything else.</summary>
+    private bool TryGetWritableInode(ulong nodeId, out PassthroughInode inode, out Errno errno)
+    {
+        if (!Writable)
+        {
+            inode = null!;
+            errno = Errno.EROFS;
+            return false;
+        }
+
+        return TryGetInode(nodeId, out inode, out errno);
+    }
+
     private static Errno StatInode(PassthroughInode inode, out Statx stat) =>
         Libc.StatxAt(inode.PathHandle, PathBytes.Empty, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out stat) == 0
             ? Errno.Success
