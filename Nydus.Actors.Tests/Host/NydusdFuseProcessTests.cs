@@ -11,8 +11,7 @@ public sealed class NydusdFuseProcessTests : IDisposable
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
     private readonly TempDir _dir = new("fuse-host");
 
-    private static bool IsMounted(string path) =>
-        File.ReadLines("/proc/self/mounts").Any(l => l.Split(' ')[1] == path);
+    private static bool IsMounted(string path) => NydusdMount.IsListedInMounts(path);
 
     [Fact]
     public async Task A_mountpoint_below_the_working_directory_does_not_deadlock_start_up()
