@@ -5,6 +5,9 @@ using System.Xml.Linq;
 var target = Argument("target", "Build");
 var configuration = Argument("configuration", "Release");
 var filter = Argument("filter", "");
+// The whole test run's wall-clock budget. Every test bounds its own waits; this is the last backstop so that a run
+// always ends (CI stops a job after 90 minutes): when it is spent, test FUSE mounts are aborted, then the run is killed.
+var testBudget = TimeSpan.FromMinutes(Argument("test-budget-minutes", 40.0));
 
 var solution = File("./Nydus.sln");
 var resultsDir = Directory("./artifacts/test-results");
@@ -17,19 +20,38 @@ Task("Build").Does(() =>
 Task("Test").IsDependentOn("Build").Does(() =>
 {
     CleanDirectory(resultsDir);
+    // Everything the tests start inherits this marker, so the sweep below finds it even if it outlived its parent
+    // (a daemon that keeps CI's output pipe open would keep CI waiting long after the tests are done).
+    var runId = Guid.NewGuid().ToString("N");
+    // The run's own temp dir (short: tests put Unix sockets there, whose paths are limited to 108 bytes): the sweep
+    // takes back mounts under it only, never those of another run on the same machine.
+    var runTemp = $"/tmp/nr-{runId.Substring(0, 8)}";
+    System.IO.Directory.CreateDirectory(runTemp);
     var settings = new DotNetTestSettings
     {
         Configuration = configuration,
         NoBuild = true,
         ResultsDirectory = resultsDir,
         Loggers = new[] { "trx;LogFileName=results.trx", "console;verbosity=normal" },
-        // Every test bounds its own waits; this is the backstop against a hang.
-        ArgumentCustomization = args => args.Append("--blame-hang-timeout 10m"),
+        EnvironmentVariables = new Dictionary<string, string> { ["NYDUS_TEST_RUN"] = runId, ["TMPDIR"] = runTemp },
+        // Per-test backstop; no dump: a process blocked on a FUSE request cannot be dumped and would hang the collector.
+        ArgumentCustomization = args => args.Append("--blame-hang-timeout 10m --blame-hang-dump-type none"),
     };
     if (!string.IsNullOrEmpty(filter)) settings.Filter = filter;
+    void Sweep(string mode) =>
+        StartProcess("bash", new ProcessSettings { Arguments = $"scripts/test-sweep.sh {runId} {runTemp} {mode}" });
+    using var watchdog = new System.Threading.Timer(_ =>
+    {
+        Console.WriteLine($"Test run exceeded its budget of {testBudget.TotalMinutes} minutes: aborting test mounts, then stopping it");
+        Sweep("--mounts-only");
+        System.Threading.Thread.Sleep(TimeSpan.FromSeconds(90));
+        Sweep("");
+    }, null, testBudget, System.Threading.Timeout.InfiniteTimeSpan);
     Exception failure = null;
     try { DotNetTest("./Nydus.Actors.Tests/Nydus.Actors.Tests.csproj", settings); }
     catch (Exception e) { failure = e; }
+    watchdog.Change(System.Threading.Timeout.Infinite, System.Threading.Timeout.Infinite);
+    Sweep("");
 
     // A plain closing line that CI reads: "N passed, N failed, N skipped".
     int passed = 0, failed = 0, skipped = 0;
