@@ -81,6 +81,9 @@ public static class DaemonHost
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             CommandLineBackend = fuse?.Backend,
+            CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
+                config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
+                config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
         };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);

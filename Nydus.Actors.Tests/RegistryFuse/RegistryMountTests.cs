@@ -99,6 +99,47 @@ public sealed class RegistryMountTests : IDisposable
     }
 
     [FuseFact]
+    public async Task Disk_limit_evicts_leftover_blobs_but_keeps_the_mounted_images_blob()
+    {
+        Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
+        using var registry = RegistryServer.Start();
+        var blob = ImageFixtures.UpstreamFile("repeatable", "blobs", "7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00");
+        string blobId = registry.Push(Repo, File.ReadAllBytes(blob));
+        var bootstrap = ImageFixtures.UpstreamFile("repeatable", "sha256-nocompress-repeatable");
+        var expected = ExpectedMd5s();
+
+        // A blob left in the cache by an image that is no longer mounted.
+        string cacheDir = _dir.Combine("cache");
+        var leftover = new byte[200_000];
+        new Random(7).NextBytes(leftover);
+        using (var old = new Nydus.Actors.Storage.Cache.BlobFileCache(
+                   new Nydus.Actors.Storage.Cache.BlobCacheSettings { WorkDir = cacheDir },
+                   new Nydus.Actors.Tests.Storage.CountingBackend().Add("leftover", leftover)))
+        {
+            old.Read("leftover", 0, new byte[leftover.Length]);
+        }
+        Assert.True(File.Exists(Path.Combine(cacheDir, "leftover.raw.data")));
+
+        // A limit of one byte: everything not pinned by the mounted image must go at the next check.
+        string hocon = _dir.Combine("limit.conf");
+        File.WriteAllText(hocon, "nydus.blob-cache { disk-limit = 1, check-interval = 200ms }\n");
+        await using var mount = await NydusdMount.StartWithConfigAsync(bootstrap, Config(registry), "--hocon", hocon);
+        AssertAllFilesRead(mount.MountPoint, expected);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (File.Exists(Path.Combine(cacheDir, "leftover.raw.data")))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the leftover blob was not evicted within 30 s");
+            await Task.Delay(100);
+        }
+
+        Assert.False(File.Exists(Path.Combine(cacheDir, "leftover.raw.map")));
+        Assert.True(File.Exists(Path.Combine(cacheDir, blobId + ".raw.data")), "the mounted image's blob was evicted");
+        // Still served from the cache: with the registry gone every file reads back intact.
+        registry.Stop();
+        AssertAllFilesRead(mount.MountPoint, expected);
+    }
+
+    [FuseFact]
     public async Task Prefetch_all_brings_the_whole_image_into_the_cache_without_a_reader()
     {
         Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");

@@ -44,12 +44,12 @@ public sealed class NydusdMount : IAsyncDisposable
         StartAsync(bootstrap, _ => ["--localfs-dir", blobDir]);
 
     /// <summary>Serves <paramref name="bootstrap"/> with a JSON configuration written to a file first.</summary>
-    public static Task<NydusdMount> StartWithConfigAsync(string bootstrap, string configJson) =>
+    public static Task<NydusdMount> StartWithConfigAsync(string bootstrap, string configJson, params string[] extraArgs) =>
         StartAsync(bootstrap, scratch =>
         {
             string file = Path.Combine(scratch, "config.json");
             File.WriteAllText(file, configJson);
-            return ["--config", file];
+            return ["--config", file, .. extraArgs];
         });
 
     private static async Task<NydusdMount> StartAsync(string bootstrap, Func<string, string[]> backendArgs)

@@ -40,7 +40,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Context.Watch(_journal);
         var commandLineBackend = settings.CommandLineBackend;
         Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor(commandLineBackend)), "fs-service");
-        Context.ActorOf(Akka.Actor.Props.Create(() => new BlobCacheActor()), "blob-cache");
+        Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
         if (settings.ServiceProps is not null)
         {
             _service = Context.ActorOf(settings.ServiceProps, "service");

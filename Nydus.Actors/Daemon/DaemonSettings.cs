@@ -31,6 +31,9 @@ public sealed record DaemonSettings(
     /// <summary>The filesystem mounted from the command line (at "/"), listed in the API's backend collection.</summary>
     public MountedBackend? CommandLineBackend { get; init; }
 
+    /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>
+    public Storage.Cache.BlobCacheLimits CacheLimits { get; init; } = Storage.Cache.BlobCacheLimits.Unlimited;
+
     /// <summary>The persistence id of this daemon's journal. Without an <c>--id</c> the work dir is private to the
     /// process, so a fixed name cannot collide with another daemon.</summary>
     public string PersistenceId => "nydusd-" + (Id ?? "default");

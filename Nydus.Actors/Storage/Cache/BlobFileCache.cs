@@ -30,7 +30,20 @@ public sealed class BlobFileCache : IBlobBackend
     private readonly IBlobBackend _backend;
     private readonly ConcurrentDictionary<string, CachedBlobFile> _files = new(StringComparer.Ordinal);
     private readonly object _filesLock = new();
+    private readonly ConcurrentDictionary<string, byte> _pinned = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<BlobFileCache, byte> Open = new();
     private bool _disposed;
+
+    /// <summary>The caches open in this process right now, for <see cref="BlobCacheActor"/>'s checks.</summary>
+    public static ICollection<BlobFileCache> OpenCaches => Open.Keys;
+
+    public string WorkDir => _settings.WorkDir;
+
+    /// <summary>Marks blobs as used by a mounted image: <see cref="TrimToLimit(long)"/> never evicts them.</summary>
+    public void Pin(IEnumerable<string> blobIds)
+    {
+        foreach (string id in blobIds) _pinned[id] = 0;
+    }
 
     public BlobFileCache(BlobCacheSettings settings, IBlobBackend backend, BlobCacheMetrics? metrics = null)
     {
@@ -44,6 +57,7 @@ public sealed class BlobFileCache : IBlobBackend
         Metrics = metrics ?? new BlobCacheMetrics();
         Directory.CreateDirectory(settings.WorkDir);
         LoadExisting();
+        Open[this] = 0;
     }
 
     public BlobCacheMetrics Metrics { get; }
@@ -163,6 +177,11 @@ public sealed class BlobFileCache : IBlobBackend
                     break;
                 }
 
+                if (_pinned.ContainsKey(file.BlobId))
+                {
+                    continue;
+                }
+
                 // Claim the blob only if nobody is inside; readers arriving later see the claim and reopen.
                 if (Interlocked.CompareExchange(ref file.Readers, int.MinValue, 0) != 0)
                 {
@@ -186,6 +205,7 @@ public sealed class BlobFileCache : IBlobBackend
 
     public void Dispose()
     {
+        Open.TryRemove(this, out _);
         lock (_filesLock)
         {
             _disposed = true;
