@@ -22,6 +22,8 @@ public sealed partial class FuseDispatcher
     private long _requests;
     private long _failures;
     private long _interrupts;
+    private long _resent;
+    private long _refusedResends;
 
     public FuseDispatcher(IFuseFileSystem fileSystem, FuseInitOptions initOptions)
     {
@@ -41,6 +43,12 @@ public sealed partial class FuseDispatcher
     public long Failures => Interlocked.Read(ref _failures);
 
     public long Interrupts => Interlocked.Read(ref _interrupts);
+
+    /// <summary>Requests that came back with the resend bit after a failover.</summary>
+    public long Resent => Interlocked.Read(ref _resent);
+
+    /// <summary>Resent requests refused because repeating them is not safe (see FuseFailoverDrain.IsSafeToRepeat).</summary>
+    public long RefusedResends => Interlocked.Read(ref _refusedResends);
 
     /// <summary>Largest request (header, fixed struct and WRITE payload) this dispatcher can be given.</summary>
     public int RequestBufferSize => (int)_initOptions.MaxWrite + FuseProtocol.HeaderRoom;
@@ -74,7 +82,19 @@ public sealed partial class FuseDispatcher
 
         if (Log.IsEnabled(LogEventLevel.Debug))
         {
-            Log.Debug("FUSE {Opcode} unique {Unique} node {NodeId}", header.Opcode, header.Unique, header.NodeId);
+            Log.Debug("FUSE {Opcode} unique {Unique} node {NodeId} resent {Resent}", header.Opcode, context.RequestId, header.NodeId, context.IsResent);
+        }
+
+        if (context.IsResent)
+        {
+            Interlocked.Increment(ref _resent);
+            if (!Session.FuseFailoverDrain.IsSafeToRepeat(header.Opcode))
+            {
+                Interlocked.Increment(ref _refusedResends);
+                Log.Warning("Resent FUSE {Opcode} {RequestId} on node {NodeId} refused: the dead daemon may have done it already",
+                    header.Opcode, context.RequestId, header.NodeId);
+                return FuseReplyWriter.Error(reply, header.Unique, Session.FuseFailoverDrain.RefusedErrno);
+            }
         }
 
         try
