@@ -44,6 +44,9 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
     public static unsafe partial nint ReceiveMessage(int socket, MessageHeader* message, int flags);
 
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static unsafe partial nint SendMessage(int socket, MessageHeader* message, int flags);
+
     [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
     public static unsafe partial nint WriteVector(SafeFileHandle fd, IoVec* vectors, int count);
 

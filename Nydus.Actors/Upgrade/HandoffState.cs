@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Nydus.Actors.Upgrade;
+
+/// <summary>FUSE INIT as negotiated with the kernel, so a successor accepts the received fd as already initialized.</summary>
+public sealed record FuseInitState(uint Major, uint Minor, ulong Flags, uint MaxWrite, uint MaxReadahead, uint MaxPages,
+    bool NoOpen, bool NoOpenDir);
+
+/// <summary>One mounted instance: what is needed to re-open it (bootstrap + config, or a passthrough directory).</summary>
+public sealed record HandoffMount(string Mountpoint, string Kind, string? Source, string? Config, string? SharedDir,
+    bool Writable);
+
+/// <summary>One open file/directory handle the kernel holds: the handle number and what it refers to.</summary>
+public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, string? HostPath);
+
+/// <summary>
+/// Our handoff document (upstream's <c>FusedevBackendState</c> by content, not by encoding): the mount table, the
+/// negotiated FUSE INIT, the connection id and the handle table. Encoded as a text header
+/// <c>NYDUS-HANDOFF v&lt;version&gt; sha256:&lt;hex&gt;</c>, a newline, then UTF-8 JSON; the checksum covers the JSON.
+/// It is not upstream's dbs-snapshot binary encoding: an upgrade between upstream nydusd and ours is not supported.
+/// </summary>
+public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
+    IReadOnlyList<HandoffHandle> Handles, string DaemonId)
+{
+    public const int CurrentVersion = 1;
+    private const string Magic = "NYDUS-HANDOFF";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public byte[] Encode()
+    {
+        byte[] body = JsonSerializer.SerializeToUtf8Bytes(this, Json);
+        string header = $"{Magic} v{CurrentVersion} sha256:{Convert.ToHexStringLower(SHA256.HashData(body))}\n";
+        return [.. Encoding.ASCII.GetBytes(header), .. body];
+    }
+
+    /// <summary>Decodes and verifies a document; every failure is an <see cref="UpgradeErrorKind.CorruptState"/> naming what is wrong.</summary>
+    public static HandoffState Decode(ReadOnlySpan<byte> bytes)
+    {
+        int newline = bytes.IndexOf((byte)'\n');
+        if (newline < 0 || newline > 200)
+        {
+            throw Corrupt($"handoff state ({bytes.Length} bytes) has no '{Magic}' header line");
+        }
+
+        string[] parts = Encoding.ASCII.GetString(bytes[..newline]).Split(' ');
+        if (parts.Length != 3 || parts[0] != Magic)
+        {
+            throw Corrupt($"handoff state header is not '{Magic} v<n> sha256:<hex>'");
+        }
+
+        if (parts[1] != $"v{CurrentVersion}")
+        {
+            throw Corrupt($"handoff state version '{parts[1]}' is not supported (this daemon reads v{CurrentVersion})");
+        }
+
+        ReadOnlySpan<byte> body = bytes[(newline + 1)..];
+        string actual = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body));
+        if (!string.Equals(actual, parts[2], StringComparison.Ordinal))
+        {
+            throw Corrupt($"handoff state checksum mismatch: header says {parts[2]}, {body.Length} body bytes hash to {actual}");
+        }
+
+        HandoffState? state;
+        try
+        {
+            state = JsonSerializer.Deserialize<HandoffState>(body, Json);
+        }
+        catch (JsonException e)
+        {
+            throw Corrupt($"handoff state JSON is invalid: {e.Message}", e);
+        }
+
+        if (state?.Mounts is null || state.Handles is null)
+        {
+            throw Corrupt("handoff state lacks its mount table or handle table");
+        }
+
+        return state;
+    }
+
+    private static UpgradeException Corrupt(string message, Exception? inner = null) =>
+        new(UpgradeErrorKind.CorruptState, message, inner);
+}
