@@ -1,0 +1,712 @@
+using System.Text;
+using Nydus.Actors.Fuse.Abi;
+using Nydus.Actors.Fuse.FileSystem;
+using Nydus.Actors.Fuse.Session;
+using Nydus.Actors.Interop;
+
+namespace Nydus.Actors.Vfs;
+
+/// <summary>
+/// Serves several filesystem instances through one FUSE session, as upstream's fuse-backend-rs VFS does: a pseudo
+/// directory tree at the root whose leaves are the virtual mountpoints. Node ids are partitioned
+/// <c>(instance index &lt;&lt; 56) | inode</c>, pseudo nodes in index 0; the instance at "/" is served as the root.
+/// </summary>
+/// <remarks>
+/// The hot path is one array read and one interlocked lease per request: no locks, no allocation. A lease keeps an
+/// instance alive while a request runs on it or a handle it returned is open, so umount and remount never close an
+/// instance under a reader: the old instance is disposed when its last lease goes. Remount puts the new instance in
+/// a fresh index, so names looked up again reach it while open files keep reading the old one.
+/// </remarks>
+public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
+{
+    public const int IndexShift = 56;
+    public const ulong InodeMask = (1UL << IndexShift) - 1;
+    private const int MaxIndex = 255;
+    private const ulong RootId = 1;
+    private static readonly TimeSpan PseudoTimeout = TimeSpan.FromSeconds(1);
+
+    private readonly Slot?[] _slots = new Slot?[MaxIndex + 1];
+    private readonly object _gate = new();
+    private readonly Dictionary<ulong, PseudoNode> _pseudo = new();
+    private readonly PseudoNode _root;
+    private ulong _nextPseudoId = 2;
+    private int _cursor;
+    private volatile Slot? _rootSlot;
+    private FuseNotifier? _notifier;
+    private FuseConnectionInfo? _connection;
+
+    public VirtualFileSystem()
+    {
+        _root = new PseudoNode(RootId, "", null);
+        _pseudo[RootId] = _root;
+    }
+
+    /// <summary>Where cache invalidations go once the session runs (optional: without it the kernel's caches time out).</summary>
+    public FuseNotifier? Notifier { get => Volatile.Read(ref _notifier); set => Volatile.Write(ref _notifier, value); }
+
+    public bool IsReadOnly => false;
+
+    /// <summary>The mounted instances by mountpoint.</summary>
+    public IReadOnlyDictionary<string, IFuseFileSystem> Mounts
+    {
+        get
+        {
+            lock (_gate)
+            {
+                var result = new SortedDictionary<string, IFuseFileSystem>(StringComparer.Ordinal);
+                foreach (var slot in _slots)
+                    if (slot is { Retired: false }) result[slot.Mountpoint] = slot.FileSystem;
+                return result;
+            }
+        }
+    }
+
+    /// <summary>The index of the instance at <paramref name="mountpoint"/> (its node ids' top byte), or -1.</summary>
+    public int IndexOf(string mountpoint)
+    {
+        lock (_gate)
+            return FindLive(Normalize(mountpoint))?.Index ?? -1;
+    }
+
+    /// <summary>Mounts <paramref name="fileSystem"/> at <paramref name="mountpoint"/>; the VFS owns it from then on.</summary>
+    /// <exception cref="InvalidOperationException">The mountpoint is in use, or every index is taken.</exception>
+    public void Mount(string mountpoint, IFuseFileSystem fileSystem)
+    {
+        string path = Normalize(mountpoint);
+        lock (_gate)
+        {
+            if (FindLive(path) is not null)
+                throw new InvalidOperationException($"mountpoint {path} is already in use");
+            PseudoNode? node = null;
+            if (path != "/")
+            {
+                node = _root;
+                foreach (var part in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    if (node.Mounted is not null)
+                        throw new InvalidOperationException($"mountpoint {path} lies inside the mount at {node.Mounted.Mountpoint}");
+                    if (!node.Children.TryGetValue(part, out var child))
+                    {
+                        child = new PseudoNode(_nextPseudoId++, part, node);
+                        node.Children[part] = child;
+                        _pseudo[child.Id] = child;
+                    }
+                    node = child;
+                }
+                if (node.Children.Count > 0)
+                    throw new InvalidOperationException($"mountpoint {path} has mounts below it");
+            }
+            var slot = new Slot(TakeIndex(), path, fileSystem, node);
+            if (_connection is not null) fileSystem.Init(_connection);
+            _slots[slot.Index] = slot;
+            if (node is null) _rootSlot = slot;
+            else node.Mounted = slot;
+        }
+        Invalidate(path);
+    }
+
+    /// <summary>Replaces the instance at <paramref name="mountpoint"/>; the old one closes when its last reader goes.</summary>
+    public void Remount(string mountpoint, IFuseFileSystem fileSystem)
+    {
+        string path = Normalize(mountpoint);
+        Slot old;
+        lock (_gate)
+        {
+            old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
+            var slot = new Slot(TakeIndex(), path, fileSystem, old.Node);
+            if (_connection is not null) fileSystem.Init(_connection);
+            _slots[slot.Index] = slot;
+            if (old.Node is null) _rootSlot = slot;
+            else old.Node.Mounted = slot;
+            old.Retired = true;
+        }
+        Invalidate(path);
+        old.Release();
+    }
+
+    /// <summary>Removes the instance at <paramref name="mountpoint"/>; it closes when its last reader goes.</summary>
+    public void Umount(string mountpoint)
+    {
+        string path = Normalize(mountpoint);
+        Slot old;
+        lock (_gate)
+        {
+            old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
+            old.Retired = true;
+            if (old.Node is null) _rootSlot = null;
+            else
+            {
+                old.Node.Mounted = null;
+                // Prune the pseudo directories nothing is mounted below any more.
+                for (var node = old.Node; node.Parent is not null && node.Mounted is null && node.Children.Count == 0; node = node.Parent)
+                {
+                    node.Parent.Children.Remove(node.Name);
+                    _pseudo.Remove(node.Id);
+                }
+            }
+        }
+        Invalidate(path);
+        old.Release();
+    }
+
+    private Slot? FindLive(string path)
+    {
+        foreach (var slot in _slots)
+            if (slot is { Retired: false } && slot.Mountpoint == path) return slot;
+        return null;
+    }
+
+    private int TakeIndex()
+    {
+        for (int i = 0; i < MaxIndex; i++)
+        {
+            int index = (_cursor + i) % MaxIndex + 1;
+            if (_slots[index] is null || _slots[index]!.Disposed)
+            {
+                _cursor = index;
+                return index;
+            }
+        }
+        throw new InvalidOperationException($"all {MaxIndex} instance slots are in use");
+    }
+
+    /// <summary>Tells the kernel to forget what it cached of a mountpoint's entry and of the root's attributes.</summary>
+    private void Invalidate(string path)
+    {
+        if (Notifier is not { } notifier) return;
+        ulong parent = RootId;
+        lock (_gate)
+        {
+            var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+            var node = _root;
+            foreach (var part in parts[..^Math.Min(1, parts.Length)])
+            {
+                if (!node.Children.TryGetValue(part, out var child)) break;
+                node = child;
+            }
+            parent = node.Id;
+            if (parts.Length > 0)
+                _ = notifier.InvalidateEntry(parent, Encoding.UTF8.GetBytes(parts[^1]));
+        }
+        _ = notifier.InvalidateInode(parent);
+        if (path == "/") _ = notifier.InvalidateInode(RootId);
+    }
+
+    private static string Normalize(string mountpoint)
+    {
+        if (string.IsNullOrEmpty(mountpoint) || mountpoint[0] != '/')
+            throw new ArgumentException($"mountpoint '{mountpoint}' must be an absolute path", nameof(mountpoint));
+        var parts = mountpoint.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Any(p => p is "." or ".."))
+            throw new ArgumentException($"mountpoint '{mountpoint}' must not contain '.' or '..'", nameof(mountpoint));
+        return "/" + string.Join('/', parts);
+    }
+
+    /// <summary>Remembers what INIT negotiated and passes it to every instance, present and future.</summary>
+    public void Init(FuseConnectionInfo connection)
+    {
+        lock (_gate)
+        {
+            _connection = connection;
+            foreach (var slot in _slots)
+                if (slot is { Retired: false }) slot.FileSystem.Init(connection);
+        }
+    }
+
+    // ---- routing ----
+
+    /// <summary>Resolves an outer node id to a leased instance and its inner inode; false for pseudo nodes.</summary>
+    private bool TryRoute(ulong nodeId, out Slot? slot, out ulong inner)
+    {
+        if (nodeId == RootId)
+        {
+            slot = _rootSlot;
+            inner = RootId;
+            if (slot is null) return false;
+            if (!slot.TryAcquire())
+            {
+                slot = null;
+                return false;
+            }
+            return true;
+        }
+        int index = (int)(nodeId >> IndexShift);
+        inner = nodeId & InodeMask;
+        if (index == 0)
+        {
+            slot = null;
+            return false;
+        }
+        slot = Volatile.Read(ref _slots[index]);
+        if (slot is null || !slot.TryAcquire()) slot = Slot.Stale;
+        return true;
+    }
+
+    private static ulong Outer(Slot slot, ulong inner) =>
+        inner == RootId && slot.Node is null ? RootId : ((ulong)slot.Index << IndexShift) | inner;
+
+    private static void Translate(Slot slot, ref FuseEntry entry)
+    {
+        if (entry.NodeId == 0) return; // negative entry
+        entry.NodeId = Outer(slot, entry.NodeId);
+        entry.Attr.Ino = entry.NodeId;
+    }
+
+    private static FuseContext Inner(in FuseContext context, ulong inner) =>
+        new(context.Opcode, context.Unique, inner, context.Uid, context.Gid, context.Pid);
+
+    public Errno Lookup(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
+    {
+        entry = default;
+        if (parent == RootId || parent >> IndexShift == 0)
+        {
+            Slot? target = null;
+            PseudoNode? dir = null;
+            lock (_gate)
+            {
+                if (_pseudo.TryGetValue(parent, out var node) && node.Children.TryGetValue(Encoding.UTF8.GetString(name), out var child))
+                {
+                    if (child.Mounted is { } mounted && mounted.TryAcquire()) target = mounted;
+                    else if (child.Mounted is null) dir = child;
+                }
+            }
+            if (target is not null)
+            {
+                try
+                {
+                    var rc = target.FileSystem.GetAttr(Inner(context, RootId), RootId, null, out entry.Attr, out entry.AttrTimeout);
+                    if (rc != Errno.Success) return rc;
+                    entry.NodeId = ((ulong)target.Index << IndexShift) | RootId;
+                    entry.Attr.Ino = entry.NodeId;
+                    entry.EntryTimeout = PseudoTimeout;
+                    return Errno.Success;
+                }
+                finally { target.Release(); }
+            }
+            if (dir is not null)
+            {
+                entry.NodeId = dir.Id;
+                entry.Attr = PseudoAttr(dir.Id);
+                entry.EntryTimeout = entry.AttrTimeout = PseudoTimeout;
+                return Errno.Success;
+            }
+            if (parent != RootId) return Errno.ENOENT;
+        }
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.ENOENT;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            var rc = slot!.FileSystem.Lookup(Inner(context, ino), ino, name, out entry);
+            if (rc == Errno.Success) Translate(slot, ref entry);
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public void Forget(ulong nodeId, ulong lookupCount)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale) return;
+        try { slot!.FileSystem.Forget(ino, lookupCount); }
+        finally { slot!.Release(); }
+    }
+
+    private static FuseAttr PseudoAttr(ulong id)
+    {
+        long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        return new FuseAttr
+        {
+            Ino = id,
+            Mode = 0x4000 | 0b111_101_101, // S_IFDIR | 0755
+            Nlink = 2,
+            BlkSize = 4096,
+            Atime = (ulong)now,
+            Mtime = (ulong)now,
+            Ctime = (ulong)now,
+        };
+    }
+
+    public Errno GetAttr(in FuseContext context, ulong nodeId, ulong? handle, out FuseAttr attr, out TimeSpan timeout)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino))
+        {
+            timeout = PseudoTimeout;
+            lock (_gate)
+            {
+                attr = _pseudo.ContainsKey(nodeId) ? PseudoAttr(nodeId) : default;
+                return attr.Ino == 0 ? Errno.ENOENT : Errno.Success;
+            }
+        }
+        if (slot == Slot.Stale)
+        {
+            attr = default;
+            timeout = default;
+            return Errno.ESTALE;
+        }
+        try
+        {
+            var rc = slot!.FileSystem.GetAttr(Inner(context, ino), ino, handle, out attr, out timeout);
+            attr.Ino = nodeId;
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno SetAttr(in FuseContext context, ulong nodeId, in FuseSetAttrIn changes, out FuseAttr attr, out TimeSpan timeout)
+    {
+        attr = default;
+        timeout = default;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            var rc = slot!.FileSystem.SetAttr(Inner(context, ino), ino, changes, out attr, out timeout);
+            attr.Ino = nodeId;
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno ReadLink(in FuseContext context, ulong nodeId, Span<byte> target, out int length)
+    {
+        length = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EINVAL;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.ReadLink(Inner(context, ino), ino, target, out length); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Mknod(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, uint mode, uint rdev, uint umask, out FuseEntry entry)
+    {
+        entry = default;
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            var rc = slot!.FileSystem.Mknod(Inner(context, ino), ino, name, mode, rdev, umask, out entry);
+            if (rc == Errno.Success) Translate(slot, ref entry);
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Mkdir(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, out FuseEntry entry)
+    {
+        entry = default;
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            var rc = slot!.FileSystem.Mkdir(Inner(context, ino), ino, name, mode, umask, out entry);
+            if (rc == Errno.Success) Translate(slot, ref entry);
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Unlink(in FuseContext context, ulong parent, ReadOnlySpan<byte> name)
+    {
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Unlink(Inner(context, ino), ino, name); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Rmdir(in FuseContext context, ulong parent, ReadOnlySpan<byte> name)
+    {
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Rmdir(Inner(context, ino), ino, name); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Symlink(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, ReadOnlySpan<byte> target, out FuseEntry entry)
+    {
+        entry = default;
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            var rc = slot!.FileSystem.Symlink(Inner(context, ino), ino, name, target, out entry);
+            if (rc == Errno.Success) Translate(slot, ref entry);
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Rename(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, ulong newParent, ReadOnlySpan<byte> newName, uint flags)
+    {
+        if (parent >> IndexShift != newParent >> IndexShift && parent != RootId && newParent != RootId) return Errno.EXDEV;
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            if (!TryRoute(newParent, out var other, out var newIno)) return Errno.EXDEV;
+            if (other != Slot.Stale) other!.Release();
+            if (!ReferenceEquals(other, slot)) return Errno.EXDEV;
+            return slot!.FileSystem.Rename(Inner(context, ino), ino, name, newIno, newName, flags);
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Link(in FuseContext context, ulong nodeId, ulong newParent, ReadOnlySpan<byte> newName, out FuseEntry entry)
+    {
+        entry = default;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try
+        {
+            if (!TryRoute(newParent, out var other, out var newIno)) return Errno.EXDEV;
+            if (other != Slot.Stale) other!.Release();
+            if (!ReferenceEquals(other, slot)) return Errno.EXDEV;
+            var rc = slot!.FileSystem.Link(Inner(context, ino), ino, newIno, newName, out entry);
+            if (rc == Errno.Success) Translate(slot, ref entry);
+            return rc;
+        }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Open(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
+    {
+        result = default;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        var rc = slot!.FileSystem.Open(Inner(context, ino), ino, flags, out result);
+        // A successful open keeps its lease until RELEASE: the instance outlives a remount while the file is open.
+        if (rc != Errno.Success) slot.Release();
+        return rc;
+    }
+
+    public Errno Read(in FuseContext context, ulong nodeId, ulong handle, long offset, Span<byte> buffer, out int bytesRead)
+    {
+        bytesRead = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Read(Inner(context, ino), ino, handle, offset, buffer, out bytesRead); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Write(in FuseContext context, ulong nodeId, ulong handle, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int bytesWritten)
+    {
+        bytesWritten = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Write(Inner(context, ino), ino, handle, offset, data, writeFlags, out bytesWritten); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno StatFs(in FuseContext context, ulong nodeId, out FuseKstatfs stat)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale)
+        {
+            stat = default;
+            stat.NameLength = 255;
+            stat.BlockSize = 4096;
+            stat.FragmentSize = 4096;
+            return Errno.Success;
+        }
+        try { return slot!.FileSystem.StatFs(Inner(context, ino), ino, out stat); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Release(in FuseContext context, ulong nodeId, ulong handle, int flags) =>
+        ReleaseHandle(context, nodeId, handle, flags, dir: false);
+
+    public Errno ReleaseDir(in FuseContext context, ulong nodeId, ulong handle) =>
+        ReleaseHandle(context, nodeId, handle, 0, dir: true);
+
+    private Errno ReleaseHandle(in FuseContext context, ulong nodeId, ulong handle, int flags, bool dir)
+    {
+        // The open's lease is still held, so the slot in this index is the one that opened (it cannot be reused).
+        int index = nodeId == RootId ? -1 : (int)(nodeId >> IndexShift);
+        if (index == 0) return Errno.Success;
+        Slot? slot = index < 0 ? _rootSlot : Volatile.Read(ref _slots[index]);
+        if (index < 0 && handle is not 0 && _rootSlot is null) return Errno.Success;
+        if (slot is null || slot.Disposed) return Errno.Success;
+        ulong ino = nodeId & InodeMask;
+        try
+        {
+            return dir ? slot.FileSystem.ReleaseDir(Inner(context, ino), ino, handle)
+                : slot.FileSystem.Release(Inner(context, ino), ino, handle, flags);
+        }
+        finally { slot.Release(); }
+    }
+
+    public Errno Flush(in FuseContext context, ulong nodeId, ulong handle, ulong lockOwner)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale) return Errno.Success;
+        try { return slot!.FileSystem.Flush(Inner(context, ino), ino, handle, lockOwner); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Fsync(in FuseContext context, ulong nodeId, ulong handle, bool dataOnly)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale) return Errno.Success;
+        try { return slot!.FileSystem.Fsync(Inner(context, ino), ino, handle, dataOnly); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno SetXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.SetXattr(Inner(context, ino), ino, name, value, flags); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno GetXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name, Span<byte> value, out int size)
+    {
+        size = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.ENODATA;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.GetXattr(Inner(context, ino), ino, name, value, out size); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno ListXattr(in FuseContext context, ulong nodeId, Span<byte> list, out int size)
+    {
+        size = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.ListXattr(Inner(context, ino), ino, list, out size); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno RemoveXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.RemoveXattr(Inner(context, ino), ino, name); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno OpenDir(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
+    {
+        result = default;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        var rc = slot!.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result);
+        if (rc != Errno.Success) slot.Release();
+        return rc;
+    }
+
+    public Errno ReadDir(in FuseContext context, ulong nodeId, ulong handle, long offset, ref FuseDirectoryWriter writer)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino))
+        {
+            lock (_gate)
+            {
+                if (!_pseudo.TryGetValue(nodeId, out var node)) return Errno.ENOENT;
+                var names = node.Children.Keys.Order(StringComparer.Ordinal).ToArray();
+                for (long i = offset; i < names.Length + 2; i++)
+                {
+                    (ulong ino2, byte[] name) = i switch
+                    {
+                        0 => (node.Id, "."u8.ToArray()),
+                        1 => (node.Parent?.Id ?? RootId, ".."u8.ToArray()),
+                        _ => (node.Children[names[i - 2]].Id, Encoding.UTF8.GetBytes(names[i - 2])),
+                    };
+                    if (!writer.TryAdd(ino2, name, 4 /* DT_DIR */, i + 1)) break;
+                }
+                return Errno.Success;
+            }
+        }
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno FsyncDir(in FuseContext context, ulong nodeId, ulong handle, bool dataOnly) => Errno.Success;
+
+    public Errno Access(in FuseContext context, ulong nodeId, int mask)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino)) return (mask & 2) != 0 ? Errno.EROFS : Errno.Success;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Access(Inner(context, ino), ino, mask); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Create(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, uint mode, uint umask, int flags, out FuseEntry entry, out FuseOpenResult result)
+    {
+        entry = default;
+        result = default;
+        if (!TryRoute(parent, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        var rc = slot!.FileSystem.Create(Inner(context, ino), ino, name, mode, umask, flags, out entry, out result);
+        if (rc == Errno.Success) Translate(slot, ref entry); // keeps the lease as Open does
+        else slot.Release();
+        return rc;
+    }
+
+    public Errno Fallocate(in FuseContext context, ulong nodeId, ulong handle, int mode, long offset, long length)
+    {
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EROFS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Fallocate(Inner(context, ino), ino, handle, mode, offset, length); }
+        finally { slot!.Release(); }
+    }
+
+    public Errno Lseek(in FuseContext context, ulong nodeId, ulong handle, long offset, int whence, out long result)
+    {
+        result = 0;
+        if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.ENOSYS;
+        if (slot == Slot.Stale) return Errno.ESTALE;
+        try { return slot!.FileSystem.Lseek(Inner(context, ino), ino, handle, offset, whence, out result); }
+        finally { slot!.Release(); }
+    }
+
+    public void Dispose()
+    {
+        Slot[] live;
+        lock (_gate)
+        {
+            live = _slots.Where(s => s is { Retired: false }).ToArray()!;
+            foreach (var slot in live) slot.Retired = true;
+            _rootSlot = null;
+        }
+        foreach (var slot in live) slot.Release();
+    }
+
+    private sealed class PseudoNode(ulong id, string name, PseudoNode? parent)
+    {
+        public ulong Id { get; } = id;
+        public string Name { get; } = name;
+        public PseudoNode? Parent { get; } = parent;
+        public Dictionary<string, PseudoNode> Children { get; } = new(StringComparer.Ordinal);
+        public Slot? Mounted { get; set; }
+    }
+
+    /// <summary>One mounted instance and its leases: one for the mount table, one per request in flight and per open handle.</summary>
+    private sealed class Slot(int index, string mountpoint, IFuseFileSystem fileSystem, PseudoNode? node)
+    {
+        /// <summary>Marks a node id whose instance is gone (answered ESTALE).</summary>
+        public static readonly Slot Stale = new(0, "", null!, null) { _leases = 0 };
+
+        private int _leases = 1;
+
+        public int Index { get; } = index;
+        public string Mountpoint { get; } = mountpoint;
+        public IFuseFileSystem FileSystem { get; } = fileSystem;
+        public PseudoNode? Node { get; } = node;
+        public volatile bool Retired;
+        public bool Disposed => Volatile.Read(ref _leases) == 0;
+
+        public bool TryAcquire()
+        {
+            int current = Volatile.Read(ref _leases);
+            while (current > 0)
+            {
+                int seen = Interlocked.CompareExchange(ref _leases, current + 1, current);
+                if (seen == current) return true;
+                current = seen;
+            }
+            return false;
+        }
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _leases) != 0) return;
+            try { FileSystem.Destroy(); }
+            finally { (FileSystem as IDisposable)?.Dispose(); }
+        }
+    }
+}
