@@ -108,7 +108,7 @@ public sealed class RegistryServer : IDisposable
                 using HttpResponseMessage response = http.GetAsync($"http://{Host}/v2/").GetAwaiter().GetResult();
                 return;
             }
-            catch (HttpRequestException) when (deadline.Elapsed < TimeSpan.FromSeconds(20))
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException && deadline.Elapsed < TimeSpan.FromSeconds(20))
             {
                 Thread.Sleep(50);
             }

@@ -1,11 +1,14 @@
 namespace Nydus.Actors.Tests.Support;
 
-/// <summary>A unique directory under the system temp dir, removed with everything in it on dispose.</summary>
+/// <summary>
+/// A unique directory under the system temp dir, removed with everything in it on dispose. Names stay short: Unix
+/// socket paths inside it must fit in 108 bytes, and the test run's own TMPDIR already adds a level.
+/// </summary>
 public sealed class TempDir : IDisposable
 {
     public TempDir(string purpose)
     {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"nydus-test-{purpose}-{Guid.NewGuid():N}");
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"nt-{purpose}-{Guid.NewGuid().ToString("N")[..12]}");
         Directory.CreateDirectory(Path);
     }
 

@@ -14,8 +14,8 @@ public sealed class CrashDetectorTests : IDisposable
 
     private string StaleSocket()
     {
-        var bound = _dir.Combine($"bound-{Guid.NewGuid():N}.sock");
-        var path = _dir.Combine($"stale-{Guid.NewGuid():N}.sock");
+        var bound = _dir.Combine($"b-{Guid.NewGuid().ToString("N")[..8]}.sock");
+        var path = _dir.Combine($"s-{Guid.NewGuid().ToString("N")[..8]}.sock");
         using (var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
         {
             socket.Bind(new UnixDomainSocketEndPoint(bound));
