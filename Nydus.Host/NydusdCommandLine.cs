@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using Nydus.Actors.Fuse.Session;
 
 namespace Nydus.Host;
 
@@ -41,7 +42,6 @@ public static class NydusdCommandLine
     private static readonly Option<int> FscacheThreads = new("--fscache-threads") { Description = "fscache worker threads", DefaultValueFactory = _ => 4 };
 
     private static readonly string[] LogLevels = ["trace", "debug", "info", "warn", "error"];
-    private static readonly string[] FailoverPolicies = ["none", "resend", "flush"];
 
     public static RootCommand Build(Func<NydusdOptions, CancellationToken, Task<int>> runDaemon, Command ctl)
     {
@@ -113,8 +113,8 @@ public static class NydusdCommandLine
         if (threads is < 1 or > 1024)
             r.AddError($"invalid --thread-num {threads}: must be between 1 and 1024");
         var policy = Value(r, FailoverPolicy, "resend");
-        if (!FailoverPolicies.Contains(policy))
-            r.AddError($"invalid --failover-policy '{policy}': use one of {string.Join(", ", FailoverPolicies)}");
+        if (!FuseFailoverDrain.TryParse(policy, out _))
+            r.AddError($"invalid --failover-policy '{policy}': use one of {string.Join(", ", FuseFailoverDrain.PolicyNames)}");
         if (!Given(r, Mountpoint))
             r.AddError("--mountpoint is required in FUSE mode");
         if (Given(r, Bootstrap) && Given(r, SharedDir))

@@ -43,13 +43,20 @@ public static class FuseFailoverDrain
     /// <summary>Upstream's order: /proc/sys/fs/fuse/connections, then /sys/fs/fuse/connections if the first cannot be opened.</summary>
     public static readonly string[] ConnectionsDirectories = ["/proc/sys/fs/fuse/connections", "/sys/fs/fuse/connections"];
 
-    public static FuseFailoverPolicy Parse(string value) => value switch
+    /// <summary>The spellings <c>--failover-policy</c> accepts, one per <see cref="FuseFailoverPolicy"/>.</summary>
+    public static readonly IReadOnlyList<string> PolicyNames =
+        Enum.GetNames<FuseFailoverPolicy>().Select(name => name.ToLowerInvariant()).ToArray();
+
+    /// <summary>Accepts exactly the lower-case names (upstream's spelling), not "None" or "2".</summary>
+    public static bool TryParse(string value, out FuseFailoverPolicy policy)
     {
-        "none" => FuseFailoverPolicy.None,
-        "flush" => FuseFailoverPolicy.Flush,
-        "resend" => FuseFailoverPolicy.Resend,
-        _ => throw new ArgumentException($"invalid failover policy '{value}': use none, flush or resend", nameof(value)),
-    };
+        policy = default;
+        return PolicyNames.Contains(value) && Enum.TryParse(value, ignoreCase: true, out policy);
+    }
+
+    public static FuseFailoverPolicy Parse(string value) => TryParse(value, out var policy)
+        ? policy
+        : throw new ArgumentException($"invalid failover policy '{value}': use one of {string.Join(", ", PolicyNames)}", nameof(value));
 
     /// <summary>Applies <paramref name="policy"/> to the connection behind <paramref name="device"/>.</summary>
     /// <param name="connection">Connection id (FuseMount.FindConnectionId) for the sysfs paths (fallback for resend, required for flush).</param>
