@@ -68,9 +68,13 @@ public sealed class FilesystemInstance : IDisposable
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
             });
             // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
-            // The image's blobs stay in the cache while it is mounted, whatever the disk limit.
-            if (backend is BlobFileCache pinning) pinning.Pin(image.Blobs.Select(b => b.Id));
-            BlobPrefetcher? prefetcher = backend is BlobFileCache cache ? StartPrefetch(mount, image, cache) : null;
+            BlobPrefetcher? prefetcher = null;
+            if (backend is BlobFileCache cache)
+            {
+                // The image's blobs stay in the cache while it is mounted, whatever the disk limit.
+                cache.Pin(image.Blobs.Select(b => b.Id));
+                prefetcher = StartPrefetch(mount, image, cache);
+            }
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
             return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
                 metrics with { Prefetcher = prefetcher }, owned)
