@@ -11,7 +11,6 @@ run_id="${1:?run id}"
 tmp="${2:?run temp dir}"; tmp="${tmp%/}"
 mode="${3:-}"
 
-swept=0
 # /proc/self/mountinfo: field 3 is major:minor; for FUSE the minor is the connection number in
 # /sys/fs/fuse/connections. Field 5 is the mountpoint (octal escapes for spaces); fstype follows " - ".
 while read -r _ _ devno _ mnt rest; do
@@ -22,7 +21,6 @@ while read -r _ _ devno _ mnt rest; do
   [ -w "/sys/fs/fuse/connections/$conn/abort" ] && echo 1 > "/sys/fs/fuse/connections/$conn/abort" 2>/dev/null
   umount -c -l "$(printf '%b' "$mnt")" 2>/dev/null
   echo "test-sweep: aborted and detached FUSE mount $mnt (connection $conn)"
-  swept=$((swept + 1))
 done < /proc/self/mountinfo
 
 [ "$mode" = "--mounts-only" ] && exit 0
@@ -35,7 +33,7 @@ for dir in /proc/[0-9]*; do
   # environ reads are bounded: a process stuck in a FUSE page fault could block them (its mount is aborted above).
   if timeout -s KILL 5 tr "\\0" "\\n" 2>/dev/null < "$dir/environ" | grep -qx "NYDUS_TEST_RUN=$run_id"; then
     name=$(timeout -s KILL 5 cat "$dir/comm" 2>/dev/null)
-    kill -KILL "$pid" 2>/dev/null && echo "test-sweep: killed leftover process $pid ($name)" && swept=$((swept + 1))
+    kill -KILL "$pid" 2>/dev/null && echo "test-sweep: killed leftover process $pid ($name)"
   fi
 done
 # --one-file-system: never descend into a mount that could not be detached (a writable passthrough mount would
