@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Fuse.Abi;
 using Nydus.Actors.Fuse.Session;
 using Nydus.Actors.Interop;
@@ -128,13 +130,7 @@ public class FuseFailoverDrainTests
             byte[] buffer = new byte[mount.Session.Dispatcher.RequestBufferSize];
             while (true)
             {
-                Task<nint> read = Task.Factory.StartNew(() => Libc.ReadInto(mount.Device.Handle, buffer), TaskCreationOptions.LongRunning);
-                if (!read.Wait(Bound))
-                {
-                    throw new TimeoutException("no request reached /dev/fuse");
-                }
-
-                Assert.True(read.Result > 0, $"read /dev/fuse failed: {Libc.LastErrno}");
+                int length = ReadNextRequest(mount.Device.Handle, buffer);
                 var header = MemoryMarshal.Read<FuseInHeader>(buffer);
                 if (until is null || header.Opcode == until)
                 {
@@ -144,10 +140,10 @@ public class FuseFailoverDrainTests
 
                 // A request before the one we hold: answer it so the caller gets as far as the request we want.
                 byte[] reply = new byte[mount.Session.Dispatcher.ReplyBufferSize];
-                int length = mount.Session.Dispatcher.Dispatch(buffer.AsSpan(0, (int)read.Result), reply);
-                if (length > 0)
+                int replyLength = mount.Session.Dispatcher.Dispatch(buffer.AsSpan(0, length), reply);
+                if (replyLength > 0)
                 {
-                    Libc.WriteFrom(mount.Device.Handle, reply.AsSpan(0, length));
+                    Libc.WriteFrom(mount.Device.Handle, reply.AsSpan(0, replyLength));
                 }
             }
         }
@@ -155,6 +151,32 @@ public class FuseFailoverDrainTests
         {
             caller.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Reads one request off the device. The session opens it non-blocking, so a read before the caller's request
+    /// is queued answers EAGAIN (and a signal may interrupt it): those are retried until <see cref="Bound"/>.
+    /// </summary>
+    private static int ReadNextRequest(SafeFileHandle device, byte[] buffer)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            nint read = Libc.ReadInto(device, buffer);
+            if (read > 0)
+            {
+                return (int)read;
+            }
+
+            Errno errno = read < 0 ? Libc.LastErrno : Errno.Success;
+            Assert.True(errno is Errno.EAGAIN or Errno.EINTR, $"read /dev/fuse failed: returned {read}, {errno}");
+            if (deadline.Elapsed > Bound)
+            {
+                throw new TimeoutException("no request reached /dev/fuse");
+            }
+
+            Thread.Sleep(5);
         }
     }
 
