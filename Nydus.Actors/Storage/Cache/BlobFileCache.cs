@@ -19,7 +19,14 @@ namespace Nydus.Actors.Storage.Cache;
 /// <para>
 /// Reads of cached data are a pread on the calling worker thread. Concurrent readers of a missing range share one
 /// backend fetch. Data that fails validation above this layer is dropped with <see cref="Invalidate"/> (see
-/// <see cref="CachedChunkReader"/>) and fetched again. Two cache instances must not share a work dir at once.
+/// <see cref="CachedChunkReader"/>) and fetched again.
+/// </para>
+/// <para>
+/// Every cache object on the same work dir in this process shares one table of blob files (<see cref="WorkDirState"/>):
+/// images that share a blob (a base layer, say) share its cache file, its block map and its single-flight fetches,
+/// and a pin taken by any mounted image keeps the blob from eviction through any of them. Each object fetches misses
+/// from its own backend (blob ids are content digests, so any backend holding the blob serves the same bytes) and
+/// keeps its own counters.
 /// </para>
 /// </summary>
 public sealed class BlobFileCache : IBlobBackend
@@ -28,10 +35,12 @@ public sealed class BlobFileCache : IBlobBackend
 
     private readonly BlobCacheSettings _settings;
     private readonly IBlobBackend _backend;
-    private readonly ConcurrentDictionary<string, CachedBlobFile> _files = new(StringComparer.Ordinal);
-    private readonly object _filesLock = new();
-    private readonly ConcurrentDictionary<string, byte> _pinned = new(StringComparer.Ordinal);
+    private readonly WorkDirState _dir;
+    private readonly ConcurrentDictionary<string, CachedBlobFile> _files;
+    private readonly object _filesLock;
+    private readonly HashSet<string> _myPins = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<BlobFileCache, byte> Open = new();
+    private static readonly Dictionary<string, WorkDirState> WorkDirs = new(StringComparer.Ordinal);
     private bool _disposed;
 
     /// <summary>The caches open in this process right now, for <see cref="BlobCacheActor"/>'s checks.</summary>
@@ -40,9 +49,25 @@ public sealed class BlobFileCache : IBlobBackend
     public string WorkDir => _settings.WorkDir;
 
     /// <summary>Marks blobs as used by a mounted image: <see cref="TrimToLimit(long)"/> never evicts them.</summary>
+    /// <remarks>Pins are counted per work dir: the blob stays until every cache object that pinned it is disposed.</remarks>
     public void Pin(IEnumerable<string> blobIds)
     {
-        foreach (string id in blobIds) _pinned[id] = 0;
+        lock (_myPins)
+        {
+            foreach (string id in blobIds)
+            {
+                if (_myPins.Add(id)) _dir.PinCounts.AddOrUpdate(id, 1, static (_, n) => n + 1);
+            }
+        }
+    }
+
+    private void UnpinAll()
+    {
+        lock (_myPins)
+        {
+            foreach (string id in _myPins) _dir.PinCounts.AddOrUpdate(id, 0, static (_, n) => n - 1);
+            _myPins.Clear();
+        }
     }
 
     public BlobFileCache(BlobCacheSettings settings, IBlobBackend backend, BlobCacheMetrics? metrics = null)
@@ -56,7 +81,9 @@ public sealed class BlobFileCache : IBlobBackend
         _backend = backend;
         Metrics = metrics ?? new BlobCacheMetrics();
         Directory.CreateDirectory(settings.WorkDir);
-        LoadExisting();
+        _dir = WorkDirState.Acquire(settings);
+        _files = _dir.Files;
+        _filesLock = _dir.Lock;
         Open[this] = 0;
     }
 
@@ -177,7 +204,7 @@ public sealed class BlobFileCache : IBlobBackend
                     break;
                 }
 
-                if (_pinned.ContainsKey(file.BlobId))
+                if (_dir.PinCounts.TryGetValue(file.BlobId, out int pins) && pins > 0)
                 {
                     continue;
                 }
@@ -205,17 +232,10 @@ public sealed class BlobFileCache : IBlobBackend
 
     public void Dispose()
     {
-        Open.TryRemove(this, out _);
-        lock (_filesLock)
-        {
-            _disposed = true;
-            foreach (KeyValuePair<string, CachedBlobFile> entry in _files)
-            {
-                entry.Value.Dispose();
-            }
-
-            _files.Clear();
-        }
+        if (!Open.TryRemove(this, out _)) return;
+        UnpinAll();
+        lock (_filesLock) _disposed = true;
+        WorkDirState.Release(_dir);
     }
 
     /// <summary>Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.</summary>
@@ -309,11 +329,11 @@ public sealed class BlobFileCache : IBlobBackend
             {
                 lock (_filesLock)
                 {
-                    ObjectDisposedException.ThrowIf(_disposed, this);
+                    ObjectDisposedException.ThrowIf(_disposed || _dir.Disposed, this);
                     if (!_files.TryGetValue(blobId, out file))
                     {
                         CheckBlobId(blobId);
-                        file = CachedBlobFile.Open(_settings.WorkDir, blobId, _settings.BlockSize,
+                        file = CachedBlobFile.Open(_dir.WorkDir, blobId, _dir.BlockSize,
                             () => _backend.GetBlobSize(blobId));
                         _files[blobId] = file;
                     }
@@ -345,22 +365,89 @@ public sealed class BlobFileCache : IBlobBackend
         }
     }
 
-    /// <summary>Picks up the blobs a previous run left in the work dir, so eviction and usage see them.</summary>
-    private void LoadExisting()
+    /// <summary>
+    /// The blob files of one cache work dir, shared by every <see cref="BlobFileCache"/> open on it in this process
+    /// and closed when the last of them is disposed. Two tables on one directory would each keep their own block map
+    /// of the same file (the later flush losing the other's blocks) and could evict a blob the other has pinned.
+    /// </summary>
+    private sealed class WorkDirState
     {
-        foreach (string mapPath in Directory.EnumerateFiles(_settings.WorkDir, "*" + CachedBlobFile.MapSuffix))
+        private int _users;
+
+        private WorkDirState(string workDir, int blockSize)
         {
-            string name = Path.GetFileName(mapPath);
-            string blobId = name[..^CachedBlobFile.MapSuffix.Length];
-            try
+            WorkDir = workDir;
+            BlockSize = blockSize;
+        }
+
+        public string WorkDir { get; }
+
+        /// <summary>The block size of the first cache opened on the dir; later ones share its files as they are.</summary>
+        public int BlockSize { get; }
+
+        public ConcurrentDictionary<string, CachedBlobFile> Files { get; } = new(StringComparer.Ordinal);
+        public object Lock { get; } = new();
+
+        /// <summary>How many cache objects pinned each blob.</summary>
+        public ConcurrentDictionary<string, int> PinCounts { get; } = new(StringComparer.Ordinal);
+
+        public volatile bool Disposed;
+
+        public static WorkDirState Acquire(BlobCacheSettings settings)
+        {
+            string key = Path.GetFullPath(settings.WorkDir);
+            lock (WorkDirs)
             {
-                CachedBlobFile file = CachedBlobFile.Open(_settings.WorkDir, blobId, _settings.BlockSize, blobSize: null);
-                file.LastAccess = 0;
-                _files[blobId] = file;
+                if (!WorkDirs.TryGetValue(key, out WorkDirState? state))
+                {
+                    state = new WorkDirState(key, settings.BlockSize);
+                    state.LoadExisting();
+                    WorkDirs[key] = state;
+                }
+                else if (state.BlockSize != settings.BlockSize)
+                {
+                    Log.Information("Cache work dir {WorkDir} is open with {BlockSize}-byte blocks already; sharing it as it is",
+                        key, state.BlockSize);
+                }
+
+                state._users++;
+                return state;
             }
-            catch (StorageException e)
+        }
+
+        public static void Release(WorkDirState state)
+        {
+            lock (WorkDirs)
             {
-                Log.Warning("Ignoring unusable cache files of blob {BlobId}: {Reason}", blobId, e.Message);
+                if (--state._users > 0) return;
+                WorkDirs.Remove(state.WorkDir);
+            }
+
+            lock (state.Lock)
+            {
+                state.Disposed = true;
+                foreach (KeyValuePair<string, CachedBlobFile> entry in state.Files) entry.Value.Dispose();
+                state.Files.Clear();
+            }
+        }
+
+        /// <summary>Picks up the blobs a previous run left in the work dir, so eviction and usage see them.</summary>
+        private void LoadExisting()
+        {
+            foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + CachedBlobFile.MapSuffix))
+            {
+                string name = Path.GetFileName(mapPath);
+                string blobId = name[..^CachedBlobFile.MapSuffix.Length];
+                try
+                {
+                    CachedBlobFile file = CachedBlobFile.Open(WorkDir, blobId, BlockSize, blobSize: null);
+                    file.LastAccess = 0;
+                    Files[blobId] = file;
+                }
+                catch (StorageException e)
+                {
+                    Log.Warning("Ignoring unusable cache files of blob {BlobId}: {Reason}", blobId, e.Message);
+                }
             }
         }
     }
