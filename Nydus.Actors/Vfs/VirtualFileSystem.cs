@@ -69,8 +69,13 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     }
 
     /// <summary>Mounts <paramref name="fileSystem"/> at <paramref name="mountpoint"/>; the VFS owns it from then on.</summary>
-    /// <exception cref="InvalidOperationException">The mountpoint is in use, or every index is taken.</exception>
-    public void Mount(string mountpoint, IFuseFileSystem fileSystem)
+    /// <param name="owner">What to dispose when the instance closes (its image, backend, cache), instead of the
+    /// filesystem itself.</param>
+    /// <param name="index">The instance index to use (a successor restoring its predecessor's table must give each
+    /// instance the index it had, so the kernel's node ids still reach it); 0 takes the next free one.</param>
+    /// <returns>The instance index (the top byte of its node ids).</returns>
+    /// <exception cref="InvalidOperationException">The mountpoint is in use, the index is taken, or every index is.</exception>
+    public int Mount(string mountpoint, IFuseFileSystem fileSystem, IDisposable? owner = null, int index = 0)
     {
         string path = Normalize(mountpoint);
         lock (_gate)
@@ -96,32 +101,38 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
                 if (node.Children.Count > 0)
                     throw new InvalidOperationException($"mountpoint {path} has mounts below it");
             }
-            var slot = new Slot(TakeIndex(), path, fileSystem, node);
+            var slot = new Slot(index == 0 ? TakeIndex() : ClaimIndex(index), path, fileSystem, node) { Owner = owner };
             if (_connection is not null) fileSystem.Init(_connection);
             _slots[slot.Index] = slot;
             if (node is null) _rootSlot = slot;
             else node.Mounted = slot;
+            index = slot.Index;
         }
         Invalidate(path);
+        return index;
     }
 
     /// <summary>Replaces the instance at <paramref name="mountpoint"/>; the old one closes when its last reader goes.</summary>
-    public void Remount(string mountpoint, IFuseFileSystem fileSystem)
+    /// <returns>The new instance's index.</returns>
+    public int Remount(string mountpoint, IFuseFileSystem fileSystem, IDisposable? owner = null)
     {
         string path = Normalize(mountpoint);
         Slot old;
+        int index;
         lock (_gate)
         {
             old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
-            var slot = new Slot(TakeIndex(), path, fileSystem, old.Node);
+            var slot = new Slot(TakeIndex(), path, fileSystem, old.Node) { Owner = owner };
             if (_connection is not null) fileSystem.Init(_connection);
             _slots[slot.Index] = slot;
             if (old.Node is null) _rootSlot = slot;
             else old.Node.Mounted = slot;
             old.Retired = true;
+            index = slot.Index;
         }
         Invalidate(path);
         old.Release();
+        return index;
     }
 
     /// <summary>Removes the instance at <paramref name="mountpoint"/>; it closes when its last reader goes.</summary>
@@ -154,6 +165,16 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         foreach (var slot in _slots)
             if (slot is { Retired: false } && slot.Mountpoint == path) return slot;
         return null;
+    }
+
+    private int ClaimIndex(int index)
+    {
+        if (index is < 1 or > MaxIndex)
+            throw new ArgumentOutOfRangeException(nameof(index), $"instance index {index} is outside 1..{MaxIndex}");
+        if (_slots[index] is { Disposed: false })
+            throw new InvalidOperationException($"instance index {index} is in use by {_slots[index]!.Mountpoint}");
+        _cursor = Math.Max(_cursor, index);
+        return index;
     }
 
     private int TakeIndex()
@@ -687,6 +708,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         public string Mountpoint { get; } = mountpoint;
         public IFuseFileSystem FileSystem { get; } = fileSystem;
         public PseudoNode? Node { get; } = node;
+        public IDisposable? Owner { get; init; }
         public volatile bool Retired;
         public bool Disposed => Volatile.Read(ref _leases) == 0;
 
@@ -706,7 +728,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             if (Interlocked.Decrement(ref _leases) != 0) return;
             try { FileSystem.Destroy(); }
-            finally { (FileSystem as IDisposable)?.Dispose(); }
+            finally { (Owner ?? FileSystem as IDisposable)?.Dispose(); }
         }
     }
 }
