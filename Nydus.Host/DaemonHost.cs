@@ -80,7 +80,8 @@ public static class DaemonHost
             ServiceProps: fuse?.ServiceProps,
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
-            CommandLineBackend = fuse?.Backend,
+            Vfs = fuse?.Vfs,
+            CommandLine = fuse?.CommandLine,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
                 config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
@@ -110,6 +111,15 @@ public static class DaemonHost
             // The journal recovers beside the start: nothing mounted so far comes from it, and a journal that fails
             // stops the daemon (it watches the journal), which this process then reports as a failed start.
             _ = LogRecordAsync(daemon, daemonStopped, settings.Outcome);
+
+            // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
+            // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
+            if (fuse is not null)
+            {
+                var restored = await daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
+                    Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
+                Log.Information("Mount table: {Result}", restored.Message);
+            }
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does).
             foreach (var input in new[] { DaemonInput.Mount, DaemonInput.Start })

@@ -3,6 +3,8 @@ using Nydus.Actors.Config;
 using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Fuse.Session;
+using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Vfs;
 using Serilog;
 
 namespace Nydus.Host;
@@ -14,19 +16,24 @@ namespace Nydus.Host;
 /// </summary>
 public sealed class FuseServiceSetup
 {
-    private FuseServiceSetup(Props serviceProps, MountedBackend backend, string mountPoint, Action undo)
+    private FuseServiceSetup(Props serviceProps, VirtualFileSystem vfs, CommandLineInstance? commandLine, string mountPoint, Action undo)
     {
         MountPoint = mountPoint;
         ServiceProps = serviceProps;
-        Backend = backend;
+        Vfs = vfs;
+        CommandLine = commandLine;
         Undo = undo;
     }
 
     /// <summary>Where the kernel mount is.</summary>
     public string MountPoint { get; }
 
-    /// <summary>What the API lists for the mounted filesystem.</summary>
-    public MountedBackend Backend { get; }
+    /// <summary>The virtual filesystem at the FUSE root: the filesystem service attaches instances to it.</summary>
+    public VirtualFileSystem Vfs { get; }
+
+    /// <summary>The instance the command line mounted, already attached to <see cref="Vfs"/>; null without
+    /// <c>--bootstrap</c> or <c>--shared-dir</c> (an empty root, filled through the API).</summary>
+    public CommandLineInstance? CommandLine { get; }
 
     /// <summary>The daemon's service child: the FUSE session on the mounted descriptor.</summary>
     public Props ServiceProps { get; }
@@ -40,23 +47,36 @@ public sealed class FuseServiceSetup
         if (!Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var (instance, redactedConfig) = OpenFilesystem(options);
+        var opened = OpenFilesystem(options);
+        var instance = opened?.Opened.Instance;
+        // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
+        // virtual mountpoint, the API's instances beside it.
+        var vfs = new VirtualFileSystem();
+        CommandLineInstance? commandLine = null;
         FuseDevice? device = null;
         FuseSession? session = null;
         try
         {
+            if (opened is { } o)
+            {
+                int index = vfs.Mount(options.VirtualMountpoint, o.Opened.Instance.FileSystem, o.Opened.Instance);
+                commandLine = new CommandLineInstance(o.Opened.Backend, index, o.Command);
+                if (o.Opened.Instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register(options.VirtualMountpoint, metrics);
+            }
             device = FuseMount.Mount(mountpoint, new FuseMountOptions
             {
-                Source = instance.Type == FsBackendType.Rafs ? "rafs" : "passthroughfs",
+                Source = instance?.Type == FsBackendType.PassthroughFs ? "passthroughfs" : "rafs",
                 ReadOnly = !options.Writable,
                 AllowOther = true,
             });
-            Log.Information("Mounted {Kind} at {MountPoint}", instance.Type.ToDisplayString(), mountpoint);
-            session = new FuseSession(device.Handle, instance.FileSystem, new FuseSessionOptions
+            Log.Information("Mounted {Kind} at {MountPoint}", instance?.Type.ToDisplayString() ?? "an empty root", mountpoint);
+            session = new FuseSession(device.Handle, vfs, new FuseSessionOptions
             {
                 WorkerCount = options.ThreadNum,
-                InitOptions = instance.InitOptions,
+                // What the command line's instance wants; a root filled only through the API serves images.
+                InitOptions = instance?.InitOptions ?? FuseInitOptions.ReadOnlyImage,
             });
+            vfs.Notifier = session.Notifier;
         }
         catch
         {
@@ -66,28 +86,60 @@ public sealed class FuseServiceSetup
                 FuseMount.Unmount(mountpoint);
                 device.Dispose();
             }
-            instance.Dispose();
+            if (commandLine is not null) vfs.Dispose();
+            else instance?.Dispose();
             throw;
         }
 
-        var props = FuseServiceActor.Props(session, mountpoint, session, device, instance);
-        if (instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register("/", metrics);
-        var backend = new MountedBackend(instance.Type.ToDisplayString(), "/", DateTimeOffset.UtcNow, redactedConfig);
-        return new FuseServiceSetup(props, backend, mountpoint, () =>
+        // The service releases, in order: the session (workers), the descriptor, then the VFS and every instance in it.
+        var props = FuseServiceActor.Props(session, mountpoint, session, device, vfs);
+        return new FuseServiceSetup(props, vfs, commandLine, mountpoint, () =>
         {
             try { FuseMount.Unmount(mountpoint); } catch (Exception e) { Log.Warning("Unmounting {MountPoint} failed: {Error}", mountpoint, e.Message); }
             session.Dispose();
             device.Dispose();
-            instance.Dispose();
+            vfs.Dispose();
         });
     }
 
-    private static (FilesystemInstance Instance, string? RedactedConfig) OpenFilesystem(NydusdOptions options)
+    /// <summary>Opens what the command line names, as a mount command like the API's (so that the instance's actor can
+    /// open it again); null when the command line names nothing.</summary>
+    private static (OpenedInstance Opened, FsBackendMountCmd? Command)? OpenFilesystem(NydusdOptions options)
     {
         if (options.SharedDir is { } shared)
-            return (FilesystemInstance.OpenPassthrough(Path.GetFullPath(shared), options.Writable), null);
+        {
+            var directory = Path.GetFullPath(shared);
+            var passthrough = FilesystemInstance.OpenPassthrough(directory, options.Writable);
+            var backend = new MountedBackend(FsBackendType.PassthroughFs.ToDisplayString(), options.VirtualMountpoint, DateTimeOffset.UtcNow, null);
+            var command = new FsBackendMountCmd
+            {
+                FsType = FsBackendType.PassthroughFs,
+                Source = directory,
+                Config = options.Writable ? """{"writable":true}""" : "",
+                Mountpoint = options.VirtualMountpoint,
+            };
+            return (new OpenedInstance(passthrough, backend), command);
+        }
+        if (options.Bootstrap is null) return null;
 
-        var bootstrap = Path.GetFullPath(options.Bootstrap!);
+        var bootstrap = Path.GetFullPath(options.Bootstrap);
+        var configText = options.Config is { } file
+            ? NydusConfigLoader.ReadConfigText(file)
+            : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!));
+        var rafsCommand = new FsBackendMountCmd
+        {
+            FsType = FsBackendType.Rafs,
+            Source = bootstrap,
+            Config = configText,
+            Mountpoint = options.VirtualMountpoint,
+        };
+        var (instance, redacted) = OpenRafs(options, bootstrap);
+        var rafsBackend = new MountedBackend(FsBackendType.Rafs.ToDisplayString(), options.VirtualMountpoint, DateTimeOffset.UtcNow, redacted);
+        return (new OpenedInstance(instance, rafsBackend), rafsCommand);
+    }
+
+    private static (FilesystemInstance Instance, string? RedactedConfig) OpenRafs(NydusdOptions options, string bootstrap)
+    {
         var imagePullAuth = Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH");
         var (config, source) = options.Config is { } file
             ? (NydusConfigLoader.LoadFile(file, imagePullAuth), file)

@@ -124,11 +124,11 @@ public static class NydusdCommandLine
         if (Given(r, PrefetchFiles) && !Given(r, Bootstrap))
             r.AddError("--prefetch-files requires --bootstrap");
         if (Given(r, DedupDb)) r.AddError(NotYet("--dedup-db"));
-        if (Value(r, VirtualMountpoint, "/") != "/") r.AddError(NotYet("--virtual-mountpoint other than /"));
+        var virtualMountpoint = Value(r, VirtualMountpoint, "/");
+        if (!Nydus.Actors.Config.VirtualMountpoint.IsValid(virtualMountpoint))
+            r.AddError($"invalid --virtual-mountpoint '{virtualMountpoint}': use an absolute path like / or /a/b, without '.', '..' or empty components");
         if (Given(r, Bootstrap) && !Given(r, ConfigFile) && !Given(r, LocalfsDir))
             r.AddError("--bootstrap needs --config or --localfs-dir (where its blobs are)");
-        if (Given(r, Mountpoint) && !Given(r, Bootstrap) && !Given(r, SharedDir))
-            r.AddError(NotYet("a FUSE mount without --bootstrap or --shared-dir (filled later through the API)"));
         if (Given(r, Writable) && Given(r, Bootstrap))
             r.AddError("--writable applies to --shared-dir only: RAFS images are read-only");
     }

@@ -25,6 +25,30 @@ public sealed class ApiRequest(HttpContext http)
         if (HasBody) throw ApiError.BadRequest($"{Http.Request.Method} {Path} takes no request body");
     }
 
+    /// <summary>The whole body as UTF-8 text (at most <paramref name="limit"/> bytes), for bodies parsed elsewhere.</summary>
+    public async Task<string> ReadTextBodyAsync(int limit = 4 << 20)
+    {
+        if (!HasBody) throw ApiError.BadRequest($"{Http.Request.Method} {Path} needs a JSON request body");
+        if (Http.Request.ContentLength > limit) throw ApiError.BadRequest($"the request body of {Path} is larger than {limit} bytes");
+        using var reader = new StreamReader(Http.Request.Body, new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true));
+        var buffer = new char[Math.Min(limit, 64 << 10)];
+        var text = new System.Text.StringBuilder();
+        int read;
+        try
+        {
+            while ((read = await reader.ReadAsync(buffer.AsMemory(), Aborted)) > 0)
+            {
+                text.Append(buffer, 0, read);
+                if (text.Length > limit) throw ApiError.BadRequest($"the request body of {Path} is larger than {limit} bytes");
+            }
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            throw ApiError.BadRequest($"the request body of {Path} is not UTF-8");
+        }
+        return text.ToString();
+    }
+
     public async Task<T> ReadJsonBodyAsync<T>() where T : class
     {
         if (!HasBody) throw ApiError.BadRequest($"{Http.Request.Method} {Path} needs a JSON request body");

@@ -88,6 +88,9 @@ public static class NydusConfigLoader
         return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
+    /// <summary>The text of a configuration file, with the same size and encoding checks as <see cref="LoadFile"/>.</summary>
+    public static string ReadConfigText(string path) => ReadFile(path);
+
     private static string ReadFile(string path)
     {
         try

@@ -19,6 +19,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly DaemonSettings _settings;
     private readonly IActorRef? _service;
     private readonly IActorRef _journal;
+    private readonly IActorRef _fsService;
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     private DaemonState _reported = DaemonState.Init;
@@ -38,8 +39,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
         Context.Watch(_journal);
-        var commandLineBackend = settings.CommandLineBackend;
-        Context.ActorOf(Akka.Actor.Props.Create(() => new FsServiceActor(commandLineBackend)), "fs-service");
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.CommandLine), "fs-service");
         Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
         if (settings.ServiceProps is not null)
         {
@@ -79,6 +79,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
         Receive<BackendsChanged>(b => _backends = b.Backends);
+        // Mount table changes do not go through the state machine (upstream serves them in any state): the
+        // filesystem service orders them itself.
+        Receive<IMountRequest>(r => _fsService.Forward(r));
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
             Self.Tell(new ServiceEnded("the service actor stopped")));

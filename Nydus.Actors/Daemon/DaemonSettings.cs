@@ -28,8 +28,12 @@ public sealed record DaemonSettings(
     /// <summary>Where the daemon leaves why it stopped, for the process's exit code.</summary>
     public DaemonOutcome Outcome { get; init; } = new();
 
-    /// <summary>The filesystem mounted from the command line (at "/"), listed in the API's backend collection.</summary>
-    public MountedBackend? CommandLineBackend { get; init; }
+    /// <summary>The VFS at the root of this daemon's FUSE mount, where the filesystem service attaches instances;
+    /// null for a daemon without one (singleton).</summary>
+    public Vfs.VirtualFileSystem? Vfs { get; init; }
+
+    /// <summary>The filesystem mounted from the command line (at "/"), already attached to <see cref="Vfs"/>.</summary>
+    public Mounts.CommandLineInstance? CommandLine { get; init; }
 
     /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>
     public Storage.Cache.BlobCacheLimits CacheLimits { get; init; } = Storage.Cache.BlobCacheLimits.Unlimited;

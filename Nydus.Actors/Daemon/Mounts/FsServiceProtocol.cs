@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Nydus.Actors.Config;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
@@ -8,3 +9,71 @@ public interface IFsServiceMessage;
 /// <summary>Sent by the filesystem service to its parent whenever the mount table changes, so that daemon info can
 /// be answered without asking anyone.</summary>
 public sealed record BackendsChanged(ImmutableSortedDictionary<string, MountedBackend> Backends) : IFsServiceMessage;
+
+// ---- Requests (the API's mount endpoints, the host's restore); each is answered with MountOperationResult ----
+
+/// <summary>Marks the requests the daemon actor forwards to its filesystem service.</summary>
+public interface IMountRequest : IFsServiceMessage;
+
+/// <summary>POST /api/v1/mount: attach a new instance at a free virtual mountpoint.</summary>
+public sealed record MountFilesystem(FsBackendMountCmd Command) : IMountRequest;
+
+/// <summary>PUT /api/v1/mount: replace the RAFS image under a mounted virtual mountpoint.</summary>
+public sealed record RemountFilesystem(FsBackendMountCmd Command) : IMountRequest;
+
+/// <summary>DELETE /api/v1/mount.</summary>
+public sealed record UmountFilesystem(string Mountpoint) : IMountRequest;
+
+/// <summary>Mounts again every instance the journal records that is not mounted yet (a restart with the same
+/// <c>--id</c> and work dir). Answered once all were tried; failures are listed, the others serve.</summary>
+public sealed record RestoreMounts : IMountRequest
+{
+    public static readonly RestoreMounts Instance = new();
+}
+
+public enum MountErrorKind
+{
+    /// <summary>The mountpoint is taken, or nested in or above another mount (409).</summary>
+    AlreadyExists,
+    /// <summary>Nothing is mounted at the mountpoint (404).</summary>
+    NotFound,
+    /// <summary>The command itself is wrong: config, image, source, fs_type (400).</summary>
+    Invalid,
+    /// <summary>This daemon has no filesystem service (a singleton: 501).</summary>
+    Unsupported,
+    /// <summary>The daemon failed (a backend, the journal): 500.</summary>
+    Failed,
+}
+
+/// <summary>The answer to an <see cref="IMountRequest"/>; <see cref="Error"/> null means it was done and recorded.</summary>
+public sealed record MountOperationResult(MountErrorKind? Error, string Message, ImmutableArray<string> Failures = default)
+{
+    public static MountOperationResult Done(string message) => new(null, message);
+
+    public bool Succeeded => Error is null;
+}
+
+// ---- Between the filesystem service and its instance children ----
+
+/// <summary>Open the command's filesystem and attach it (at <see cref="Index"/>, 0 for any free index).</summary>
+internal sealed record OpenInstance(FsBackendMountCmd Command, int Index);
+
+/// <summary>Open the command's filesystem and swap it in for the mounted one.</summary>
+internal sealed record ReplaceInstance(FsBackendMountCmd Command);
+
+/// <summary>Detach the instance; the child stops once it has.</summary>
+internal sealed record CloseInstance
+{
+    public static readonly CloseInstance Instance = new();
+}
+
+/// <summary>The instance is attached (after open or replace) at <see cref="Index"/>.</summary>
+internal sealed record InstanceAttached(string Mountpoint, int Index, MountedBackend Backend);
+
+internal sealed record InstanceDetached(string Mountpoint);
+
+/// <summary>Opening or attaching failed; nothing changed.</summary>
+internal sealed record InstanceFailed(string Mountpoint, MountErrorKind Kind, string Message);
+
+/// <summary>A child was restarted after a fault and asks for its mount command, to open its instance afresh.</summary>
+internal sealed record InstanceRestarted(string Mountpoint, string Reason);

@@ -1,0 +1,78 @@
+using Nydus.Actors.Config;
+using Nydus.Actors.Daemon.Mounts;
+
+namespace Nydus.Actors.Api.Endpoints;
+
+/// <summary>
+/// Upstream's mount API: <c>POST /api/v1/mount?mountpoint=/x</c> mounts, <c>PUT</c> remounts (a new RAFS image under
+/// a live mountpoint), <c>DELETE</c> unmounts; 204 on success. Bodies are <c>{"source","fs_type","config",
+/// "prefetch_files"?}</c> with the config as text. The daemon's filesystem service does the work, one change at a
+/// time; a request that fails leaves the mount table as it was.
+/// </summary>
+/// <remarks>
+/// Departure from upstream, which answers 500 for both: a mountpoint in use is 409 (<c>AlreadyExists</c>) and nothing
+/// mounted there is 404 (<c>NotFound</c>), so a client can tell them from a daemon failure. A bad body, config or image
+/// is 400 with a message naming what is wrong.
+/// </remarks>
+public static class MountEndpoints
+{
+    public const string Path = "/api/v1/mount";
+
+    public static void Map(ApiRoutes routes, ApiContext api)
+    {
+        routes.Map("POST", Path, async request =>
+            await SendAsync(api, new MountFilesystem(await ReadCommandAsync(request))));
+        routes.Map("PUT", Path, async request =>
+            await SendAsync(api, new RemountFilesystem(await ReadCommandAsync(request))));
+        routes.Map("DELETE", Path, async request =>
+        {
+            var mountpoint = ValidMountpoint(request);
+            request.RequireNoBody();
+            return await SendAsync(api, new UmountFilesystem(mountpoint));
+        });
+    }
+
+    private static string ValidMountpoint(ApiRequest request)
+    {
+        try
+        {
+            return VirtualMountpoint.Validate(request.RequireQuery("mountpoint"));
+        }
+        catch (ConfigException e)
+        {
+            throw ApiError.BadRequest(e.Message);
+        }
+    }
+
+    private static async Task<FsBackendMountCmd> ReadCommandAsync(ApiRequest request)
+    {
+        var mountpoint = ValidMountpoint(request);
+        var body = await request.ReadTextBodyAsync();
+        try
+        {
+            var command = FsBackendMountCmd.FromApiRequest(body, mountpoint);
+            // Parse the config now, so that a config that does not parse is the caller's 400 before anything runs.
+            if (command.FsType == FsBackendType.Rafs)
+                _ = NydusConfigLoader.Parse(command.Config, $"the config of {mountpoint}");
+            return command;
+        }
+        catch (ConfigException e)
+        {
+            throw ApiError.BadRequest(e.Message);
+        }
+    }
+
+    private static async Task<ApiResult> SendAsync(ApiContext api, IMountRequest request)
+    {
+        var result = await DaemonEndpoints.AskAsync<MountOperationResult>(api, request);
+        return result.Error switch
+        {
+            null => ApiResult.NoContent,
+            MountErrorKind.AlreadyExists => throw ApiError.Conflict(result.Message),
+            MountErrorKind.NotFound => throw ApiError.NotFound(result.Message),
+            MountErrorKind.Invalid => throw ApiError.BadRequest(result.Message),
+            MountErrorKind.Unsupported => throw ApiError.Unsupported(result.Message),
+            _ => throw new ApiError(500, "MountFailed", result.Message),
+        };
+    }
+}

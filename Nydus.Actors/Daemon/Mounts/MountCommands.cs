@@ -1,0 +1,86 @@
+using System.Collections.Immutable;
+using Nydus.Actors.Config;
+using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage;
+
+namespace Nydus.Actors.Daemon.Mounts;
+
+/// <summary>An instance opened from a mount command, with what the API lists for it.</summary>
+public sealed record OpenedInstance(FilesystemInstance Instance, MountedBackend Backend);
+
+/// <summary>
+/// Turns a mount command (from the API, the command line or the journal) into an open filesystem instance, and
+/// classifies what can go wrong so the API can tell the caller's mistakes (4xx) from the daemon's (5xx).
+/// </summary>
+public static class MountCommands
+{
+    /// <summary>
+    /// Opens the filesystem a command describes. RAFS: <c>source</c> is the bootstrap, <c>config</c> upstream's
+    /// configuration text. Passthrough: <c>source</c> is the directory; the config may be empty, or a JSON object
+    /// whose <c>"writable": true</c> shares it writable (upstream ignores the config of passthrough mounts).
+    /// </summary>
+    public static OpenedInstance Open(FsBackendMountCmd command)
+    {
+        switch (command.FsType)
+        {
+            case FsBackendType.Rafs:
+                var bootstrap = command.Source;
+                if (bootstrap.Length == 0 || !Path.IsPathFullyQualified(bootstrap))
+                    throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap path '{bootstrap}' must be absolute");
+                if (!File.Exists(bootstrap))
+                    throw new FileNotFoundException($"bootstrap {bootstrap} does not exist", bootstrap);
+                var config = NydusConfigLoader.Parse(command.Config, $"the config of {command.Mountpoint}",
+                    Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
+                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, $"the config of {command.Mountpoint}");
+                return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
+                    DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config)));
+
+            case FsBackendType.PassthroughFs:
+                if (command.Source.Length == 0 || !Path.IsPathFullyQualified(command.Source))
+                    throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the shared directory '{command.Source}' must be absolute");
+                var passthrough = FilesystemInstance.OpenPassthrough(command.Source, IsWritablePassthrough(command.Config));
+                return new OpenedInstance(passthrough, new MountedBackend(FsBackendType.PassthroughFs.ToDisplayString(),
+                    command.Mountpoint, DateTimeOffset.UtcNow, null));
+
+            default:
+                throw new ConfigException(ConfigErrorKind.InvalidFsType, $"fs_type: '{command.FsType}' cannot be mounted");
+        }
+    }
+
+    /// <summary>True when the failure is the request's fault (bad config, missing or corrupt image): a 4xx.</summary>
+    public static bool IsCallersFault(Exception e) =>
+        e is ConfigException or RafsException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+
+    /// <summary>The failures opening an instance may end in; anything else is a bug and escalates.</summary>
+    public static bool IsExpected(Exception e) =>
+        IsCallersFault(e) || e is StorageException or IOException or InvalidOperationException;
+
+    public static MountRecord ToRecord(FsBackendMountCmd command, int vfsIndex) => new(
+        command.Mountpoint, command.FsType.ToDisplayString(), command.Source, command.Config,
+        command.PrefetchFiles is null ? ImmutableArray<string>.Empty : [.. command.PrefetchFiles], vfsIndex);
+
+    public static FsBackendMountCmd FromRecord(MountRecord record) => new()
+    {
+        FsType = FsBackendTypes.TryParseDisplayString(record.FsType, out var type) ? type : FsBackendTypes.Parse(record.FsType),
+        Source = record.Source,
+        Config = record.Config,
+        Mountpoint = record.Mountpoint,
+        PrefetchFiles = record.PrefetchFiles.IsDefaultOrEmpty ? null : record.PrefetchFiles,
+    };
+
+    private static bool IsWritablePassthrough(string config)
+    {
+        if (string.IsNullOrWhiteSpace(config)) return false;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(config);
+            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                   && doc.RootElement.TryGetProperty("writable", out var w) && w.ValueKind == System.Text.Json.JsonValueKind.True;
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ConfigException(ConfigErrorKind.Malformed, $"config of a passthrough_fs mount: {e.Message}", e);
+        }
+    }
+}
