@@ -62,6 +62,7 @@ public sealed class FuseServiceSetup
                 int index = vfs.Mount(options.VirtualMountpoint, o.Opened.Instance.FileSystem, o.Opened.Instance);
                 commandLine = new CommandLineInstance(o.Opened.Backend, index, o.Command);
                 if (o.Opened.Instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register(options.VirtualMountpoint, metrics);
+                if (vfs.StatsOf(options.VirtualMountpoint) is { } stats) MountMetricsRegistry.Shared.RegisterFs(options.VirtualMountpoint, stats);
             }
             device = FuseMount.Mount(mountpoint, new FuseMountOptions
             {

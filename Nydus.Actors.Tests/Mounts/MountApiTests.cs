@@ -132,4 +132,45 @@ public sealed class MountApiTests(ITestOutputHelper output)
         b2.AssertServedAt(Path.Combine(second.MountPoint, "x", "b"));
         Assert.False(Directory.Exists(Path.Combine(second.MountPoint, "c")));
     }
+
+    [FuseFact]
+    public async Task Filesystem_metrics_count_what_each_mountpoint_served()
+    {
+        using var dir = new TempDir("mmet");
+        var a = SmallImage.Make(dir.Path, "a", seed: 51);
+        var b = SmallImage.Make(dir.Path, "b", seed: 52);
+        var config = SmallImage.Config(dir.Path);
+        await using var daemon = await NydusdApiDaemon.StartAsync(dir, "mmet-" + Guid.NewGuid().ToString("N")[..8]);
+        Assert.Equal(204, (await daemon.MountAsync("/a", a.Image, config)).Status);
+        Assert.Equal(204, (await daemon.MountAsync("/b", b.Image, config)).Status);
+
+        a.AssertServedAt(Path.Combine(daemon.MountPoint, "a"));
+        long expectedBytes = Directory.EnumerateFiles(a.Source, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+        int files = Directory.EnumerateFiles(a.Source, "*", SearchOption.AllDirectories).Count();
+
+        var (status, body) = await daemon.Api.SendAsync("GET", "/api/v1/metrics?id=/a");
+        output.WriteLine(body);
+        Assert.Equal(200, status);
+        using (var metrics = JsonDocument.Parse(body))
+        {
+            var root = metrics.RootElement;
+            Assert.Equal("/a", root.GetProperty("id").GetString());
+            // AssertServedAt read every file once; FUSE may read a little past small files' ends, never less.
+            Assert.InRange(root.GetProperty("data_read").GetInt64(), expectedBytes, expectedBytes * 2);
+            // Images answer OPEN with ENOSYS once (the kernel then opens without asking), so reads, not opens, count files.
+            Assert.True(root.GetProperty("block_count_read").EnumerateArray().Sum(e => e.GetInt64()) >= files, body);
+            var hits = root.GetProperty("fop_hits").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+            Assert.Equal(15, hits.Length);
+            Assert.True(hits[9] > 0 && hits[4] > 0, "no lookups or reads counted: " + body);
+        }
+
+        // /b served nothing yet; with two mounts a request without id names no single instance.
+        (status, body) = await daemon.Api.SendAsync("GET", "/api/v1/metrics?id=/b");
+        Assert.Equal(200, status);
+        using (var metrics = JsonDocument.Parse(body)) Assert.Equal(0, metrics.RootElement.GetProperty("data_read").GetInt64());
+        Assert.Equal(404, (await daemon.Api.SendAsync("GET", "/api/v1/metrics")).Status);
+        Assert.Equal(404, (await daemon.Api.SendAsync("GET", "/api/v1/metrics?id=/zzz")).Status);
+        Assert.Equal(204, (await daemon.UmountAsync("/b")).Status);
+        Assert.Equal(404, (await daemon.Api.SendAsync("GET", "/api/v1/metrics?id=/b")).Status);
+    }
 }

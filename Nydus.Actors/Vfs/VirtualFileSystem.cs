@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Nydus.Actors.Fuse.Abi;
 using Nydus.Actors.Fuse.FileSystem;
@@ -61,6 +62,13 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         }
     }
 
+    /// <summary>The counters of the instance at <paramref name="mountpoint"/> (kept across remounts), or null.</summary>
+    public FsIoStats? StatsOf(string mountpoint)
+    {
+        lock (_gate)
+            return FindLive(Normalize(mountpoint))?.Stats;
+    }
+
     /// <summary>The index of the instance at <paramref name="mountpoint"/> (its node ids' top byte), or -1.</summary>
     public int IndexOf(string mountpoint)
     {
@@ -122,7 +130,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         lock (_gate)
         {
             old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
-            var slot = new Slot(TakeIndex(), path, fileSystem, old.Node) { Owner = owner };
+            var slot = new Slot(TakeIndex(), path, fileSystem, old.Node) { Owner = owner, Stats = old.Stats };
             if (_connection is not null) fileSystem.Init(_connection);
             _slots[slot.Index] = slot;
             if (old.Node is null) _rootSlot = slot;
@@ -278,6 +286,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno Lookup(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
     {
+        long started = Stopwatch.GetTimestamp();
         entry = default;
         if (parent == RootId || parent >> IndexShift == 0)
         {
@@ -317,7 +326,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (slot == Slot.Stale) return Errno.ESTALE;
         try
         {
-            var rc = slot!.FileSystem.Lookup(Inner(context, ino), ino, name, out entry);
+            var rc = slot!.Stats.Count(FsIoStats.Lookup, started, slot.FileSystem.Lookup(Inner(context, ino), ino, name, out entry));
             if (rc == Errno.Success) Translate(slot, ref entry);
             return rc;
         }
@@ -327,7 +336,8 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     public void Forget(ulong nodeId, ulong lookupCount)
     {
         if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale) return;
-        try { slot!.FileSystem.Forget(ino, lookupCount); }
+        long started = Stopwatch.GetTimestamp();
+        try { slot!.FileSystem.Forget(ino, lookupCount); slot.Stats.Count(FsIoStats.Forget, started, Errno.Success); }
         finally { slot!.Release(); }
     }
 
@@ -348,6 +358,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno GetAttr(in FuseContext context, ulong nodeId, ulong? handle, out FuseAttr attr, out TimeSpan timeout)
     {
+        long started = Stopwatch.GetTimestamp();
         if (!TryRoute(nodeId, out var slot, out var ino))
         {
             timeout = PseudoTimeout;
@@ -365,7 +376,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         }
         try
         {
-            var rc = slot!.FileSystem.GetAttr(Inner(context, ino), ino, handle, out attr, out timeout);
+            var rc = slot!.Stats.Count(FsIoStats.Getattr, started, slot.FileSystem.GetAttr(Inner(context, ino), ino, handle, out attr, out timeout));
             attr.Ino = nodeId;
             return rc;
         }
@@ -389,10 +400,11 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno ReadLink(in FuseContext context, ulong nodeId, Span<byte> target, out int length)
     {
+        long started = Stopwatch.GetTimestamp();
         length = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EINVAL;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.ReadLink(Inner(context, ino), ino, target, out length); }
+        try { return slot!.Stats.Count(FsIoStats.Readlink, started, slot.FileSystem.ReadLink(Inner(context, ino), ino, target, out length)); }
         finally { slot!.Release(); }
     }
 
@@ -488,10 +500,11 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno Open(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
     {
+        long started = Stopwatch.GetTimestamp();
         result = default;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        var rc = slot!.FileSystem.Open(Inner(context, ino), ino, flags, out result);
+        var rc = slot!.Stats.Count(FsIoStats.Open, started, slot.FileSystem.Open(Inner(context, ino), ino, flags, out result));
         // A successful open keeps its lease until RELEASE: the instance outlives a remount while the file is open.
         if (rc != Errno.Success) slot.Release();
         return rc;
@@ -502,7 +515,12 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         bytesRead = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.Read(Inner(context, ino), ino, handle, offset, buffer, out bytesRead); }
+        long started = Stopwatch.GetTimestamp();
+        try
+        {
+            var rc = slot!.FileSystem.Read(Inner(context, ino), ino, handle, offset, buffer, out bytesRead);
+            return slot.Stats.CountRead(started, rc, bytesRead);
+        }
         finally { slot!.Release(); }
     }
 
@@ -517,6 +535,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno StatFs(in FuseContext context, ulong nodeId, out FuseKstatfs stat)
     {
+        long started = Stopwatch.GetTimestamp();
         if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale)
         {
             stat = default;
@@ -525,7 +544,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             stat.FragmentSize = 4096;
             return Errno.Success;
         }
-        try { return slot!.FileSystem.StatFs(Inner(context, ino), ino, out stat); }
+        try { return slot!.Stats.Count(FsIoStats.Statfs, started, slot.FileSystem.StatFs(Inner(context, ino), ino, out stat)); }
         finally { slot!.Release(); }
     }
 
@@ -544,10 +563,11 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (index < 0 && handle is not 0 && _rootSlot is null) return Errno.Success;
         if (slot is null || slot.Disposed) return Errno.Success;
         ulong ino = nodeId & InodeMask;
+        long started = Stopwatch.GetTimestamp();
         try
         {
-            return dir ? slot.FileSystem.ReleaseDir(Inner(context, ino), ino, handle)
-                : slot.FileSystem.Release(Inner(context, ino), ino, handle, flags);
+            return slot.Stats.Count(FsIoStats.Release, started, dir ? slot.FileSystem.ReleaseDir(Inner(context, ino), ino, handle)
+                : slot.FileSystem.Release(Inner(context, ino), ino, handle, flags));
         }
         finally { slot.Release(); }
     }
@@ -576,19 +596,21 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno GetXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name, Span<byte> value, out int size)
     {
+        long started = Stopwatch.GetTimestamp();
         size = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.ENODATA;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.GetXattr(Inner(context, ino), ino, name, value, out size); }
+        try { return slot!.Stats.Count(FsIoStats.Getxattr, started, slot.FileSystem.GetXattr(Inner(context, ino), ino, name, value, out size)); }
         finally { slot!.Release(); }
     }
 
     public Errno ListXattr(in FuseContext context, ulong nodeId, Span<byte> list, out int size)
     {
+        long started = Stopwatch.GetTimestamp();
         size = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.ListXattr(Inner(context, ino), ino, list, out size); }
+        try { return slot!.Stats.Count(FsIoStats.Listxattr, started, slot.FileSystem.ListXattr(Inner(context, ino), ino, list, out size)); }
         finally { slot!.Release(); }
     }
 
@@ -602,16 +624,18 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno OpenDir(in FuseContext context, ulong nodeId, int flags, out FuseOpenResult result)
     {
+        long started = Stopwatch.GetTimestamp();
         result = default;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        var rc = slot!.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result);
+        var rc = slot!.Stats.Count(FsIoStats.Opendir, started, slot.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result));
         if (rc != Errno.Success) slot.Release();
         return rc;
     }
 
     public Errno ReadDir(in FuseContext context, ulong nodeId, ulong handle, long offset, ref FuseDirectoryWriter writer)
     {
+        long started = Stopwatch.GetTimestamp();
         if (!TryRoute(nodeId, out var slot, out var ino))
         {
             lock (_gate)
@@ -632,7 +656,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             }
         }
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer); }
+        try { return slot!.Stats.Count(FsIoStats.Readdir, started, slot.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer)); }
         finally { slot!.Release(); }
     }
 
@@ -640,9 +664,10 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     public Errno Access(in FuseContext context, ulong nodeId, int mask)
     {
+        long started = Stopwatch.GetTimestamp();
         if (!TryRoute(nodeId, out var slot, out var ino)) return (mask & 2) != 0 ? Errno.EROFS : Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.FileSystem.Access(Inner(context, ino), ino, mask); }
+        try { return slot!.Stats.Count(FsIoStats.Access, started, slot.FileSystem.Access(Inner(context, ino), ino, mask)); }
         finally { slot!.Release(); }
     }
 
@@ -709,6 +734,8 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         public IFuseFileSystem FileSystem { get; } = fileSystem;
         public PseudoNode? Node { get; } = node;
         public IDisposable? Owner { get; init; }
+        /// <summary>The mountpoint's counters: a remount hands them to the successor slot.</summary>
+        public FsIoStats Stats { get; init; } = new();
         public volatile bool Retired;
         public bool Disposed => Volatile.Read(ref _leases) == 0;
 

@@ -14,6 +14,13 @@ public static class MetricsEndpoints
     public static void Map(ApiRoutes routes, MountMetricsRegistry registry)
     {
         routes.Map("GET", "/metrics", _ => Task.FromResult(new ApiResult(200, new PrometheusPage(PrometheusText(registry)))));
+        routes.Map("GET", "/api/v1/metrics", request =>
+        {
+            var id = request.Query("id");
+            if (!registry.TryFindFs(id, out var mountpoint, out var stats))
+                throw ApiError.NotFound(id is null ? "no single mounted instance: name one with ?id=<mountpoint>" : $"no metrics for '{id}'");
+            return Task.FromResult(ApiResult.Ok(stats.ToBody(mountpoint)));
+        });
         routes.Map("GET", "/api/v1/metrics/backend", request =>
         {
             var (_, metrics) = Find(registry, request);
@@ -89,6 +96,10 @@ public static class MetricsEndpoints
             foreach (var (mountpoint, metrics) in all)
                 if (read(metrics) is { } value) Sample(name, mountpoint, value);
         }
+        Counter("nydus_fs_data_read_bytes_total", "Bytes read through the filesystem");
+        foreach (var (mountpoint, stats) in registry.AllFs()) Sample("nydus_fs_data_read_bytes_total", mountpoint, stats.DataRead);
+        Counter("nydus_fs_lookups_total", "Lookups served");
+        foreach (var (mountpoint, stats) in registry.AllFs()) Sample("nydus_fs_lookups_total", mountpoint, stats.Hits(Vfs.FsIoStats.Lookup));
         return text.ToString();
     }
 

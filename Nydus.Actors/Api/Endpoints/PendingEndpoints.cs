@@ -11,7 +11,6 @@ public static class PendingEndpoints
         ("PUT", "/api/v1/daemon/fuse/sendfd", "handing the FUSE fd to a supervisor"),
         ("PUT", "/api/v1/daemon/fuse/takeover", "taking over a FUSE session"),
         ("GET", "/api/v1/daemon/backend", "RAFS superblock information"),
-        ("GET", "/api/v1/metrics", "filesystem metrics"),
         ("GET", "/api/v1/metrics/files", "file metrics"),
         ("GET", "/api/v1/metrics/pattern", "access pattern metrics"),
         ("GET", "/api/v1/metrics/backend", "backend metrics"),

@@ -25,10 +25,43 @@ public sealed class MountMetricsRegistry
     public static readonly MountMetricsRegistry Shared = new();
 
     private readonly ConcurrentDictionary<string, MountMetrics> _byMountpoint = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Vfs.FsIoStats> _fsByMountpoint = new(StringComparer.Ordinal);
 
     public void Register(string mountpoint, MountMetrics metrics) => _byMountpoint[mountpoint] = metrics;
 
-    public void Unregister(string mountpoint) => _byMountpoint.TryRemove(mountpoint, out _);
+    /// <summary>Registers the filesystem counters of a mountpoint (every instance kind has them).</summary>
+    public void RegisterFs(string mountpoint, Vfs.FsIoStats stats) => _fsByMountpoint[mountpoint] = stats;
+
+    /// <summary>Forgets everything registered for <paramref name="mountpoint"/>.</summary>
+    public void Unregister(string mountpoint)
+    {
+        _byMountpoint.TryRemove(mountpoint, out _);
+        _fsByMountpoint.TryRemove(mountpoint, out _);
+    }
+
+    /// <summary>Only the backend and cache counters (a remount to an instance without them).</summary>
+    public void UnregisterStorage(string mountpoint) => _byMountpoint.TryRemove(mountpoint, out _);
+
+    /// <summary>The filesystem counters <paramref name="id"/> names, or the only ones when it is null.</summary>
+    public bool TryFindFs(string? id, out string mountpoint, out Vfs.FsIoStats stats)
+    {
+        if (id is not null)
+        {
+            mountpoint = id;
+            return _fsByMountpoint.TryGetValue(id, out stats!);
+        }
+        var all = _fsByMountpoint.ToArray();
+        if (all.Length == 1)
+        {
+            (mountpoint, stats) = (all[0].Key, all[0].Value);
+            return true;
+        }
+        (mountpoint, stats) = ("", null!);
+        return false;
+    }
+
+    /// <summary>Every registered mountpoint's filesystem counters, sorted.</summary>
+    public KeyValuePair<string, Vfs.FsIoStats>[] AllFs() => _fsByMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
 
     /// <summary>Every registered instance, by mountpoint (for the Prometheus page).</summary>
     public KeyValuePair<string, MountMetrics>[] All() => _byMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
