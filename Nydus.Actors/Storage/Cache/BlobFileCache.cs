@@ -110,7 +110,7 @@ public sealed class BlobFileCache : IBlobBackend
                     $"[{offset}, {offset + destination.Length})");
             }
 
-            bool fetched = EnsurePresent(file, offset, destination.Length);
+            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes);
             try
             {
                 file.ReadData(offset, destination);
@@ -125,6 +125,38 @@ public sealed class BlobFileCache : IBlobBackend
             {
                 Metrics.RecordHit(destination.Length);
             }
+        }
+        finally
+        {
+            Release(file);
+        }
+    }
+
+    /// <summary>
+    /// Makes [offset, offset+length) of a blob present without reading it out and without read amplification:
+    /// what prefetchers use, so the bytes they fetch are exactly the bytes they were throttled for.
+    /// Returns the bytes fetched from the backend by this call (0 when all was cached).
+    /// </summary>
+    public long Fill(string blobId, long offset, int length)
+    {
+        if (length <= 0)
+        {
+            return 0;
+        }
+
+        CachedBlobFile file = Acquire(blobId);
+        try
+        {
+            if (offset < 0 || offset + length > file.BlobSize)
+            {
+                throw new StorageException(StorageErrorKind.BlobTooShort,
+                    $"blob {blobId} is {file.BlobSize} bytes, shorter than the requested range [{offset}, {offset + length})");
+            }
+
+            long before = Metrics.FetchedBytes;
+            EnsurePresent(file, offset, length, amplifyBytes: 0);
+            // Other readers may fetch at the same time, so this is an estimate for logs and progress only.
+            return Math.Max(0, Metrics.FetchedBytes - before);
         }
         finally
         {
@@ -219,7 +251,7 @@ public sealed class BlobFileCache : IBlobBackend
     }
 
     /// <summary>Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.</summary>
-    private bool EnsurePresent(CachedBlobFile file, long offset, int length)
+    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes)
     {
         int blockSize = file.BlockSize;
         long first = offset / blockSize;
@@ -245,6 +277,11 @@ public sealed class BlobFileCache : IBlobBackend
 
                 long lastMissing = file.LastMissing(first, last);
                 running = file.FindFetch(firstMissing, lastMissing);
+                if (running is null && amplifyBytes > 0)
+                {
+                    lastMissing = Amplify(file, firstMissing, lastMissing, amplifyBytes);
+                }
+
                 mine = running ?? file.StartFetch(firstMissing, lastMissing);
             }
 
@@ -281,6 +318,28 @@ public sealed class BlobFileCache : IBlobBackend
                 file.EndFetch(mine, error);
             }
         }
+    }
+
+    /// <summary>
+    /// Extends a fetch of [firstMissing, lastMissing] over the missing blocks right after it, up to
+    /// <paramref name="amplifyBytes"/> in all (upstream's amplify_io): it stops at the first present block, at a
+    /// block another fetch is bringing, and at the blob end. Caller holds the file's lock.
+    /// </summary>
+    private static long Amplify(CachedBlobFile file, long firstMissing, long lastMissing, int amplifyBytes)
+    {
+        long maxLast = Math.Min(firstMissing + Math.Max(amplifyBytes / file.BlockSize, 1) - 1, file.BlockCount - 1);
+        if (maxLast <= lastMissing)
+        {
+            return lastMissing;
+        }
+
+        long extended = file.MissingRunEnd(lastMissing + 1, maxLast);
+        while (extended > lastMissing && file.FindFetch(lastMissing + 1, extended) is { } other)
+        {
+            extended = Math.Min(extended, other.FirstBlock - 1);
+        }
+
+        return Math.Max(extended, lastMissing);
     }
 
     private void FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
