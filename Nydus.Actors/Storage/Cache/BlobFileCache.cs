@@ -110,7 +110,8 @@ public sealed class BlobFileCache : IBlobBackend
                     $"[{offset}, {offset + destination.Length})");
             }
 
-            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes);
+            long fetchedBytes = 0;
+            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes, ref fetchedBytes);
             try
             {
                 file.ReadData(offset, destination);
@@ -153,10 +154,9 @@ public sealed class BlobFileCache : IBlobBackend
                     $"blob {blobId} is {file.BlobSize} bytes, shorter than the requested range [{offset}, {offset + length})");
             }
 
-            long before = Metrics.FetchedBytes;
-            EnsurePresent(file, offset, length, amplifyBytes: 0);
-            // Other readers may fetch at the same time, so this is an estimate for logs and progress only.
-            return Math.Max(0, Metrics.FetchedBytes - before);
+            long fetched = 0;
+            EnsurePresent(file, offset, length, amplifyBytes: 0, ref fetched);
+            return fetched;
         }
         finally
         {
@@ -250,8 +250,11 @@ public sealed class BlobFileCache : IBlobBackend
         }
     }
 
-    /// <summary>Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.</summary>
-    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes)
+    /// <summary>
+    /// Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.
+    /// <paramref name="fetchedBytes"/> grows by what this call itself fetched (not what it waited for).
+    /// </summary>
+    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes, ref long fetchedBytes)
     {
         int blockSize = file.BlockSize;
         long first = offset / blockSize;
@@ -300,7 +303,7 @@ public sealed class BlobFileCache : IBlobBackend
             StorageException? error = null;
             try
             {
-                FetchBlocks(file, mine.FirstBlock, mine.LastBlock);
+                fetchedBytes += FetchBlocks(file, mine.FirstBlock, mine.LastBlock);
             }
             catch (StorageException e)
             {
@@ -342,7 +345,7 @@ public sealed class BlobFileCache : IBlobBackend
         return Math.Max(extended, lastMissing);
     }
 
-    private void FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
+    private int FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
     {
         long start = firstBlock * file.BlockSize;
         long end = Math.Min((lastBlock + 1) * file.BlockSize, file.BlobSize);
@@ -353,6 +356,7 @@ public sealed class BlobFileCache : IBlobBackend
             _backend.Read(file.BlobId, start, buffer.AsSpan(0, length));
             file.Store(firstBlock, buffer.AsSpan(0, length));
             Metrics.RecordFetch(length);
+            return length;
         }
         finally
         {
