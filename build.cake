@@ -101,4 +101,14 @@ Task("Bench").IsDependentOn("Publish").Does(() =>
     if (exit != 0) throw new Exception($"benchmark exited with {exit}");
 });
 
+// Cold reads from a real docker-registry on loopback (Nydus.Bench/Registry): writes bench/results-registry.md.
+Task("BenchRegistry").IsDependentOn("Publish").Does(() =>
+{
+    var exit = StartProcess("dotnet", new ProcessSettings
+    {
+        Arguments = "run --project ./Nydus.Bench/Nydus.Bench.csproj -c Release -- registry",
+    });
+    if (exit != 0) throw new Exception($"registry benchmark exited with {exit}");
+});
+
 RunTarget(target);

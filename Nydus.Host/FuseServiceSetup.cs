@@ -145,6 +145,7 @@ public sealed class FuseServiceSetup
         var (config, source) = options.Config is { } file
             ? (NydusConfigLoader.LoadFile(file, imagePullAuth), file)
             : (NydusConfigLoader.Parse(NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!)), "--localfs-dir", imagePullAuth), "--localfs-dir");
-        return (FilesystemInstance.OpenRafs(bootstrap, config, source), ConfigJson.SerializeWithoutSecrets(config));
+        var prefetchFiles = options.PrefetchFiles is { } list ? PrefetchList.ParseFile(list) : null;
+        return (FilesystemInstance.OpenRafs(bootstrap, config, source, prefetchFiles), ConfigJson.SerializeWithoutSecrets(config));
     }
 }

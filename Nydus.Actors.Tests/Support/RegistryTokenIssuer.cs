@@ -35,6 +35,9 @@ public sealed class RegistryTokenIssuer : IDisposable
 
     public string Realm => $"http://{_server.Host}/token";
 
+    /// <summary>How long the JWTs themselves are valid (their <c>exp</c>): the registry refuses them after that.</summary>
+    public int JwtLifetimeSeconds { get; set; } = 600;
+
     /// <summary>What the token answers say in <c>expires_in</c>; the JWTs themselves stay valid longer.</summary>
     public int ExpiresInSeconds { get; set; }
 
@@ -77,7 +80,7 @@ public sealed class RegistryTokenIssuer : IDisposable
             ["iss"] = Issuer,
             ["sub"] = "tester",
             ["aud"] = Service,
-            ["exp"] = now + 600,
+            ["exp"] = now + JwtLifetimeSeconds,
             ["nbf"] = now - 10,
             ["iat"] = now,
             ["jti"] = Guid.NewGuid().ToString("N"),

@@ -46,6 +46,18 @@ public abstract class RafsImage : IDisposable
     /// </summary>
     public abstract IReadOnlyList<BlobRef> Blobs { get; }
 
+    /// <summary>
+    /// The image's own prefetch table (<c>nydus-image --prefetch-policy fs</c>): inode numbers (v5) or nids (v6) as
+    /// this image addresses them, in table order, up to the first 0. Empty when the image has none.
+    /// </summary>
+    public abstract IReadOnlyList<ulong> PrefetchTable { get; }
+
+    /// <summary>
+    /// Appends the stored blob ranges of every chunk of regular file <paramref name="ino"/> (in file order) to
+    /// <paramref name="ranges"/>; data held in the bootstrap itself adds nothing. For prefetching: nothing is read.
+    /// </summary>
+    public abstract void CollectChunkRanges(ulong ino, List<BlobRange> ranges);
+
     private protected ImageData Data { get; }
 
     private protected RafsOpenOptions Options { get; }

@@ -44,10 +44,17 @@ public static class MetricsEndpoints
             };
             if (metrics.Prefetcher?.Progress is { } prefetch)
             {
+                body["prefetch_kind"] = prefetch.Kind;
                 body["prefetch_data_amount"] = prefetch.BytesPrefetched;
+                body["prefetch_fetched_bytes"] = prefetch.BytesFetched;
                 body["prefetch_requests_count"] = prefetch.PiecesDone;
-                body["prefetch_unmerged_chunks"] = prefetch.PiecesRemaining;
+                body["prefetch_requests_total"] = prefetch.PiecesTotal;
+                body["prefetch_requests_remaining"] = prefetch.PiecesRemaining;
+                // Upstream: the chunks planned before merging; a whole-blob prefetch has no chunk list (0).
+                body["prefetch_unmerged_chunks"] = prefetch.ChunksTotal;
                 body["prefetch_failed_requests"] = prefetch.PiecesFailed;
+                if (prefetch.StartedAt is { } start)
+                    body["prefetch_cumulative_time_millis"] = (long)((prefetch.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalMilliseconds;
                 if (prefetch.StartedAt is { } began)
                 {
                     body["prefetch_begin_time_secs"] = began.ToUnixTimeSeconds();
@@ -72,7 +79,8 @@ public static class MetricsEndpoints
         void Counter(string name, string help)
         {
             text.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
-            text.Append("# TYPE ").Append(name).Append(" counter\n");
+            // Prometheus naming: only *_total series count up; the rest (remaining, done) are gauges.
+            text.Append("# TYPE ").Append(name).Append(name.EndsWith("_total", StringComparison.Ordinal) ? " counter\n" : " gauge\n");
         }
         void Sample(string name, string mountpoint, long value) =>
             text.Append(name).Append("{mountpoint=\"").Append(mountpoint.Replace("\\", "\\\\").Replace("\"", "\\\""))
@@ -89,6 +97,11 @@ public static class MetricsEndpoints
             ("nydus_blobcache_misses_total", "Reads the blob cache had to fetch", m => m.Cache?.Misses),
             ("nydus_blobcache_fetched_bytes_total", "Bytes fetched into the blob cache", m => m.Cache?.FetchedBytes),
             ("nydus_prefetch_bytes_total", "Bytes prefetched into the blob cache", m => m.Prefetcher?.Progress.BytesPrefetched),
+            ("nydus_prefetch_fetched_bytes_total", "Bytes the prefetch fetched from the backend", m => m.Prefetcher?.Progress.BytesFetched),
+            ("nydus_prefetch_requests_total", "Prefetch requests done", m => m.Prefetcher?.Progress.PiecesDone),
+            ("nydus_prefetch_requests_failed_total", "Prefetch requests that failed", m => m.Prefetcher?.Progress.PiecesFailed),
+            ("nydus_prefetch_requests_remaining", "Prefetch requests planned and not yet done", m => m.Prefetcher?.Progress.PiecesRemaining),
+            ("nydus_prefetch_done", "1 once the prefetch has stopped (finished or cancelled)", m => m.Prefetcher is { } p ? (p.Progress.FinishedAt is null ? 0 : 1) : null),
         ];
         foreach (var (name, help, read) in series)
         {

@@ -27,8 +27,8 @@ public sealed class FilesystemInstance : IDisposable
         _owned = owned;
     }
 
-    /// <summary>The background prefetch of whole blobs, when configured (null otherwise).</summary>
-    public BlobPrefetcher? Prefetcher { get; private init; }
+    /// <summary>The background prefetch (whole blobs or listed files), when configured (null otherwise).</summary>
+    public IPrefetcher? Prefetcher { get; private init; }
 
     /// <summary>The counters of the backend and cache behind this instance (null for passthrough).</summary>
     public MountMetrics? Metrics { get; }
@@ -45,14 +45,21 @@ public sealed class FilesystemInstance : IDisposable
     /// <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
     /// </summary>
     /// <remarks>Images without explicit uid/gid report the daemon's own, as upstream does.</remarks>
-    public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource)
+    /// <param name="prefetchFiles">
+    /// <c>--prefetch-files</c> or the API's <c>prefetch_files</c> (absolute paths; <c>["/"]</c> = everything): with
+    /// <c>rafs.prefetch.enable</c> they replace the image's own prefetch table. Null: use the table.
+    /// </param>
+    public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource,
+        IReadOnlyList<string>? prefetchFiles = null)
     {
         // Upstream also demands a file cache for RAFS v6 over FUSE because its reader needs one; ours does not.
         var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
         if (mount.Overlay is not null)
             throw new ConfigException(ConfigErrorKind.UnsupportedForImage, $"overlay: a writable overlay over RAFS is not supported yet (in {configSource})");
 
-        var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource);
+        // rafs.batch_size (legacy amplify_io) is also how far an on-demand miss is amplified in the blob cache.
+        int amplify = (int)Math.Min(mount.Rafs.BatchSize, 64 << 20);
+        var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource, amplify);
         var metrics = new MountMetrics(mount.Backend.Type,
             ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Metrics,
             (backend as BlobFileCache)?.Metrics,
@@ -68,12 +75,12 @@ public sealed class FilesystemInstance : IDisposable
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
             });
             // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
-            BlobPrefetcher? prefetcher = null;
+            IPrefetcher? prefetcher = null;
             if (backend is BlobFileCache cache)
             {
                 // The image's blobs stay in the cache while it is mounted, whatever the disk limit.
                 cache.Pin(image.Blobs.Select(b => b.Id));
-                prefetcher = StartPrefetch(mount, image, cache);
+                prefetcher = StartPrefetch(mount, image, cache, prefetchFiles);
             }
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
             return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
@@ -90,13 +97,33 @@ public sealed class FilesystemInstance : IDisposable
     }
 
     /// <summary>
-    /// Blob-level prefetch of whole blobs into the cache when <c>cache.prefetch</c> or <c>rafs.prefetch</c> is
-    /// enabled with <c>prefetch_all</c>; the enabled <c>cache.prefetch</c> table wins for threads, batch and rate.
+    /// Upstream's prefetch choice (rafs/src/fs.rs): whole blobs when <c>cache.prefetch</c> or <c>rafs.prefetch</c>
+    /// is enabled with <c>prefetch_all</c>, or when the list (or the image's table) names the root; otherwise, with
+    /// <c>rafs.prefetch.enable</c>, the listed files, or without a list the files of the image's prefetch table.
+    /// The enabled <c>cache.prefetch</c> table wins for threads, batch and rate of a whole-blob prefetch.
+    /// Choice: with prefetch_all the listed files are not fetched first (upstream orders them ahead of the rest).
     /// </summary>
-    private static BlobPrefetcher? StartPrefetch(RafsMountConfig mount, RafsImage image, BlobFileCache cache)
+    private static IPrefetcher? StartPrefetch(RafsMountConfig mount, RafsImage image, BlobFileCache cache,
+        IReadOnlyList<string>? prefetchFiles)
     {
         PrefetchConfigV2 blobLevel = mount.Cache.Prefetch, fileLevel = mount.Rafs.Prefetch;
         bool all = (blobLevel.Enable && blobLevel.PrefetchAll) || (fileLevel.Enable && fileLevel.PrefetchAll);
+        if (!all && fileLevel.Enable)
+        {
+            if (prefetchFiles is { Count: > 0 })
+            {
+                if (!prefetchFiles.Any(FilePrefetcher.IsRoot))
+                    return FilePrefetcher.ForPaths(image, cache, prefetchFiles, fileLevel);
+                all = true;
+            }
+            else if (prefetchFiles is null && image.PrefetchTable is { Count: > 0 } table)
+            {
+                if (!table.Contains(image.RootInode))
+                    return FilePrefetcher.ForInodes(image, cache, table, fileLevel);
+                all = true;
+            }
+        }
+
         if (!all)
             return null;
 
@@ -122,7 +149,8 @@ public sealed class FilesystemInstance : IDisposable
         return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, null, fs);
     }
 
-    private static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource)
+    private static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource,
+        int amplifyBytes)
     {
         switch (backend.Type)
         {
@@ -147,7 +175,7 @@ public sealed class FilesystemInstance : IDisposable
                 var registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
                 if (BlobCacheSettings.FromConfig(cache) is not { } cacheSettings) return (registry, [], [registry]);
                 Directory.CreateDirectory(cacheSettings.WorkDir);
-                var cached = new BlobFileCache(cacheSettings, registry);
+                var cached = new BlobFileCache(cacheSettings with { ReadAmplifyBytes = amplifyBytes }, registry);
                 // The cache first (it flushes its maps), then the HTTP client under it.
                 return (cached, [], [cached, registry]);
 

@@ -32,7 +32,7 @@ public static class MountCommands
                     throw new FileNotFoundException($"bootstrap {bootstrap} does not exist", bootstrap);
                 var config = NydusConfigLoader.Parse(command.Config, $"the config of {command.Mountpoint}",
                     Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
-                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, $"the config of {command.Mountpoint}");
+                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, $"the config of {command.Mountpoint}", command.PrefetchFiles);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
                     DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config)));
 

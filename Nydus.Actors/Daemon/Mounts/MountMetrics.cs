@@ -13,7 +13,7 @@ namespace Nydus.Actors.Daemon.Mounts;
 public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, BlobCacheMetrics? Cache, string? CacheDir)
 {
     /// <summary>The background prefetch of this instance, when one runs.</summary>
-    public BlobPrefetcher? Prefetcher { get; init; }
+    public IPrefetcher? Prefetcher { get; init; }
 }
 
 /// <summary>

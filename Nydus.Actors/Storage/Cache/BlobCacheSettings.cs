@@ -15,6 +15,13 @@ public sealed record BlobCacheSettings
 
     public int BlockSize { get; init; } = DefaultBlockSize;
 
+    /// <summary>
+    /// Upstream's <c>amplify_io</c> (V2 <c>rafs.batch_size</c>): an on-demand miss extends its backend request over
+    /// the following missing blocks of the same blob up to this many bytes, all stored in the cache. Every small
+    /// file read cold from a registry would otherwise cost a request of its own; 0 turns it off.
+    /// </summary>
+    public int ReadAmplifyBytes { get; init; }
+
     /// <summary>Settings of a <c>blobcache</c>/<c>filecache</c> section; null for other cache types.</summary>
     public static BlobCacheSettings? FromConfig(CacheConfigV2 config) =>
         config.IsFileCache

@@ -137,7 +137,8 @@ public sealed class BlobFileCache : IBlobBackend
                     $"[{offset}, {offset + destination.Length})");
             }
 
-            bool fetched = EnsurePresent(file, offset, destination.Length);
+            long fetchedBytes = 0;
+            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes, ref fetchedBytes);
             try
             {
                 file.ReadData(offset, destination);
@@ -152,6 +153,37 @@ public sealed class BlobFileCache : IBlobBackend
             {
                 Metrics.RecordHit(destination.Length);
             }
+        }
+        finally
+        {
+            Release(file);
+        }
+    }
+
+    /// <summary>
+    /// Makes [offset, offset+length) of a blob present without reading it out and without read amplification:
+    /// what prefetchers use, so the bytes they fetch are exactly the bytes they were throttled for.
+    /// Returns the bytes fetched from the backend by this call (0 when all was cached).
+    /// </summary>
+    public long Fill(string blobId, long offset, int length)
+    {
+        if (length <= 0)
+        {
+            return 0;
+        }
+
+        CachedBlobFile file = Acquire(blobId);
+        try
+        {
+            if (offset < 0 || offset + length > file.BlobSize)
+            {
+                throw new StorageException(StorageErrorKind.BlobTooShort,
+                    $"blob {blobId} is {file.BlobSize} bytes, shorter than the requested range [{offset}, {offset + length})");
+            }
+
+            long fetched = 0;
+            EnsurePresent(file, offset, length, amplifyBytes: 0, ref fetched);
+            return fetched;
         }
         finally
         {
@@ -238,8 +270,11 @@ public sealed class BlobFileCache : IBlobBackend
         WorkDirState.Release(_dir);
     }
 
-    /// <summary>Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.</summary>
-    private bool EnsurePresent(CachedBlobFile file, long offset, int length)
+    /// <summary>
+    /// Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.
+    /// <paramref name="fetchedBytes"/> grows by what this call itself fetched (not what it waited for).
+    /// </summary>
+    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes, ref long fetchedBytes)
     {
         int blockSize = file.BlockSize;
         long first = offset / blockSize;
@@ -265,6 +300,11 @@ public sealed class BlobFileCache : IBlobBackend
 
                 long lastMissing = file.LastMissing(first, last);
                 running = file.FindFetch(firstMissing, lastMissing);
+                if (running is null && amplifyBytes > 0)
+                {
+                    lastMissing = Amplify(file, firstMissing, lastMissing, amplifyBytes);
+                }
+
                 mine = running ?? file.StartFetch(firstMissing, lastMissing);
             }
 
@@ -283,7 +323,7 @@ public sealed class BlobFileCache : IBlobBackend
             StorageException? error = null;
             try
             {
-                FetchBlocks(file, mine.FirstBlock, mine.LastBlock);
+                fetchedBytes += FetchBlocks(file, mine.FirstBlock, mine.LastBlock);
             }
             catch (StorageException e)
             {
@@ -303,7 +343,29 @@ public sealed class BlobFileCache : IBlobBackend
         }
     }
 
-    private void FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
+    /// <summary>
+    /// Extends a fetch of [firstMissing, lastMissing] over the missing blocks right after it, up to
+    /// <paramref name="amplifyBytes"/> in all (upstream's amplify_io): it stops at the first present block, at a
+    /// block another fetch is bringing, and at the blob end. Caller holds the file's lock.
+    /// </summary>
+    private static long Amplify(CachedBlobFile file, long firstMissing, long lastMissing, int amplifyBytes)
+    {
+        long maxLast = Math.Min(firstMissing + Math.Max(amplifyBytes / file.BlockSize, 1) - 1, file.BlockCount - 1);
+        if (maxLast <= lastMissing)
+        {
+            return lastMissing;
+        }
+
+        long extended = file.MissingRunEnd(lastMissing + 1, maxLast);
+        while (extended > lastMissing && file.FindFetch(lastMissing + 1, extended) is { } other)
+        {
+            extended = Math.Min(extended, other.FirstBlock - 1);
+        }
+
+        return Math.Max(extended, lastMissing);
+    }
+
+    private int FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
     {
         long start = firstBlock * file.BlockSize;
         long end = Math.Min((lastBlock + 1) * file.BlockSize, file.BlobSize);
@@ -314,6 +376,7 @@ public sealed class BlobFileCache : IBlobBackend
             _backend.Read(file.BlobId, start, buffer.AsSpan(0, length));
             file.Store(firstBlock, buffer.AsSpan(0, length));
             Metrics.RecordFetch(length);
+            return length;
         }
         finally
         {

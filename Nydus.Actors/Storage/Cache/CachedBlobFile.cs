@@ -183,6 +183,24 @@ internal sealed class CachedBlobFile : IDisposable
         return -1;
     }
 
+    /// <summary>Number of blocks of the blob.</summary>
+    public long BlockCount => BlocksOf(BlobSize, BlockSize);
+
+    /// <summary>
+    /// The last block of the run of missing blocks that starts at <paramref name="from"/>, at most
+    /// <paramref name="maxLast"/>; <paramref name="from"/> - 1 when <paramref name="from"/> is present. Caller holds <see cref="Lock"/>.
+    /// </summary>
+    public long MissingRunEnd(long from, long maxLast)
+    {
+        long block = from;
+        while (block <= maxLast && (_bits[block >> 3] & (1 << (int)(block & 7))) == 0)
+        {
+            block++;
+        }
+
+        return block - 1;
+    }
+
     /// <summary>A running fetch that overlaps [first, last], or null. Caller holds <see cref="Lock"/>.</summary>
     public Fetch? FindFetch(long first, long last)
     {

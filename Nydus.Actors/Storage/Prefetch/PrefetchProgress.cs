@@ -1,12 +1,21 @@
 namespace Nydus.Actors.Storage.Prefetch;
 
-/// <summary>A snapshot of a <see cref="BlobPrefetcher"/>'s counters.</summary>
+/// <summary>A snapshot of a prefetcher's counters (<see cref="BlobPrefetcher"/>, <see cref="FilePrefetcher"/>).</summary>
 public sealed record PrefetchProgress
 {
     /// <summary>Bytes of the pieces read through the cache so far (ranges that were already cached count too).</summary>
     public long BytesPrefetched { get; init; }
 
-    /// <summary>Pieces planned; 0 until the blob sizes are known.</summary>
+    /// <summary>What is prefetched: "blobs" (whole blobs) or "files" (listed files or the image's prefetch table).</summary>
+    public string Kind { get; init; } = "blobs";
+
+    /// <summary>Chunks the planned pieces cover before merging (file prefetch only; 0 for whole blobs).</summary>
+    public long ChunksTotal { get; init; }
+
+    /// <summary>Bytes fetched from the backend by the prefetch (what was cached already costs nothing).</summary>
+    public long BytesFetched { get; init; }
+
+    /// <summary>Pieces planned (one backend request at most each); 0 until the plan is made.</summary>
     public long PiecesTotal { get; init; }
 
     public long PiecesDone { get; init; }

@@ -211,6 +211,51 @@ internal sealed class RafsV5Image : RafsImage
         return -1;
     }
 
+    public override IReadOnlyList<ulong> PrefetchTable => LoadPrefetchTable();
+
+    private ulong[] LoadPrefetchTable()
+    {
+        var inodes = new List<ulong>((int)Math.Min(_sb.PrefetchTableEntries, 4096));
+        for (long i = 0; i < _sb.PrefetchTableEntries; i++)
+        {
+            uint ino = Data.U32(_sb.PrefetchTableOffset + i * 4, "prefetch table entry");
+            if (ino == 0)
+            {
+                break;
+            }
+
+            inodes.Add(ino);
+        }
+
+        return inodes.ToArray();
+    }
+
+    public override void CollectChunkRanges(ulong ino, List<BlobRange> ranges)
+    {
+        RafsV5Inode inode = LoadByIndex(ino);
+        if (!inode.IsRegular)
+        {
+            return;
+        }
+
+        uint chunkCount = inode.ChunkCount();
+        for (long k = 0; k < chunkCount; k++)
+        {
+            long recordOffset = inode.ChunkOffset + k * RafsV5Inode.ChunkRecordSize;
+            ReadOnlySpan<byte> record = Data.Span(recordOffset, RafsV5Inode.ChunkRecordSize, "chunk record");
+            uint uncompressedSize = BinaryPrimitives.ReadUInt32LittleEndian(record.Slice(44));
+            if (uncompressedSize == 0)
+            {
+                continue;
+            }
+
+            ulong fileOffset = BinaryPrimitives.ReadUInt64LittleEndian(record.Slice(64));
+            ChunkRequest chunk = BuildRequest(ino, record, recordOffset, (long)fileOffset, (long)fileOffset + uncompressedSize,
+                fileOffset, uncompressedSize);
+            ranges.Add(new BlobRange(chunk.Blob, chunk.CompressedOffset, chunk.CompressedSize));
+        }
+    }
+
     public override int Read(ulong ino, long offset, Span<byte> destination)
     {
         RafsV5Inode inode = LoadByIndex(ino);

@@ -270,6 +270,72 @@ internal sealed class ErofsImage : RafsImage
         return -1;
     }
 
+    public override IReadOnlyList<ulong> PrefetchTable
+    {
+        get
+        {
+            if (_ext is null || _ext.PrefetchTableOffset == 0)
+            {
+                return Array.Empty<ulong>();
+            }
+
+            var nids = new List<ulong>();
+            for (long i = 0; i < _ext.PrefetchTableSize / 4; i++)
+            {
+                uint nid = Data.U32(_ext.PrefetchTableOffset + i * 4, "prefetch table entry");
+                if (nid == 0)
+                {
+                    break;
+                }
+
+                nids.Add(nid);
+            }
+
+            return nids.ToArray();
+        }
+    }
+
+    public override void CollectChunkRanges(ulong ino, List<BlobRange> ranges)
+    {
+        ErofsInode inode = LoadInode(ino);
+        if (!inode.IsRegular || inode.Layout != ErofsInode.LayoutChunkBased || inode.Size == 0)
+        {
+            // Flat layouts keep their data in the bootstrap: nothing to fetch.
+            return;
+        }
+
+        bool indexes = (inode.U & 0x20) != 0;
+        if (!indexes)
+        {
+            return;
+        }
+
+        int blkBits = (int)(inode.U & 0x1F);
+        long chunkSize = _ext is not null ? _ext.ChunkSize : (long)BlockSize << blkBits;
+        long tableStart = (inode.TailOffset + 7) / 8 * 8;
+        long chunkCount = ((long)inode.Size + chunkSize - 1) / chunkSize;
+        for (long k = 0; k < chunkCount; k++)
+        {
+            ReadOnlySpan<byte> index = Data.Span(tableStart + k * 8, 8, "chunk index");
+            ushort low = BinaryPrimitives.ReadUInt16LittleEndian(index);
+            ushort deviceId = BinaryPrimitives.ReadUInt16LittleEndian(index.Slice(2));
+            uint blkAddr = BinaryPrimitives.ReadUInt32LittleEndian(index.Slice(4));
+            int length = (int)Math.Min(chunkSize, (long)inode.Size - k * chunkSize);
+            if (_ext is not null)
+            {
+                ChunkRequest chunk = RafsChunkRequest(in inode, low, deviceId, 0, length, 0);
+                ranges.Add(new BlobRange(chunk.Blob, chunk.CompressedOffset, chunk.CompressedSize));
+                continue;
+            }
+
+            int device = deviceId & (int)(BitOperations.RoundUpToPowerOf2((uint)_sb.ExtraDevices + 1) - 1);
+            if (blkAddr != NullAddress && device != 0)
+            {
+                ranges.Add(new BlobRange(DeviceBlob(device), (long)blkAddr * BlockSize, length));
+            }
+        }
+    }
+
     public override int Read(ulong ino, long offset, Span<byte> destination)
     {
         ErofsInode inode = LoadInode(ino);

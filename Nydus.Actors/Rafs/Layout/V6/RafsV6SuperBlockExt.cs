@@ -25,6 +25,12 @@ internal sealed class RafsV6SuperBlockExt
 
     public long ChunkTableSize { get; private init; }
 
+    /// <summary>s_prefetch_table_offset: u32 nids; 0 = none.</summary>
+    public long PrefetchTableOffset { get; private init; }
+
+    /// <summary>s_prefetch_table_size in bytes (entries = size / 4).</summary>
+    public uint PrefetchTableSize { get; private init; }
+
     public static RafsV6SuperBlockExt Load(ImageData data)
     {
         ReadOnlySpan<byte> s = data.Span(Offset, Size, "RAFS v6 extended superblock");
@@ -36,6 +42,8 @@ internal sealed class RafsV6SuperBlockExt
             ChunkSize = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(20)),
             ChunkTableOffset = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(24)), long.MaxValue),
             ChunkTableSize = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(32)), long.MaxValue),
+            PrefetchTableOffset = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(s.Slice(40)), long.MaxValue),
+            PrefetchTableSize = BinaryPrimitives.ReadUInt32LittleEndian(s.Slice(48)),
         };
         ext.Validate(data);
         return ext;
@@ -73,6 +81,11 @@ internal sealed class RafsV6SuperBlockExt
         if (ChunkTableSize > 0)
         {
             data.Span(ChunkTableOffset, ChunkTableSize, "RAFS v6 chunk table");
+        }
+
+        if (PrefetchTableOffset > 0 && PrefetchTableSize > 0)
+        {
+            data.Span(PrefetchTableOffset, PrefetchTableSize, "RAFS v6 prefetch table");
         }
     }
 }
