@@ -103,49 +103,40 @@ public sealed class FuseServiceSetup
         });
     }
 
-    /// <summary>Opens what the command line names, as a mount command like the API's (so that the instance's actor can
-    /// open it again); null when the command line names nothing.</summary>
-    private static (OpenedInstance Opened, FsBackendMountCmd? Command)? OpenFilesystem(NydusdOptions options)
+    /// <summary>Opens what the command line names through the same mount command as the API's (so that the
+    /// instance's actor can open it again); null when the command line names nothing.</summary>
+    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options)
     {
+        FsBackendMountCmd command;
+        string configSource;
         if (options.SharedDir is { } shared)
         {
-            var directory = Path.GetFullPath(shared);
-            var passthrough = FilesystemInstance.OpenPassthrough(directory, options.Writable);
-            var backend = new MountedBackend(FsBackendType.PassthroughFs.ToDisplayString(), options.VirtualMountpoint, DateTimeOffset.UtcNow, null);
-            var command = new FsBackendMountCmd
+            command = new FsBackendMountCmd
             {
                 FsType = FsBackendType.PassthroughFs,
-                Source = directory,
+                Source = Path.GetFullPath(shared),
                 Config = options.Writable ? """{"writable":true}""" : "",
                 Mountpoint = options.VirtualMountpoint,
             };
-            return (new OpenedInstance(passthrough, backend), command);
+            configSource = "--shared-dir";
         }
-        if (options.Bootstrap is null) return null;
-
-        var bootstrap = Path.GetFullPath(options.Bootstrap);
-        var configText = options.Config is { } file
-            ? NydusConfigLoader.ReadConfigText(file)
-            : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!));
-        var rafsCommand = new FsBackendMountCmd
+        else if (options.Bootstrap is { } bootstrap)
         {
-            FsType = FsBackendType.Rafs,
-            Source = bootstrap,
-            Config = configText,
-            Mountpoint = options.VirtualMountpoint,
-        };
-        var (instance, redacted) = OpenRafs(options, bootstrap);
-        var rafsBackend = new MountedBackend(FsBackendType.Rafs.ToDisplayString(), options.VirtualMountpoint, DateTimeOffset.UtcNow, redacted);
-        return (new OpenedInstance(instance, rafsBackend), rafsCommand);
-    }
+            command = new FsBackendMountCmd
+            {
+                FsType = FsBackendType.Rafs,
+                Source = Path.GetFullPath(bootstrap),
+                Config = options.Config is { } file
+                    ? NydusConfigLoader.ReadConfigText(file)
+                    : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!)),
+                Mountpoint = options.VirtualMountpoint,
+                PrefetchFiles = options.PrefetchFiles is { } list ? PrefetchList.ParseFile(list) : null,
+            };
+            // Config errors name the file the user gave, as before the API existed.
+            configSource = options.Config ?? "--localfs-dir";
+        }
+        else return null;
 
-    private static (FilesystemInstance Instance, string? RedactedConfig) OpenRafs(NydusdOptions options, string bootstrap)
-    {
-        var imagePullAuth = Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH");
-        var (config, source) = options.Config is { } file
-            ? (NydusConfigLoader.LoadFile(file, imagePullAuth), file)
-            : (NydusConfigLoader.Parse(NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!)), "--localfs-dir", imagePullAuth), "--localfs-dir");
-        var prefetchFiles = options.PrefetchFiles is { } list ? PrefetchList.ParseFile(list) : null;
-        return (FilesystemInstance.OpenRafs(bootstrap, config, source, prefetchFiles), ConfigJson.SerializeWithoutSecrets(config));
+        return (MountCommands.Open(command, configSource), command);
     }
 }

@@ -8,9 +8,8 @@ using Nydus.Actors.Vfs;
 namespace Nydus.Actors.Daemon.Mounts;
 
 /// <summary>The instance mounted from the command line, already attached to the VFS before the kernel mount.</summary>
-/// <param name="Command">How to open it again (after a fault of its actor); null when it cannot be (a passthrough
-/// mount given by flags).</param>
-public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBackendMountCmd? Command);
+/// <param name="Command">The mount command the flags amount to: how its actor opens it again after a fault.</param>
+public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBackendMountCmd Command);
 
 /// <summary>
 /// The filesystem service: owns the mount table of this daemon's FUSE mount, with one
@@ -128,7 +127,7 @@ public sealed class FsServiceActor : ReceiveActor
     {
         if (_current is not { } op || attached.Mountpoint != op.Mountpoint) return;
         bool persisted = op.Persist && (op.Kind == OperationKind.Mount || (_table.TryGetValue(op.Mountpoint, out var old) && old.Persisted));
-        _table[op.Mountpoint] = new Entry(op.Child!, op.Command, attached.Backend, attached.Index, persisted);
+        _table[op.Mountpoint] = new Entry(op.Child!, op.Command!, attached.Backend, attached.Index, persisted);
         PublishTable();
         var message = $"{op.Command!.Source} is {(op.Kind == OperationKind.Mount ? "mounted" : "remounted")} at {op.Mountpoint}";
         if (persisted) Record(op, new RecordMount(MountCommands.ToRecord(op.Command, attached.Index)), message);
@@ -250,12 +249,6 @@ public sealed class FsServiceActor : ReceiveActor
     private void OnInstanceRestarted(InstanceRestarted restarted)
     {
         if (!_table.TryGetValue(restarted.Mountpoint, out var entry)) return;
-        if (entry.Command is null)
-        {
-            _log.Warning("The actor of {0} restarted ({1}); its instance keeps serving (it has no mount command to open again)",
-                restarted.Mountpoint, restarted.Reason);
-            return;
-        }
         _log.Warning("The actor of {0} restarted ({1}); opening its instance again from its mount command", restarted.Mountpoint, restarted.Reason);
         Enqueue(new Operation(OperationKind.Remount, restarted.Mountpoint, entry.Command, 0, Persist: entry.Persisted, ActorRefs.Nobody));
     }
@@ -294,7 +287,7 @@ public sealed class FsServiceActor : ReceiveActor
         public bool IsRestore { get; init; }
     }
 
-    private sealed record Entry(IActorRef Child, FsBackendMountCmd? Command, MountedBackend Backend, int Index, bool Persisted);
+    private sealed record Entry(IActorRef Child, FsBackendMountCmd Command, MountedBackend Backend, int Index, bool Persisted);
 
     private sealed class RestoreProgress(IActorRef replyTo)
     {

@@ -20,8 +20,10 @@ public static class MountCommands
     /// configuration text. Passthrough: <c>source</c> is the directory; the config may be empty, or a JSON object
     /// whose <c>"writable": true</c> shares it writable (upstream ignores the config of passthrough mounts).
     /// </summary>
-    public static OpenedInstance Open(FsBackendMountCmd command)
+    /// <param name="configSource">Names the config in error messages (a file path); default "the config of &lt;mountpoint&gt;".</param>
+    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null)
     {
+        configSource ??= $"the config of {command.Mountpoint}";
         switch (command.FsType)
         {
             case FsBackendType.Rafs:
@@ -30,9 +32,8 @@ public static class MountCommands
                     throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap path '{bootstrap}' must be absolute");
                 if (!File.Exists(bootstrap))
                     throw new FileNotFoundException($"bootstrap {bootstrap} does not exist", bootstrap);
-                var config = NydusConfigLoader.Parse(command.Config, $"the config of {command.Mountpoint}",
-                    Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
-                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, $"the config of {command.Mountpoint}", command.PrefetchFiles);
+                var config = NydusConfigLoader.Parse(command.Config, configSource, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
+                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
                     DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config)));
 
