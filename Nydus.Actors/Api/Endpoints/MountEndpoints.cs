@@ -50,11 +50,8 @@ public static class MountEndpoints
         var body = await request.ReadTextBodyAsync();
         try
         {
-            var command = FsBackendMountCmd.FromApiRequest(body, mountpoint);
-            // Parse the config now, so that a config that does not parse is the caller's 400 before anything runs.
-            if (command.FsType == FsBackendType.Rafs)
-                _ = NydusConfigLoader.Parse(command.Config, $"the config of {mountpoint}");
-            return command;
+            // The config text is parsed where the instance is opened; a config that does not parse is a 400 from there.
+            return FsBackendMountCmd.FromApiRequest(body, mountpoint);
         }
         catch (ConfigException e)
         {
