@@ -43,22 +43,7 @@ public sealed class MountMetricsRegistry
     public void UnregisterStorage(string mountpoint) => _byMountpoint.TryRemove(mountpoint, out _);
 
     /// <summary>The filesystem counters <paramref name="id"/> names, or the only ones when it is null.</summary>
-    public bool TryFindFs(string? id, out string mountpoint, out Vfs.FsIoStats stats)
-    {
-        if (id is not null)
-        {
-            mountpoint = id;
-            return _fsByMountpoint.TryGetValue(id, out stats!);
-        }
-        var all = _fsByMountpoint.ToArray();
-        if (all.Length == 1)
-        {
-            (mountpoint, stats) = (all[0].Key, all[0].Value);
-            return true;
-        }
-        (mountpoint, stats) = ("", null!);
-        return false;
-    }
+    public bool TryFindFs(string? id, out string mountpoint, out Vfs.FsIoStats stats) => TryFind(_fsByMountpoint, id, out mountpoint, out stats);
 
     /// <summary>Every registered mountpoint's filesystem counters, sorted.</summary>
     public KeyValuePair<string, Vfs.FsIoStats>[] AllFs() => _fsByMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
@@ -67,20 +52,23 @@ public sealed class MountMetricsRegistry
     public KeyValuePair<string, MountMetrics>[] All() => _byMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
 
     /// <summary>The instance <paramref name="id"/> names, or the only instance when <paramref name="id"/> is null.</summary>
-    public bool TryFind(string? id, out string mountpoint, out MountMetrics metrics)
+    public bool TryFind(string? id, out string mountpoint, out MountMetrics metrics) => TryFind(_byMountpoint, id, out mountpoint, out metrics);
+
+    /// <summary>Upstream's lookup: an id is an exact key; without one, the single registered instance, if there is one.</summary>
+    private static bool TryFind<T>(ConcurrentDictionary<string, T> table, string? id, out string mountpoint, out T value) where T : class
     {
         if (id is not null)
         {
             mountpoint = id;
-            return _byMountpoint.TryGetValue(id, out metrics!);
+            return table.TryGetValue(id, out value!);
         }
-        var all = _byMountpoint.ToArray();
+        var all = table.ToArray();
         if (all.Length == 1)
         {
-            (mountpoint, metrics) = (all[0].Key, all[0].Value);
+            (mountpoint, value) = (all[0].Key, all[0].Value);
             return true;
         }
-        (mountpoint, metrics) = ("", null!);
+        (mountpoint, value) = ("", null!);
         return false;
     }
 }
