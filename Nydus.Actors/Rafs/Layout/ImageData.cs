@@ -44,6 +44,22 @@ internal sealed class ImageData
 
     public uint U32(long offset, string what) => BinaryPrimitives.ReadUInt32LittleEndian(Span(offset, 4, what));
 
+    /// <summary>
+    /// A prefetch table: up to <paramref name="maxEntries"/> little-endian u32 inode numbers at
+    /// <paramref name="offset"/>, ended early by a 0 entry (RAFS v5 and v6 write them alike).
+    /// </summary>
+    public ulong[] PrefetchInodes(long offset, long maxEntries)
+    {
+        var inodes = new List<ulong>((int)Math.Min(maxEntries, 4096));
+        for (long i = 0; i < maxEntries; i++)
+        {
+            uint ino = U32(offset + i * 4, "prefetch table entry");
+            if (ino == 0) break;
+            inodes.Add(ino);
+        }
+        return inodes.ToArray();
+    }
+
     public ulong U64(long offset, string what) => BinaryPrimitives.ReadUInt64LittleEndian(Span(offset, 8, what));
 
     [DoesNotReturn]

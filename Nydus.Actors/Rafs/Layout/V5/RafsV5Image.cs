@@ -213,22 +213,7 @@ internal sealed class RafsV5Image : RafsImage
 
     public override IReadOnlyList<ulong> PrefetchTable => LoadPrefetchTable();
 
-    private ulong[] LoadPrefetchTable()
-    {
-        var inodes = new List<ulong>((int)Math.Min(_sb.PrefetchTableEntries, 4096));
-        for (long i = 0; i < _sb.PrefetchTableEntries; i++)
-        {
-            uint ino = Data.U32(_sb.PrefetchTableOffset + i * 4, "prefetch table entry");
-            if (ino == 0)
-            {
-                break;
-            }
-
-            inodes.Add(ino);
-        }
-
-        return inodes.ToArray();
-    }
+    private ulong[] LoadPrefetchTable() => Data.PrefetchInodes(_sb.PrefetchTableOffset, _sb.PrefetchTableEntries);
 
     public override void CollectChunkRanges(ulong ino, List<BlobRange> ranges)
     {

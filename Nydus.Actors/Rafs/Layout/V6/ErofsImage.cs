@@ -279,19 +279,7 @@ internal sealed class ErofsImage : RafsImage
                 return Array.Empty<ulong>();
             }
 
-            var nids = new List<ulong>();
-            for (long i = 0; i < _ext.PrefetchTableSize / 4; i++)
-            {
-                uint nid = Data.U32(_ext.PrefetchTableOffset + i * 4, "prefetch table entry");
-                if (nid == 0)
-                {
-                    break;
-                }
-
-                nids.Add(nid);
-            }
-
-            return nids.ToArray();
+            return Data.PrefetchInodes(_ext.PrefetchTableOffset, _ext.PrefetchTableSize / 4);
         }
     }
 
