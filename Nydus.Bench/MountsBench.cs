@@ -86,8 +86,10 @@ public static partial class MountsBench
                 kill(process.Id, 15);
                 if (!process.WaitForExit(20_000)) process.Kill(entireProcessTree: true);
             }
+            var detach = Stopwatch.StartNew();
             while (File.ReadLines("/proc/self/mounts").Any(line => line.Split(' ')[1] == mountPoint))
             {
+                if (detach.Elapsed > TimeSpan.FromSeconds(30)) throw new TimeoutException($"{mountPoint} is still mounted after 30 s");
                 umount2(mountPoint, 2 /* MNT_DETACH */);
                 Thread.Sleep(10);
             }
