@@ -62,7 +62,11 @@ public sealed class FuseServiceSetup
                 int index = vfs.Mount(options.VirtualMountpoint, o.Opened.Instance.FileSystem, o.Opened.Instance);
                 commandLine = new CommandLineInstance(o.Opened.Backend, index, o.Command);
                 if (o.Opened.Instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register(options.VirtualMountpoint, metrics);
-                if (vfs.StatsOf(options.VirtualMountpoint) is { } stats) MountMetricsRegistry.Shared.RegisterFs(options.VirtualMountpoint, stats);
+                if (vfs.StatsOf(options.VirtualMountpoint) is { } stats)
+                {
+                    stats.Configure(o.Opened.Instance.Accounting);
+                    MountMetricsRegistry.Shared.RegisterFs(options.VirtualMountpoint, stats);
+                }
             }
             device = FuseMount.Mount(mountpoint, new FuseMountOptions
             {
@@ -78,9 +82,11 @@ public sealed class FuseServiceSetup
                 InitOptions = instance?.InitOptions ?? FuseInitOptions.ReadOnlyImage,
             });
             vfs.Notifier = session.Notifier;
+            MountMetricsRegistry.Shared.Inflight = session.Inflight;
         }
         catch
         {
+            if (session is not null && MountMetricsRegistry.Shared.Inflight == session.Inflight) MountMetricsRegistry.Shared.Inflight = null;
             session?.Dispose();
             if (device is not null)
             {

@@ -17,6 +17,12 @@ internal sealed class FuseFaultInjectingFileSystem : IFuseFileSystem, IDisposabl
 
     public volatile bool FailReads;
 
+    /// <summary>While set to an unset gate, READ waits for it (at most a minute) after signalling <see cref="ReadHeld"/>.</summary>
+    public volatile ManualResetEventSlim? HoldReads;
+
+    /// <summary>Set when a READ starts waiting on <see cref="HoldReads"/>.</summary>
+    public readonly ManualResetEventSlim ReadHeld = new();
+
     public int Thrown;
 
     public bool SupportsReadDirPlus => _inner.SupportsReadDirPlus;
@@ -46,6 +52,12 @@ internal sealed class FuseFaultInjectingFileSystem : IFuseFileSystem, IDisposabl
         {
             Interlocked.Increment(ref Thrown);
             throw new IOException("injected read failure");
+        }
+
+        if (HoldReads is { } gate)
+        {
+            ReadHeld.Set();
+            gate.Wait(TimeSpan.FromMinutes(1));
         }
 
         return _inner.Read(in context, nodeId, handle, offset, buffer, out bytesRead);

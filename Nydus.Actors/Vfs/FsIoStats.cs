@@ -25,23 +25,45 @@ public sealed class FsIoStats
     private readonly long[] _readLatencyDist = new long[8];
     private long _dataRead;
     private long _opens;
+    private volatile FsFileStats? _files;
 
-    /// <summary>Counts one operation that began at <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp)
-    /// and returns its result, so a call site can wrap the call.</summary>
-    public Errno Count(int fop, long started, Errno result)
+    /// <summary>The per-file counters, when the instance's config switches any on (null otherwise).</summary>
+    public FsFileStats? Files => _files;
+
+    /// <summary>Switches the per-file counters to what the mounted instance's config asks for; a remount keeps the
+    /// tables that stay on.</summary>
+    public void Configure(FileAccounting accounting)
+    {
+        var current = _files;
+        if (current?.Accounting == accounting || (current is null && !accounting.Any)) return;
+        _files = accounting.Any ? new FsFileStats(accounting, current) : null;
+    }
+
+    /// <summary>Counts one operation on inode <paramref name="ino"/> of the instance that began at
+    /// <paramref name="started"/> (a <see cref="Stopwatch"/> timestamp) and returns its result, so a call site can
+    /// wrap the call.</summary>
+    public Errno Count(int fop, long started, Errno result, ulong ino)
+    {
+        CountGlobal(fop, started, result);
+        _files?.Count(ino, fop, result, 0);
+        return result;
+    }
+
+    private void CountGlobal(int fop, long started, Errno result)
     {
         Interlocked.Increment(ref _hits[fop]);
         if (result != Errno.Success) Interlocked.Increment(ref _errors[fop]);
         Interlocked.Add(ref _latencyMicros[fop], (Stopwatch.GetTimestamp() - started) / TicksPerMicrosecond);
         if (fop == Open && result == Errno.Success) Interlocked.Increment(ref _opens);
-        return result;
     }
 
-    /// <summary>Counts a read of <paramref name="bytes"/> bytes (size and latency histograms, bytes read).</summary>
-    public Errno CountRead(long started, Errno result, int bytes)
+    /// <summary>Counts a read of <paramref name="bytes"/> bytes of inode <paramref name="ino"/> (size and latency
+    /// histograms, bytes read).</summary>
+    public Errno CountRead(long started, Errno result, int bytes, ulong ino)
     {
         long micros = (Stopwatch.GetTimestamp() - started) / TicksPerMicrosecond;
-        Count(Read, started, result);
+        CountGlobal(Read, started, result);
+        _files?.Count(ino, Read, result, bytes);
         if (result != Errno.Success) return result;
         Interlocked.Add(ref _dataRead, bytes);
         Interlocked.Increment(ref _blockCountRead[SizeBucket(bytes)]);
@@ -50,7 +72,7 @@ public sealed class FsIoStats
     }
 
     /// <summary>Sizes: &lt;1K, 1K, 4K, 16K, 64K, 128K, 512K, 1M+ (upstream's buckets).</summary>
-    private static int SizeBucket(int bytes) => bytes switch
+    internal static int SizeBucket(int bytes) => bytes switch
     {
         < 1 << 10 => 0,
         < 4 << 10 => 1,
@@ -78,9 +100,9 @@ public sealed class FsIoStats
     /// <summary>The counters with upstream's field names, for the API.</summary>
     public Dictionary<string, object> ToBody(string id) => new()
     {
-        ["files_account_enabled"] = false,
-        ["access_pattern_enabled"] = false,
-        ["record_latest_read_files_enabled"] = false,
+        ["files_account_enabled"] = _files?.Accounting.Files ?? false,
+        ["access_pattern_enabled"] = _files?.Accounting.AccessPattern ?? false,
+        ["record_latest_read_files_enabled"] = _files?.Accounting.LatestReadFiles ?? false,
         ["measure_latency"] = true,
         ["id"] = id,
         ["nr_opens"] = Volatile.Read(ref _opens),
@@ -96,7 +118,7 @@ public sealed class FsIoStats
 
     public long Hits(int fop) => Volatile.Read(ref _hits[fop]);
 
-    private static long[] Snapshot(long[] counters)
+    internal static long[] Snapshot(long[] counters)
     {
         var copy = new long[counters.Length];
         for (int i = 0; i < copy.Length; i++) copy[i] = Volatile.Read(ref counters[i]);

@@ -326,7 +326,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (slot == Slot.Stale) return Errno.ESTALE;
         try
         {
-            var rc = slot!.Stats.Count(FsIoStats.Lookup, started, slot.FileSystem.Lookup(Inner(context, ino), ino, name, out entry));
+            var rc = slot!.Stats.Count(FsIoStats.Lookup, started, slot.FileSystem.Lookup(Inner(context, ino), ino, name, out entry), ino);
             if (rc == Errno.Success) Translate(slot, ref entry);
             return rc;
         }
@@ -337,7 +337,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     {
         if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale) return;
         long started = Stopwatch.GetTimestamp();
-        try { slot!.FileSystem.Forget(ino, lookupCount); slot.Stats.Count(FsIoStats.Forget, started, Errno.Success); }
+        try { slot!.FileSystem.Forget(ino, lookupCount); slot.Stats.Count(FsIoStats.Forget, started, Errno.Success, ino); }
         finally { slot!.Release(); }
     }
 
@@ -376,7 +376,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         }
         try
         {
-            var rc = slot!.Stats.Count(FsIoStats.Getattr, started, slot.FileSystem.GetAttr(Inner(context, ino), ino, handle, out attr, out timeout));
+            var rc = slot!.Stats.Count(FsIoStats.Getattr, started, slot.FileSystem.GetAttr(Inner(context, ino), ino, handle, out attr, out timeout), ino);
             attr.Ino = nodeId;
             return rc;
         }
@@ -404,7 +404,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         length = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EINVAL;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.Stats.Count(FsIoStats.Readlink, started, slot.FileSystem.ReadLink(Inner(context, ino), ino, target, out length)); }
+        try { return slot!.Stats.Count(FsIoStats.Readlink, started, slot.FileSystem.ReadLink(Inner(context, ino), ino, target, out length), ino); }
         finally { slot!.Release(); }
     }
 
@@ -504,7 +504,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         result = default;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        var rc = slot!.Stats.Count(FsIoStats.Open, started, slot.FileSystem.Open(Inner(context, ino), ino, flags, out result));
+        var rc = slot!.Stats.Count(FsIoStats.Open, started, slot.FileSystem.Open(Inner(context, ino), ino, flags, out result), ino);
         // A successful open keeps its lease until RELEASE: the instance outlives a remount while the file is open.
         if (rc != Errno.Success) slot.Release();
         return rc;
@@ -519,7 +519,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         try
         {
             var rc = slot!.FileSystem.Read(Inner(context, ino), ino, handle, offset, buffer, out bytesRead);
-            return slot.Stats.CountRead(started, rc, bytesRead);
+            return slot.Stats.CountRead(started, rc, bytesRead, ino);
         }
         finally { slot!.Release(); }
     }
@@ -544,7 +544,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             stat.FragmentSize = 4096;
             return Errno.Success;
         }
-        try { return slot!.Stats.Count(FsIoStats.Statfs, started, slot.FileSystem.StatFs(Inner(context, ino), ino, out stat)); }
+        try { return slot!.Stats.Count(FsIoStats.Statfs, started, slot.FileSystem.StatFs(Inner(context, ino), ino, out stat), ino); }
         finally { slot!.Release(); }
     }
 
@@ -567,7 +567,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         try
         {
             return slot.Stats.Count(FsIoStats.Release, started, dir ? slot.FileSystem.ReleaseDir(Inner(context, ino), ino, handle)
-                : slot.FileSystem.Release(Inner(context, ino), ino, handle, flags));
+                : slot.FileSystem.Release(Inner(context, ino), ino, handle, flags), ino);
         }
         finally { slot.Release(); }
     }
@@ -600,7 +600,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         size = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.ENODATA;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.Stats.Count(FsIoStats.Getxattr, started, slot.FileSystem.GetXattr(Inner(context, ino), ino, name, value, out size)); }
+        try { return slot!.Stats.Count(FsIoStats.Getxattr, started, slot.FileSystem.GetXattr(Inner(context, ino), ino, name, value, out size), ino); }
         finally { slot!.Release(); }
     }
 
@@ -610,7 +610,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         size = 0;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.Stats.Count(FsIoStats.Listxattr, started, slot.FileSystem.ListXattr(Inner(context, ino), ino, list, out size)); }
+        try { return slot!.Stats.Count(FsIoStats.Listxattr, started, slot.FileSystem.ListXattr(Inner(context, ino), ino, list, out size), ino); }
         finally { slot!.Release(); }
     }
 
@@ -628,7 +628,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         result = default;
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        var rc = slot!.Stats.Count(FsIoStats.Opendir, started, slot.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result));
+        var rc = slot!.Stats.Count(FsIoStats.Opendir, started, slot.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result), ino);
         if (rc != Errno.Success) slot.Release();
         return rc;
     }
@@ -656,7 +656,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             }
         }
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.Stats.Count(FsIoStats.Readdir, started, slot.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer)); }
+        try { return slot!.Stats.Count(FsIoStats.Readdir, started, slot.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer), ino); }
         finally { slot!.Release(); }
     }
 
@@ -667,7 +667,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         long started = Stopwatch.GetTimestamp();
         if (!TryRoute(nodeId, out var slot, out var ino)) return (mask & 2) != 0 ? Errno.EROFS : Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
-        try { return slot!.Stats.Count(FsIoStats.Access, started, slot.FileSystem.Access(Inner(context, ino), ino, mask)); }
+        try { return slot!.Stats.Count(FsIoStats.Access, started, slot.FileSystem.Access(Inner(context, ino), ino, mask), ino); }
         finally { slot!.Release(); }
     }
 

@@ -4,7 +4,7 @@ using Nydus.Actors.Storage.Backends;
 namespace Nydus.Actors.Api.Endpoints;
 
 /// <summary>
-/// Upstream's backend and blob cache metrics (GET /api/v1/metrics/backend, /blobcache), read straight from the
+/// Upstream's metrics (GET /api/v1/metrics, /files, /pattern, /inflight, /backend, /blobcache), read straight from the
 /// counters of the mounted instance: `id` names the virtual mountpoint; without it the only instance answers; no such
 /// counter is 404, as upstream. Field names are upstream's; counters this build does not keep are left out rather than
 /// reported as zeros.
@@ -16,10 +16,35 @@ public static class MetricsEndpoints
         routes.Map("GET", "/metrics", _ => Task.FromResult(new ApiResult(200, new PrometheusPage(PrometheusText(registry)))));
         routes.Map("GET", "/api/v1/metrics", request =>
         {
-            var id = request.Query("id");
-            if (!registry.TryFindFs(id, out var mountpoint, out var stats))
-                throw ApiError.NotFound(id is null ? "no single mounted instance: name one with ?id=<mountpoint>" : $"no metrics for '{id}'");
+            var (mountpoint, stats) = FindFs(registry, request);
             return Task.FromResult(ApiResult.Ok(stats.ToBody(mountpoint)));
+        });
+        routes.Map("GET", "/api/v1/metrics/files", request =>
+        {
+            var (_, stats) = FindFs(registry, request);
+            // Upstream parses the value as a bool: only "true" asks for the latest read files.
+            if (request.Query("latest") == "true")
+                return Task.FromResult(ApiResult.Ok(stats.Files?.TakeLatestRead() ?? []));
+            return Task.FromResult(ApiResult.Ok((object?)stats.Files?.FilesBody() ?? new Dictionary<string, object>()));
+        });
+        routes.Map("GET", "/api/v1/metrics/pattern", request =>
+        {
+            var (_, stats) = FindFs(registry, request);
+            return Task.FromResult(ApiResult.Ok(stats.Files?.PatternBody() ?? []));
+        });
+        routes.Map("GET", "/api/v1/metrics/inflight", _ =>
+        {
+            var inflight = registry.Inflight ?? throw ApiError.Unsupported("in-flight requests: this daemon serves no FUSE session");
+            var ops = inflight.Snapshot();
+            if (ops.Count == 0) return Task.FromResult(ApiResult.NoContent);
+            var body = ops.Select(op => new Dictionary<string, object>
+            {
+                ["inode"] = op.Inode,
+                ["opcode"] = op.Opcode,
+                ["unique"] = op.Unique,
+                ["timestamp_secs"] = op.TimestampSecs,
+            }).ToList();
+            return Task.FromResult(ApiResult.Ok(body));
         });
         routes.Map("GET", "/api/v1/metrics/backend", request =>
         {
@@ -114,6 +139,15 @@ public static class MetricsEndpoints
         Counter("nydus_fs_lookups_total", "Lookups served");
         foreach (var (mountpoint, stats) in registry.AllFs()) Sample("nydus_fs_lookups_total", mountpoint, stats.Hits(Vfs.FsIoStats.Lookup));
         return text.ToString();
+    }
+
+    /// <summary>The filesystem counters the request's <c>id</c> names (or the only ones); 404 as upstream's NoCounter.</summary>
+    private static (string Mountpoint, Vfs.FsIoStats Stats) FindFs(MountMetricsRegistry registry, ApiRequest request)
+    {
+        var id = request.Query("id");
+        if (!registry.TryFindFs(id, out var mountpoint, out var stats))
+            throw ApiError.NotFound(id is null ? "no single mounted instance: name one with ?id=<mountpoint>" : $"no metrics for '{id}'");
+        return (mountpoint, stats);
     }
 
     private static (string Mountpoint, MountMetrics Metrics) Find(MountMetricsRegistry registry, ApiRequest request)

@@ -40,6 +40,9 @@ public sealed class FilesystemInstance : IDisposable
     /// <summary>What this filesystem wants negotiated at FUSE INIT.</summary>
     public FuseInitOptions InitOptions { get; }
 
+    /// <summary>The per-file counters its config switches on (RAFS only, as upstream; all off for passthrough).</summary>
+    public Vfs.FileAccounting Accounting { get; private init; }
+
     /// <summary>
     /// Opens a RAFS v5/v6 or EROFS bootstrap with upstream's configuration. Errors name the file and the field:
     /// <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
@@ -87,6 +90,7 @@ public sealed class FilesystemInstance : IDisposable
                 metrics with { Prefetcher = prefetcher }, owned)
             {
                 Prefetcher = prefetcher,
+                Accounting = new Vfs.FileAccounting(mount.Rafs.IostatsFiles, mount.Rafs.AccessPattern, mount.Rafs.LatestReadFiles),
             };
         }
         catch

@@ -27,6 +27,11 @@ public sealed class MountMetricsRegistry
     private readonly ConcurrentDictionary<string, MountMetrics> _byMountpoint = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Vfs.FsIoStats> _fsByMountpoint = new(StringComparer.Ordinal);
 
+    /// <summary>The FUSE workers' in-flight requests; null without a FUSE service (a singleton).</summary>
+    public Fuse.Session.FuseInflight? Inflight { get => Volatile.Read(ref _inflight); set => Volatile.Write(ref _inflight, value); }
+
+    private Fuse.Session.FuseInflight? _inflight;
+
     public void Register(string mountpoint, MountMetrics metrics) => _byMountpoint[mountpoint] = metrics;
 
     /// <summary>Registers the filesystem counters of a mountpoint (every instance kind has them).</summary>

@@ -91,7 +91,11 @@ public sealed class MountedInstanceActor : ReceiveActor
 
         if (opened.Instance.Metrics is { } metrics) _metrics.Register(_mountpoint, metrics);
         else _metrics.UnregisterStorage(_mountpoint);
-        if (_vfs.StatsOf(_mountpoint) is { } stats) _metrics.RegisterFs(_mountpoint, stats);
+        if (_vfs.StatsOf(_mountpoint) is { } stats)
+        {
+            stats.Configure(opened.Instance.Accounting);
+            _metrics.RegisterFs(_mountpoint, stats);
+        }
         _log.Info("{0} {1} ({2}) at {3}, instance index {4}", replace ? "Remounted" : "Mounted", command.Source,
             opened.Backend.BackendType, _mountpoint, attachedAt);
         Sender.Tell(new InstanceAttached(_mountpoint, attachedAt, opened.Backend));

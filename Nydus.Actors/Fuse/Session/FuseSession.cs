@@ -36,6 +36,7 @@ public sealed class FuseSession : IDisposable
         _options = options;
         Dispatcher = new FuseDispatcher(fileSystem, options.InitOptions);
         Notifier = new FuseNotifier(device);
+        Inflight = new FuseInflight(options.WorkerCount);
 
         // Several workers poll one open file: without O_NONBLOCK the ones that lose the race for a request
         // would block in read() where the stop event cannot reach them.
@@ -49,6 +50,9 @@ public sealed class FuseSession : IDisposable
     public FuseDispatcher Dispatcher { get; }
 
     public FuseNotifier Notifier { get; }
+
+    /// <summary>What each worker is serving now (GET /api/v1/metrics/inflight).</summary>
+    public FuseInflight Inflight { get; }
 
     public int WorkerCount => _options.WorkerCount;
 
@@ -96,7 +100,7 @@ public sealed class FuseSession : IDisposable
 
             for (int i = 0; i < workers.Length; i++)
             {
-                workers[i] = new FuseWorker(generation, i, copies[i], _stopEvent, Dispatcher,
+                workers[i] = new FuseWorker(generation, i, copies[i], _stopEvent, Dispatcher, Inflight,
                     _options.ThreadNamePrefix + i, exit => OnWorkerExit(exit, onWorkerExit));
             }
 

@@ -19,17 +19,19 @@ internal sealed class FuseWorker
     private readonly SafeFileHandle _device;
     private readonly SafeFileHandle _stopEvent;
     private readonly FuseDispatcher _dispatcher;
+    private readonly FuseInflight _inflight;
     private readonly Action<FuseWorkerExit> _onExit;
     private readonly Thread _thread;
 
     public FuseWorker(int generation, int index, SafeFileHandle device, SafeFileHandle stopEvent, FuseDispatcher dispatcher,
-        string threadName, Action<FuseWorkerExit> onExit)
+        FuseInflight inflight, string threadName, Action<FuseWorkerExit> onExit)
     {
         _generation = generation;
         _index = index;
         _device = device;
         _stopEvent = stopEvent;
         _dispatcher = dispatcher;
+        _inflight = inflight;
         _onExit = onExit;
         _thread = new Thread(Run) { IsBackground = true, Name = threadName };
     }
@@ -52,6 +54,7 @@ internal sealed class FuseWorker
         }
         finally
         {
+            _inflight.End(_index);
             _device.Dispose();
         }
 
@@ -121,8 +124,12 @@ internal sealed class FuseWorker
             }
 
             Span<byte> reply = buffer.AsSpan(requestSize, replySize);
+            // In flight from here until its reply is written (GET /api/v1/metrics/inflight).
+            _inflight.Begin(_index, request[..(int)read]);
             int replyLength = _dispatcher.Dispatch(request[..(int)read], reply);
-            if (replyLength > 0 && Libc.WriteFrom(_device, reply[..replyLength]) < 0)
+            bool written = replyLength <= 0 || Libc.WriteFrom(_device, reply[..replyLength]) >= 0;
+            _inflight.End(_index);
+            if (!written)
             {
                 Errno errno = Libc.LastErrno;
                 if (errno == Errno.ENODEV)
