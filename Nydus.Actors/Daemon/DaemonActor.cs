@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Akka.Actor;
+using Nydus.Actors.Config;
 using Akka.Event;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
@@ -55,6 +56,11 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void Idle()
     {
+        // A singleton's takeover would restore fscache state, which this build does not have: refuse it before the
+        // machine moves, rather than report READY with nothing restored.
+        Receive<DaemonCommand>(c => c.Input == DaemonInput.Takeover && _service is null, _ =>
+            Sender.Tell(new DaemonCommandResult(_reported,
+                new DaemonError(DaemonErrorKind.Unsupported, "takeover of a daemon without a FUSE service (singleton) is not supported yet"))));
         Receive<DaemonCommand>(c => BeginSequence([c.Input], Sender));
         Receive<TriggerStop>(_ => BeginSequence(DaemonStateMachine.StopSequence(_reported), Sender));
         Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender));
@@ -82,6 +88,19 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         // Mount table changes do not go through the state machine (upstream serves them in any state): the
         // filesystem service orders them itself.
         Receive<IMountRequest>(r => _fsService.Forward(r));
+        // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
+        Receive<SendFuseFd>(m =>
+        {
+            if (_service is null)
+                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported, "this daemon has no FUSE fd to send (singleton)")));
+            else if (_backends.FirstOrDefault(b => b.BackendType == FsBackendType.PassthroughFs.ToDisplayString()) is { } shared)
+                // A passthrough instance's node ids are this process's O_PATH handles: a successor could not serve
+                // what the kernel holds of it, so refuse rather than hand over a mount that would answer ESTALE.
+                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
+                    $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
+            else
+                _service.Forward(m);
+        });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
             Self.Tell(new ServiceEnded("the service actor stopped")));
@@ -153,7 +172,15 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Stash.UnstashAll();
         if (result.Error is not null)
         {
-            FailSequence(new DaemonError(DaemonErrorKind.ActionFailed, $"action {result.Action} failed: {result.Error}"));
+            if (result.Action == DaemonAction.Restore)
+            {
+                // Deviation from upstream (whose machine stays in Ready, so the process must be restarted): a failed
+                // restore installed nothing, so the machine goes back to Init and the supervisor may try again.
+                _fsm = DaemonFsmState.Init;
+            }
+            // A failed restore is a failed exchange with the supervisor: upstream's UpgradeManager error.
+            var kind = result.Action == DaemonAction.Restore ? DaemonErrorKind.UpgradeManager : DaemonErrorKind.ActionFailed;
+            FailSequence(new DaemonError(kind, $"action {result.Action} failed: {result.Error}"));
             return;
         }
         ApplyActionSucceeded(result.Action);
