@@ -16,6 +16,8 @@ public sealed partial class TreeReaders : IDisposable
 
     private readonly UpgradeRig _rig;
     private readonly Thread[] _threads;
+    // Per reader: Stopwatch timestamp of the operation in progress, 0 between operations.
+    private readonly long[] _busySince;
     private readonly List<string> _failures = [];
     private volatile bool _stop;
     private long _operations;
@@ -26,6 +28,7 @@ public sealed partial class TreeReaders : IDisposable
     {
         _rig = rig;
         _threads = new Thread[count];
+        _busySince = new long[count];
         for (int i = 0; i < count; i++)
         {
             int seed = i;
@@ -94,20 +97,33 @@ public sealed partial class TreeReaders : IDisposable
             foreach (var file in files)
             {
                 if (_stop) return;
-                Timed("stat " + file, () => StatFile(file));
-                Timed("read " + file, () => ReadFile(file));
+                Timed(seed, "stat " + file, () => StatFile(file));
+                Timed(seed, "read " + file, () => ReadFile(file));
             }
             foreach (var dir in dirs)
             {
                 if (_stop) return;
-                Timed("readdir " + dir, () => ReadDir(dir));
+                Timed(seed, "readdir " + dir, () => ReadDir(dir));
             }
         }
     }
 
-    private void Timed(string what, Func<string?> operation)
+    /// <summary>Readers whose current operation has run longer than <paramref name="olderThan"/>: blocked.</summary>
+    public int Blocked(TimeSpan olderThan)
+    {
+        long now = Stopwatch.GetTimestamp(), blocked = 0;
+        foreach (ref long since in _busySince.AsSpan())
+        {
+            long start = Volatile.Read(ref since);
+            if (start != 0 && Stopwatch.GetElapsedTime(start, now) > olderThan) blocked++;
+        }
+        return (int)blocked;
+    }
+
+    private void Timed(int reader, string what, Func<string?> operation)
     {
         var watch = Stopwatch.StartNew();
+        Volatile.Write(ref _busySince[reader], Stopwatch.GetTimestamp());
         string? failure;
         try
         {
@@ -118,6 +134,7 @@ public sealed partial class TreeReaders : IDisposable
             failure = $"{e.GetType().Name}: {e.Message}";
         }
         watch.Stop();
+        Volatile.Write(ref _busySince[reader], 0);
         Interlocked.Increment(ref _operations);
         lock (_failures)
         {

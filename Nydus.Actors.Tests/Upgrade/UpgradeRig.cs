@@ -149,8 +149,10 @@ public sealed class UpgradeRig : IAsyncDisposable
     /// Crash failover (§4.5): SIGKILL the daemon, restart it with the same args (same API socket, no --upgrade); it
     /// detects the crash and waits in INIT; takeover (restore + drain); start; sendfd again.
     /// </summary>
-    public async Task KillAndFailOverAsync()
+    /// <returns>From SIGKILL to the successor's first answered read (page cache dropped, so the daemon answers).</returns>
+    public async Task<TimeSpan> KillAndFailOverAsync()
     {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
         Current.Signal(NydusdProcess.SIGKILL);
         await Current.WaitForExitAsync(Wait);
         var next = Launch(CurrentSocket, upgrade: false);
@@ -160,7 +162,16 @@ public sealed class UpgradeRig : IAsyncDisposable
         Check(await PutAsync(CurrentSocket, "/api/v1/daemon/start"), "start after failover");
         await next.WaitForStateAsync(CurrentSocket, "RUNNING", Wait);
         Current = next;
+        await Task.Run(() =>
+        {
+            var file = FileHashes.Keys.First(f => FileSizes[f] > 0);
+            using var handle = File.OpenHandle(MountPoint + file);
+            TreeReaders.DropCache(handle);
+            RandomAccess.Read(handle, new byte[1], 0);
+        }).WaitAsync(Wait);
+        var elapsed = watch.Elapsed;
         await SendFdAsync();
+        return elapsed;
     }
 
     public static void Check((int Status, string Body) answer, string what)
