@@ -123,9 +123,11 @@ public static class DaemonHost
             // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
             if (fuse is not null)
             {
-                var restored = await daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
+                var restoring = daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
                     Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-                Log.Information("Mount table: {Result}", restored.Message);
+                // A daemon told to stop meanwhile (exit, a signal, a failed journal) never answers: stop waiting.
+                if (await Task.WhenAny(restoring, daemonStopped) == restoring)
+                    Log.Information("Mount table: {Result}", (await restoring).Message);
             }
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
@@ -134,6 +136,7 @@ public static class DaemonHost
                 Log.Information("nydusd is {State}, waiting for a takeover ({Reason})", DaemonState.Init.ToApiName(), takeover);
             foreach (var input in takeover is null ? new[] { DaemonInput.Mount, DaemonInput.Start } : [])
             {
+                if (daemonStopped.IsCompleted) break;
                 var result = await daemon.Ask<DaemonCommandResult>(new DaemonCommand(input), settings.ActionTimeout + TimeSpan.FromSeconds(5));
                 if (!result.Succeeded)
                 {

@@ -17,9 +17,17 @@ public sealed class UpgradeRig : IAsyncDisposable
 {
     public static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
+    // Past this the rig aborts the FUSE connection, whatever the test is doing: with no daemon serving (a test that
+    // failed between handoffs) a reader's request stays queued on a connection the supervisor keeps alive, and the
+    // test process would never end. Aborting fails those requests with ENOTCONN, so the test fails and cleans up.
+    private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(
+        double.TryParse(Environment.GetEnvironmentVariable("NYDUS_TEST_RIG_MINUTES"), out var m) ? m : 8);
+
     private readonly TempDir _dir = new("upg");
     private readonly List<NydusdProcess> _started = [];
+    private readonly Timer _watchdog;
     private int _sockets;
+    private uint? _connection;
 
     private UpgradeRig(string[] extraArgs)
     {
@@ -27,6 +35,19 @@ public sealed class UpgradeRig : IAsyncDisposable
         Id = "upg-" + Guid.NewGuid().ToString("N")[..10];
         Directory.CreateDirectory(MountPoint);
         Supervisor = new SupervisorServer(_dir.Combine("sup.sock"), TimeSpan.FromSeconds(10));
+        _watchdog = new Timer(_ => AbortConnection(), null, Deadline, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>The kernel connection of the rig's mount (fixed once the first daemon mounted).</summary>
+    public uint? ConnectionId => _connection;
+
+    /// <summary>Fails every pending and future request of the mount (readers wake with ENOTCONN).</summary>
+    public void AbortConnection()
+    {
+        if (_connection is not { } connection) return;
+        // Connection ids are reused once a connection ends: never abort one that another mount now uses.
+        if (MountInfoEntry.ReadAll().Any(e => e.IsFuse && e.Minor == connection && e.MountPoint != Path.GetFullPath(MountPoint))) return;
+        try { FuseMount.Abort(connection); } catch (Nydus.Actors.Fuse.FuseException) { }
     }
 
     public string Id { get; }
@@ -55,6 +76,7 @@ public sealed class UpgradeRig : IAsyncDisposable
             var socket = rig.NextSocket();
             var first = rig.Launch(socket, upgrade: false);
             await first.WaitForStateAsync(socket, "RUNNING", Wait);
+            rig._connection = FuseMount.FindConnectionId(rig.MountPoint);
             rig.Current = first;
             rig.CurrentSocket = socket;
             await rig.SendFdAsync();
@@ -217,6 +239,7 @@ public sealed class UpgradeRig : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _watchdog.DisposeAsync();
         NydusdProcess[] started;
         lock (_started) started = [.. _started];
         // The serving daemon unmounts on SIGTERM; the rest are killed.
@@ -231,10 +254,8 @@ public sealed class UpgradeRig : IAsyncDisposable
         }
 
         // Readers blocked on a connection nobody serves any more wake with ENOTCONN once it is aborted.
-        if (NydusdMount.IsListedInMounts(MountPoint) && FuseMount.FindConnectionId(MountPoint) is { } connection)
-        {
-            try { FuseMount.Abort(connection); } catch (Nydus.Actors.Fuse.FuseException) { }
-        }
+        // (The connection outlives a detached mount while anyone holds its fd, so it is aborted by its id.)
+        AbortConnection();
         NydusdMount.DetachIfMounted(MountPoint);
         Supervisor.Dispose();
         _dir.Dispose();
