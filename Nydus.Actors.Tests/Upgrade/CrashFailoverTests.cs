@@ -19,7 +19,7 @@ public sealed class CrashFailoverTests(ITestOutputHelper output)
     // cause not found yet; see README (failover status).
     internal const string HangsOnKill = "SIGKILLed nydusd does not finish exiting while the supervisor holds its fd (open issue, see README)";
 
-    [FuseFact(Skip = HangsOnKill)]
+    [FuseFact]
     public async Task Ten_kills_with_resend_lose_no_reader_operation()
     {
         await using var rig = await UpgradeRig.StartAsync("--failover-policy", "resend");
@@ -48,7 +48,7 @@ public sealed class CrashFailoverTests(ITestOutputHelper output)
     /// connection for good, so the reader that sent it blocks until the connection is aborted (rig dispose); nothing
     /// else goes wrong, and the reads that do complete are correct.
     /// </summary>
-    [FuseFact(Skip = HangsOnKill)]
+    [FuseFact]
     public async Task Kills_with_policy_none_leave_the_unanswered_requests_pending()
     {
         await using var rig = await UpgradeRig.StartAsync("--failover-policy", "none");
