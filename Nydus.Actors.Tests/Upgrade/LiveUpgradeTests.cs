@@ -168,6 +168,75 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         await AssertServesAsync(rig);
     }
 
+    /// <summary>
+    /// Instances mounted through the API (recorded in the journal both processes share) are served by every successor
+    /// at the same node ids: a file and directories opened before the upgrades (an image directory and the pseudo
+    /// directory above the instance) keep working after each, and a fresh walk sees the same content.
+    /// </summary>
+    [FuseFact]
+    public async Task Api_mounted_instances_and_open_handles_survive_upgrades()
+    {
+        await using var rig = await UpgradeRig.StartAsync();
+        var config = NydusdMount.Json(Nydus.Actors.Config.NydusConfigLoader.CreateLocalFsDirConfigText(rig.Source));
+        using (var api = new Nydus.Actors.Api.ApiClient(rig.CurrentSocket, UpgradeRig.Wait))
+        {
+            var body = $"{{\"source\":{NydusdMount.Json(rig.Image)},\"fs_type\":\"rafs\",\"config\":{config}}}";
+            var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=/sub/img", body);
+            Assert.True(status == 204, $"mount answered {status}: {answer}");
+        }
+        var big = rig.FileSizes.MaxBy(kv => kv.Value).Key;
+        var expected = File.ReadAllBytes(rig.Source + big);
+        using var file = File.OpenHandle(rig.MountPoint + "/sub/img" + big);
+        using var imageDir = new DirectoryHandle(rig.MountPoint + "/sub/img/a");
+        using var pseudoDir = new DirectoryHandle(rig.MountPoint + "/sub");
+        Assert.Equal(rig.Directories["/a"], imageDir.ReadNames());
+        Assert.Equal(["img"], pseudoDir.ReadNames());
+
+        for (int i = 0; i < 2; i++)
+        {
+            await rig.UpgradeAsync();
+            TreeReaders.DropCache(file);
+            var chunk = new byte[4096];
+            long offset = 12_345 + i * 100_000L;
+            Assert.Equal(4096, RandomAccess.Read(file, chunk, offset));
+            Assert.True(chunk.AsSpan().SequenceEqual(expected.AsSpan((int)offset, 4096)), $"open file differs after upgrade {i + 1}");
+            Assert.Equal(rig.Directories["/a"], imageDir.ReadNames());
+            Assert.Equal(["img"], pseudoDir.ReadNames());
+            foreach (var (path, hash) in rig.FileHashes)
+                Assert.True(SHA256.HashData(File.ReadAllBytes(rig.MountPoint + "/sub/img" + path)).AsSpan().SequenceEqual(hash), $"/sub/img{path} differs");
+        }
+
+        using var client = new Nydus.Actors.Api.ApiClient(rig.CurrentSocket, UpgradeRig.Wait);
+        var (infoStatus, info) = await client.SendAsync("GET", "/api/v1/daemon");
+        Assert.Equal(200, infoStatus);
+        Assert.Contains("/sub/img", info);
+    }
+
+    /// <summary>
+    /// Passthrough node ids are this process's handles of host paths, so a passthrough mount cannot be handed over:
+    /// sendfd says so (501) and the daemon keeps serving; nothing was sent to the supervisor.
+    /// </summary>
+    [FuseFact]
+    public async Task Sendfd_of_a_daemon_serving_a_passthrough_mount_is_refused_and_it_keeps_serving()
+    {
+        await using var rig = await UpgradeRig.StartAsync();
+        var shared = rig.Source;
+        using (var api = new Nydus.Actors.Api.ApiClient(rig.CurrentSocket, UpgradeRig.Wait))
+        {
+            var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=/host",
+                $"{{\"source\":{NydusdMount.Json(shared)},\"fs_type\":\"passthrough_fs\",\"config\":\"\"}}");
+            Assert.True(status == 204, $"mount answered {status}: {answer}");
+        }
+        int saves = rig.Supervisor.Saves;
+        var (sendStatus, sendBody) = await UpgradeRig.PutAsync(rig.CurrentSocket, "/api/v1/daemon/fuse/sendfd");
+        output.WriteLine($"sendfd with a passthrough mount: {sendStatus} {sendBody}");
+        Assert.Equal(501, sendStatus);
+        Assert.Contains("passthrough", sendBody);
+        Assert.Equal(saves, rig.Supervisor.Saves);
+        Assert.Equal(File.ReadAllBytes(shared + "/a/f0.bin"), File.ReadAllBytes(rig.MountPoint + "/host/a/f0.bin"));
+        await AssertServesAsync(rig);
+    }
+
     /// <summary>Every file reads back with its source content (page cache dropped, so the daemon answers).</summary>
     internal static Task AssertServesAsync(UpgradeRig rig) => Task.Run(() =>
     {

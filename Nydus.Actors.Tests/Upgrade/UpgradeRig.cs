@@ -27,6 +27,7 @@ public sealed class UpgradeRig : IAsyncDisposable
     private readonly List<NydusdProcess> _started = [];
     private readonly Timer _watchdog;
     private int _sockets;
+    private int _probeRound;
     private uint? _connection;
 
     private UpgradeRig(string[] extraArgs)
@@ -184,13 +185,23 @@ public sealed class UpgradeRig : IAsyncDisposable
         Check(await PutAsync(CurrentSocket, "/api/v1/daemon/start"), "start after failover");
         await next.WaitForStateAsync(CurrentSocket, "RUNNING", Wait);
         Current = next;
-        await Task.Run(() =>
+        // The first read that succeeds among a few files: with policy none a page whose READ the killed daemon had
+        // taken stays locked for good, so one probe of that page alone would wait forever.
+        var candidates = FileHashes.Keys.Where(f => FileSizes[f] > 0).Order(StringComparer.Ordinal).ToArray();
+        var probes = Enumerable.Range(0, 4).Select(i => candidates[(_probeRound * 4 + i) % candidates.Length]).Select(file => Task.Run(() =>
         {
-            var file = FileHashes.Keys.First(f => FileSizes[f] > 0);
             using var handle = File.OpenHandle(MountPoint + file);
             TreeReaders.DropCache(handle);
             RandomAccess.Read(handle, new byte[1], 0);
-        }).WaitAsync(Wait);
+        })).ToList();
+        _probeRound++;
+        while (true)
+        {
+            var done = await Task.WhenAny(probes).WaitAsync(Wait);
+            if (done.IsCompletedSuccessfully) break;
+            probes.Remove(done);
+            if (probes.Count == 0) await done; // every probe failed: rethrow the last failure
+        }
         var elapsed = watch.Elapsed;
         await SendFdAsync();
         return elapsed;
