@@ -52,8 +52,14 @@ public static class DaemonHost
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
 
-        // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order).
-        var fuse = options.Singleton ? null : FuseServiceSetup.Prepare(options);
+        // Crash detection reads the old socket file, so it runs before the API server rebinds it.
+        var takeover = UpgradeStart.Detect(options);
+        var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
+        // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
+        // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
+        var fuse = options.Singleton ? null
+            : FuseServiceSetup.Prepare(options,
+                UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover);
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
@@ -102,7 +108,8 @@ public static class DaemonHost
                 // No API, no daemon: take back what was set up, the kernel mount included.
                 daemon.Tell(TriggerStop.Instance);
                 await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                if (fuse is not null) FuseMount.Unmount(fuse.MountPoint);
+                // A daemon waiting for a takeover never owned the mount: it belongs to the predecessor.
+                if (fuse is not null && takeover is null) FuseMount.Unmount(fuse.MountPoint);
                 throw;
             }
 
@@ -116,14 +123,20 @@ public static class DaemonHost
             // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
             if (fuse is not null)
             {
-                var restored = await daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
+                var restoring = daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
                     Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-                Log.Information("Mount table: {Result}", restored.Message);
+                // A daemon told to stop meanwhile (exit, a signal, a failed journal) never answers: stop waiting.
+                if (await Task.WhenAny(restoring, daemonStopped) == restoring)
+                    Log.Information("Mount table: {Result}", (await restoring).Message);
             }
 
-            // A normal start sends itself Mount then Start (upstream: every daemon kind does).
-            foreach (var input in new[] { DaemonInput.Mount, DaemonInput.Start })
+            // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
+            // for the supervisor's takeover and start.
+            if (takeover is not null)
+                Log.Information("nydusd is {State}, waiting for a takeover ({Reason})", DaemonState.Init.ToApiName(), takeover);
+            foreach (var input in takeover is null ? new[] { DaemonInput.Mount, DaemonInput.Start } : [])
             {
+                if (daemonStopped.IsCompleted) break;
                 var result = await daemon.Ask<DaemonCommandResult>(new DaemonCommand(input), settings.ActionTimeout + TimeSpan.FromSeconds(5));
                 if (!result.Succeeded)
                 {
@@ -133,7 +146,7 @@ public static class DaemonHost
                     return 1;
                 }
             }
-            Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
+            if (takeover is null) Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
 
             await daemonStopped;
             if (settings.Outcome.Failure is { } failure)

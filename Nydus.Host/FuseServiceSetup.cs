@@ -4,6 +4,7 @@ using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Fuse.Session;
 using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Upgrade;
 using Nydus.Actors.Vfs;
 using Serilog;
 
@@ -13,6 +14,8 @@ namespace Nydus.Host;
 /// Upstream's start order for a FUSE daemon (create_fuse_daemon): open the filesystem, mount the kernel side, then
 /// hand both to the daemon's service so that Mount and Start can follow. Anything wrong with the image, the config
 /// or the mountpoint is reported before the kernel mount is made, and a failure after it unmounts again.
+/// A daemon that takes over (<c>--upgrade</c>, or a crashed predecessor, §3) opens the same filesystems but makes no
+/// kernel mount: its service waits in INIT for the descriptor the supervisor holds.
 /// </summary>
 public sealed class FuseServiceSetup
 {
@@ -41,11 +44,16 @@ public sealed class FuseServiceSetup
     /// <summary>Unmounts and releases everything, for when the daemon never got to own it.</summary>
     public Action Undo { get; }
 
-    public static FuseServiceSetup Prepare(NydusdOptions options)
+    /// <param name="handoff">Supervisor settings for sendfd and takeover.</param>
+    /// <param name="takeover">Non-null when this daemon is to take over an existing kernel mount instead of making one.</param>
+    public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover)
     {
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
         if (!Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
+        // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing.
+        if (takeover is not null && !FuseMount.IsMounted(mountpoint))
+            throw new IOException($"nothing is mounted at {mountpoint} to take over (--upgrade needs the running daemon's mount)");
 
         var opened = OpenFilesystem(options);
         var instance = opened?.Opened.Instance;
@@ -68,6 +76,37 @@ public sealed class FuseServiceSetup
                     MountMetricsRegistry.Shared.RegisterFs(options.VirtualMountpoint, stats);
                 }
             }
+        }
+        catch
+        {
+            if (commandLine is not null) vfs.Dispose();
+            else instance?.Dispose();
+            throw;
+        }
+
+        var sessionOptions = new FuseSessionOptions
+        {
+            WorkerCount = options.ThreadNum,
+            // What the command line's instance wants; a root filled only through the API serves images.
+            InitOptions = instance?.InitOptions ?? FuseInitOptions.ReadOnlyImage,
+        };
+        if (takeover is not null)
+        {
+            // The session is built on the descriptor the takeover receives; until then the mount is the
+            // predecessor's, so nothing here ever unmounts it.
+            var waiting = FuseServiceActor.PropsForTakeover(descriptor =>
+            {
+                var restored = new FuseSession(descriptor, vfs, sessionOptions);
+                vfs.Notifier = restored.Notifier;
+                return restored;
+            }, mountpoint, handoff, vfs);
+            Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",
+                instance?.Type.ToDisplayString() ?? "an empty root", mountpoint, takeover);
+            return new FuseServiceSetup(waiting, vfs, commandLine, mountpoint, vfs.Dispose);
+        }
+
+        try
+        {
             device = FuseMount.Mount(mountpoint, new FuseMountOptions
             {
                 Source = instance?.Type == FsBackendType.PassthroughFs ? "passthroughfs" : "rafs",
@@ -75,12 +114,7 @@ public sealed class FuseServiceSetup
                 AllowOther = true,
             });
             Log.Information("Mounted {Kind} at {MountPoint}", instance?.Type.ToDisplayString() ?? "an empty root", mountpoint);
-            session = new FuseSession(device.Handle, vfs, new FuseSessionOptions
-            {
-                WorkerCount = options.ThreadNum,
-                // What the command line's instance wants; a root filled only through the API serves images.
-                InitOptions = instance?.InitOptions ?? FuseInitOptions.ReadOnlyImage,
-            });
+            session = new FuseSession(device.Handle, vfs, sessionOptions);
             vfs.Notifier = session.Notifier;
             MountMetricsRegistry.Shared.Inflight = session.Inflight;
         }
@@ -93,13 +127,12 @@ public sealed class FuseServiceSetup
                 FuseMount.Unmount(mountpoint);
                 device.Dispose();
             }
-            if (commandLine is not null) vfs.Dispose();
-            else instance?.Dispose();
+            vfs.Dispose();
             throw;
         }
 
         // The service releases, in order: the session (workers), the descriptor, then the VFS and every instance in it.
-        var props = FuseServiceActor.Props(session, mountpoint, session, device, vfs);
+        var props = FuseServiceActor.Props(session, mountpoint, handoff, session, device, vfs);
         return new FuseServiceSetup(props, vfs, commandLine, mountpoint, () =>
         {
             try { FuseMount.Unmount(mountpoint); } catch (Exception e) { Log.Warning("Unmounting {MountPoint} failed: {Error}", mountpoint, e.Message); }

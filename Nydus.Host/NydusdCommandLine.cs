@@ -91,8 +91,6 @@ public static class NydusdCommandLine
             r.AddError($"invalid --log-level '{level}': use one of {string.Join(", ", LogLevels)}");
         if (Given(r, Supervisor) && !Given(r, Id))
             r.AddError("--supervisor requires --id");
-        if (Given(r, Supervisor)) r.AddError(NotYet("--supervisor (fd and state handoff to a supervisor)"));
-        if (Given(r, Upgrade)) r.AddError(NotYet("--upgrade (live upgrade by takeover)"));
         if (Value(r, LogRotationSize, 0) != 0) r.AddError(NotYet("--log-rotation-size"));
         if (Value(r, ConfigFile, null) is { } config && !IsReadableFile(config))
             r.AddError($"cannot read --config file {config}");
@@ -136,6 +134,9 @@ public static class NydusdCommandLine
     private static void ValidateSingleton(CommandResult r)
     {
         if (Given(r, Fscache)) r.AddError(NotYet("--fscache (EROFS over fscache)"));
+        // A singleton's handoff carries the /dev/cachefiles fd and blob entries, which need fscache first.
+        if (Given(r, Supervisor)) r.AddError(NotYet("--supervisor for a singleton (fscache handoff)"));
+        if (Given(r, Upgrade)) r.AddError(NotYet("--upgrade for a singleton (fscache takeover)"));
         if (Given(r, FscacheTag) && !Given(r, Fscache)) r.AddError("--fscache-tag requires --fscache");
     }
 

@@ -62,10 +62,19 @@ public sealed partial class NydusdProcess : IAsyncDisposable
         return (code, process.Output);
     }
 
+    // Set NYDUS_TEST_DAEMON_LOGS to a directory to keep every daemon's output there as <pid>.log: a test whose
+    // process hangs (a reader blocked on FUSE) never prints the output it kept in memory.
+    private static readonly string? LogDirectory = Environment.GetEnvironmentVariable("NYDUS_TEST_DAEMON_LOGS");
+
     private void Append(string? line)
     {
         if (line is null) return;
-        lock (_output) _output.AppendLine(line);
+        lock (_output)
+        {
+            _output.AppendLine(line);
+            if (LogDirectory is not null)
+                File.AppendAllText(Path.Combine(LogDirectory, $"{_process.Id}.log"), line + Environment.NewLine);
+        }
     }
 
     /// <summary>Waits until the API on <paramref name="socket"/> reports <paramref name="state"/>.</summary>

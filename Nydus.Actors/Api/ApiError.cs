@@ -26,6 +26,7 @@ public sealed class ApiError(int status, string code, string message) : Exceptio
         DaemonErrorKind.UnexpectedEvent => new(400, "UnexpectedEvent", error.Message),
         DaemonErrorKind.NotReady => NotReady(error.Message),
         DaemonErrorKind.Unsupported => Unsupported(error.Message),
+        DaemonErrorKind.UpgradeManager => new(500, "UpgradeManager", error.Message),
         DaemonErrorKind.Stopped => new(500, "Stopped", error.Message),
         _ => new(500, "ActionFailed", error.Message),
     };

@@ -37,6 +37,7 @@ public sealed class ApiServer : IAsyncDisposable
         var routes = new ApiRoutes();
         DaemonEndpoints.Map(routes, api);
         MountEndpoints.Map(routes, api);
+        FuseHandoffEndpoints.Map(routes, api);
         MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
         PendingEndpoints.Map(routes);
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Akka.Actor;
+using Nydus.Actors.Config;
 using Akka.Event;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
@@ -22,6 +23,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly IActorRef _fsService;
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
+    // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
+    private bool _restoringMounts;
     private DaemonState _reported = DaemonState.Init;
     private ImmutableSortedDictionary<string, MountedBackend> _backends = ImmutableSortedDictionary<string, MountedBackend>.Empty;
 
@@ -55,6 +58,14 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void Idle()
     {
+        // A singleton's takeover would restore fscache state, which this build does not have: refuse it before the
+        // machine moves, rather than report READY with nothing restored.
+        Receive<DaemonCommand>(c => c.Input == DaemonInput.Takeover && _service is null, _ =>
+            Sender.Tell(new DaemonCommandResult(_reported,
+                new DaemonError(DaemonErrorKind.Unsupported, "takeover of a daemon without a FUSE service (singleton) is not supported yet"))));
+        // A successor must not serve a taken-over connection before it has mounted again what the journal records:
+        // the kernel's node ids of those instances would answer ESTALE meanwhile. Held until the restore is done.
+        Receive<DaemonCommand>(c => _restoringMounts && c.Input is DaemonInput.Takeover or DaemonInput.Start, _ => Stash.Stash());
         Receive<DaemonCommand>(c => BeginSequence([c.Input], Sender));
         Receive<TriggerStop>(_ => BeginSequence(DaemonStateMachine.StopSequence(_reported), Sender));
         Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender));
@@ -81,7 +92,34 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<BackendsChanged>(b => _backends = b.Backends);
         // Mount table changes do not go through the state machine (upstream serves them in any state): the
         // filesystem service orders them itself.
+        Receive<RestoreMounts>(r =>
+        {
+            _restoringMounts = true;
+            var replyTo = Sender;
+            _fsService.Ask<MountOperationResult>(r, Timeout.InfiniteTimeSpan)
+                .PipeTo(Self, success: result => new MountsRestored(result, replyTo),
+                    failure: e => new MountsRestored(new MountOperationResult(MountErrorKind.Failed, $"restoring the mount table failed: {e.Message}"), replyTo));
+        });
+        Receive<MountsRestored>(m =>
+        {
+            _restoringMounts = false;
+            m.ReplyTo.Tell(m.Result);
+            Stash.UnstashAll();
+        });
         Receive<IMountRequest>(r => _fsService.Forward(r));
+        // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
+        Receive<SendFuseFd>(m =>
+        {
+            if (_service is null)
+                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported, "this daemon has no FUSE fd to send (singleton)")));
+            else if (_backends.Values.FirstOrDefault(b => b.BackendType == FsBackendType.PassthroughFs.ToDisplayString()) is { } shared)
+                // A passthrough instance's node ids are this process's O_PATH handles: a successor could not serve
+                // what the kernel holds of it, so refuse rather than hand over a mount that would answer ESTALE.
+                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
+                    $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
+            else
+                _service.Forward(m);
+        });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
             Self.Tell(new ServiceEnded("the service actor stopped")));
@@ -153,7 +191,15 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Stash.UnstashAll();
         if (result.Error is not null)
         {
-            FailSequence(new DaemonError(DaemonErrorKind.ActionFailed, $"action {result.Action} failed: {result.Error}"));
+            if (result.Action == DaemonAction.Restore)
+            {
+                // Deviation from upstream (whose machine stays in Ready, so the process must be restarted): a failed
+                // restore installed nothing, so the machine goes back to Init and the supervisor may try again.
+                _fsm = DaemonFsmState.Init;
+            }
+            // A failed restore is a failed exchange with the supervisor: upstream's UpgradeManager error.
+            var kind = result.Action == DaemonAction.Restore ? DaemonErrorKind.UpgradeManager : DaemonErrorKind.ActionFailed;
+            FailSequence(new DaemonError(kind, $"action {result.Action} failed: {result.Error}"));
             return;
         }
         ApplyActionSucceeded(result.Action);
@@ -193,3 +239,6 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private sealed record ActionTimedOut(int Generation);
 }
+
+/// <summary>The fs-service's answer to <see cref="RestoreMounts"/>, on its way back through the daemon actor.</summary>
+internal sealed record MountsRestored(MountOperationResult Result, IActorRef ReplyTo);

@@ -20,6 +20,18 @@ public sealed record TriggerExit : IDaemonMessage
     public static readonly TriggerExit Instance = new();
 }
 
+/// <summary>
+/// <c>PUT /api/v1/daemon/fuse/sendfd</c>: hand a copy of the FUSE descriptor and the handoff state to the supervisor
+/// (upstream's save). Not a state machine input: the daemon keeps serving. Answered with <see cref="FuseFdSent"/>.
+/// </summary>
+public sealed record SendFuseFd : IDaemonMessage
+{
+    public static readonly SendFuseFd Instance = new();
+}
+
+/// <summary>The answer to <see cref="SendFuseFd"/>; <see cref="Error"/> is null when the supervisor has the fd.</summary>
+public sealed record FuseFdSent(DaemonError? Error);
+
 public sealed record GetDaemonInfo : IDaemonMessage
 {
     public static readonly GetDaemonInfo Instance = new();
@@ -41,6 +53,8 @@ public enum DaemonErrorKind
     Stopped,
     NotReady,
     Unsupported,
+    /// <summary>The supervisor exchange failed or there is no supervisor (upstream's UpgradeManager error, HTTP 500).</summary>
+    UpgradeManager,
 }
 
 public sealed record DaemonError(DaemonErrorKind Kind, string Message);

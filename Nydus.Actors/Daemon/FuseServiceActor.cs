@@ -1,6 +1,8 @@
 using Akka.Actor;
 using Akka.Event;
+using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Fuse.Session;
+using Nydus.Actors.Upgrade;
 
 namespace Nydus.Actors.Daemon;
 
@@ -10,14 +12,20 @@ namespace Nydus.Actors.Daemon;
 /// noticing); umount detaches the kernel mount and then lets the workers end. Owns the session, and so the /dev/fuse
 /// descriptor and the filesystem behind it, which it releases when it stops. Runs on the blocking-I/O dispatcher
 /// because umount2(2) blocks.
+/// For live upgrade and failover (<see cref="FuseHandoffSettings"/>): <see cref="SendFuseFd"/> hands a copy of the
+/// descriptor and the handoff state to the supervisor; a service created for takeover has no session until Restore
+/// receives the descriptor from the supervisor and builds the session on it (no kernel mount, no FUSE INIT).
 /// </summary>
 public sealed class FuseServiceActor : ReceiveActor
 {
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly FuseSession _session;
     private readonly string _mountpoint;
-    private readonly IDisposable[] _owned;
-    private readonly IActorRef _sessionActor;
+    private readonly List<IDisposable> _owned;
+    private readonly FuseHandoffSettings? _handoff;
+    // Takeover mode: builds the session on the descriptor Restore receives.
+    private readonly Func<SafeFileHandle, FuseSession>? _restoreSession;
+    private FuseSession? _session;
+    private IActorRef? _sessionActor;
 
     // The action in progress and who asked for it.
     private DaemonAction? _pending;
@@ -27,12 +35,18 @@ public sealed class FuseServiceActor : ReceiveActor
     /// <param name="session">The session on the mounted /dev/fuse descriptor.</param>
     /// <param name="mountpoint">Where the kernel mount is.</param>
     /// <param name="owned">What this service releases when it stops, in order (the session, the device, the image).</param>
-    public FuseServiceActor(FuseSession session, string mountpoint, IDisposable[] owned)
+    /// <param name="handoff">Supervisor settings for sendfd/takeover; null when this daemon cannot hand over.</param>
+    /// <param name="restoreSession">Takeover mode (no session yet): builds the session on the received descriptor.</param>
+    public FuseServiceActor(FuseSession? session, string mountpoint, IDisposable[] owned, FuseHandoffSettings? handoff = null,
+        Func<SafeFileHandle, FuseSession>? restoreSession = null)
     {
-        _session = session;
         _mountpoint = mountpoint;
-        _owned = owned;
-        _sessionActor = Context.ActorOf(FuseSessionActor.Props(session), "fuse-session");
+        _owned = [.. owned];
+        _handoff = handoff;
+        _restoreSession = restoreSession;
+        if (session is not null) InstallSession(session);
+
+        Receive<SendFuseFd>(_ => Sender.Tell(new FuseFdSent(SendFd())));
 
         Receive<ServiceActionRequest>(r => _pending is null, OnAction);
         Receive<ServiceActionRequest>(r => Sender.Tell(new ServiceActionResult(r.Action, $"action {_pending} is still running")));
@@ -47,7 +61,22 @@ public sealed class FuseServiceActor : ReceiveActor
     }
 
     public static Props Props(FuseSession session, string mountpoint, params IDisposable[] owned) =>
-        Akka.Actor.Props.Create(() => new FuseServiceActor(session, mountpoint, owned)).WithDispatcher("nydus.blocking-io");
+        Props(session, mountpoint, null, owned);
+
+    public static Props Props(FuseSession session, string mountpoint, FuseHandoffSettings? handoff, params IDisposable[] owned) =>
+        Akka.Actor.Props.Create(() => new FuseServiceActor(session, mountpoint, owned, handoff, null)).WithDispatcher("nydus.blocking-io");
+
+    /// <summary>A service that waits for takeover: Restore fetches the descriptor and builds the session with
+    /// <paramref name="restoreSession"/>; <paramref name="owned"/> (the opened image) is released at stop.</summary>
+    public static Props PropsForTakeover(Func<SafeFileHandle, FuseSession> restoreSession, string mountpoint,
+        FuseHandoffSettings handoff, params IDisposable[] owned) =>
+        Akka.Actor.Props.Create(() => new FuseServiceActor(null, mountpoint, owned, handoff, restoreSession)).WithDispatcher("nydus.blocking-io");
+
+    private void InstallSession(FuseSession session)
+    {
+        _session = session;
+        _sessionActor = Context.ActorOf(FuseSessionActor.Props(session), "fuse-session");
+    }
 
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(maxNrOfRetries: 10, withinTimeRange: TimeSpan.FromMinutes(1), localOnlyDecider: FuseSessionActor.Decide);
@@ -56,13 +85,22 @@ public sealed class FuseServiceActor : ReceiveActor
     {
         _pending = request.Action;
         _requester = Sender;
+        if (_sessionActor is null && request.Action is not DaemonAction.Restore)
+        {
+            Complete(request.Action, $"no FUSE session for {_mountpoint} yet: this daemon waits for a takeover");
+            return;
+        }
+
         switch (request.Action)
         {
             case DaemonAction.StartService:
-                _sessionActor.Tell(StartWorkers.Instance);
+                _sessionActor!.Tell(StartWorkers.Instance);
                 break;
             case DaemonAction.TerminateService:
-                _sessionActor.Tell(StopWorkers.Instance);
+                _sessionActor!.Tell(StopWorkers.Instance);
+                break;
+            case DaemonAction.Restore:
+                Complete(DaemonAction.Restore, Restore());
                 break;
             case DaemonAction.Umount:
                 _unmounting = true;
@@ -78,11 +116,79 @@ public sealed class FuseServiceActor : ReceiveActor
                     Complete(DaemonAction.Umount, $"unmounting {_mountpoint} failed: {e.Message}");
                     return;
                 }
-                _sessionActor.Tell(StopWorkers.Instance);
+                _sessionActor!.Tell(StopWorkers.Instance);
                 break;
             default:
                 Complete(request.Action, $"{request.Action} is not supported yet by this build");
                 break;
+        }
+    }
+
+    /// <summary>Upstream's restore: receive, decode, install the fd as the session's, drain on failover. Returns
+    /// the error, or null. All or nothing: on failure the received descriptor is closed and nothing is installed.</summary>
+    private string? Restore()
+    {
+        if (_session is not null) return $"{_mountpoint} already has a FUSE session";
+        if (_restoreSession is null || _handoff is null) return "this daemon was not started for a takeover (--upgrade, or after a crash)";
+        SafeFileHandle? descriptor = null;
+        FuseSession? session = null;
+        try
+        {
+            (HandoffState state, descriptor) = FuseHandoff.Receive(_handoff, _mountpoint);
+            session = _restoreSession(descriptor);
+            // The kernel sent INIT to the first daemon of this connection only; without the saved answer the
+            // session could not know the agreed sizes and flags (upstream: VFS initialized iff INIT options saved).
+            if (state.FuseInit is { } init) session.Dispatcher.Restore(FuseHandoff.ToConnectionInfo(init));
+            if (_handoff.IsFailover)
+            {
+                // Once, before any worker reads: requests the dead daemon read but never answered are queued again
+                // (resend), aborted (flush) or left (none).
+                uint? connection = state.FuseConnId != 0 ? (uint)state.FuseConnId : FuseMount.FindConnectionId(_mountpoint);
+                var drained = FuseFailoverDrain.Apply(_handoff.FailoverPolicy, descriptor, connection);
+                _log.Info("Failover drain on {MountPoint}: policy {Policy}, result {Result}", _mountpoint, _handoff.FailoverPolicy, drained);
+            }
+
+            _owned.InsertRange(0, [session, new FuseDevice(descriptor, _mountpoint)]);
+            InstallSession(session);
+            _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover})",
+                _mountpoint, state.FuseConnId, state.FuseInit is not null, _handoff.IsFailover);
+            return null;
+        }
+        catch (Exception e) when (e is UpgradeException or IOException or Fuse.FuseException)
+        {
+            session?.Dispose();
+            descriptor?.Dispose();
+            _log.Warning("Takeover of {MountPoint} failed: {Error}", _mountpoint, e.Message);
+            return $"takeover of {_mountpoint} failed: {e.Message}";
+        }
+    }
+
+    /// <summary>Upstream's save for <c>sendfd</c>: the state and a copy of the descriptor go to the supervisor; this
+    /// daemon keeps serving. Returns the error, or null.</summary>
+    private DaemonError? SendFd()
+    {
+        if (_handoff is null)
+            return new DaemonError(DaemonErrorKind.Unsupported, $"the FUSE mount at {_mountpoint} cannot be handed over by this daemon");
+        if (_handoff.SupervisorPath is null)
+            return new DaemonError(DaemonErrorKind.UpgradeManager, "this daemon was started without --supervisor: nowhere to send the FUSE fd");
+        if (_handoff.Mount.Kind == HandoffMountKinds.Passthrough)
+            return new DaemonError(DaemonErrorKind.Unsupported,
+                "handing over a passthrough mount is not supported yet: its node ids are not stable across processes");
+        if (_session is null)
+            return new DaemonError(DaemonErrorKind.NotReady, $"no FUSE session for {_mountpoint} yet: this daemon waits for a takeover");
+        if (_session.Dispatcher.Connection is not { } connection)
+            return new DaemonError(DaemonErrorKind.NotReady, $"the kernel has not sent FUSE INIT for {_mountpoint} yet");
+        try
+        {
+            var state = FuseHandoff.BuildState(_handoff, _mountpoint, connection);
+            FuseHandoff.Send(_handoff, state, _session.Device);
+            _log.Info("Sent the FUSE fd of {MountPoint} and its state to supervisor {Supervisor}", _mountpoint, _handoff.SupervisorPath);
+            return null;
+        }
+        catch (UpgradeException e)
+        {
+            _log.Warning("sendfd of {MountPoint} failed: {Error}", _mountpoint, e.Message);
+            return new DaemonError(DaemonErrorKind.UpgradeManager, $"sending the FUSE fd to {_handoff.SupervisorPath} failed: {e.Message}");
         }
     }
 

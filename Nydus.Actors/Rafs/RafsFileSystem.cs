@@ -103,6 +103,13 @@ public sealed class RafsFileSystem : IFuseFileSystem
         return (flags & Libc.O_ACCMODE) != Libc.O_RDONLY ? Errno.EROFS : Errno.ENOSYS;
     }
 
+    /// <summary>
+    /// ENOSYS, as upstream's RAFS answers (fuse-backend-rs' default): an image has nothing to flush, and the kernel then
+    /// stops sending FLUSH on close for the whole connection. Besides saving a request per close, a close then never
+    /// waits on the daemon, so a process closing files during a handoff or after a crash cannot block in the kernel.
+    /// </summary>
+    public Errno Flush(in FuseContext context, ulong nodeId, ulong handle, ulong lockOwner) => Errno.ENOSYS;
+
     public Errno Read(in FuseContext context, ulong nodeId, ulong handle, long offset, Span<byte> buffer, out int bytesRead)
     {
         bytesRead = 0;

@@ -6,8 +6,9 @@ using System.Text.Json.Serialization;
 namespace Nydus.Actors.Upgrade;
 
 /// <summary>FUSE INIT as negotiated with the kernel, so a successor accepts the received fd as already initialized.</summary>
+/// <param name="KernelFlags">Everything the kernel offered (added after v1's first shape; 0 when absent).</param>
 public sealed record FuseInitState(uint Major, uint Minor, ulong Flags, uint MaxWrite, uint MaxReadahead, uint MaxPages,
-    bool NoOpen, bool NoOpenDir);
+    bool NoOpen, bool NoOpenDir, ulong KernelFlags = 0);
 
 /// <summary>One mounted instance: what is needed to re-open it (bootstrap + config, or a passthrough directory).</summary>
 public sealed record HandoffMount(string Mountpoint, string Kind, string? Source, string? Config, string? SharedDir,
@@ -22,8 +23,10 @@ public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, s
 /// <c>NYDUS-HANDOFF v&lt;version&gt; sha256:&lt;hex&gt;</c>, a newline, then UTF-8 JSON; the checksum covers the JSON.
 /// It is not upstream's dbs-snapshot binary encoding: an upgrade between upstream nydusd and ours is not supported.
 /// </summary>
+/// <param name="KernelMountpoint">Where the kernel mount is, so a successor refuses a state meant for another mount
+/// (added after v1's first shape; null when absent).</param>
 public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
-    IReadOnlyList<HandoffHandle> Handles, string DaemonId)
+    IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null)
 {
     public const int CurrentVersion = 1;
     private const string Magic = "NYDUS-HANDOFF";

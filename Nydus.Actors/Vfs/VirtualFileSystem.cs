@@ -30,7 +30,6 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     private readonly object _gate = new();
     private readonly Dictionary<ulong, PseudoNode> _pseudo = new();
     private readonly PseudoNode _root;
-    private ulong _nextPseudoId = 2;
     private int _cursor;
     private volatile Slot? _rootSlot;
     private FuseNotifier? _notifier;
@@ -100,7 +99,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
                         throw new InvalidOperationException($"mountpoint {path} lies inside the mount at {node.Mounted.Mountpoint}");
                     if (!node.Children.TryGetValue(part, out var child))
                     {
-                        child = new PseudoNode(_nextPseudoId++, part, node);
+                        child = new PseudoNode(PseudoIdOf(part, node), part, node);
                         node.Children[part] = child;
                         _pseudo[child.Id] = child;
                     }
@@ -698,6 +697,33 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (slot == Slot.Stale) return Errno.ESTALE;
         try { return slot!.FileSystem.Lseek(Inner(context, ino), ino, handle, offset, whence, out result); }
         finally { slot!.Release(); }
+    }
+
+    /// <summary>
+    /// A pseudo directory's node id is a hash of its path (FNV-1a, inside index 0), not a counter: a successor that
+    /// takes over the connection mounts the same table in whatever order its journal gives and must still answer the
+    /// ids the kernel holds for these directories. A collision (rare) takes the next free id, under the gate.
+    /// </summary>
+    private ulong PseudoIdOf(string part, PseudoNode parent)
+    {
+        var path = parent == _root ? "/" + part : PathOf(parent) + "/" + part;
+        ulong hash = 14695981039346656037UL;
+        foreach (char c in path)
+        {
+            hash ^= c;
+            hash *= 1099511628211UL;
+        }
+        ulong id = hash & InodeMask;
+        while (id <= RootId || _pseudo.ContainsKey(id)) id = (id + 1) & InodeMask;
+        return id;
+    }
+
+    private static string PathOf(PseudoNode node)
+    {
+        var parts = new List<string>();
+        for (var n = node; n?.Parent is not null; n = n.Parent) parts.Add(n.Name);
+        parts.Reverse();
+        return "/" + string.Join('/', parts);
     }
 
     public void Dispose()

@@ -8,8 +8,6 @@ public static class PendingEndpoints
 {
     private static readonly (string Method, string Path, string What)[] Pending =
     [
-        ("PUT", "/api/v1/daemon/fuse/sendfd", "handing the FUSE fd to a supervisor"),
-        ("PUT", "/api/v1/daemon/fuse/takeover", "taking over a FUSE session"),
         ("GET", "/api/v1/daemon/backend", "RAFS superblock information"),
         ("GET", "/api/v1/metrics/backend", "backend metrics"),
         ("GET", "/api/v1/metrics/blobcache", "blob cache metrics"),

@@ -36,6 +36,16 @@ public sealed partial class FuseDispatcher
 
     public IFuseFileSystem FileSystem => _fileSystem;
 
+    /// <summary>
+    /// Adopts what INIT agreed on a connection this process took over: the kernel sends INIT once per connection,
+    /// to the predecessor, so a successor must take the negotiated options from the handed-over state instead.
+    /// </summary>
+    public void Restore(FuseConnectionInfo connection)
+    {
+        Connection = connection;
+        _fileSystem.Init(connection);
+    }
+
     /// <summary>Requests handled so far.</summary>
     public long Requests => Interlocked.Read(ref _requests);
 

@@ -54,6 +54,9 @@ public sealed class FuseSession : IDisposable
     /// <summary>What each worker is serving now (GET /api/v1/metrics/inflight).</summary>
     public FuseInflight Inflight { get; }
 
+    /// <summary>The /dev/fuse descriptor served (owned by the caller), e.g. to hand to a supervisor.</summary>
+    public SafeFileHandle Device => _device;
+
     public int WorkerCount => _options.WorkerCount;
 
     /// <summary>Workers of the current generation still running.</summary>
