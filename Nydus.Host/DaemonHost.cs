@@ -52,6 +52,9 @@ public static class DaemonHost
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
 
+        // Read before any image is opened (the command line's is opened next).
+        Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
+            Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
         // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order).
         var fuse = options.Singleton ? null : FuseServiceSetup.Prepare(options);
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
