@@ -25,10 +25,10 @@ namespace Nydus.Actors.Storage.Cache;
 /// Read-ahead (<see cref="BlobCacheSettings.ReadAheadWindows"/>, only with amplification): once a miss shows a
 /// blob being read in order (it starts near where the previous read of the blob ended), the cache fetches the next
 /// missing range after it (amplification rules: at most <see cref="BlobCacheSettings.ReadAmplifyBytes"/>, stopping
-/// at present blocks, at other fetches and at the blob end) on the thread pool, and when a reader reaches the first
+/// at present blocks, at other fetches and at the blob end) in the background, and when a reader reaches the first
 /// block of that range it starts the next one, like the kernel's page cache read-ahead. So a sequential cold walk
 /// reads one range while the next one is on its way. Read-aheads are ordinary single-flight fetches (readers of their
-/// blocks wait for them, nothing is fetched twice), at most <c>ReadAheadWindows</c> run per blob, and they are
+/// blocks wait for them, nothing is fetched twice), at most <c>ReadAheadWindows</c> run per blob, each on a short-lived thread of its own, and they are
 /// cancelled at <see cref="Dispose"/>.
 /// </para>
 /// <para>
@@ -437,8 +437,18 @@ public sealed class BlobFileCache : IBlobBackend
             Interlocked.Increment(ref _readAheadsRunning);
         }
 
-        ThreadPool.UnsafeQueueUserWorkItem(static state => state.Cache.RunReadAhead(state.File, state.Fetch),
-            (Cache: this, File: file, Fetch: fetch), preferLocal: false);
+        // A thread of its own, not the thread pool: the backend blocks its caller on async HTTP work that needs pool
+        // threads to finish, so blocked pool threads could starve it. At most ReadAheadWindows per blob, each short-lived.
+        var thread = new Thread(static state =>
+        {
+            var (cache, blobFile, blobFetch) = ((BlobFileCache, CachedBlobFile, CachedBlobFile.Fetch))state!;
+            cache.RunReadAhead(blobFile, blobFetch);
+        })
+        {
+            IsBackground = true,
+            Name = "nydus-readahead",
+        };
+        thread.UnsafeStart((this, file, fetch));
     }
 
     private void RunReadAhead(CachedBlobFile file, CachedBlobFile.Fetch fetch)
