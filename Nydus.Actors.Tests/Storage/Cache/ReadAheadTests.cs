@@ -145,6 +145,51 @@ public sealed class ReadAheadTests
         }
     }
 
+    [Fact]
+    public void Reader_of_another_cache_on_the_work_dir_fetches_for_itself_when_a_disposed_cache_cancels_its_read_ahead()
+    {
+        using var dir = new TempDir("readahead-shared");
+        byte[] content = Content(1 << 20);
+        using var hanging = new HangingBackend(content, hangFrom: 128 << 10);
+        var counting = new CountingBackend().Add(BlobId, content);
+        var first = new BlobFileCache(Settings(dir, windows: 1), hanging);
+        // A second image over the same work dir: it shares the blob's cache file and its running fetches.
+        using var second = new BlobFileCache(Settings(dir), counting);
+        try
+        {
+            first.Read(BlobId, 0, new byte[100]);
+            first.Read(BlobId, 64 << 10, new byte[100]);
+            Assert.True(hanging.Hanging.Wait(Bound), "no read-ahead reached the backend");
+
+            var read = new byte[100];
+            Exception? readerError = null;
+            var reader = new Thread(() =>
+            {
+                try
+                {
+                    second.Read(BlobId, 130 << 10, read);
+                }
+                catch (Exception e)
+                {
+                    readerError = e;
+                }
+            });
+            reader.Start();
+            Assert.True(SpinWait.SpinUntil(() => second.Metrics.Misses == 1, Bound), "the reader never waited");
+
+            Task dispose = Task.Run(first.Dispose);
+            Assert.True(dispose.Wait(Bound), "dispose did not return");
+            Assert.True(reader.Join(Bound), "the reader did not return");
+            Assert.Null(readerError);
+            Assert.True(content.AsSpan(130 << 10, 100).SequenceEqual(read));
+            Assert.Contains((128L << 10, 64 << 10), counting.Ranges);
+        }
+        finally
+        {
+            first.Dispose();
+        }
+    }
+
     /// <summary>Serves one blob; reads at or past <c>hangFrom</c> block until their cancellation token fires (bounded).</summary>
     private sealed class HangingBackend(byte[] content, long hangFrom) : IBlobBackend
     {

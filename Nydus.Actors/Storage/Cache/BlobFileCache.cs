@@ -336,6 +336,13 @@ public sealed class BlobFileCache : IBlobBackend
             if (running is not null)
             {
                 running.Wait();
+                if (running.Failure is not null && running.Cancelled && !_readAheadStop.IsCancellationRequested)
+                {
+                    // A read-ahead of another cache object on this work dir, stopped because that one was disposed:
+                    // nothing is wrong with the blob, so this reader fetches for itself.
+                    continue;
+                }
+
                 if (running.Failure is { } failure)
                 {
                     // A fresh exception: the fetcher's own is being thrown on its thread at the same time.
@@ -465,6 +472,7 @@ public sealed class BlobFileCache : IBlobBackend
                 e is OperationCanceledException or ObjectDisposedException ? StorageErrorKind.BackendUnavailable : StorageErrorKind.IoError,
                 $"read-ahead of blob {file.BlobId} blocks [{fetch.FirstBlock}, {fetch.LastBlock}] failed: {e.Message}", e);
             Metrics.RecordReadAheadFailure();
+            fetch.Cancelled = _readAheadStop.IsCancellationRequested;
             Log.Debug("Read-ahead of blob {BlobId} blocks [{First}, {Last}] failed: {Reason}", file.BlobId,
                 fetch.FirstBlock, fetch.LastBlock, e.Message);
         }

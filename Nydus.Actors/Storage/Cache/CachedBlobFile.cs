@@ -433,6 +433,9 @@ internal sealed class CachedBlobFile : IDisposable
 
         public StorageException? Failure { get; private set; }
 
+        /// <summary>A read-ahead that failed because its cache was being disposed (set before <see cref="Finish"/>).</summary>
+        public bool Cancelled { get; set; }
+
         public void Finish(StorageException? failure)
         {
             Failure = failure;
