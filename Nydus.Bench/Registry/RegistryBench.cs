@@ -105,7 +105,7 @@ public static partial class RegistryBench
             }
 
             report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine (load average {loadBefore} at the start, "
-                + $"{LoadAverage()} at the end: other developers' builds and tests ran beside it, so times vary by 20-50% between runs).");
+                + $"{LoadAverage()} at the end: other developers' builds and tests ran beside it, so times vary widely between runs).");
             return report;
         }
         finally
