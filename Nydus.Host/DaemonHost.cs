@@ -52,6 +52,9 @@ public static class DaemonHost
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
 
+        // Read before any image is opened (the command line's is opened next).
+        Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
+            Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
         // Crash detection reads the old socket file, so it runs before the API server rebinds it.
         var takeover = UpgradeStart.Detect(options);
         var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));

@@ -46,23 +46,35 @@ public static partial class RegistryBench
             string MB(long bytes) => (bytes / 1e6).ToString("F1", CultureInfo.InvariantCulture);
             string Ratio(long fetched, long read) => read == 0 ? "-" : (fetched / (double)read).ToString("F2", CultureInfo.InvariantCulture);
 
-            var rows = new (string Name, string Cache, string Rafs)[]
+            string noReadAhead = Path.Combine(work, "no-read-ahead.conf");
+            File.WriteAllText(noReadAhead, "nydus.blob-cache.read-ahead = 0\n");
+            var rows = new (string Name, string Cache, string Rafs, string[] Args)[]
             {
-                ("cold on-demand, amplify_io off (before)", "", "\"batch_size\": 0"),
-                ("cold on-demand, amplify_io 1 MiB (default)", "", "\"batch_size\": 1048576"),
-                ("cold with prefetch_all (4 threads, 1 MiB pieces)", ", \"prefetch\": { \"enable\": true, \"prefetch_all\": true, \"threads\": 4, \"batch_size\": 1048576 }", "\"batch_size\": 1048576"),
+                ("cold on-demand, amplify_io off (before)", "", "\"batch_size\": 0", []),
+                ("cold on-demand, amplify_io 1 MiB, read-ahead off (before)", "", "\"batch_size\": 1048576", ["--hocon", noReadAhead]),
+                ("cold on-demand, amplify_io 1 MiB + read-ahead 2 (default)", "", "\"batch_size\": 1048576", []),
+                ("cold with prefetch_all (4 threads, 1 MiB pieces)", ", \"prefetch\": { \"enable\": true, \"prefetch_all\": true, \"threads\": 4, \"batch_size\": 1048576 }", "\"batch_size\": 1048576", []),
             };
+            if (Environment.GetEnvironmentVariable("NYDUS_BENCH_ROWS") is { Length: > 0 } only)
+            {
+                // For quick looks while working: e.g. NYDUS_BENCH_ROWS=12 runs rows 1 and 2 (0-based), then warm and curl.
+                rows = rows.Where((_, i) => only.Contains((char)('0' + i))).ToArray();
+            }
+
+            string loadBefore = LoadAverage();
+            var seconds = new Dictionary<string, double>();
             string cache = "";
             foreach (var row in rows)
             {
                 cache = Path.Combine(work, "cache-" + Guid.NewGuid().ToString("N")[..8]);
-                var result = await MeasureAsync(nydusd, work, image, Config(host, cache, row.Cache, row.Rafs), waitForPrefetch: false);
+                var result = await MeasureAsync(nydusd, work, image, Config(host, cache, row.Cache, row.Rafs), waitForPrefetch: false, row.Args);
+                seconds[row.Name] = result.Seconds;
                 report.Add(row.Name, F(result.Seconds), result.Requests.ToString(CultureInfo.InvariantCulture),
                     MB(result.Fetched), MB(result.Read), Ratio(result.Fetched, result.Read));
                 Console.WriteLine($"  {row.Name}: {result.Seconds:F2} s, {result.Requests} requests");
             }
 
-            // The prefetch_all row's cache is complete once its prefetch ended (MeasureAsync waited for it at unmount).
+            // The last cold row's cache is complete once its prefetch ended (MeasureAsync waited for it at unmount).
             Console.WriteLine("  warm row");
             var warm = await MeasureAsync(nydusd, work, image, Config(host, cache, "", "\"batch_size\": 1048576"), waitForPrefetch: false);
             report.Add("warm (blob cache full, page cache dropped)", F(warm.Seconds), warm.Requests.ToString(CultureInfo.InvariantCulture),
@@ -81,7 +93,19 @@ public static partial class RegistryBench
                 + "so every row read exactly the image. Backend requests and fetched bytes: /api/v1/metrics/backend (read_count, read_amount_total).");
             report.Note("amplify_io: an on-demand miss extends its registry request over following missing blocks of the blob up to "
                 + "rafs.batch_size (legacy amplify_io) bytes, all stored in the cache. 'before' turns it off (batch_size 0).");
-            report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine; other builds may run beside it.");
+            report.Note("read-ahead (HOCON nydus.blob-cache.read-ahead, default 2): once a blob is read in order, the next missing batch_size range is "
+                + "fetched in the background while the reader works through the current one, at most 2 per blob; 'read-ahead off' sets it to 0.");
+            if (seconds.TryGetValue(rows.Last(r => r.Name.Contains("(default)", StringComparison.Ordinal)).Name, out double cold))
+            {
+                report.Note($"Comparison: the default cold walk took {cold / curl.Seconds:F0}x curl's time for the same bytes "
+                    + $"({F(cold)} s vs {F(curl.Seconds)} s) and {cold / warm.Seconds:F2}x the warm walk ({F(warm.Seconds)} s): through FUSE "
+                    + "every one of the 5000 files costs lookups, open, read and release even warm, so curl's single stream of the blob "
+                    + "bounds only the fetching, not the walk. What the registry adds over warm is "
+                    + $"{(cold - warm.Seconds) * 1000:F0} ms for {image.BlobSize / 1e6:F1} MB.");
+            }
+
+            report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine (load average {loadBefore} at the start, "
+                + $"{LoadAverage()} at the end: other developers' builds and tests ran beside it, so times vary widely between runs).");
             return report;
         }
         finally
@@ -109,7 +133,7 @@ public static partial class RegistryBench
     private sealed record Measurement(double Seconds, long Requests, long Fetched, long Read);
 
     private static async Task<Measurement> MeasureAsync(string nydusd, string work, RafsV5TreeWriter.Image image, string config,
-        bool waitForPrefetch)
+        bool waitForPrefetch, string[]? extraArgs = null)
     {
         string mnt = Path.Combine(work, "mnt");
         Directory.CreateDirectory(mnt);
@@ -117,7 +141,7 @@ public static partial class RegistryBench
         File.WriteAllText(configPath, config);
         string socket = Path.Combine(work, "api.sock");
         Console.WriteLine("    mounting");
-        var (process, stop) = await StartNydusdAsync(nydusd, work, mnt, image.BootstrapPath, configPath, socket);
+        var (process, stop) = await StartNydusdAsync(nydusd, work, mnt, image.BootstrapPath, configPath, socket, extraArgs ?? []);
         try
         {
             KernelCaches.DropAll();
@@ -129,6 +153,11 @@ public static partial class RegistryBench
             var (_, body) = await client.SendAsync("GET", "/api/v1/metrics/backend");
             var backend = JsonDocument.Parse(body).RootElement;
             var result = new Measurement(seconds, backend.GetProperty("read_count").GetInt64(), backend.GetProperty("read_amount_total").GetInt64(), read);
+            var (_, cacheMetrics) = await client.SendAsync("GET", "/api/v1/metrics/blobcache");
+            var readAhead = JsonDocument.Parse(cacheMetrics).RootElement;
+            Console.WriteLine($"    read-ahead: {readAhead.GetProperty("readahead_requests").GetInt64()} requests, "
+                + $"{readAhead.GetProperty("readahead_bytes").GetInt64()} bytes, {readAhead.GetProperty("readahead_failures").GetInt64()} failed; "
+                + $"misses {readAhead.GetProperty("total").GetInt64() - readAhead.GetProperty("whole_hits").GetInt64()}");
             // Let a running prefetch finish so the cache is complete for the warm row (bounded).
             var deadline = Stopwatch.StartNew();
             while (deadline.Elapsed < MountTimeout)
@@ -171,7 +200,7 @@ public static partial class RegistryBench
     }
 
     private static async Task<(Process Process, Action Stop)> StartNydusdAsync(string nydusd, string work, string mnt, string bootstrap,
-        string config, string socket)
+        string config, string socket, string[] extraArgs)
     {
         string cwd = Path.Combine(work, "nydusd-cwd");
         Directory.CreateDirectory(cwd);
@@ -179,6 +208,7 @@ public static partial class RegistryBench
         foreach (string a in new[] { "--apisock", socket, "-M", mnt, "--bootstrap", bootstrap, "--config", config,
                      "--work-dir", Path.Combine(work, "nydusd-work-" + Guid.NewGuid().ToString("N")[..8]), "--log-level", "warn" })
             info.ArgumentList.Add(a);
+        foreach (string a in extraArgs) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
@@ -302,6 +332,8 @@ public static partial class RegistryBench
         string[] parts = output.Trim().Split(' ');
         return (double.Parse(parts[0], CultureInfo.InvariantCulture), long.Parse(parts[1], CultureInfo.InvariantCulture));
     }
+
+    private static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 
     private static int FreePort()
     {

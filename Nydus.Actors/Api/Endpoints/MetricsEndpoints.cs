@@ -66,6 +66,9 @@ public static class MetricsEndpoints
                 ["fetched_bytes"] = cache.FetchedBytes,
                 ["evicted_blobs"] = cache.EvictedBlobs,
                 ["invalidations"] = cache.Invalidations,
+                ["readahead_requests"] = cache.ReadAheads,
+                ["readahead_bytes"] = cache.ReadAheadBytes,
+                ["readahead_failures"] = cache.ReadAheadFailures,
             };
             if (metrics.Prefetcher?.Progress is { } prefetch)
             {
@@ -121,6 +124,7 @@ public static class MetricsEndpoints
             ("nydus_blobcache_hits_total", "Reads served from the blob cache", m => m.Cache?.Hits),
             ("nydus_blobcache_misses_total", "Reads the blob cache had to fetch", m => m.Cache?.Misses),
             ("nydus_blobcache_fetched_bytes_total", "Bytes fetched into the blob cache", m => m.Cache?.FetchedBytes),
+            ("nydus_blobcache_readahead_bytes_total", "Bytes the on-demand read-ahead fetched into the blob cache", m => m.Cache?.ReadAheadBytes),
             ("nydus_prefetch_bytes_total", "Bytes prefetched into the blob cache", m => m.Prefetcher?.Progress.BytesPrefetched),
             ("nydus_prefetch_fetched_bytes_total", "Bytes the prefetch fetched from the backend", m => m.Prefetcher?.Progress.BytesFetched),
             ("nydus_prefetch_requests_total", "Prefetch requests done", m => m.Prefetcher?.Progress.PiecesDone),

@@ -179,7 +179,11 @@ public sealed class FilesystemInstance : IDisposable
                 var registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
                 if (BlobCacheSettings.FromConfig(cache) is not { } cacheSettings) return (registry, [], [registry]);
                 Directory.CreateDirectory(cacheSettings.WorkDir);
-                var cached = new BlobFileCache(cacheSettings with { ReadAmplifyBytes = amplifyBytes }, registry);
+                var cached = new BlobFileCache(cacheSettings with
+                {
+                    ReadAmplifyBytes = amplifyBytes,
+                    ReadAheadWindows = BlobCacheSettings.DefaultReadAheadWindows,
+                }, registry);
                 // The cache first (it flushes its maps), then the HTTP client under it.
                 return (cached, [], [cached, registry]);
 

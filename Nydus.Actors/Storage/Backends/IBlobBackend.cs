@@ -14,4 +14,15 @@ public interface IBlobBackend : IDisposable
     /// throws <see cref="StorageException"/> (kind BlobTooShort) when the blob ends first.
     /// </summary>
     void Read(string blobId, long offset, Span<byte> destination);
+
+    /// <summary>
+    /// <see cref="Read(string, long, Span{byte})"/> that gives up with <see cref="OperationCanceledException"/> once
+    /// <paramref name="cancellation"/> is cancelled (background reads stopped at unmount). Backends that cannot stop
+    /// a read midway only check the token first.
+    /// </summary>
+    void Read(string blobId, long offset, Span<byte> destination, CancellationToken cancellation)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        Read(blobId, offset, destination);
+    }
 }

@@ -98,11 +98,14 @@ public sealed class RegistryBackend : IBlobBackend
             return size;
         }
 
-        RunWithRetries(blobId, offset: 0, buffer: default, sizeOnly: true);
+        RunWithRetries(blobId, offset: 0, buffer: default, sizeOnly: true, CancellationToken.None);
         return _sizes[blobId];
     }
 
-    public void Read(string blobId, long offset, Span<byte> destination)
+    public void Read(string blobId, long offset, Span<byte> destination) =>
+        Read(blobId, offset, destination, CancellationToken.None);
+
+    public void Read(string blobId, long offset, Span<byte> destination, CancellationToken cancellation)
     {
         CheckBlobId(blobId);
         if (destination.IsEmpty)
@@ -113,7 +116,7 @@ public sealed class RegistryBackend : IBlobBackend
         byte[] buffer = ArrayPool<byte>.Shared.Rent(destination.Length);
         try
         {
-            RunWithRetries(blobId, offset, buffer.AsMemory(0, destination.Length), sizeOnly: false);
+            RunWithRetries(blobId, offset, buffer.AsMemory(0, destination.Length), sizeOnly: false, cancellation);
             buffer.AsSpan(0, destination.Length).CopyTo(destination);
         }
         finally
@@ -124,13 +127,14 @@ public sealed class RegistryBackend : IBlobBackend
 
     public void Dispose() => _http.Dispose();
 
-    private void RunWithRetries(string blobId, long offset, Memory<byte> buffer, bool sizeOnly)
+    private void RunWithRetries(string blobId, long offset, Memory<byte> buffer, bool sizeOnly,
+        CancellationToken cancellation)
     {
         long started = Stopwatch.GetTimestamp();
         bool failed = true;
         try
         {
-            RunWithRetriesAsync(blobId, offset, buffer, sizeOnly).GetAwaiter().GetResult();
+            RunWithRetriesAsync(blobId, offset, buffer, sizeOnly, cancellation).GetAwaiter().GetResult();
             failed = false;
         }
         finally
@@ -148,12 +152,19 @@ public sealed class RegistryBackend : IBlobBackend
         }
     }
 
-    private async Task RunWithRetriesAsync(string blobId, long offset, Memory<byte> buffer, bool sizeOnly)
+    /// <remarks>
+    /// <paramref name="cancellation"/> (the caller giving up, e.g. a read-ahead stopped at unmount) ends the read with
+    /// <see cref="OperationCanceledException"/> at once and is never retried; each attempt's own deadline is a
+    /// <see cref="StorageException"/> like any other failure.
+    /// </remarks>
+    private async Task RunWithRetriesAsync(string blobId, long offset, Memory<byte> buffer, bool sizeOnly,
+        CancellationToken cancellation)
     {
         TimeSpan backoff = _settings.RetryBackoff;
         for (int attempt = 0; ; attempt++)
         {
-            using var deadline = new CancellationTokenSource(_settings.Timeout);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+            deadline.CancelAfter(_settings.Timeout);
             try
             {
                 if (sizeOnly)
@@ -167,12 +178,16 @@ public sealed class RegistryBackend : IBlobBackend
 
                 return;
             }
+            catch (Exception) when (cancellation.IsCancellationRequested)
+            {
+                throw new OperationCanceledException($"read of blob {blobId} cancelled", cancellation);
+            }
             catch (Exception e) when (Classify(e, blobId, deadline) is var failure && IsRetryable(failure.Kind)
                                       && attempt < _settings.RetryLimit)
             {
                 Log.Warning("Registry request for blob {BlobId} failed ({Kind}: {Reason}); retry {Attempt} of {RetryLimit} in {DelayMs} ms",
                     blobId, failure.Kind, failure.Message, attempt + 1, _settings.RetryLimit, (long)backoff.TotalMilliseconds);
-                await Task.Delay(backoff).ConfigureAwait(false);
+                await Task.Delay(backoff, cancellation).ConfigureAwait(false);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _settings.MaxRetryBackoff.Ticks));
             }
             catch (Exception e)

@@ -9,6 +9,9 @@ public sealed class BlobCacheMetrics
     private long _fetchedBytes;
     private long _evictedBlobs;
     private long _invalidations;
+    private long _readAheads;
+    private long _readAheadBytes;
+    private long _readAheadFailures;
 
     /// <summary>Reads served entirely from cache files.</summary>
     public long Hits => Interlocked.Read(ref _hits);
@@ -25,6 +28,22 @@ public sealed class BlobCacheMetrics
 
     /// <summary>Ranges dropped because data read from them failed validation.</summary>
     public long Invalidations => Interlocked.Read(ref _invalidations);
+
+    /// <summary>Read-ahead fetches that completed (see <see cref="BlobFileCache"/>); their bytes are in <see cref="FetchedBytes"/> too.</summary>
+    public long ReadAheads => Interlocked.Read(ref _readAheads);
+
+    public long ReadAheadBytes => Interlocked.Read(ref _readAheadBytes);
+
+    /// <summary>Read-ahead fetches that failed or were cancelled at unmount.</summary>
+    public long ReadAheadFailures => Interlocked.Read(ref _readAheadFailures);
+
+    internal void RecordReadAhead(long bytes)
+    {
+        Interlocked.Increment(ref _readAheads);
+        Interlocked.Add(ref _readAheadBytes, bytes);
+    }
+
+    internal void RecordReadAheadFailure() => Interlocked.Increment(ref _readAheadFailures);
 
     internal void RecordHit(long bytes)
     {

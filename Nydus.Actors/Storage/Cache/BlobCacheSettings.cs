@@ -22,6 +22,15 @@ public sealed record BlobCacheSettings
     /// </summary>
     public int ReadAmplifyBytes { get; init; }
 
+    /// <summary>
+    /// How many read-ahead fetches may run per blob (see <see cref="BlobFileCache"/>); 0 turns read-ahead off. Only
+    /// with <see cref="ReadAmplifyBytes"/> &gt; 0, whose size each read-ahead has.
+    /// </summary>
+    public int ReadAheadWindows { get; init; }
+
+    /// <summary>What mounts use for <see cref="ReadAheadWindows"/> (HOCON <c>nydus.blob-cache.read-ahead</c>, set by the host).</summary>
+    public static int DefaultReadAheadWindows { get; set; } = 2;
+
     /// <summary>Settings of a <c>blobcache</c>/<c>filecache</c> section; null for other cache types.</summary>
     public static BlobCacheSettings? FromConfig(CacheConfigV2 config) =>
         config.IsFileCache

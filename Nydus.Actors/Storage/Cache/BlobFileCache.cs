@@ -22,6 +22,16 @@ namespace Nydus.Actors.Storage.Cache;
 /// <see cref="CachedChunkReader"/>) and fetched again.
 /// </para>
 /// <para>
+/// Read-ahead (<see cref="BlobCacheSettings.ReadAheadWindows"/>, only with amplification): once a miss shows a
+/// blob being read in order (it starts near where the previous read of the blob ended), the cache fetches the next
+/// missing range after it (amplification rules: at most <see cref="BlobCacheSettings.ReadAmplifyBytes"/>, stopping
+/// at present blocks, at other fetches and at the blob end) in the background, and when a reader reaches the first
+/// block of that range it starts the next one, like the kernel's page cache read-ahead. So a sequential cold walk
+/// reads one range while the next one is on its way. Read-aheads are ordinary single-flight fetches (readers of their
+/// blocks wait for them, nothing is fetched twice), at most <c>ReadAheadWindows</c> run per blob, each on a short-lived thread of its own, and they are
+/// cancelled at <see cref="Dispose"/>.
+/// </para>
+/// <para>
 /// Every cache object on the same work dir in this process shares one table of blob files (<see cref="WorkDirState"/>):
 /// images that share a blob (a base layer, say) share its cache file, its block map and its single-flight fetches,
 /// and a pin taken by any mounted image keeps the blob from eviction through any of them. Each object fetches misses
@@ -42,6 +52,11 @@ public sealed class BlobFileCache : IBlobBackend
     private static readonly ConcurrentDictionary<BlobFileCache, byte> Open = new();
     private static readonly Dictionary<string, WorkDirState> WorkDirs = new(StringComparer.Ordinal);
     private bool _disposed;
+    private readonly CancellationTokenSource _readAheadStop = new();
+    private int _readAheadsRunning;
+
+    /// <summary>How long <see cref="Dispose"/> waits for cancelled read-aheads to end.</summary>
+    private static readonly TimeSpan ReadAheadStopGrace = TimeSpan.FromSeconds(5);
 
     /// <summary>The caches open in this process right now, for <see cref="BlobCacheActor"/>'s checks.</summary>
     public static ICollection<BlobFileCache> OpenCaches => Open.Keys;
@@ -138,7 +153,14 @@ public sealed class BlobFileCache : IBlobBackend
             }
 
             long fetchedBytes = 0;
-            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes, ref fetchedBytes);
+            bool fetched = EnsurePresent(file, offset, destination.Length, _settings.ReadAmplifyBytes, ref fetchedBytes,
+                out long ownFetchEnd);
+            if (_settings.ReadAheadWindows > 0 && _settings.ReadAmplifyBytes > 0)
+            {
+                MaybeReadAhead(file, offset / file.BlockSize, (offset + destination.Length - 1) / file.BlockSize,
+                    ownFetchEnd);
+            }
+
             try
             {
                 file.ReadData(offset, destination);
@@ -182,7 +204,7 @@ public sealed class BlobFileCache : IBlobBackend
             }
 
             long fetched = 0;
-            EnsurePresent(file, offset, length, amplifyBytes: 0, ref fetched);
+            EnsurePresent(file, offset, length, amplifyBytes: 0, ref fetched, out _);
             return fetched;
         }
         finally
@@ -265,6 +287,7 @@ public sealed class BlobFileCache : IBlobBackend
     public void Dispose()
     {
         if (!Open.TryRemove(this, out _)) return;
+        StopReadAheads();
         UnpinAll();
         lock (_filesLock) _disposed = true;
         WorkDirState.Release(_dir);
@@ -274,8 +297,10 @@ public sealed class BlobFileCache : IBlobBackend
     /// Makes [offset, offset+length) present, fetching it or waiting for a fetch; true if it was missing.
     /// <paramref name="fetchedBytes"/> grows by what this call itself fetched (not what it waited for).
     /// </summary>
-    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes, ref long fetchedBytes)
+    private bool EnsurePresent(CachedBlobFile file, long offset, int length, int amplifyBytes, ref long fetchedBytes,
+        out long ownFetchEnd)
     {
+        ownFetchEnd = -1;
         int blockSize = file.BlockSize;
         long first = offset / blockSize;
         long last = (offset + length - 1) / blockSize;
@@ -311,6 +336,13 @@ public sealed class BlobFileCache : IBlobBackend
             if (running is not null)
             {
                 running.Wait();
+                if (running.Failure is not null && running.Cancelled && !_readAheadStop.IsCancellationRequested)
+                {
+                    // A read-ahead of another cache object on this work dir, stopped because that one was disposed:
+                    // nothing is wrong with the blob, so this reader fetches for itself.
+                    continue;
+                }
+
                 if (running.Failure is { } failure)
                 {
                     // A fresh exception: the fetcher's own is being thrown on its thread at the same time.
@@ -323,7 +355,8 @@ public sealed class BlobFileCache : IBlobBackend
             StorageException? error = null;
             try
             {
-                fetchedBytes += FetchBlocks(file, mine.FirstBlock, mine.LastBlock);
+                fetchedBytes += FetchBlocks(file, mine.FirstBlock, mine.LastBlock, CancellationToken.None);
+                ownFetchEnd = mine.LastBlock;
             }
             catch (StorageException e)
             {
@@ -365,7 +398,128 @@ public sealed class BlobFileCache : IBlobBackend
         return Math.Max(extended, lastMissing);
     }
 
-    private int FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock)
+    /// <summary>
+    /// After a read of blocks [first, last]: starts a read-ahead when this read missed and fetched up to
+    /// <paramref name="ownFetchEnd"/> itself in order with the previous read of the blob, or when it reached the
+    /// first block of the last read-ahead (its trigger). See the class remarks.
+    /// </summary>
+    private void MaybeReadAhead(CachedBlobFile file, long first, long last, long ownFetchEnd)
+    {
+        long amplifyBlocks = Math.Max(_settings.ReadAmplifyBytes / file.BlockSize, 1);
+        CachedBlobFile.Fetch fetch;
+        lock (file.Lock)
+        {
+            long previous = file.LastReadBlock;
+            file.LastReadBlock = last;
+            long from = -1;
+            if (ownFetchEnd >= 0 && previous >= 0 && first >= previous - amplifyBlocks && first <= previous + amplifyBlocks)
+            {
+                from = ownFetchEnd + 1;
+            }
+            else if (file.ReadAheadTrigger >= 0 && last >= file.ReadAheadTrigger && first < file.ReadAheadNext)
+            {
+                from = file.ReadAheadNext;
+            }
+
+            if (from < 0 || file.ReadAheadsRunning >= _settings.ReadAheadWindows || _readAheadStop.IsCancellationRequested)
+            {
+                // A trigger that could not start its read-ahead (too many running) stays armed for the next read.
+                return;
+            }
+
+            if (from >= file.BlockCount || file.IsPresent(from) || file.FindFetch(from, from) is not null)
+            {
+                // Read-ahead stops at cached data and at fetches already on their way.
+                file.ReadAheadTrigger = -1;
+                return;
+            }
+
+            long end = Amplify(file, from, from, checked((int)(amplifyBlocks * file.BlockSize)));
+            fetch = file.StartFetch(from, end, readAhead: true);
+            file.ReadAheadsRunning++;
+            file.ReadAheadTrigger = from;
+            file.ReadAheadNext = end + 1;
+            // Held until the read-ahead ends, so eviction leaves the blob alone meanwhile.
+            Interlocked.Increment(ref file.Readers);
+            Interlocked.Increment(ref _readAheadsRunning);
+        }
+
+        // A thread of its own, not the thread pool: the backend blocks its caller on async HTTP work that needs pool
+        // threads to finish, so blocked pool threads could starve it. At most ReadAheadWindows per blob, each short-lived.
+        var thread = new Thread(static state =>
+        {
+            var (cache, blobFile, blobFetch) = ((BlobFileCache, CachedBlobFile, CachedBlobFile.Fetch))state!;
+            cache.RunReadAhead(blobFile, blobFetch);
+        })
+        {
+            IsBackground = true,
+            Name = "nydus-readahead",
+        };
+        thread.UnsafeStart((this, file, fetch));
+    }
+
+    private void RunReadAhead(CachedBlobFile file, CachedBlobFile.Fetch fetch)
+    {
+        StorageException? error = null;
+        try
+        {
+            int bytes = FetchBlocks(file, fetch.FirstBlock, fetch.LastBlock, _readAheadStop.Token);
+            Metrics.RecordReadAhead(bytes);
+        }
+        catch (Exception e)
+        {
+            error = e as StorageException ?? new StorageException(
+                e is OperationCanceledException or ObjectDisposedException ? StorageErrorKind.BackendUnavailable : StorageErrorKind.IoError,
+                $"read-ahead of blob {file.BlobId} blocks [{fetch.FirstBlock}, {fetch.LastBlock}] failed: {e.Message}", e);
+            Metrics.RecordReadAheadFailure();
+            fetch.Cancelled = _readAheadStop.IsCancellationRequested;
+            Log.Debug("Read-ahead of blob {BlobId} blocks [{First}, {Last}] failed: {Reason}", file.BlobId,
+                fetch.FirstBlock, fetch.LastBlock, e.Message);
+        }
+        finally
+        {
+            file.EndFetch(fetch, error);
+            lock (file.Lock)
+            {
+                file.ReadAheadsRunning--;
+                if (error is not null)
+                {
+                    // Not again from this trigger: the next miss (which will report the failure) decides.
+                    file.ReadAheadTrigger = -1;
+                }
+            }
+
+            Release(file);
+            if (Interlocked.Decrement(ref _readAheadsRunning) == 0)
+            {
+                lock (_readAheadStop) Monitor.PulseAll(_readAheadStop);
+            }
+        }
+    }
+
+    /// <summary>Cancels running read-aheads and waits (bounded) until they have ended; no new ones start.</summary>
+    private void StopReadAheads()
+    {
+        _readAheadStop.Cancel();
+        long deadline = Environment.TickCount64 + (long)ReadAheadStopGrace.TotalMilliseconds;
+        lock (_readAheadStop)
+        {
+            while (Volatile.Read(ref _readAheadsRunning) > 0)
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    Log.Warning("{Count} read-aheads did not stop within {Seconds} s; closing the cache under them",
+                        Volatile.Read(ref _readAheadsRunning), ReadAheadStopGrace.TotalSeconds);
+                    break;
+                }
+
+                Monitor.Wait(_readAheadStop, TimeSpan.FromMilliseconds(Math.Min(left, 100)));
+            }
+        }
+    }
+
+    private int FetchBlocks(CachedBlobFile file, long firstBlock, long lastBlock, CancellationToken cancellation)
     {
         long start = firstBlock * file.BlockSize;
         long end = Math.Min((lastBlock + 1) * file.BlockSize, file.BlobSize);
@@ -373,7 +527,7 @@ public sealed class BlobFileCache : IBlobBackend
         byte[] buffer = ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            _backend.Read(file.BlobId, start, buffer.AsSpan(0, length));
+            _backend.Read(file.BlobId, start, buffer.AsSpan(0, length), cancellation);
             file.Store(firstBlock, buffer.AsSpan(0, length));
             Metrics.RecordFetch(length);
             return length;
@@ -435,12 +589,33 @@ public sealed class BlobFileCache : IBlobBackend
     /// </summary>
     private sealed class WorkDirState
     {
+        /// <summary>How often stored blocks are flushed and claimed in the maps (see <see cref="CachedBlobFile.Flush"/>).</summary>
+        private static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
+
         private int _users;
+        private readonly Timer _flusher;
 
         private WorkDirState(string workDir, int blockSize)
         {
             WorkDir = workDir;
             BlockSize = blockSize;
+            _flusher = new Timer(static state => ((WorkDirState)state!).FlushAll(), this, FlushInterval, FlushInterval);
+        }
+
+        private void FlushAll()
+        {
+            foreach (KeyValuePair<string, CachedBlobFile> entry in Files)
+            {
+                if (!entry.Value.HasUnflushed) continue;
+                try
+                {
+                    entry.Value.Flush();
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)
+                {
+                    Log.Warning("Cannot flush cache file {DataPath}: {Reason}", entry.Value.DataPath, e.Message);
+                }
+            }
         }
 
         public string WorkDir { get; }
@@ -484,6 +659,12 @@ public sealed class BlobFileCache : IBlobBackend
             {
                 if (--state._users > 0) return;
                 WorkDirs.Remove(state.WorkDir);
+            }
+
+            // Waits for a flush in progress; the files flush the rest as they are disposed.
+            using (var stopped = new ManualResetEvent(false))
+            {
+                if (state._flusher.Dispose(stopped)) stopped.WaitOne(TimeSpan.FromSeconds(30));
             }
 
             lock (state.Lock)

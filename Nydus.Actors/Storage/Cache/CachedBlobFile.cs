@@ -13,8 +13,11 @@ namespace Nydus.Actors.Storage.Cache;
 /// match is thrown away together with the data file.
 /// </para>
 /// <para>
-/// Durability order: data is written and flushed (fdatasync) before its bits are set and written to the map, so a
-/// crash can lose cached data (fetched again) but never make the map claim data that is not on disk.
+/// Durability order: the map file only ever claims blocks whose data was flushed (fdatasync) before the claim was
+/// written, so a crash can lose cached data (fetched again) but never make the map claim data that is not on disk.
+/// Stored blocks are present for readers of this process at once (the in-memory bitmap); the flush and the map write
+/// happen later in <see cref="Flush"/> (a timer of the work dir, and <see cref="Dispose"/>), off the read path: an
+/// fdatasync per fetch cost 2-70 ms, often as much as the fetch itself.
 /// </para>
 /// </summary>
 internal sealed class CachedBlobFile : IDisposable
@@ -28,6 +31,14 @@ internal sealed class CachedBlobFile : IDisposable
     private readonly SafeFileHandle _data;
     private readonly SafeFileHandle _map;
     private readonly byte[] _bits;
+    /// <summary>What the map file says: a subset of <see cref="_bits"/> whose data is known to be on disk.</summary>
+    private readonly byte[] _durable;
+    /// <summary>Block ranges stored since the last <see cref="Flush"/> began (their data not yet flushed).</summary>
+    private List<(long First, long Last)> _unflushed = new();
+    /// <summary>Ranges invalidated while a flush runs; that flush must not claim them. Null when no flush runs.</summary>
+    private List<(long First, long Last)>? _invalidatedDuringFlush;
+    private readonly object _flushLock = new();
+    private bool _disposed;
     private readonly List<Fetch> _fetches = new();
     private long _presentBlocks;
 
@@ -51,6 +62,7 @@ internal sealed class CachedBlobFile : IDisposable
         BlobSize = blobSize;
         BlockSize = blockSize;
         _bits = bits;
+        _durable = (byte[])bits.Clone();
         foreach (byte b in bits)
         {
             _presentBlocks += BitOperations.PopCount(b);
@@ -66,6 +78,12 @@ internal sealed class CachedBlobFile : IDisposable
     public long BlobSize { get; }
 
     public int BlockSize { get; }
+
+    /// <summary>Next block a read-ahead would start at, the first block of the last one started (its trigger: a read
+    /// reaching it starts the next), the read-aheads running, and the last block read. Guarded by <see cref="Lock"/>.</summary>
+    internal long ReadAheadNext = -1, ReadAheadTrigger = -1, LastReadBlock = -1;
+
+    internal int ReadAheadsRunning;
 
     /// <summary>Guards the bitmap and the list of running fetches.</summary>
     public object Lock => _fetches;
@@ -201,6 +219,9 @@ internal sealed class CachedBlobFile : IDisposable
         return block - 1;
     }
 
+    /// <summary>Whether block <paramref name="block"/> is present. Caller holds <see cref="Lock"/>.</summary>
+    public bool IsPresent(long block) => (_bits[block >> 3] & (1 << (int)(block & 7))) != 0;
+
     /// <summary>A running fetch that overlaps [first, last], or null. Caller holds <see cref="Lock"/>.</summary>
     public Fetch? FindFetch(long first, long last)
     {
@@ -216,9 +237,9 @@ internal sealed class CachedBlobFile : IDisposable
     }
 
     /// <summary>Registers a fetch of [first, last]. Caller holds <see cref="Lock"/>.</summary>
-    public Fetch StartFetch(long first, long last)
+    public Fetch StartFetch(long first, long last, bool readAhead = false)
     {
-        var fetch = new Fetch(first, last);
+        var fetch = new Fetch(first, last, readAhead);
         _fetches.Add(fetch);
         return fetch;
     }
@@ -233,15 +254,18 @@ internal sealed class CachedBlobFile : IDisposable
         fetch.Finish(failure);
     }
 
-    /// <summary>Writes fetched bytes of blocks [first, ...] and, once they are on disk, marks them present.</summary>
+    /// <summary>
+    /// Writes fetched bytes of blocks [first, ...] and marks them present for readers; the map file claims them after
+    /// the next <see cref="Flush"/>.
+    /// </summary>
     public void Store(long firstBlock, ReadOnlySpan<byte> bytes)
     {
         long offset = firstBlock * BlockSize;
         RandomAccess.Write(_data, bytes, offset);
-        RandomAccess.FlushToDisk(_data);
         long lastBlock = (offset + bytes.Length - 1) / BlockSize;
         lock (Lock)
         {
+            _unflushed.Add((firstBlock, lastBlock));
             for (long block = firstBlock; block <= lastBlock; block++)
             {
                 ref byte cell = ref _bits[block >> 3];
@@ -252,8 +276,67 @@ internal sealed class CachedBlobFile : IDisposable
                     Interlocked.Increment(ref _presentBlocks);
                 }
             }
+        }
+    }
 
-            WriteBits(firstBlock, lastBlock);
+    /// <summary>True when stored blocks wait for <see cref="Flush"/>.</summary>
+    public bool HasUnflushed
+    {
+        get
+        {
+            lock (Lock) return _unflushed.Count > 0;
+        }
+    }
+
+    /// <summary>
+    /// Flushes the data file (fdatasync) and then writes to the map the blocks stored before the flush began that
+    /// are still present. Safe to call from any thread at any time; a no-op when nothing was stored.
+    /// </summary>
+    public void Flush()
+    {
+        lock (_flushLock)
+        {
+            List<(long First, long Last)> taken;
+            lock (Lock)
+            {
+                if (_disposed || _unflushed.Count == 0) return;
+                taken = _unflushed;
+                _unflushed = new List<(long First, long Last)>();
+                _invalidatedDuringFlush = new List<(long First, long Last)>();
+            }
+
+            try
+            {
+                RandomAccess.FlushToDisk(_data);
+            }
+            catch
+            {
+                lock (Lock)
+                {
+                    // Not known to be on disk: claim nothing, try again at the next flush.
+                    _unflushed.AddRange(taken);
+                    _invalidatedDuringFlush = null;
+                }
+
+                throw;
+            }
+
+            lock (Lock)
+            {
+                List<(long First, long Last)> invalidated = _invalidatedDuringFlush!;
+                _invalidatedDuringFlush = null;
+                if (_disposed) return;
+                foreach ((long first, long last) in taken)
+                {
+                    for (long block = first; block <= last; block++)
+                    {
+                        if (!IsPresent(block) || invalidated.Exists(r => r.First <= block && block <= r.Last)) continue;
+                        _durable[block >> 3] |= (byte)(1 << (int)(block & 7));
+                    }
+
+                    WriteBits(first, last);
+                }
+            }
         }
     }
 
@@ -273,7 +356,11 @@ internal sealed class CachedBlobFile : IDisposable
                     cell &= (byte)~mask;
                     Interlocked.Decrement(ref _presentBlocks);
                 }
+
+                _durable[block >> 3] &= (byte)~mask;
             }
+
+            _invalidatedDuringFlush?.Add((firstBlock, lastBlock));
 
             WriteBits(firstBlock, lastBlock);
         }
@@ -301,13 +388,28 @@ internal sealed class CachedBlobFile : IDisposable
     {
         int firstByte = (int)(firstBlock >> 3);
         int lastByte = (int)(lastBlock >> 3);
-        RandomAccess.Write(_map, _bits.AsSpan(firstByte, lastByte - firstByte + 1), HeaderSize + firstByte);
+        RandomAccess.Write(_map, _durable.AsSpan(firstByte, lastByte - firstByte + 1), HeaderSize + firstByte);
     }
 
+    /// <summary>Flushes what was stored (see <see cref="Flush"/>) and closes the files.</summary>
     public void Dispose()
     {
-        _data.Dispose();
-        _map.Dispose();
+        try
+        {
+            Flush();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)
+        {
+            // The blocks stay unclaimed in the map: fetched again next time.
+            Serilog.Log.Warning("Cannot flush cache file {DataPath}: {Reason}", DataPath, e.Message);
+        }
+
+        lock (_flushLock)
+        {
+            lock (Lock) _disposed = true;
+            _data.Dispose();
+            _map.Dispose();
+        }
     }
 
     /// <summary>One backend fetch in progress; readers of an overlapping range wait for it instead of fetching.</summary>
@@ -315,17 +417,24 @@ internal sealed class CachedBlobFile : IDisposable
     {
         private readonly ManualResetEventSlim _done = new(false);
 
-        public Fetch(long firstBlock, long lastBlock)
+        public Fetch(long firstBlock, long lastBlock, bool readAhead)
         {
             FirstBlock = firstBlock;
             LastBlock = lastBlock;
+            ReadAhead = readAhead;
         }
+
+        /// <summary>Started by read-ahead, not by a reader.</summary>
+        public bool ReadAhead { get; }
 
         public long FirstBlock { get; }
 
         public long LastBlock { get; }
 
         public StorageException? Failure { get; private set; }
+
+        /// <summary>A read-ahead that failed because its cache was being disposed (set before <see cref="Finish"/>).</summary>
+        public bool Cancelled { get; set; }
 
         public void Finish(StorageException? failure)
         {
