@@ -165,14 +165,20 @@ public static partial class RegistryBench
             long read = ReadTree(mnt, image);
             double seconds = clock.Elapsed.TotalSeconds;
             using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
-            var (_, body) = await client.SendAsync("GET", "/api/v1/metrics/backend");
-            var backend = JsonDocument.Parse(body).RootElement;
-            var result = new Measurement(seconds, backend.GetProperty("read_count").GetInt64(), backend.GetProperty("read_amount_total").GetInt64(), read);
-            var (_, cacheMetrics) = await client.SendAsync("GET", "/api/v1/metrics/blobcache");
-            var readAhead = JsonDocument.Parse(cacheMetrics).RootElement;
-            Console.WriteLine($"    read-ahead: {readAhead.GetProperty("readahead_requests").GetInt64()} requests, "
-                + $"{readAhead.GetProperty("readahead_bytes").GetInt64()} bytes, {readAhead.GetProperty("readahead_failures").GetInt64()} failed; "
-                + $"misses {readAhead.GetProperty("total").GetInt64() - readAhead.GetProperty("whole_hits").GetInt64()}");
+            // A local backend has no backend counters and no blob cache: those rows count no requests.
+            var (backendStatus, body) = await client.SendAsync("GET", "/api/v1/metrics/backend");
+            var backend = backendStatus == 200 ? JsonDocument.Parse(body).RootElement : default;
+            long Counter(JsonElement e, string name) =>
+                e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) ? v.GetInt64() : 0;
+            var result = new Measurement(seconds, Counter(backend, "read_count"), Counter(backend, "read_amount_total"), read);
+            var (cacheStatus, cacheMetrics) = await client.SendAsync("GET", "/api/v1/metrics/blobcache");
+            if (cacheStatus == 200)
+            {
+                var readAhead = JsonDocument.Parse(cacheMetrics).RootElement;
+                Console.WriteLine($"    read-ahead: {Counter(readAhead, "readahead_requests")} requests, "
+                    + $"{Counter(readAhead, "readahead_bytes")} bytes, {Counter(readAhead, "readahead_failures")} failed; "
+                    + $"misses {Counter(readAhead, "total") - Counter(readAhead, "whole_hits")}");
+            }
             // Let a running prefetch finish so the cache is complete for the warm row (bounded).
             var deadline = Stopwatch.StartNew();
             while (deadline.Elapsed < MountTimeout)
