@@ -60,6 +60,7 @@ public sealed class FuseServiceSetup
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
         // virtual mountpoint, the API's instances beside it.
         var vfs = new VirtualFileSystem();
+        handoff = handoff with { ServedMountpoints = () => vfs.Mounts.Keys.ToArray() };
         CommandLineInstance? commandLine = null;
         FuseDevice? device = null;
         FuseSession? session = null;

@@ -177,13 +177,7 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
     public async Task Api_mounted_instances_and_open_handles_survive_upgrades()
     {
         await using var rig = await UpgradeRig.StartAsync();
-        var config = NydusdMount.Json(Nydus.Actors.Config.NydusConfigLoader.CreateLocalFsDirConfigText(rig.Source));
-        using (var api = new Nydus.Actors.Api.ApiClient(rig.CurrentSocket, UpgradeRig.Wait))
-        {
-            var body = $"{{\"source\":{NydusdMount.Json(rig.Image)},\"fs_type\":\"rafs\",\"config\":{config}}}";
-            var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=/sub/img", body);
-            Assert.True(status == 204, $"mount answered {status}: {answer}");
-        }
+        await rig.MountImageThroughApiAsync("/sub/img");
         var big = rig.FileSizes.MaxBy(kv => kv.Value).Key;
         var expected = File.ReadAllBytes(rig.Source + big);
         using var file = File.OpenHandle(rig.MountPoint + "/sub/img" + big);
@@ -210,6 +204,42 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         var (infoStatus, info) = await client.SendAsync("GET", "/api/v1/daemon");
         Assert.Equal(200, infoStatus);
         Assert.Contains("/sub/img", info);
+    }
+
+    /// <summary>
+    /// A successor whose journal lacks an instance the old daemon serves (here: started on an empty work dir, as if the
+    /// journal were lost) refuses the takeover, naming the mountpoint; the old daemon keeps serving every mount, and a
+    /// proper upgrade afterwards keeps them all.
+    /// </summary>
+    [FuseFact]
+    public async Task A_successor_whose_journal_lacks_a_mount_refuses_the_takeover_and_nothing_is_lost()
+    {
+        await using var rig = await UpgradeRig.StartAsync();
+        await rig.MountImageThroughApiAsync("/sub/img");
+        await rig.SendFdAsync();
+        var socket = rig.NextSocket();
+        var args = rig.DaemonArgs(socket).ToList();
+        args[args.IndexOf("--work-dir") + 1] = Path.Combine(Path.GetDirectoryName(rig.MountPoint)!, "empty-work");
+        await using var next = NydusdProcess.Start([.. args, "--upgrade"]);
+        await next.WaitForStateAsync(socket, "INIT", UpgradeRig.Wait);
+
+        var served = rig.Supervisor.ServeNextRestore();
+        var (status, body) = await UpgradeRig.PutAsync(socket, "/api/v1/daemon/fuse/takeover");
+        await served.WaitAsync(UpgradeRig.Wait);
+        output.WriteLine($"takeover by a successor without the mount in its journal: {status} {body}");
+        Assert.Equal(500, status);
+        Assert.Contains("/sub/img", body);
+        Assert.Equal("INIT", await UpgradeRig.StateOfAsync(socket));
+
+        await AssertServesAsync(rig);
+        foreach (var (path, hash) in rig.FileHashes)
+            Assert.True(SHA256.HashData(File.ReadAllBytes(rig.MountPoint + "/sub/img" + path)).AsSpan().SequenceEqual(hash), $"/sub/img{path} differs");
+        UpgradeRig.Check(await UpgradeRig.PutAsync(socket, "/api/v1/daemon/exit"), "exit of the refused successor");
+        Assert.Equal(0, await next.WaitForExitAsync(UpgradeRig.Wait));
+
+        await rig.UpgradeAsync();
+        foreach (var (path, hash) in rig.FileHashes)
+            Assert.True(SHA256.HashData(File.ReadAllBytes(rig.MountPoint + "/sub/img" + path)).AsSpan().SequenceEqual(hash), $"/sub/img{path} differs after the upgrade");
     }
 
     /// <summary>

@@ -105,6 +105,16 @@ public sealed class UpgradeRig : IAsyncDisposable
         return process;
     }
 
+    /// <summary>Mounts the rig's image again through the API of the serving daemon, at <paramref name="mountpoint"/>.</summary>
+    public async Task MountImageThroughApiAsync(string mountpoint)
+    {
+        var config = NydusdMount.Json(Nydus.Actors.Config.NydusConfigLoader.CreateLocalFsDirConfigText(Source));
+        using var api = new ApiClient(CurrentSocket, Wait);
+        var body = $"{{\"source\":{NydusdMount.Json(Image)},\"fs_type\":\"rafs\",\"config\":{config}}}";
+        var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=" + Uri.EscapeDataString(mountpoint), body);
+        if (status != 204) throw new InvalidOperationException($"mount of {mountpoint} answered {status}: {answer}");
+    }
+
     /// <summary>A fresh API socket path (the snapshotter gives the new daemon of an upgrade its own).</summary>
     public string NextSocket() => _dir.Combine($"api{Interlocked.Increment(ref _sockets)}.sock");
 

@@ -19,7 +19,13 @@ public static class FuseHandoff
             connection.MaxWrite, connection.MaxReadahead, connection.MaxPages, NoOpen: false, NoOpenDir: false,
             KernelFlags: (ulong)connection.KernelFlags);
         ulong connId = FuseMount.FindConnectionId(kernelMountpoint) ?? 0;
-        return new HandoffState(connId, init, [settings.Mount], [], settings.DaemonId, kernelMountpoint);
+        var mounts = new List<HandoffMount> { settings.Mount };
+        foreach (var served in settings.ServedMountpoints?.Invoke() ?? [])
+        {
+            if (served != settings.Mount.Mountpoint)
+                mounts.Add(new HandoffMount(served, HandoffMountKinds.ApiInstance, null, null, null, false));
+        }
+        return new HandoffState(connId, init, mounts, [], settings.DaemonId, kernelMountpoint);
     }
 
     /// <summary>Sends the state and a copy of the descriptor (SCM_RIGHTS) to the supervisor.</summary>
@@ -48,6 +54,17 @@ public static class FuseHandoff
             {
                 throw Mismatch($"the supervisor's state mounts {mount.Kind} {mount.Source ?? mount.SharedDir} at {mount.Mountpoint}, "
                                + $"this daemon serves {settings.Mount.Kind} {settings.Mount.Source ?? settings.Mount.SharedDir}");
+            }
+
+            // Every instance the predecessor served must be served here too (restored from the journal before a
+            // takeover runs): taking over without one would turn its files into ESTALE under running containers.
+            if (settings.ServedMountpoints?.Invoke() is { } here)
+            {
+                var missing = state.Mounts.Where(m => m.Kind == HandoffMountKinds.ApiInstance && !here.Contains(m.Mountpoint))
+                    .Select(m => m.Mountpoint).ToList();
+                if (missing.Count > 0)
+                    throw Mismatch($"the predecessor serves {string.Join(", ", missing)}, which this daemon's journal does not "
+                                   + "record (is the work dir missing or damaged?): refusing to take over");
             }
 
             return (state, descriptor);
