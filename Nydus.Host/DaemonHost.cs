@@ -90,6 +90,7 @@ public static class DaemonHost
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
+            DeferStartRecord = takeover is not null,
             CommandLine = fuse?.CommandLine,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,

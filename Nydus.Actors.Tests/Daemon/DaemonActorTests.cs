@@ -52,6 +52,28 @@ public class DaemonActorTests : TestKit
         (await daemon.Ask<DaemonInfo>(GetDaemonInfo.Instance, Wait)).State;
 
     [Fact]
+    public async Task A_successor_waiting_for_a_takeover_records_its_start_only_once_it_runs()
+    {
+        var probe = _service.Ref;
+        var settings = new DaemonSettings("test-" + Guid.NewGuid().ToString("N"), null, DaemonKind.Fuse, "/nonexistent",
+            Props.Create(() => new ForwardingService(probe)), TimeSpan.FromSeconds(5)) { DeferStartRecord = true };
+        var daemon = Sys.ActorOf(DaemonActor.Props(settings));
+        var record = await daemon.Ask<Nydus.Actors.Daemon.Persistence.DaemonRecord>(Nydus.Actors.Daemon.Persistence.GetDaemonRecord.Instance, Wait);
+        Assert.Equal(0, record.StartCount);
+
+        Assert.True((await SendAsync(daemon, DaemonInput.Takeover, DaemonAction.Restore)).Succeeded);
+        record = await daemon.Ask<Nydus.Actors.Daemon.Persistence.DaemonRecord>(Nydus.Actors.Daemon.Persistence.GetDaemonRecord.Instance, Wait);
+        Assert.Equal(0, record.StartCount);
+
+        Assert.Equal(DaemonState.Running, (await SendAsync(daemon, DaemonInput.Start, DaemonAction.StartService)).State);
+        await AwaitAssertAsync(async () =>
+        {
+            var after = await daemon.Ask<Nydus.Actors.Daemon.Persistence.DaemonRecord>(Nydus.Actors.Daemon.Persistence.GetDaemonRecord.Instance, Wait);
+            Assert.Equal(1, after.StartCount);
+        }, Wait);
+    }
+
+    [Fact]
     public async Task Mount_leaves_reported_state_INIT_until_start_succeeds()
     {
         var daemon = NewDaemon();

@@ -25,6 +25,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
     private bool _restoringMounts;
+    private bool _startRecorded;
     private DaemonState _reported = DaemonState.Init;
     private ImmutableSortedDictionary<string, MountedBackend> _backends = ImmutableSortedDictionary<string, MountedBackend>.Empty;
 
@@ -40,7 +41,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     public DaemonActor(DaemonSettings settings)
     {
         _settings = settings;
-        _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id), "journal");
+        _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
         _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.CommandLine), "fs-service");
         Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
@@ -209,6 +210,12 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         var previous = _reported;
         _reported = DaemonStateMachine.ReportedStateAfter(action) ?? _reported;
+        if (_settings.DeferStartRecord && !_startRecorded && _reported == DaemonState.Running)
+        {
+            // The predecessor has exited (upstream's sequence starts a successor only after that): the journal is ours.
+            _startRecorded = true;
+            _journal.Tell(RecordDaemonStart.Instance);
+        }
         if (previous != _reported)
             _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());
         NextInput();

@@ -20,7 +20,9 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
 
     public override string PersistenceId { get; }
 
-    public DaemonJournalActor(string persistenceId, string? daemonId)
+    /// <param name="recordStartAtRecovery">False for a daemon waiting for a takeover: its predecessor still writes this
+    /// journal (same id, same work dir), so nothing is written until <see cref="RecordDaemonStart"/>.</param>
+    public DaemonJournalActor(string persistenceId, string? daemonId, bool recordStartAtRecovery = true)
     {
         PersistenceId = persistenceId;
         _daemonId = daemonId;
@@ -34,10 +36,11 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         {
             _log.Info("Recovered daemon record {PersistenceId}: {StartCount} earlier starts, {MountCount} mounts",
                 PersistenceId, _record.StartCount, _record.Mounts.Count);
-            PersistAndApply(new DaemonStarted(_daemonId, DateTimeOffset.UtcNow, DaemonVersion.PackageVersion), null);
+            if (recordStartAtRecovery) RecordStart();
         });
 
         Command<GetDaemonRecord>(_ => Sender.Tell(_record));
+        Command<RecordDaemonStart>(_ => RecordStart());
         Command<RecordMount>(c => PersistAndApply(new FilesystemMounted(c.Mount), Sender));
         Command<RecordUnmount>(c => PersistAndApply(new FilesystemUnmounted(c.Mountpoint), Sender));
         Command<SaveSnapshotSuccess>(s =>
@@ -53,8 +56,11 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         Command<DeleteSnapshotsFailure>(f => _log.Warning(f.Cause, "Deleting old daemon snapshots failed"));
     }
 
-    public static Props Props(string persistenceId, string? daemonId) =>
-        Akka.Actor.Props.Create(() => new DaemonJournalActor(persistenceId, daemonId));
+    public static Props Props(string persistenceId, string? daemonId, bool recordStartAtRecovery = true) =>
+        Akka.Actor.Props.Create(() => new DaemonJournalActor(persistenceId, daemonId, recordStartAtRecovery));
+
+    private void RecordStart() =>
+        PersistAndApply(new DaemonStarted(_daemonId, DateTimeOffset.UtcNow, DaemonVersion.PackageVersion), null);
 
     private void PersistAndApply(IDaemonJournalPersisted evt, IActorRef? replyTo)
     {

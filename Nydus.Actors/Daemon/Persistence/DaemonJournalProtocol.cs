@@ -61,6 +61,13 @@ public sealed record GetDaemonRecord
 
 public sealed record RecordMount(MountRecord Mount);
 
+/// <summary>Record this start now (for a journal created with the start deferred: a successor that waited for a
+/// takeover, while its predecessor still wrote the same journal).</summary>
+public sealed record RecordDaemonStart
+{
+    public static readonly RecordDaemonStart Instance = new();
+}
+
 public sealed record RecordUnmount(string Mountpoint);
 
 /// <summary>The event was persisted; <see cref="Record"/> is the state after it.</summary>
