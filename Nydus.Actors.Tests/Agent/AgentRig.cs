@@ -247,6 +247,9 @@ public sealed partial class AgentRig : IAsyncDisposable
         _dir.Dispose();
     }
 
+    /// <summary>SIGKILL by pid (for processes the agent started); 0 on success.</summary>
+    public static int Kill(int pid) => kill(pid, NydusdProcess.SIGKILL);
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);
 }

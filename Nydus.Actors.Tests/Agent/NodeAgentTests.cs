@@ -112,6 +112,34 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
         Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
     }
 
+    /// <summary>
+    /// A daemon that dies while no agent holds its fd cannot be failed over: the kernel ended the connection with the
+    /// last fd. A restarted agent reports it lost (without touching the dead mountpoint) and DELETE detaches it.
+    /// </summary>
+    [FuseFact]
+    public async Task A_daemon_that_died_while_the_agent_was_down_is_reported_lost_and_can_be_removed()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        rig.Agent.Signal(NydusdProcess.SIGKILL);
+        await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        Assert.Equal(0, AgentRig.Kill(pid));
+        for (int i = 0; i < 200 && Directory.Exists($"/proc/{pid}"); i++) await Task.Delay(50);
+
+        await rig.StartAgentAsync(hotStandby: false);
+        var lost = await rig.WaitForDaemonAsync(d => d.GetProperty("state").GetString() == "lost", "lost");
+        output.WriteLine($"after the agent restart: {lost}");
+        Assert.False(lost.GetProperty("fd_held").GetBoolean());
+        Assert.Contains("cannot be failed over", lost.GetProperty("message").GetString());
+        Assert.True(NydusdMount.IsListedInMounts(rig.Tree.MountPoint));
+
+        var (status, body) = await rig.SendAsync("PUT", "/api/v1/agent/daemons/d1/upgrade");
+        Assert.True(status == 409, $"upgrade of a lost daemon answered {status}: {body}");
+        (status, body) = await rig.SendAsync("DELETE", "/api/v1/agent/daemons/d1");
+        Assert.True(status == 204, $"DELETE answered {status}: {body}");
+        Assert.False(NydusdMount.IsListedInMounts(rig.Tree.MountPoint));
+    }
+
     [FuseFact]
     public async Task Bad_requests_are_refused_with_a_message_and_unknown_ids_are_404()
     {
