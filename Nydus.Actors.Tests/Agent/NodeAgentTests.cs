@@ -55,9 +55,13 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
         {
             var before = await rig.WaitForServingAsync(failovers: i - 1, standby: true);
             var standby = before.GetProperty("standby_pid").GetInt32();
-            // The agent lists a standby once its API reports INIT; it finishes recovering its journal a moment
-            // later (a takeover waits for that). A settled standby is the case to time.
-            await Task.Delay(TimeSpan.FromSeconds(3));
+            // The agent lists a standby once its API reports INIT; the standby finishes recovering its journal
+            // seconds later on this machine, and a takeover waits for that. A settled standby is the case to time:
+            // wait for its log line (the i-th standby of this daemon).
+            var log = before.GetProperty("log_file").GetString()!;
+            var settled = System.Diagnostics.Stopwatch.StartNew();
+            while (CountOf(await File.ReadAllTextAsync(log), "waiting for a takeover (Upgrade)") < i && settled.Elapsed < AgentRig.Wait)
+                await Task.Delay(50);
             recoveries.Add(await rig.KillDaemonAsync());
             var after = await rig.WaitForServingAsync(failovers: i, standby: false);
             // The standby took over: no new process was needed to serve again.
@@ -71,9 +75,9 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
                          + $"SIGKILL to first read {AgentRig.Summary(recoveries)}");
         Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
         Assert.Contains("(hot standby)", rig.Agent.Output);
-        var log = await File.ReadAllTextAsync((await rig.DaemonAsync()).GetProperty("log_file").GetString()!);
+        var daemonLog = await File.ReadAllTextAsync((await rig.DaemonAsync()).GetProperty("log_file").GetString()!);
         // The standbys started with --upgrade drained because the agent asked (takeover?failover=true).
-        Assert.Contains("failover True", log);
+        Assert.Contains("failover True", daemonLog);
     }
 
     [FuseFact]
@@ -192,5 +196,12 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
         Assert.False(Directory.Exists($"/proc/{pid}"));
         (_, list) = await rig.SendAsync("GET", "/api/v1/agent/daemons");
         Assert.Equal(0, JsonDocument.Parse(list).RootElement.GetArrayLength());
+    }
+
+    private static int CountOf(string text, string fragment)
+    {
+        int count = 0;
+        for (int at = text.IndexOf(fragment, StringComparison.Ordinal); at >= 0; at = text.IndexOf(fragment, at + 1, StringComparison.Ordinal)) count++;
+        return count;
     }
 }
