@@ -43,7 +43,8 @@ public static class NydusdCommandLine
 
     private static readonly string[] LogLevels = ["trace", "debug", "info", "warn", "error"];
 
-    public static RootCommand Build(Func<NydusdOptions, CancellationToken, Task<int>> runDaemon, Command ctl)
+    public static RootCommand Build(Func<NydusdOptions, CancellationToken, Task<int>> runDaemon, Command ctl,
+        Func<AgentOptions, CancellationToken, Task<int>>? runAgent = null)
     {
         var root = new RootCommand("nydusd: the Nydus image service daemon (Nydus.NET)");
         foreach (var o in new Option[] { ApiSock, ConfigFile, Id, Supervisor, Upgrade, LogLevel, LogFile, LogRotationSize, RlimitNofile, WorkDir, Hocon })
@@ -59,6 +60,7 @@ public static class NydusdCommandLine
         root.Subcommands.Add(fuse);
         root.Subcommands.Add(singleton);
         root.Subcommands.Add(ctl);
+        if (runAgent is not null) root.Subcommands.Add(BuildAgent(runAgent));
 
         foreach (var command in new[] { root, fuse, singleton })
         {
@@ -70,6 +72,29 @@ public static class NydusdCommandLine
         fuse.Validators.Add(ValidateFuse);
         singleton.Validators.Add(ValidateSingleton);
         return root;
+    }
+
+    /// <summary>`nydusd agent`: the node agent, a long-running supervisor of the daemons of one host.</summary>
+    private static Command BuildAgent(Func<AgentOptions, CancellationToken, Task<int>> runAgent)
+    {
+        var stateDir = new Option<string>("--state-dir") { Description = "Where the agent keeps its journal and its daemons' sockets, work dirs and logs", Required = true };
+        var sock = new Option<string>("--sock") { Description = "Unix socket of the agent's HTTP API", Required = true };
+        var hotStandby = new Option<bool>("--hot-standby") { Description = "Keep a second process per daemon waiting in INIT to take over at once when it dies" };
+        var agent = new Command("agent", "Run the node agent: start, watch, fail over and upgrade nydusd daemons (API on --sock)")
+        {
+            stateDir, sock, hotStandby,
+        };
+        agent.Validators.Add(r =>
+        {
+            var level = Value(r, LogLevel, "info");
+            if (!LogLevels.Contains(level, StringComparer.OrdinalIgnoreCase))
+                r.AddError($"invalid --log-level '{level}': use one of {string.Join(", ", LogLevels)}");
+            if (Value(r, Hocon, null) is { } hocon && !IsReadableFile(hocon))
+                r.AddError($"cannot read --hocon file {hocon}");
+        });
+        agent.SetAction((r, token) => runAgent(new AgentOptions(r.GetValue(stateDir)!, r.GetValue(sock)!, r.GetValue(hotStandby),
+            r.GetValue(LogLevel)!.ToLowerInvariant(), r.GetValue(LogFile), r.GetValue(Hocon)), token));
+        return agent;
     }
 
     private static void AddFuseOptions(Command command)

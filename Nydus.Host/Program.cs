@@ -2,7 +2,7 @@ using System.CommandLine;
 using Nydus.Host;
 
 // nydusd: parse upstream's command line and run the daemon (or the ctl client).
-var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build());
+var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build(), AgentHost.RunAsync);
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {

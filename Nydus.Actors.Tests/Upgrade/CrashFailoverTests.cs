@@ -14,10 +14,6 @@ public sealed class CrashFailoverTests(ITestOutputHelper output)
 {
     private static readonly int Kills = int.TryParse(Environment.GetEnvironmentVariable("NYDUS_TEST_KILLS"), out var k) ? k : 10;
 
-    // Skipped: on this kernel (6.18) the SIGKILLed nydusd does not finish exiting (it stays a zombie whose other
-    // threads are blocked) until the FUSE connection is aborted, so the restart never comes and the run hangs. Root
-    // cause not found yet; see README (failover status).
-    internal const string HangsOnKill = "SIGKILLed nydusd does not finish exiting while the supervisor holds its fd (open issue, see README)";
 
     [FuseFact]
     public async Task Ten_kills_with_resend_lose_no_reader_operation()

@@ -14,7 +14,7 @@ public sealed partial class TreeReaders : IDisposable
 {
     private const int PosixFadvDontNeed = 4;
 
-    private readonly UpgradeRig _rig;
+    private readonly GeneratedTree _rig;
     private readonly Thread[] _threads;
     // Per reader: Stopwatch timestamp of the operation in progress, 0 between operations.
     private readonly long[] _busySince;
@@ -24,7 +24,11 @@ public sealed partial class TreeReaders : IDisposable
     private long _longestTicks;
     private string _longestWhat = "";
 
-    public TreeReaders(UpgradeRig rig, int count)
+    public TreeReaders(UpgradeRig rig, int count) : this(rig.Tree, count)
+    {
+    }
+
+    public TreeReaders(GeneratedTree rig, int count)
     {
         _rig = rig;
         _threads = new Thread[count];

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using Nydus.Actors.Api;
 using Nydus.Actors.Fuse.Session;
@@ -34,7 +33,6 @@ public sealed class UpgradeRig : IAsyncDisposable
     {
         ExtraArgs = extraArgs;
         Id = "upg-" + Guid.NewGuid().ToString("N")[..10];
-        Directory.CreateDirectory(MountPoint);
         Supervisor = new SupervisorServer(_dir.Combine("sup.sock"), TimeSpan.FromSeconds(10));
         _watchdog = new Timer(_ => AbortConnection(), null, Deadline, Timeout.InfiniteTimeSpan);
     }
@@ -52,16 +50,17 @@ public sealed class UpgradeRig : IAsyncDisposable
     }
 
     public string Id { get; }
+    /// <summary>The generated image and what readers check against (built by <see cref="StartAsync"/>).</summary>
+    public GeneratedTree Tree { get; private set; } = null!;
     public string MountPoint => _dir.Combine("mnt");
-    public string Source => _dir.Combine("src");
-    public string Image => _dir.Combine("image.erofs");
+    public string Source => Tree.Source;
+    public string Image => Tree.Image;
     public SupervisorServer Supervisor { get; }
     public string[] ExtraArgs { get; }
 
-    /// <summary>Relative path → SHA-256 of every regular file; relative path → sorted names of every directory.</summary>
-    public Dictionary<string, byte[]> FileHashes { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, long> FileSizes { get; } = new(StringComparer.Ordinal);
-    public Dictionary<string, string[]> Directories { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, byte[]> FileHashes => Tree.FileHashes;
+    public Dictionary<string, long> FileSizes => Tree.FileSizes;
+    public Dictionary<string, string[]> Directories => Tree.Directories;
 
     /// <summary>The daemon serving now, and its API socket.</summary>
     public NydusdProcess Current { get; private set; } = null!;
@@ -73,7 +72,7 @@ public sealed class UpgradeRig : IAsyncDisposable
         var rig = new UpgradeRig(extraArgs);
         try
         {
-            rig.BuildImage();
+            rig.Tree = new GeneratedTree(rig._dir.Path);
             var socket = rig.NextSocket();
             var first = rig.Launch(socket, upgrade: false);
             await first.WaitForStateAsync(socket, "RUNNING", Wait);
@@ -229,33 +228,6 @@ public sealed class UpgradeRig : IAsyncDisposable
         using var client = new ApiClient(socket, Wait);
         var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
         return status == 200 ? State(body) : $"HTTP {status}";
-    }
-
-    private void BuildImage()
-    {
-        // Sizes around page and readahead boundaries, and one file of several MiB, in three directories.
-        long[] sizes = [0, 1, 4095, 4096, 4097, 70_001, 131_072, 300_000, 1_100_000, 3_000_000];
-        var random = new Random(6);
-        foreach (var dir in new[] { "", "a", "a/b", "c" })
-        {
-            Directory.CreateDirectory(Path.Combine(Source, dir));
-            for (int i = 0; i < 8; i++)
-            {
-                var relative = Path.Combine(dir, $"f{i}.bin");
-                var content = new byte[sizes[(i * 3 + dir.Length) % sizes.Length]];
-                random.NextBytes(content);
-                File.WriteAllBytes(Path.Combine(Source, relative), content);
-                FileHashes["/" + relative] = SHA256.HashData(content);
-                FileSizes["/" + relative] = content.Length;
-            }
-        }
-
-        TreeBuilder.Run("mkfs.erofs", "--quiet", Image, Source);
-        foreach (var dir in new[] { "", "a", "a/b", "c" })
-        {
-            Directories["/" + dir] = Directory.GetFileSystemEntries(Path.Combine(Source, dir))
-                .Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
-        }
     }
 
     public async ValueTask DisposeAsync()

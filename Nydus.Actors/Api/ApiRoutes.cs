@@ -7,6 +7,7 @@ namespace Nydus.Actors.Api;
 public sealed class ApiRoutes
 {
     private readonly Dictionary<string, Dictionary<string, ApiHandler>> _byPath = new(StringComparer.Ordinal);
+    private readonly List<(string Prefix, ApiHandler Handler)> _prefixes = [];
 
     public ApiRoutes Map(string method, string path, ApiHandler handler)
     {
@@ -16,12 +17,26 @@ public sealed class ApiRoutes
         return this;
     }
 
+    /// <summary>Every path under <paramref name="prefix"/> that has no exact route goes to <paramref name="handler"/>,
+    /// whatever the method (for paths that carry a name, like the node agent's <c>/api/v1/agent/daemons/{id}</c>);
+    /// the handler routes the rest itself.</summary>
+    public ApiRoutes MapPrefix(string prefix, ApiHandler handler)
+    {
+        _prefixes.Add((prefix, handler));
+        return this;
+    }
+
     public bool Serves(string method, string path) =>
         _byPath.TryGetValue(path, out var byMethod) && byMethod.ContainsKey(method);
 
     public ApiHandler Resolve(string method, string path)
     {
-        if (!_byPath.TryGetValue(path, out var byMethod)) throw ApiError.NoRoute(path);
+        if (!_byPath.TryGetValue(path, out var byMethod))
+        {
+            foreach (var (prefix, prefixed) in _prefixes)
+                if (path.StartsWith(prefix, StringComparison.Ordinal) && path.Length > prefix.Length) return prefixed;
+            throw ApiError.NoRoute(path);
+        }
         if (byMethod.TryGetValue(method, out var handler)) return handler;
         throw ApiError.BadRequest($"method {method} is not served on {path} (served: {string.Join(", ", byMethod.Keys)})");
     }

@@ -30,16 +30,24 @@ public sealed class ApiServer : IAsyncDisposable
 
     public string SocketPath => _socketPath;
 
-    public static async Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default)
+    /// <summary>The daemon's API: upstream's endpoints, answered by the daemon actor.</summary>
+    public static Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default) =>
+        StartAsync(socketPath, routes =>
+        {
+            DaemonEndpoints.Map(routes, api);
+            MountEndpoints.Map(routes, api);
+            FuseHandoffEndpoints.Map(routes, api);
+            MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
+            PendingEndpoints.Map(routes);
+        }, cancellationToken);
+
+    /// <summary>An API with the given routes (the node agent's, for one), with the same socket handling and errors.</summary>
+    public static async Task<ApiServer> StartAsync(string socketPath, Action<ApiRoutes> map, CancellationToken cancellationToken = default)
     {
         ApiSocket.PrepareForBind(socketPath);
 
         var routes = new ApiRoutes();
-        DaemonEndpoints.Map(routes, api);
-        MountEndpoints.Map(routes, api);
-        FuseHandoffEndpoints.Map(routes, api);
-        MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
-        PendingEndpoints.Map(routes);
+        map(routes);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {

@@ -34,6 +34,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private IActorRef _replyTo = ActorRefs.Nobody;
     private DaemonAction _runningAction;
     private int _actionGeneration;
+    // The takeover being worked on was asked with ?failover=true.
+    private bool _failoverTakeover;
 
     public IStash Stash { get; set; } = null!;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -67,7 +69,11 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         // A successor must not serve a taken-over connection before it has mounted again what the journal records:
         // the kernel's node ids of those instances would answer ESTALE meanwhile. Held until the restore is done.
         Receive<DaemonCommand>(c => _restoringMounts && c.Input is DaemonInput.Takeover or DaemonInput.Start, _ => Stash.Stash());
-        Receive<DaemonCommand>(c => BeginSequence([c.Input], Sender));
+        Receive<DaemonCommand>(c =>
+        {
+            _failoverTakeover = c.Input == DaemonInput.Takeover && c.Failover;
+            BeginSequence([c.Input], Sender);
+        });
         Receive<TriggerStop>(_ => BeginSequence(DaemonStateMachine.StopSequence(_reported), Sender));
         Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender));
         Receive<ServiceEnded>(e =>
@@ -179,7 +185,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
         _runningAction = action;
         var generation = ++_actionGeneration;
-        _service.Tell(new ServiceActionRequest(action));
+        _service.Tell(new ServiceActionRequest(action) { Failover = action == DaemonAction.Restore && _failoverTakeover });
         Timers.StartSingleTimer("action-timeout", new ActionTimedOut(generation), _settings.ActionTimeout);
         Become(RunningAction);
     }

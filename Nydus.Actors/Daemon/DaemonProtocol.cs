@@ -6,7 +6,12 @@ namespace Nydus.Actors.Daemon;
 public interface IDaemonMessage;
 
 /// <summary>Feeds one input to the state machine; answered with <see cref="DaemonCommandResult"/> once its action ran.</summary>
-public sealed record DaemonCommand(DaemonInput Input) : IDaemonMessage;
+public sealed record DaemonCommand(DaemonInput Input) : IDaemonMessage
+{
+    /// <summary>For Takeover: apply the failover policy to the taken-over fd even when this daemon did not detect a
+    /// crash itself (<c>takeover?failover=true</c>, Nydus.NET's extension for hot standbys).</summary>
+    public bool Failover { get; init; }
+}
 
 /// <summary>Upstream's <c>trigger_stop()</c>: the inputs that take the daemon to Stopped, unmounting (signals).</summary>
 public sealed record TriggerStop : IDaemonMessage
@@ -72,7 +77,11 @@ public sealed record MountedBackend(string BackendType, string Mountpoint, DateT
 // ---- The service the daemon drives (FUSE session, or nothing for a singleton) ----
 
 /// <summary>Asks the daemon's service child to perform a state machine action.</summary>
-public sealed record ServiceActionRequest(DaemonAction Action);
+public sealed record ServiceActionRequest(DaemonAction Action)
+{
+    /// <summary>For Restore: the predecessor crashed, so drain with the failover policy (see <see cref="DaemonCommand.Failover"/>).</summary>
+    public bool Failover { get; init; }
+}
 
 /// <summary>The service child's answer to <see cref="ServiceActionRequest"/>.</summary>
 public sealed record ServiceActionResult(DaemonAction Action, string? Error)

@@ -100,7 +100,7 @@ public sealed class FuseServiceActor : ReceiveActor
                 _sessionActor!.Tell(StopWorkers.Instance);
                 break;
             case DaemonAction.Restore:
-                Complete(DaemonAction.Restore, Restore());
+                Complete(DaemonAction.Restore, Restore(request.Failover));
                 break;
             case DaemonAction.Umount:
                 _unmounting = true;
@@ -126,7 +126,7 @@ public sealed class FuseServiceActor : ReceiveActor
 
     /// <summary>Upstream's restore: receive, decode, install the fd as the session's, drain on failover. Returns
     /// the error, or null. All or nothing: on failure the received descriptor is closed and nothing is installed.</summary>
-    private string? Restore()
+    private string? Restore(bool failoverRequested)
     {
         if (_session is not null) return $"{_mountpoint} already has a FUSE session";
         if (_restoreSession is null || _handoff is null) return "this daemon was not started for a takeover (--upgrade, or after a crash)";
@@ -139,7 +139,8 @@ public sealed class FuseServiceActor : ReceiveActor
             // The kernel sent INIT to the first daemon of this connection only; without the saved answer the
             // session could not know the agreed sizes and flags (upstream: VFS initialized iff INIT options saved).
             if (state.FuseInit is { } init) session.Dispatcher.Restore(FuseHandoff.ToConnectionInfo(init));
-            if (_handoff.IsFailover)
+            var isFailover = _handoff.IsFailover || failoverRequested;
+            if (isFailover)
             {
                 // Once, before any worker reads: requests the dead daemon read but never answered are queued again
                 // (resend), aborted (flush) or left (none).
@@ -151,7 +152,7 @@ public sealed class FuseServiceActor : ReceiveActor
             _owned.InsertRange(0, [session, new FuseDevice(descriptor, _mountpoint)]);
             InstallSession(session);
             _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover})",
-                _mountpoint, state.FuseConnId, state.FuseInit is not null, _handoff.IsFailover);
+                _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover);
             return null;
         }
         catch (Exception e) when (e is UpgradeException or IOException or Fuse.FuseException)

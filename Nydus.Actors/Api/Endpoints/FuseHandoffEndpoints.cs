@@ -20,7 +20,15 @@ public static class FuseHandoffEndpoints
         routes.Map("PUT", "/api/v1/daemon/fuse/takeover", async request =>
         {
             request.RequireNoBody();
-            var result = await DaemonEndpoints.AskAsync<DaemonCommandResult>(api, new DaemonCommand(DaemonInput.Takeover));
+            // Nydus.NET's extension: ?failover=true makes a --upgrade daemon apply its failover policy once to the
+            // taken-over fd, as a crash-detected start does (a hot standby taking over from a crashed daemon).
+            var failover = request.Query("failover") switch
+            {
+                null or "false" => false,
+                "true" => true,
+                var other => throw ApiError.BadRequest($"query parameter 'failover' must be true or false, not '{other}'"),
+            };
+            var result = await DaemonEndpoints.AskAsync<DaemonCommandResult>(api, new DaemonCommand(DaemonInput.Takeover) { Failover = failover });
             if (result.Error is not null) throw ApiError.FromDaemon(result.Error);
             return ApiResult.NoContent;
         });

@@ -1,0 +1,207 @@
+using System.Text.Json;
+using Nydus.Actors.Tests.Support;
+using Nydus.Actors.Tests.Upgrade;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Nydus.Actors.Tests.Agent;
+
+/// <summary>
+/// The node agent (`nydusd agent`) with real processes and a real FUSE mount: it fails a SIGKILLed daemon over
+/// (restart, or its hot standby) with readers losing nothing, keeps its daemons across its own SIGKILL and
+/// re-attaches to them, upgrades through its API, and refuses bad requests with 4xx.
+/// </summary>
+[Collection("upgrade")]
+public sealed class NodeAgentTests(ITestOutputHelper output)
+{
+    private static readonly int Kills = int.TryParse(Environment.GetEnvironmentVariable("NYDUS_TEST_KILLS"), out var k) ? k : 10;
+    private static readonly int StandbyKills = Math.Min(Kills, 5);
+
+    [FuseFact]
+    public async Task Agent_fails_over_ten_SIGKILLed_daemons_with_resend_losing_no_reader_operation()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        using var readers = new TreeReaders(rig.Tree, 4);
+        readers.Start();
+        await readers.AdvanceAsync(200, AgentRig.Wait);
+        var recoveries = new List<TimeSpan>();
+        var pids = new List<int> { (await rig.DaemonAsync()).GetProperty("pid").GetInt32() };
+        for (int i = 1; i <= Kills; i++)
+        {
+            recoveries.Add(await rig.KillDaemonAsync());
+            var entry = await rig.WaitForServingAsync(failovers: i, standby: false);
+            pids.Add(entry.GetProperty("pid").GetInt32());
+            await readers.AdvanceAsync(100, AgentRig.Wait);
+        }
+
+        Assert.True(readers.Stop(AgentRig.Wait), "a reader is still blocked");
+        output.WriteLine($"{Kills} SIGKILLs under the agent (restart, resend): daemons {string.Join(" -> ", pids)}; {readers.Operations} reader "
+                         + $"operations, {readers.FailureCount} failed; longest operation {readers.Longest.TotalMilliseconds:F0} ms "
+                         + $"({readers.LongestWhat}); SIGKILL to first read {AgentRig.Summary(recoveries)}");
+        Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+        Assert.Equal(Kills + 1, pids.Distinct().Count());
+        Assert.Contains("Failover " + Kills + " of daemon", rig.Agent.Output);
+    }
+
+    [FuseFact]
+    public async Task Agent_with_hot_standby_fails_over_SIGKILLed_daemons_losing_no_reader_operation()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: true);
+        using var readers = new TreeReaders(rig.Tree, 4);
+        readers.Start();
+        await readers.AdvanceAsync(200, AgentRig.Wait);
+        var recoveries = new List<TimeSpan>();
+        for (int i = 1; i <= StandbyKills; i++)
+        {
+            var before = await rig.WaitForServingAsync(failovers: i - 1, standby: true);
+            var standby = before.GetProperty("standby_pid").GetInt32();
+            // The agent lists a standby once its API reports INIT; the standby finishes recovering its journal
+            // seconds later on this machine, and a takeover waits for that. A settled standby is the case to time:
+            // wait for its log line (the i-th standby of this daemon).
+            var log = before.GetProperty("log_file").GetString()!;
+            var settled = System.Diagnostics.Stopwatch.StartNew();
+            while (CountOf(await File.ReadAllTextAsync(log), "waiting for a takeover (Upgrade)") < i && settled.Elapsed < AgentRig.Wait)
+                await Task.Delay(50);
+            recoveries.Add(await rig.KillDaemonAsync());
+            var after = await rig.WaitForServingAsync(failovers: i, standby: false);
+            // The standby took over: no new process was needed to serve again.
+            Assert.Equal(standby, after.GetProperty("pid").GetInt32());
+            await readers.AdvanceAsync(100, AgentRig.Wait);
+        }
+
+        Assert.True(readers.Stop(AgentRig.Wait), "a reader is still blocked");
+        output.WriteLine($"{StandbyKills} SIGKILLs under the agent (hot standby, resend): {readers.Operations} reader operations, "
+                         + $"{readers.FailureCount} failed; longest operation {readers.Longest.TotalMilliseconds:F0} ms ({readers.LongestWhat}); "
+                         + $"SIGKILL to first read {AgentRig.Summary(recoveries)}");
+        Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+        Assert.Contains("(hot standby)", rig.Agent.Output);
+        var daemonLog = await File.ReadAllTextAsync((await rig.DaemonAsync()).GetProperty("log_file").GetString()!);
+        // The standbys started with --upgrade drained because the agent asked (takeover?failover=true).
+        Assert.Contains("failover True", daemonLog);
+    }
+
+    [FuseFact]
+    public async Task Daemons_outlive_a_SIGKILLed_agent_and_a_restarted_agent_reattaches_and_upgrades_them()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var first = await rig.DaemonAsync();
+        var pid = first.GetProperty("pid").GetInt32();
+        using var readers = new TreeReaders(rig.Tree, 4);
+        readers.Start();
+        await readers.AdvanceAsync(200, AgentRig.Wait);
+
+        rig.Agent.Signal(NydusdProcess.SIGKILL);
+        await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        // Nothing depends on the agent: the daemon (its own session, its log a file) keeps serving.
+        await readers.AdvanceAsync(300, AgentRig.Wait);
+        Assert.True(Directory.Exists($"/proc/{pid}"), "the daemon died with the agent");
+
+        await rig.StartAgentAsync(hotStandby: false);
+        var attached = await rig.WaitForDaemonAsync(d => d.GetProperty("state").GetString() == "running" && d.GetProperty("fd_held").GetBoolean(),
+            "re-attached with its fd held");
+        output.WriteLine($"after the agent restart: {attached}");
+        Assert.Equal(pid, attached.GetProperty("pid").GetInt32());
+        Assert.Contains("Re-attached daemon d1", rig.Agent.Output);
+
+        var (status, body) = await rig.SendAsync("PUT", "/api/v1/agent/daemons/d1/upgrade",
+            JsonSerializer.Serialize(new { binary = NydusdProcess.BinaryPath }));
+        Assert.True(status == 200, $"upgrade answered {status}: {body}");
+        var upgraded = await rig.WaitForServingAsync(failovers: 0, standby: false);
+        Assert.NotEqual(pid, upgraded.GetProperty("pid").GetInt32());
+        await readers.AdvanceAsync(200, AgentRig.Wait);
+
+        Assert.True(readers.Stop(AgentRig.Wait), "a reader is still blocked");
+        output.WriteLine($"agent SIGKILL, restart, upgrade {pid} -> {upgraded.GetProperty("pid").GetInt32()}: {readers.Operations} reader operations, "
+                         + $"{readers.FailureCount} failed; longest operation {readers.Longest.TotalMilliseconds:F0} ms ({readers.LongestWhat})");
+        Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+    }
+
+    /// <summary>
+    /// A daemon that dies while no agent holds its fd cannot be failed over: the kernel ended the connection with the
+    /// last fd. A restarted agent reports it lost (without touching the dead mountpoint) and DELETE detaches it.
+    /// </summary>
+    [FuseFact]
+    public async Task A_daemon_that_died_while_the_agent_was_down_is_reported_lost_and_can_be_removed()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        rig.Agent.Signal(NydusdProcess.SIGKILL);
+        await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        Assert.Equal(0, AgentRig.Kill(pid));
+        for (int i = 0; i < 200 && Directory.Exists($"/proc/{pid}"); i++) await Task.Delay(50);
+
+        await rig.StartAgentAsync(hotStandby: false);
+        var lost = await rig.WaitForDaemonAsync(d => d.GetProperty("state").GetString() == "lost", "lost");
+        output.WriteLine($"after the agent restart: {lost}");
+        Assert.False(lost.GetProperty("fd_held").GetBoolean());
+        Assert.Contains("cannot be failed over", lost.GetProperty("message").GetString());
+        Assert.True(NydusdMount.IsListedInMounts(rig.Tree.MountPoint));
+
+        var (status, body) = await rig.SendAsync("PUT", "/api/v1/agent/daemons/d1/upgrade");
+        Assert.True(status == 409, $"upgrade of a lost daemon answered {status}: {body}");
+        (status, body) = await rig.SendAsync("DELETE", "/api/v1/agent/daemons/d1");
+        Assert.True(status == 204, $"DELETE answered {status}: {body}");
+        Assert.False(NydusdMount.IsListedInMounts(rig.Tree.MountPoint));
+    }
+
+    [FuseFact]
+    public async Task Bad_requests_are_refused_with_a_message_and_unknown_ids_are_404()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var bad = new (string Method, string Path, string? Body, int Status, string Fragment)[]
+        {
+            ("POST", "/api/v1/agent/daemons", "not json", 400, "not"),
+            ("POST", "/api/v1/agent/daemons", "{\"args\":[]}", 400, "\"id\" is required"),
+            ("POST", "/api/v1/agent/daemons", "{\"id\":\"x\"}", 400, "\"args\" is required"),
+            ("POST", "/api/v1/agent/daemons", null, 400, "needs a JSON request body"),
+            ("POST", "/api/v1/agent/daemons", "{\"id\":\"../x\",\"args\":[\"-M\",\"/tmp\"]}", 400, "invalid id"),
+            ("POST", "/api/v1/agent/daemons", "{\"id\":\"x\",\"args\":[\"--apisock\",\"/tmp/a.sock\",\"-M\",\"/tmp\"]}", 400, "--apisock is set by the agent"),
+            ("POST", "/api/v1/agent/daemons", "{\"id\":\"x\",\"args\":[\"--bootstrap\",\"/x\"]}", 400, "--mountpoint"),
+            ("POST", "/api/v1/agent/daemons", JsonSerializer.Serialize(new { id = AgentRig.DaemonId, args = rig.DaemonArgs() }), 409, "already managed"),
+            ("POST", "/api/v1/agent/daemons", JsonSerializer.Serialize(new { id = "other", args = rig.DaemonArgs() }), 409, "already served"),
+            ("PUT", "/api/v1/agent/daemons/nope/upgrade", null, 404, "no managed daemon with id nope"),
+            ("DELETE", "/api/v1/agent/daemons/nope", null, 404, "no managed daemon with id nope"),
+            ("GET", "/api/v1/agent/daemons/nope", null, 404, "no managed daemon with id nope"),
+            ("PUT", "/api/v1/agent/daemons/d1/upgrade", "{\"binary\":\"relative/nydusd\"}", 400, "absolute path"),
+            ("PUT", "/api/v1/agent/daemons/d1/upgrade", "{\"binary\":\"/nonexistent/nydusd\"}", 400, "does not exist"),
+            ("PUT", "/api/v1/agent/daemons/d1/frobnicate", null, 404, "no API endpoint"),
+        };
+        foreach (var (method, path, body, expected, fragment) in bad)
+        {
+            var (status, text) = await rig.SendAsync(method, path, body);
+            output.WriteLine($"{method} {path} {body}: {status} {text}");
+            Assert.Equal(expected, status);
+            Assert.Contains(fragment, JsonDocument.Parse(text).RootElement.GetProperty("message").GetString());
+        }
+
+        // A daemon that cannot start (a missing image) is refused with its log, and is not listed.
+        var (failedStatus, failed) = await rig.SendAsync("POST", "/api/v1/agent/daemons", JsonSerializer.Serialize(new
+        {
+            id = "broken",
+            args = new[] { "-M", Path.Combine(Path.GetDirectoryName(rig.Tree.MountPoint)!, "mnt2"), "--bootstrap", rig.Tree.Image + ".missing", "--localfs-dir", rig.Tree.Source },
+        }));
+        output.WriteLine($"broken daemon: {failedStatus} {failed}");
+        Assert.Equal(400, failedStatus);
+        Assert.Contains("failed to start", failed);
+        var (_, list) = await rig.SendAsync("GET", "/api/v1/agent/daemons");
+        Assert.Equal(1, JsonDocument.Parse(list).RootElement.GetArrayLength());
+
+        // DELETE stops the daemon (SIGTERM: it unmounts) and forgets it.
+        var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        var (deleted, deleteBody) = await rig.SendAsync("DELETE", "/api/v1/agent/daemons/d1");
+        Assert.True(deleted == 204, $"DELETE answered {deleted}: {deleteBody}");
+        Assert.False(NydusdMount.IsListedInMounts(rig.Tree.MountPoint));
+        // Gone (the agent, its parent, reaps it: allow a moment for that).
+        for (int i = 0; i < 100 && Directory.Exists($"/proc/{pid}"); i++) await Task.Delay(50);
+        Assert.False(Directory.Exists($"/proc/{pid}"));
+        (_, list) = await rig.SendAsync("GET", "/api/v1/agent/daemons");
+        Assert.Equal(0, JsonDocument.Parse(list).RootElement.GetArrayLength());
+    }
+
+    private static int CountOf(string text, string fragment)
+    {
+        int count = 0;
+        for (int at = text.IndexOf(fragment, StringComparison.Ordinal); at >= 0; at = text.IndexOf(fragment, at + 1, StringComparison.Ordinal)) count++;
+        return count;
+    }
+}

@@ -1,0 +1,101 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Akka.Actor;
+using Nydus.Actors.Api;
+
+namespace Nydus.Actors.Agent;
+
+/// <summary>
+/// The node agent's API on its own socket (<c>nydusd agent --sock</c>), answered by <see cref="NodeAgentActor"/>:
+/// <c>POST /api/v1/agent/daemons</c> (start), <c>GET /api/v1/agent/daemons</c> (list), <c>GET .../{id}</c>,
+/// <c>PUT .../{id}/upgrade</c>, <c>DELETE .../{id}</c>.
+/// </summary>
+public static class AgentEndpoints
+{
+    public const string Daemons = "/api/v1/agent/daemons";
+
+    /// <summary>Starting a daemon waits for RUNNING and the first sendfd, a failover or upgrade for a few steps.</summary>
+    private static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(3);
+
+    private sealed record AddBody(
+        [property: JsonPropertyName("id")] string? Id,
+        [property: JsonPropertyName("args")] string[]? Args);
+
+    private sealed record UpgradeBody([property: JsonPropertyName("binary")] string? Binary);
+
+    public static void Map(ApiRoutes routes, IActorRef agent)
+    {
+        routes.Map("GET", Daemons, async request =>
+        {
+            request.RequireNoBody();
+            return Answer(await AskAsync(agent, ListManagedDaemons.Instance, TimeSpan.FromSeconds(30)));
+        });
+        routes.Map("POST", Daemons, async request =>
+        {
+            var text = await request.ReadTextBodyAsync(1 << 20);
+            AddBody body;
+            try
+            {
+                body = JsonSerializer.Deserialize<AddBody>(text) ?? throw ApiError.BadRequest("the request body is JSON null");
+            }
+            catch (JsonException e)
+            {
+                throw ApiError.BadRequest($"the request body is not {{\"id\": \"...\", \"args\": [\"...\"]}}: {e.Message}");
+            }
+            if (body.Id is null) throw ApiError.BadRequest("\"id\" is required");
+            if (body.Args is null) throw ApiError.BadRequest("\"args\" is required (nydusd arguments without --apisock, --supervisor and --id)");
+            return Answer(await AskAsync(agent, new AddManagedDaemon(body.Id, body.Args), OperationTimeout));
+        });
+        routes.MapPrefix(Daemons + "/", async request =>
+        {
+            var rest = request.Path[(Daemons.Length + 1)..].Split('/');
+            var method = request.Http.Request.Method;
+            switch (rest)
+            {
+                case [var id] when method == "GET":
+                    request.RequireNoBody();
+                    return Answer(await AskAsync(agent, new GetManagedDaemon(id), TimeSpan.FromSeconds(30)));
+                case [var id] when method == "DELETE":
+                    request.RequireNoBody();
+                    return Answer(await AskAsync(agent, new RemoveManagedDaemon(id), OperationTimeout));
+                case [var id, "upgrade"] when method == "PUT":
+                    string? binary = null;
+                    if (request.Http.Request.ContentLength > 0)
+                    {
+                        try
+                        {
+                            binary = JsonSerializer.Deserialize<UpgradeBody>(await request.ReadTextBodyAsync(64 << 10))?.Binary;
+                        }
+                        catch (JsonException e)
+                        {
+                            throw ApiError.BadRequest($"the request body is not {{\"binary\": \"/path/to/nydusd\"}}: {e.Message}");
+                        }
+                    }
+                    if (binary is not null && !Path.IsPathRooted(binary)) throw ApiError.BadRequest($"\"binary\" must be an absolute path, not {binary}");
+                    return Answer(await AskAsync(agent, new UpgradeManagedDaemon(id, binary), OperationTimeout));
+                case [_] or [_, "upgrade"]:
+                    throw ApiError.BadRequest($"method {method} is not served on {request.Path}");
+                default:
+                    throw ApiError.NoRoute(request.Path);
+            }
+        });
+    }
+
+    private static async Task<AgentReply> AskAsync(IActorRef agent, object message, TimeSpan timeout)
+    {
+        try
+        {
+            return await agent.Ask<AgentReply>(message, timeout);
+        }
+        catch (AskTimeoutException)
+        {
+            throw ApiError.Timeout($"the agent did not answer within {timeout}");
+        }
+    }
+
+    private static ApiResult Answer(AgentReply reply)
+    {
+        if (reply.Error is not null) throw new ApiError(reply.Status, reply.ErrorCode ?? "Failed", reply.Error);
+        return new ApiResult(reply.Status, reply.Body);
+    }
+}

@@ -1,0 +1,105 @@
+using System.Text.Json.Serialization;
+
+namespace Nydus.Actors.Agent;
+
+/// <summary>Marks what the node agent persists (serialized by <see cref="AgentJournalSerializer"/>).</summary>
+public interface IAgentJournalPersisted;
+
+/// <summary>
+/// One managed daemon as the agent persists it: enough to find the processes again after an agent restart (pid and
+/// start time guard against pid reuse), to restart them with the same arguments and to serve their fd.
+/// </summary>
+public sealed record ManagedDaemonRecord(
+    string Id,
+    string[] Args,
+    string Binary,
+    string Mountpoint,
+    string DaemonDir,
+    string WorkDir,
+    string LogFile,
+    string SupervisorSocket,
+    string ApiSocket,
+    int Pid,
+    long StartTime,
+    int? StandbyPid,
+    long StandbyStartTime,
+    string? StandbySocket,
+    int Failovers,
+    int SocketGeneration) : IAgentJournalPersisted;
+
+public sealed record AgentDaemonSaved(ManagedDaemonRecord Record) : IAgentJournalPersisted;
+
+public sealed record AgentDaemonRemoved(string Id) : IAgentJournalPersisted;
+
+public sealed record AgentSnapshot(ManagedDaemonRecord[] Daemons) : IAgentJournalPersisted;
+
+/// <summary>What <c>GET /api/v1/agent/daemons</c> lists for one daemon.</summary>
+public sealed record ManagedDaemonView(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("pid")] int Pid,
+    [property: JsonPropertyName("state")] string State,
+    [property: JsonPropertyName("api_socket")] string ApiSocket,
+    [property: JsonPropertyName("mountpoint")] string Mountpoint,
+    [property: JsonPropertyName("fd_held")] bool FdHeld,
+    [property: JsonPropertyName("failovers")] int Failovers,
+    [property: JsonPropertyName("standby_pid")] int? StandbyPid,
+    [property: JsonPropertyName("standby_api_socket")] string? StandbyApiSocket,
+    [property: JsonPropertyName("supervisor_socket")] string SupervisorSocket,
+    [property: JsonPropertyName("binary")] string Binary,
+    [property: JsonPropertyName("log_file")] string LogFile,
+    [property: JsonPropertyName("message")] string? Message);
+
+/// <summary>Managed daemon states as the list reports them.</summary>
+public static class ManagedStates
+{
+    public const string Starting = "starting";
+    public const string Running = "running";
+    public const string FailingOver = "failing_over";
+    public const string Upgrading = "upgrading";
+    public const string Stopping = "stopping";
+    /// <summary>Dead with its mount still there and nobody holding its fd: the connection is gone, no failover.</summary>
+    public const string Lost = "lost";
+    /// <summary>Dead and not mounted, or a failover that failed.</summary>
+    public const string Failed = "failed";
+}
+
+// ---- Requests to the NodeAgentActor (answered with AgentReply) ----
+
+public sealed record AddManagedDaemon(string Id, string[] Args);
+
+public sealed record ListManagedDaemons
+{
+    public static readonly ListManagedDaemons Instance = new();
+}
+
+public sealed record GetManagedDaemon(string Id);
+
+public sealed record UpgradeManagedDaemon(string Id, string? Binary);
+
+public sealed record RemoveManagedDaemon(string Id);
+
+/// <summary>An agent answer: an HTTP status, a body (or null), or an error message with its code.</summary>
+public sealed record AgentReply(int Status, object? Body, string? ErrorCode = null, string? Error = null)
+{
+    public static AgentReply Fail(int status, string code, string message) => new(status, null, code, message);
+}
+
+// ---- Between the agent and its per-daemon actors ----
+
+internal sealed record StartManaged(IReadOnlyCollection<string> OtherMountpoints);
+
+internal sealed record AttachManaged
+{
+    public static readonly AttachManaged Instance = new();
+}
+
+internal sealed record ManagedStatus(ManagedDaemonView View, ManagedDaemonRecord Record, bool Persist);
+
+internal sealed record ManagedGone(string Id);
+
+internal sealed record ManagedProcessExited(int Pid, long StartTime);
+
+internal sealed record EnsureStandby
+{
+    public static readonly EnsureStandby Instance = new();
+}

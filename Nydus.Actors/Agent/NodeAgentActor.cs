@@ -1,0 +1,167 @@
+using System.Text.RegularExpressions;
+using Akka.Actor;
+using Akka.Event;
+using Akka.Persistence;
+
+namespace Nydus.Actors.Agent;
+
+/// <summary>
+/// The node agent (<c>nydusd agent</c>): one long-running supervisor per host. Persists the managed daemons
+/// (Akka.Persistence, SQLite in the state dir) and has one <see cref="ManagedDaemonActor"/> per daemon, which
+/// starts, watches, fails over and upgrades it. Answers the agent API; the list comes from the children's latest
+/// status, so a daemon in the middle of a failover never holds the list up. After a restart it recovers the
+/// daemons and has each child re-attach to its processes.
+/// </summary>
+public sealed partial class NodeAgentActor : ReceivePersistentActor
+{
+    public const int SnapshotInterval = 100;
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly AgentSettings _settings;
+    private readonly Dictionary<string, ManagedDaemonRecord> _records = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ManagedDaemonView> _views = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IActorRef> _children = new(StringComparer.Ordinal);
+
+    public override string PersistenceId => "nydusd-agent";
+
+    public NodeAgentActor(AgentSettings settings)
+    {
+        _settings = settings;
+        Recover<SnapshotOffer>(offer =>
+        {
+            if (offer.Snapshot is not AgentSnapshot snapshot) return;
+            _records.Clear();
+            foreach (var r in snapshot.Daemons) _records[r.Id] = r;
+        });
+        Recover<AgentDaemonSaved>(e => _records[e.Record.Id] = e.Record);
+        Recover<AgentDaemonRemoved>(e => _records.Remove(e.Id));
+        Recover<RecoveryCompleted>(_ =>
+        {
+            _log.Info("Node agent recovered {Count} managed daemons from {StateDir}", _records.Count, _settings.StateDir);
+            foreach (var record in _records.Values)
+            {
+                var child = Spawn(record);
+                child.Tell(AttachManaged.Instance);
+            }
+        });
+
+        Command<AddManagedDaemon>(Add);
+        Command<ListManagedDaemons>(_ => Sender.Tell(new AgentReply(200, _views.Values.OrderBy(v => v.Id, StringComparer.Ordinal).ToArray())));
+        Command<GetManagedDaemon>(g =>
+            Sender.Tell(_views.TryGetValue(g.Id, out var view) ? new AgentReply(200, view) : NotFound(g.Id)));
+        Command<UpgradeManagedDaemon>(u => ForwardTo(u.Id, u));
+        Command<RemoveManagedDaemon>(r => ForwardTo(r.Id, r));
+        Command<ManagedStatus>(s =>
+        {
+            if (!_children.ContainsKey(s.Record.Id)) return;
+            _views[s.Record.Id] = s.View;
+            if (s.Persist) Save(s.Record);
+            else _records[s.Record.Id] = s.Record;
+        });
+        Command<ManagedGone>(g =>
+        {
+            _children.Remove(g.Id);
+            _views.Remove(g.Id);
+            if (_records.Remove(g.Id)) Persist(new AgentDaemonRemoved(g.Id), _ => MaybeSnapshot());
+        });
+        Command<SaveSnapshotSuccess>(s => DeleteMessages(s.Metadata.SequenceNr));
+        Command<SaveSnapshotFailure>(f => _log.Warning(f.Cause, "Saving an agent snapshot failed"));
+        Command<DeleteMessagesSuccess>(_ => { });
+        Command<DeleteMessagesFailure>(f => _log.Warning(f.Cause, "Deleting old agent events failed"));
+    }
+
+    public static Props Props(AgentSettings settings) => Akka.Actor.Props.Create(() => new NodeAgentActor(settings));
+
+    // Children are never restarted: a restart would lose the fd they hold. One that throws is stopped and reported.
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
+    {
+        _log.Error(e, "A managed daemon actor failed");
+        return Directive.Resume;
+    });
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex IdPattern();
+
+    private static readonly string[] ForbiddenFlags = ["--apisock", "-A", "--supervisor", "--id", "--upgrade"];
+
+    private void Add(AddManagedDaemon add)
+    {
+        if (Validate(add) is { } error)
+        {
+            Sender.Tell(AgentReply.Fail(400, "BadRequest", error));
+            return;
+        }
+        if (_records.ContainsKey(add.Id))
+        {
+            Sender.Tell(AgentReply.Fail(409, "AlreadyExists", $"a daemon with id {add.Id} is already managed"));
+            return;
+        }
+        var mountpoint = Path.GetFullPath(MountpointOf(add.Args)!);
+        if (_records.Values.FirstOrDefault(r => r.Mountpoint == mountpoint) is { } other)
+        {
+            Sender.Tell(AgentReply.Fail(409, "AlreadyExists", $"{mountpoint} is already served by managed daemon {other.Id}"));
+            return;
+        }
+
+        var dir = Path.Combine(_settings.StateDir, "d", add.Id);
+        var record = new ManagedDaemonRecord(add.Id, add.Args, _settings.DefaultBinary, mountpoint, dir, Path.Combine(dir, "work"),
+            Path.Combine(dir, "daemon.log"), Path.Combine(dir, "sup.sock"), Path.Combine(dir, "api0.sock"),
+            Pid: 0, StartTime: 0, StandbyPid: null, StandbyStartTime: 0, StandbySocket: null, Failovers: 0, SocketGeneration: 0);
+        var replyTo = Sender;
+        Save(record);
+        var child = Spawn(record);
+        child.Tell(new StartManaged(_records.Values.Select(r => r.Mountpoint).ToArray()), replyTo);
+    }
+
+    private static string? Validate(AddManagedDaemon add)
+    {
+        if (string.IsNullOrEmpty(add.Id) || !IdPattern().IsMatch(add.Id))
+            return $"invalid id '{add.Id}': use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+        if (add.Args is null || add.Args.Any(a => a is null)) return "\"args\" must be an array of strings";
+        foreach (var flag in ForbiddenFlags)
+            if (ManagedDaemonActor.HasFlag(add.Args, flag))
+                return $"{flag} is set by the agent: leave it out of \"args\"";
+        if (add.Args.FirstOrDefault() is "singleton" or "agent" or "ctl")
+            return $"the agent manages FUSE daemons only, not `{add.Args[0]}`";
+        if (MountpointOf(add.Args) is null) return "\"args\" must give --mountpoint (or -M): the agent watches that mount";
+        return null;
+    }
+
+    private static string? MountpointOf(string[] args)
+    {
+        for (int i = 0; i < args.Length; i++)
+        {
+            if ((args[i] == "--mountpoint" || args[i] == "-M") && i + 1 < args.Length) return args[i + 1];
+            if (args[i].StartsWith("--mountpoint=", StringComparison.Ordinal)) return args[i]["--mountpoint=".Length..];
+        }
+        return null;
+    }
+
+    private IActorRef Spawn(ManagedDaemonRecord record)
+    {
+        var child = Context.ActorOf(ManagedDaemonActor.Props(_settings, record), "daemon-" + record.Id);
+        _children[record.Id] = child;
+        _views[record.Id] = new ManagedDaemonView(record.Id, record.Pid, ManagedStates.Starting, record.ApiSocket, record.Mountpoint,
+            false, record.Failovers, record.StandbyPid, record.StandbySocket, record.SupervisorSocket, record.Binary, record.LogFile, null);
+        return child;
+    }
+
+    private void ForwardTo(string id, object message)
+    {
+        if (_children.TryGetValue(id, out var child)) child.Forward(message);
+        else Sender.Tell(NotFound(id));
+    }
+
+    private static AgentReply NotFound(string id) => AgentReply.Fail(404, "NotFound", $"no managed daemon with id {id}");
+
+    private void Save(ManagedDaemonRecord record)
+    {
+        _records[record.Id] = record;
+        Persist(new AgentDaemonSaved(record), _ => MaybeSnapshot());
+    }
+
+    private void MaybeSnapshot()
+    {
+        if (LastSequenceNr % SnapshotInterval == 0) SaveSnapshot(new AgentSnapshot([.. _records.Values]));
+    }
+}
