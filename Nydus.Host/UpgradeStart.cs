@@ -1,6 +1,3 @@
-using Nydus.Actors.Config;
-using Nydus.Actors.Daemon;
-using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Fuse.Session;
 using Nydus.Actors.Upgrade;
 using Serilog;

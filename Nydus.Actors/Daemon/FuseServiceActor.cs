@@ -60,9 +60,6 @@ public sealed class FuseServiceActor : ReceiveActor
         });
     }
 
-    public static Props Props(FuseSession session, string mountpoint, params IDisposable[] owned) =>
-        Props(session, mountpoint, null, owned);
-
     public static Props Props(FuseSession session, string mountpoint, FuseHandoffSettings? handoff, params IDisposable[] owned) =>
         Akka.Actor.Props.Create(() => new FuseServiceActor(session, mountpoint, owned, handoff, null)).WithDispatcher("nydus.blocking-io");
 
@@ -172,9 +169,6 @@ public sealed class FuseServiceActor : ReceiveActor
             return new DaemonError(DaemonErrorKind.Unsupported, $"the FUSE mount at {_mountpoint} cannot be handed over by this daemon");
         if (_handoff.SupervisorPath is null)
             return new DaemonError(DaemonErrorKind.UpgradeManager, "this daemon was started without --supervisor: nowhere to send the FUSE fd");
-        if (_handoff.Mount.Kind == HandoffMountKinds.Passthrough)
-            return new DaemonError(DaemonErrorKind.Unsupported,
-                "handing over a passthrough mount is not supported yet: its node ids are not stable across processes");
         if (_session is null)
             return new DaemonError(DaemonErrorKind.NotReady, $"no FUSE session for {_mountpoint} yet: this daemon waits for a takeover");
         if (_session.Dispatcher.Connection is not { } connection)

@@ -93,13 +93,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             if (path != "/")
             {
                 node = _root;
+                var prefix = "";
                 foreach (var part in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
                 {
+                    prefix += "/" + part;
                     if (node.Mounted is not null)
                         throw new InvalidOperationException($"mountpoint {path} lies inside the mount at {node.Mounted.Mountpoint}");
                     if (!node.Children.TryGetValue(part, out var child))
                     {
-                        child = new PseudoNode(PseudoIdOf(part, node), part, node);
+                        child = new PseudoNode(PseudoIdOf(prefix), part, node);
                         node.Children[part] = child;
                         _pseudo[child.Id] = child;
                     }
@@ -704,9 +706,8 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     /// takes over the connection mounts the same table in whatever order its journal gives and must still answer the
     /// ids the kernel holds for these directories. A collision (rare) takes the next free id, under the gate.
     /// </summary>
-    private ulong PseudoIdOf(string part, PseudoNode parent)
+    private ulong PseudoIdOf(string path)
     {
-        var path = parent == _root ? "/" + part : PathOf(parent) + "/" + part;
         ulong hash = 14695981039346656037UL;
         foreach (char c in path)
         {
@@ -716,14 +717,6 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         ulong id = hash & InodeMask;
         while (id <= RootId || _pseudo.ContainsKey(id)) id = (id + 1) & InodeMask;
         return id;
-    }
-
-    private static string PathOf(PseudoNode node)
-    {
-        var parts = new List<string>();
-        for (var n = node; n?.Parent is not null; n = n.Parent) parts.Add(n.Name);
-        parts.Reverse();
-        return "/" + string.Join('/', parts);
     }
 
     public void Dispose()
