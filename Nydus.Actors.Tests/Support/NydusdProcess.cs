@@ -80,32 +80,16 @@ public sealed partial class NydusdProcess : IAsyncDisposable
     /// <summary>Waits until the API on <paramref name="socket"/> reports <paramref name="state"/>.</summary>
     public async Task WaitForStateAsync(string socket, string state, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
-        string? last = null;
-        while (DateTime.UtcNow < deadline)
+        try
         {
-            if (_process.HasExited)
-                throw new InvalidOperationException($"nydusd exited with {_process.ExitCode} before reaching {state}:\n{Output}");
-            if (ApiSocket.IsLive(socket))
-            {
-                try
-                {
-                    var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
-                    if (status == 200)
-                    {
-                        last = JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
-                        if (last == state) return;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // The socket file exists a moment before Kestrel accepts on it.
-                }
-            }
-            await Task.Delay(25);
+            await ApiClient.WaitForStateAsync(socket, state, timeout,
+                () => _process.HasExited ? $"nydusd exited with {_process.ExitCode}" : null, TimeSpan.FromMilliseconds(25));
         }
-        throw new TimeoutException($"nydusd did not reach {state} within {timeout} (last state {last ?? "none"}):\n{Output}");
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+            // The daemon's own output says why; the tests print the exception.
+            throw e is TimeoutException ? new TimeoutException($"{e.Message}:\n{Output}", e) : new InvalidOperationException($"{e.Message}:\n{Output}", e);
+        }
     }
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)

@@ -516,35 +516,9 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Polls <c>GET /api/v1/daemon</c> until <paramref name="state"/>; fails at once when the process exits.</summary>
-    private async Task WaitForStateAsync(string socket, string state, int pid, long start)
-    {
-        var deadline = Stopwatch.StartNew();
-        using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
-        string? last = null;
-        while (deadline.Elapsed < _settings.StepTimeout)
-        {
-            if (!AgentProcesses.IsAlive(pid, start))
-                throw new InvalidOperationException($"pid {pid} exited before reaching {state} (last state {last ?? "none"})");
-            if (ApiSocket.IsLive(socket))
-            {
-                try
-                {
-                    var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
-                    if (status == 200)
-                    {
-                        last = JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
-                        if (last == state) return;
-                    }
-                }
-                catch (HttpRequestException)
-                {
-                    // The socket file exists a moment before the server accepts on it.
-                }
-            }
-            await Task.Delay(15);
-        }
-        throw new TimeoutException($"pid {pid} did not reach {state} within {_settings.StepTimeout} (last state {last ?? "none"})");
-    }
+    private Task WaitForStateAsync(string socket, string state, int pid, long start) =>
+        ApiClient.WaitForStateAsync(socket, state, _settings.StepTimeout,
+            () => AgentProcesses.IsAlive(pid, start) ? null : $"pid {pid} exited", TimeSpan.FromMilliseconds(15));
 
     private string LogTail()
     {

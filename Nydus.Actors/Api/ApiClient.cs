@@ -48,5 +48,43 @@ public sealed class ApiClient : IDisposable
     public async Task<T?> GetJsonAsync<T>(string path, CancellationToken cancellationToken = default) =>
         await _http.GetFromJsonAsync<T>(path, cancellationToken);
 
+    /// <summary>
+    /// Polls <c>GET /api/v1/daemon</c> on <paramref name="socket"/> until it reports <paramref name="state"/> (upstream's
+    /// name, e.g. RUNNING), as a supervisor does. <paramref name="whyGone"/> is asked every round: a non-null answer
+    /// (the process exited, and how) fails the wait at once instead of at the timeout.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The process is gone.</exception>
+    /// <exception cref="TimeoutException">The state was not reported within <paramref name="timeout"/>.</exception>
+    public static async Task WaitForStateAsync(string socket, string state, TimeSpan timeout, Func<string?> whyGone,
+        TimeSpan? pollInterval = null)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
+        string? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (whyGone() is { } gone)
+                throw new InvalidOperationException($"{gone} before reaching {state} (last state {last ?? "none"})");
+            if (ApiSocket.IsLive(socket))
+            {
+                try
+                {
+                    var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
+                    if (status == 200)
+                    {
+                        last = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
+                        if (last == state) return;
+                    }
+                }
+                catch (HttpRequestException)
+                {
+                    // The socket file exists a moment before the server accepts on it.
+                }
+            }
+            await Task.Delay(pollInterval ?? TimeSpan.FromMilliseconds(20));
+        }
+        throw new TimeoutException($"the daemon on {socket} did not reach {state} within {timeout} (last state {last ?? "none"})");
+    }
+
     public void Dispose() => _http.Dispose();
 }
