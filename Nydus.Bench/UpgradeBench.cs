@@ -264,26 +264,9 @@ public static partial class UpgradeBench
             if (status != 204) throw new InvalidOperationException($"PUT {path} answered {status}: {body}");
         }
 
-        private static async Task WaitForStateAsync(Process process, string socket, string state)
-        {
-            var deadline = DateTime.UtcNow + Wait;
-            while (DateTime.UtcNow < deadline)
-            {
-                if (process.HasExited) throw new InvalidOperationException($"nydusd {process.Id} exited with {process.ExitCode} before {state}");
-                if (ApiSocket.IsLive(socket))
-                {
-                    try
-                    {
-                        using var client = new ApiClient(socket, TimeSpan.FromSeconds(5));
-                        var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
-                        if (status == 200 && body.Contains($"\"{state}\"")) return;
-                    }
-                    catch (HttpRequestException) { }
-                }
-                await Task.Delay(5);
-            }
-            throw new TimeoutException($"nydusd {process.Id} did not reach {state} within {Wait}");
-        }
+        private static Task WaitForStateAsync(Process process, string socket, string state) =>
+            ApiClient.WaitForStateAsync(socket, state, Wait,
+                () => process.HasExited ? $"nydusd {process.Id} exited with {process.ExitCode}" : null, TimeSpan.FromMilliseconds(5));
 
         public async ValueTask DisposeAsync()
         {

@@ -60,8 +60,11 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
             // wait for its log line (the i-th standby of this daemon).
             var log = before.GetProperty("log_file").GetString()!;
             var settled = System.Diagnostics.Stopwatch.StartNew();
-            while (CountOf(await File.ReadAllTextAsync(log), "waiting for a takeover (Upgrade)") < i && settled.Elapsed < AgentRig.Wait)
+            while (CountOf(await File.ReadAllTextAsync(log), "waiting for a takeover (Upgrade)") < i)
+            {
+                Assert.True(settled.Elapsed < AgentRig.Wait, $"standby {standby} did not settle within {AgentRig.Wait}");
                 await Task.Delay(50);
+            }
             recoveries.Add(await rig.KillDaemonAsync());
             var after = await rig.WaitForServingAsync(failovers: i, standby: false);
             // The standby took over: no new process was needed to serve again.

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
-using System.Text.Json;
 using Nydus.Actors.Api;
 
 namespace Nydus.Actors.Tests.Support;

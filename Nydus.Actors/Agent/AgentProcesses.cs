@@ -105,7 +105,6 @@ public sealed partial class ProcessWatcher : IDisposable
         _thread.Start();
     }
 
-    public int Pid => _pid;
 
     private unsafe void Run()
     {

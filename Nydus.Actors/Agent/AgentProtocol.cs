@@ -86,7 +86,10 @@ public sealed record AgentReply(int Status, object? Body, string? ErrorCode = nu
 
 // ---- Between the agent and its per-daemon actors ----
 
-internal sealed record StartManaged(IReadOnlyCollection<string> OtherMountpoints);
+internal sealed record StartManaged
+{
+    public static readonly StartManaged Instance = new();
+}
 
 internal sealed record AttachManaged
 {

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Akka.Actor;
 using Akka.Event;
 using Nydus.Actors.Api;
@@ -74,7 +73,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             await WaitForStateAsync(_record.ApiSocket, "RUNNING", pid, start);
             await SendFdAsync(_record.ApiSocket);
         }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        catch (Exception e) when (IsStepFailure(e))
         {
             _log.Warning("Daemon {Id} failed to start: {Error}", Id, e.Message);
             _stopping = true;
@@ -125,7 +124,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             _log.Info("Re-attached daemon {Id}: pid {Pid} is alive, the agent holds its fd again (standby {Standby})", Id, _record.Pid,
                 _record.StandbyPid?.ToString() ?? "none");
         }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        catch (Exception e) when (IsStepFailure(e))
         {
             SetState(ManagedStates.Running, $"re-attached, but sendfd failed: {e.Message} (no failover possible until it succeeds)", persist: true);
             _log.Warning("Daemon {Id}: {Message}", Id, _message);
@@ -198,7 +197,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
                     last = null;
                     break;
                 }
-                catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+                catch (Exception e) when (IsStepFailure(e))
                 {
                     last = e;
                     _log.Warning("Failover of daemon {Id}, attempt {Attempt}: {Error}", Id, attempt, e.Message);
@@ -242,7 +241,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             await SendFdAsync(socket);
             return true;
         }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        catch (Exception e) when (IsStepFailure(e))
         {
             _log.Warning("Standby takeover of daemon {Id} (pid {Pid}) failed: {Error}; restarting instead", Id, pid, e.Message);
             _standbyWatch?.Dispose();
@@ -299,7 +298,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             Publish(persist: true);
             _log.Info("Daemon {Id}: hot standby pid {Pid} waits in INIT on {Socket}", Id, pid, socket);
         }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        catch (Exception e) when (IsStepFailure(e))
         {
             _standbyFailures++;
             _log.Warning("Daemon {Id}: starting a hot standby failed ({Count}): {Error}", Id, _standbyFailures, e.Message);
@@ -373,7 +372,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             await WaitForStateAsync(socket, "RUNNING", pid, start);
             await SendFdAsync(socket);
         }
-        catch (Exception e) when (e is IOException or TimeoutException or InvalidOperationException or HttpRequestException or TaskCanceledException)
+        catch (Exception e) when (IsStepFailure(e))
         {
             _log.Warning("Upgrade of daemon {Id} failed: {Error}", Id, e.Message);
             if (!oldExited)
@@ -519,6 +518,15 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     private Task WaitForStateAsync(string socket, string state, int pid, long start) =>
         ApiClient.WaitForStateAsync(socket, state, _settings.StepTimeout,
             () => AgentProcesses.IsAlive(pid, start) ? null : $"pid {pid} exited", TimeSpan.FromMilliseconds(15));
+
+    /// <summary>
+    /// What a step of an operation (start, failover, upgrade, stop) can fail with: a process, socket, HTTP, JSON or
+    /// supervisor-exchange failure, or a timeout. Such a failure ends the operation with a state and a message; anything
+    /// else is a bug and goes to the supervisor.
+    /// </summary>
+    private static bool IsStepFailure(Exception e) => e is IOException or TimeoutException or InvalidOperationException
+        or HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException
+        or System.Text.Json.JsonException or KeyNotFoundException or Nydus.Actors.Upgrade.UpgradeException;
 
     private string LogTail()
     {

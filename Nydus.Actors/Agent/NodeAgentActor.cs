@@ -72,7 +72,8 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
 
     public static Props Props(AgentSettings settings) => Akka.Actor.Props.Create(() => new NodeAgentActor(settings));
 
-    // Children are never restarted: a restart would lose the fd they hold. One that throws is stopped and reported.
+    // Children are never restarted: a restart would lose the fd they hold. One that throws (a bug: step failures are
+    // caught and reported by the child) is logged and resumed.
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
     {
         _log.Error(e, "A managed daemon actor failed");
@@ -110,7 +111,7 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
         var replyTo = Sender;
         Save(record);
         var child = Spawn(record);
-        child.Tell(new StartManaged(_records.Values.Select(r => r.Mountpoint).ToArray()), replyTo);
+        child.Tell(StartManaged.Instance, replyTo);
     }
 
     private static string? Validate(AddManagedDaemon add)
