@@ -131,15 +131,21 @@ public sealed class RegistryBackend : IBlobBackend
         CancellationToken cancellation)
     {
         long started = Stopwatch.GetTimestamp();
-        bool failed = true;
+        bool failed = true, cancelled = false;
         try
         {
             RunWithRetriesAsync(blobId, offset, buffer, sizeOnly, cancellation).GetAwaiter().GetResult();
             failed = false;
         }
+        catch (OperationCanceledException) when (cancellation.IsCancellationRequested)
+        {
+            // The caller gave up (a read-ahead stopped at unmount): not a backend error, nothing read.
+            cancelled = true;
+            throw;
+        }
         finally
         {
-            if (!sizeOnly)
+            if (!sizeOnly && !cancelled)
             {
                 Metrics.RecordRead(started, buffer.Length, failed);
                 TimeSpan elapsed = Stopwatch.GetElapsedTime(started);

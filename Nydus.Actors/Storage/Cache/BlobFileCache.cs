@@ -455,7 +455,17 @@ public sealed class BlobFileCache : IBlobBackend
             IsBackground = true,
             Name = "nydus-readahead",
         };
-        thread.UnsafeStart((this, file, fetch));
+        try
+        {
+            thread.UnsafeStart((this, file, fetch));
+        }
+        catch (Exception e) when (e is OutOfMemoryException or ThreadStartException)
+        {
+            // Nothing runs the fetch: end it now, or its waiting readers and the blob's pin would stay for good.
+            Metrics.RecordReadAheadFailure();
+            EndReadAhead(file, fetch, new StorageException(StorageErrorKind.IoError,
+                $"read-ahead of blob {file.BlobId} could not start a thread: {e.Message}", e));
+        }
     }
 
     private void RunReadAhead(CachedBlobFile file, CachedBlobFile.Fetch fetch)
@@ -478,22 +488,28 @@ public sealed class BlobFileCache : IBlobBackend
         }
         finally
         {
-            file.EndFetch(fetch, error);
-            lock (file.Lock)
-            {
-                file.ReadAheadsRunning--;
-                if (error is not null)
-                {
-                    // Not again from this trigger: the next miss (which will report the failure) decides.
-                    file.ReadAheadTrigger = -1;
-                }
-            }
+            EndReadAhead(file, fetch, error);
+        }
+    }
 
-            Release(file);
-            if (Interlocked.Decrement(ref _readAheadsRunning) == 0)
+    /// <summary>Ends a read-ahead's fetch (waking its readers), its count and its pin on the blob.</summary>
+    private void EndReadAhead(CachedBlobFile file, CachedBlobFile.Fetch fetch, StorageException? error)
+    {
+        file.EndFetch(fetch, error);
+        lock (file.Lock)
+        {
+            file.ReadAheadsRunning--;
+            if (error is not null)
             {
-                lock (_readAheadStop) Monitor.PulseAll(_readAheadStop);
+                // Not again from this trigger: the next miss (which will report the failure) decides.
+                file.ReadAheadTrigger = -1;
             }
+        }
+
+        Release(file);
+        if (Interlocked.Decrement(ref _readAheadsRunning) == 0)
+        {
+            lock (_readAheadStop) Monitor.PulseAll(_readAheadStop);
         }
     }
 
