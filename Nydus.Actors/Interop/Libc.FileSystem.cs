@@ -47,6 +47,9 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "utimensat", SetLastError = true)]
     public static partial int UtimensAt(int dirFd, ReadOnlySpan<byte> path, ReadOnlySpan<Timespec> times, int flags);
 
+    [LibraryImport("libc", EntryPoint = "utimensat", SetLastError = true)]
+    public static partial int UtimensAt(SafeFileHandle dirFd, ReadOnlySpan<byte> path, ReadOnlySpan<Timespec> times, int flags);
+
     [LibraryImport("libc", EntryPoint = "futimens", SetLastError = true)]
     public static partial int FUtimens(SafeFileHandle fd, ReadOnlySpan<Timespec> times);
 

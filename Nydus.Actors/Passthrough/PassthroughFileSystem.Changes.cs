@@ -67,14 +67,11 @@ public sealed partial class PassthroughFileSystem
             Span<Libc.Timespec> times = stackalloc Libc.Timespec[2];
             times[0] = TimeChange(changes.Valid, FuseSetAttrValid.Atime, FuseSetAttrValid.AtimeNow, changes.Atime, changes.AtimeNsec);
             times[1] = TimeChange(changes.Valid, FuseSetAttrValid.Mtime, FuseSetAttrValid.MtimeNow, changes.Mtime, changes.MtimeNsec);
-            // utimensat through /proc would follow a symlink to its target; the O_PATH handle alone
-            // cannot name the link itself, so symlink times are refused rather than set on the wrong file.
-            if (isSymlink)
-            {
-                return Errno.EOPNOTSUPP;
-            }
-
-            int result = file is not null ? Libc.FUtimens(file, times) : Libc.UtimensAt(Libc.AT_FDCWD, procPath, times, 0);
+            // A symlink's own times: utimensat on its O_PATH handle with an empty path (AT_EMPTY_PATH, Linux
+            // 5.8+), never through /proc/self/fd/N, whose resolution would follow the link to its target.
+            int result = file is not null ? Libc.FUtimens(file, times)
+                : isSymlink ? Libc.UtimensAt(inode.PathHandle, PathBytes.Empty, times, Libc.AT_EMPTY_PATH | Libc.AT_SYMLINK_NOFOLLOW)
+                : Libc.UtimensAt(Libc.AT_FDCWD, procPath, times, 0);
             if (result != 0)
             {
                 return Libc.LastErrno;

@@ -3,9 +3,9 @@ using Nydus.Actors.Interop;
 
 namespace Nydus.Actors.Passthrough;
 
-// Extended attributes through /proc/self/fd/N (the f*xattr calls refuse O_PATH descriptors). Symlinks
-// answer EOPNOTSUPP: the /proc path would reach the link's target, and Linux allows only trusted/security
-// attributes on links anyway.
+// Extended attributes through /proc/self/fd/N (the f*xattr calls refuse O_PATH descriptors). For a symlink the
+// magic link resolves to the symlink inode the O_PATH|O_NOFOLLOW handle holds and is not followed further, so
+// its own trusted.*/security.* attributes are reached (user.* on a link: the kernel's EPERM).
 public sealed partial class PassthroughFileSystem
 {
     public Errno SetXattr(in FuseContext context, ulong nodeId, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, int flags)
@@ -106,12 +106,6 @@ public sealed partial class PassthroughFileSystem
         descriptor = -1;
         if (!TryGetInode(nodeId, out PassthroughInode inode, out errno))
         {
-            return false;
-        }
-
-        if (inode.FileType == FileModes.S_IFLNK)
-        {
-            errno = Errno.EOPNOTSUPP;
             return false;
         }
 

@@ -233,7 +233,8 @@ public sealed class RafsFileSystem : IFuseFileSystem
         attr.Size = source.Size;
         attr.Blocks = source.Blocks;
         attr.BlkSize = InodeAttr.BlockSize;
-        var seconds = (ulong)Math.Max(0, source.MtimeSeconds);
+        // fuse_attr's u64 times are time64_t to the kernel: a pre-1970 time travels as its two's complement.
+        var seconds = unchecked((ulong)source.MtimeSeconds);
         attr.Mtime = attr.Atime = attr.Ctime = seconds;
         attr.MtimeNsec = attr.AtimeNsec = attr.CtimeNsec = source.MtimeNanoseconds;
     }

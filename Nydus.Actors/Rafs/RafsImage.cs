@@ -68,53 +68,53 @@ public abstract class RafsImage : IDisposable
     /// </summary>
     public static RafsImage Open(string bootstrapPath, BlobSource blobs, RafsOpenOptions? options = null)
     {
-        byte[] bytes;
+        ImageData data;
         try
         {
-            long length = new FileInfo(bootstrapPath).Length;
-            if (length > MaxBootstrapSize)
-            {
-                throw new RafsException(RafsErrorKind.Unsupported,
-                    $"bootstrap size {length} exceeds the {MaxBootstrapSize}-byte limit in {bootstrapPath}");
-            }
-
-            bytes = File.ReadAllBytes(bootstrapPath);
+            data = ImageData.OpenFile(bootstrapPath, MaxBootstrapSize);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new RafsException(RafsErrorKind.IoError, $"cannot read bootstrap {bootstrapPath}: {e.Message}", e);
         }
 
-        return Open(bytes, bootstrapPath, blobs, options ?? RafsOpenOptions.Default);
+        try
+        {
+            return Open(data, blobs, options ?? RafsOpenOptions.Default);
+        }
+        catch
+        {
+            data.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Opens an image already in memory; <paramref name="displayPath"/> names it in errors.</summary>
-    public static RafsImage Open(byte[] bootstrap, string displayPath, BlobSource blobs, RafsOpenOptions? options = null)
+    public static RafsImage Open(byte[] bootstrap, string displayPath, BlobSource blobs, RafsOpenOptions? options = null) =>
+        Open(new ImageData(bootstrap, displayPath), blobs, options ?? RafsOpenOptions.Default);
+
+    private static RafsImage Open(ImageData data, BlobSource blobs, RafsOpenOptions options)
     {
-        var data = new ImageData(bootstrap, displayPath);
-        options ??= RafsOpenOptions.Default;
-        if (bootstrap.Length >= 8
-            && BinaryPrimitives.ReadUInt32LittleEndian(bootstrap) == RafsV5SuperBlock.Magic)
+        if (data.Length >= 8 && data.U32(0, "RAFS v5 magic") == RafsV5SuperBlock.Magic)
         {
             return new RafsV5Image(data, blobs, options);
         }
 
-        if (bootstrap.Length >= ErofsSuperBlock.Offset + ErofsSuperBlock.Size
-            && BinaryPrimitives.ReadUInt32LittleEndian(bootstrap.AsSpan(ErofsSuperBlock.Offset)) == ErofsSuperBlock.Magic)
+        if (data.Length < ErofsSuperBlock.Offset + ErofsSuperBlock.Size)
+        {
+            throw new RafsException(RafsErrorKind.OutOfBounds,
+                $"bootstrap too short ({data.Length} bytes) for a RAFS v5 or EROFS superblock in {data.Path}");
+        }
+
+        uint erofsMagic = data.U32(ErofsSuperBlock.Offset, "EROFS magic");
+        if (erofsMagic == ErofsSuperBlock.Magic)
         {
             return new ErofsImage(data, blobs, options);
         }
 
-        if (bootstrap.Length < ErofsSuperBlock.Offset + ErofsSuperBlock.Size)
-        {
-            throw new RafsException(RafsErrorKind.OutOfBounds,
-                $"bootstrap too short ({bootstrap.Length} bytes) for a RAFS v5 or EROFS superblock in {displayPath}");
-        }
-
-        uint v5Magic = BinaryPrimitives.ReadUInt32LittleEndian(bootstrap);
-        uint erofsMagic = BinaryPrimitives.ReadUInt32LittleEndian(bootstrap.AsSpan(ErofsSuperBlock.Offset));
+        uint v5Magic = data.U32(0, "RAFS v5 magic");
         throw new RafsException(RafsErrorKind.InvalidMagic,
-            $"invalid RAFS v5 magic 0x{v5Magic:x} and invalid EROFS magic 0x{erofsMagic:x} in {displayPath}");
+            $"invalid RAFS v5 magic 0x{v5Magic:x} and invalid EROFS magic 0x{erofsMagic:x} in {data.Path}");
     }
 
     /// <summary>Attributes of <paramref name="ino"/>; <see cref="RafsErrorKind.NoSuchInode"/> when unknown.</summary>
@@ -174,7 +174,6 @@ public abstract class RafsImage : IDisposable
         return target;
     }
 
-    public virtual void Dispose()
-    {
-    }
+    /// <summary>Closes the image file; subclasses release what they own first.</summary>
+    public virtual void Dispose() => Data.Dispose();
 }

@@ -44,7 +44,7 @@ internal sealed class RafsV5Image : RafsImage
         // Like upstream, opening loads only the superblock and tables; inode records are checked when used,
         // except that the root record must at least lie inside the file.
         uint rootSlot = data.U32(_sb.InodeTableOffset, "root inode table slot");
-        data.Span((long)rootSlot << 3, RafsV5Inode.RecordSize, "root inode record");
+        data.Check((long)rootSlot << 3, RafsV5Inode.RecordSize, "root inode record");
     }
 
     public override RafsFormat Format => RafsFormat.RafsV5;
@@ -71,7 +71,8 @@ internal sealed class RafsV5Image : RafsImage
             Gid = explicitIds ? inode.Gid : Options.DefaultGid,
             Size = inode.Size,
             NLink = inode.NLink,
-            MtimeSeconds = (long)Math.Min(inode.Mtime, long.MaxValue),
+            // i_mtime is a u64 holding the signed seconds: before 1970 is negative.
+            MtimeSeconds = unchecked((long)inode.Mtime),
             MtimeNanoseconds = inode.MtimeNanoseconds,
             Rdev = inode.Rdev,
             Blocks = inode.Blocks,
@@ -259,7 +260,7 @@ internal sealed class RafsV5Image : RafsImage
         Span<byte> target = destination.Slice(0, length);
         long end = offset + length;
         uint chunkCount = inode.ChunkCount();
-        Data.Span(inode.ChunkOffset, (long)chunkCount * RafsV5Inode.ChunkRecordSize, "chunk records");
+        Data.Check(inode.ChunkOffset, (long)chunkCount * RafsV5Inode.ChunkRecordSize, "chunk records");
 
         // Without holes chunk k covers [k * chunk_size, ...); with HAS_HOLE any record may cover any range.
         long firstRecord = 0;

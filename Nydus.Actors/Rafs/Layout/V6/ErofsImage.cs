@@ -91,7 +91,8 @@ internal sealed class ErofsImage : RafsImage
             Gid = storedIds ? inode.Gid : Options.DefaultGid,
             Size = inode.IsDevice || inode.Type == 0x1000 || inode.Type == 0xC000 ? 0 : inode.Size,
             NLink = inode.NLink,
-            MtimeSeconds = (long)Math.Min(inode.HasMtime ? inode.Mtime : _sb.BuildTime, long.MaxValue),
+            // EROFS stores time64_t in a u64 field (the kernel reads it signed): before 1970 is negative.
+            MtimeSeconds = unchecked((long)(inode.HasMtime ? inode.Mtime : _sb.BuildTime)),
             MtimeNanoseconds = inode.HasMtime ? inode.MtimeNanoseconds : _sb.BuildTimeNanoseconds,
             Rdev = inode.IsDevice ? inode.U : 0,
             Blocks = (inode.Size + 511) / 512,
@@ -362,6 +363,8 @@ internal sealed class ErofsImage : RafsImage
         {
             owned.Dispose();
         }
+
+        base.Dispose();
     }
 
     private ErofsInode LoadInode(ulong nid)
@@ -427,7 +430,22 @@ internal sealed class ErofsImage : RafsImage
 
     private void ReadFlat(in ErofsInode inode, long offset, Span<byte> target)
     {
+        long size = (long)inode.Size;
+        long blocks = (size + BlockSize - 1) / BlockSize;
+        // FLAT_INLINE keeps its last block after the inode; every other block is contiguous from i_u.
+        long contiguousEnd = inode.Layout == ErofsInode.LayoutFlatInline ? (blocks - 1) * BlockSize : size;
         int done = 0;
+        if (offset < contiguousEnd)
+        {
+            if (inode.Layout != ErofsInode.LayoutFlatPlain && inode.Layout != ErofsInode.LayoutFlatInline)
+            {
+                Data.Throw(RafsErrorKind.Unsupported, $"nid {inode.Nid} uses data layout {inode.Layout} for metadata");
+            }
+
+            done = (int)Math.Min(target.Length, contiguousEnd - offset);
+            Data.Read((long)inode.U * BlockSize + offset, target.Slice(0, done), "data block");
+        }
+
         while (done < target.Length)
         {
             long pos = offset + done;
@@ -463,7 +481,7 @@ internal sealed class ErofsImage : RafsImage
         long firstChunk = offset / chunkSize;
         long lastChunk = (end - 1) / chunkSize;
         long chunkCount = ((long)inode.Size + chunkSize - 1) / chunkSize;
-        Data.Span(tableStart, chunkCount * unit, "chunk index table");
+        Data.Check(tableStart, chunkCount * unit, "chunk index table");
 
         target.Clear();
         int capacity = (int)Math.Min(lastChunk - firstChunk + 1, MaxChunksPerRead);
@@ -540,8 +558,9 @@ internal sealed class ErofsImage : RafsImage
         }
     }
 
+    /// <summary>Chunk data kept in the image itself: read in place, straight into the reply.</summary>
     private void CopyFromImage(uint blockAddress, int sliceStart, Span<byte> target) =>
-        Data.Span((long)blockAddress * BlockSize + sliceStart, target.Length, "chunk data").CopyTo(target);
+        Data.Read((long)blockAddress * BlockSize + sliceStart, target, "chunk data");
 
     private ChunkRequest RafsChunkRequest(in ErofsInode inode, ushort low, ushort deviceId, int sliceStart, int sliceEnd,
         int destination)
@@ -708,7 +727,7 @@ internal sealed class ErofsImage : RafsImage
         }
 
         long tableOffset = (long)_sb.DeviceTableSlotOffset * 128;
-        data.Span(tableOffset, (long)count * 128, "device table");
+        data.Check(tableOffset, (long)count * 128, "device table");
         for (int i = 0; i < count; i++)
         {
             ReadOnlySpan<byte> tag = data.Span(tableOffset + (long)i * 128, 64, "device tag");
@@ -844,8 +863,9 @@ internal sealed class ErofsImage : RafsImage
                     uint id = BinaryPrimitives.ReadUInt32LittleEndian(_body.Slice(12 + _shared * 4));
                     _shared++;
                     long at = (long)_image._sb.XattrBlockAddress * _image.BlockSize + (long)id * 4;
-                    entry = ReadEntry(_image.Data.Span(at, Math.Min(4 + 255 + 65536, _image.Data.Length - at), "shared xattr"),
-                        out _);
+                    ReadOnlySpan<byte> header = _image.Data.Span(at, 4, "shared xattr header");
+                    int size = 4 + header[0] + BinaryPrimitives.ReadUInt16LittleEndian(header.Slice(2));
+                    entry = ReadEntry(_image.Data.Span(at, size, "shared xattr"), out _);
                 }
                 else if (_body.Length - _pos >= 4)
                 {

@@ -72,7 +72,7 @@ internal sealed class RafsV6SuperBlockExt
                 $"invalid RAFS v6 blob table (offset 0x{BlobTableOffset:x}, size {BlobTableSize})");
         }
 
-        data.Span(BlobTableOffset, BlobTableSize, "RAFS v6 blob table");
+        data.Check(BlobTableOffset, BlobTableSize, "RAFS v6 blob table");
         if (ChunkTableSize % 80 != 0)
         {
             data.Throw(RafsErrorKind.InvalidSuperBlock, $"RAFS v6 chunk table size {ChunkTableSize} is not a multiple of 80");
@@ -80,12 +80,12 @@ internal sealed class RafsV6SuperBlockExt
 
         if (ChunkTableSize > 0)
         {
-            data.Span(ChunkTableOffset, ChunkTableSize, "RAFS v6 chunk table");
+            data.Check(ChunkTableOffset, ChunkTableSize, "RAFS v6 chunk table");
         }
 
         if (PrefetchTableOffset > 0 && PrefetchTableSize > 0)
         {
-            data.Span(PrefetchTableOffset, PrefetchTableSize, "RAFS v6 prefetch table");
+            data.Check(PrefetchTableOffset, PrefetchTableSize, "RAFS v6 prefetch table");
         }
     }
 }
