@@ -54,6 +54,55 @@ public class FuseReadPathAllocationTests
         }
     }
 
+    /// <summary>
+    /// The same for an EROFS image read in place: metadata from the image's page cache (hits allocate nothing), file
+    /// data pread straight into the reply. Small files (inline tails, through the page cache) and a large one.
+    /// </summary>
+    [Theory]
+    [InlineData("big", 4096ul, 128u * 1024)]
+    [InlineData("small", 0ul, 4096u)]
+    public void ReadAndGetAttr_ThroughMountedErofsImage_AllocateNothingPerRequest(string file, ulong offset, uint size)
+    {
+        using var tree = new Nydus.Actors.Tests.Support.TreeBuilder();
+        var random = new Random(3);
+        byte[] big = new byte[1 << 20];
+        random.NextBytes(big);
+        File.WriteAllBytes(tree.P("big"), big);
+        File.WriteAllBytes(tree.P("small"), big.AsSpan(0, 5000).ToArray());
+        string image = Path.Combine(tree.WorkDir, "image.erofs");
+        Nydus.Actors.Tests.Support.TreeBuilder.Run("mkfs.erofs", "--quiet", image, tree.Root);
+        using var rafs = Nydus.Actors.Rafs.RafsImage.Open(image, Nydus.Actors.Rafs.BlobSource.None);
+        var dispatcher = new FuseDispatcher(new Nydus.Actors.Rafs.RafsFileSystem(rafs), FuseInitOptions.ReadOnlyImage);
+        byte[] reply = GC.AllocateUninitializedArray<byte>(dispatcher.ReplyBufferSize, pinned: true);
+
+        dispatcher.Dispatch(Request(FuseOpcode.Lookup, 1, 1, Name(file)), reply);
+        ulong node = MemoryMarshal.Read<FuseEntryOut>(reply.AsSpan(16)).NodeId;
+        byte[] read = Request(FuseOpcode.Read, 3, node, ReadRequest(0, offset, size));
+        byte[] getattr = Request(FuseOpcode.GetAttr, 4, node, Bytes(new FuseGetAttrIn()));
+        byte[] lookup = Request(FuseOpcode.Lookup, 5, 1, Name(file));
+        for (int i = 0; i < 200; i++)
+        {
+            dispatcher.Dispatch(read, reply);
+            dispatcher.Dispatch(getattr, reply);
+            dispatcher.Dispatch(lookup, reply);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            dispatcher.Dispatch(read, reply);
+            dispatcher.Dispatch(getattr, reply);
+            dispatcher.Dispatch(lookup, reply);
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+        int expected = (int)Math.Min(size, (file == "big" ? big.Length : 5000) - (long)offset);
+        Assert.Equal(16 + expected, dispatcher.Dispatch(read, reply));
+        Assert.Equal(0, MemoryMarshal.Read<FuseOutHeader>(reply).Error);
+        Assert.True(big.AsSpan((int)offset, expected).SequenceEqual(reply.AsSpan(16, expected)), "read bytes differ from the file");
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1025)]

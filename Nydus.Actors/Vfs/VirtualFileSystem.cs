@@ -750,9 +750,9 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
         public int Index { get; } = index;
         public string Mountpoint { get; } = mountpoint;
-        public IFuseFileSystem FileSystem { get; } = fileSystem;
+        public IFuseFileSystem FileSystem { get; private set; } = fileSystem;
         public PseudoNode? Node { get; } = node;
-        public IDisposable? Owner { get; init; }
+        public IDisposable? Owner { get; set; }
         /// <summary>The mountpoint's counters: a remount hands them to the successor slot.</summary>
         public FsIoStats Stats { get; init; } = new();
         public volatile bool Retired;
@@ -774,7 +774,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             if (Interlocked.Decrement(ref _leases) != 0) return;
             try { FileSystem.Destroy(); }
-            finally { (Owner ?? FileSystem as IDisposable)?.Dispose(); }
+            finally
+            {
+                (Owner ?? FileSystem as IDisposable)?.Dispose();
+                // The slot stays in its index to answer ESTALE until the index is taken again (up to MaxIndex
+                // gone slots at once): it must not keep the disposed instance, its image and caches, reachable.
+                // Nothing reads FileSystem without a lease, and a slot at zero leases gives none.
+                FileSystem = null!;
+                Owner = null;
+            }
         }
     }
 }

@@ -149,5 +149,9 @@ internal sealed class ImageData : IDisposable
     public void Throw(RafsErrorKind kind, string message) => throw new RafsException(kind, $"{message} in {Path}");
 
     /// <summary>Closes the file. Spans handed out before stay valid (they point into cache pages, not the file).</summary>
-    public void Dispose() => _file?.Dispose();
+    public void Dispose()
+    {
+        _cache?.Clear();
+        _file?.Dispose();
+    }
 }

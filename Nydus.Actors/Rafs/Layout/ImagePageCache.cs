@@ -35,6 +35,9 @@ internal sealed class ImagePageCache
         _path = path;
     }
 
+    /// <summary>Drops every page (at dispose): an image object that is still referenced holds no page memory.</summary>
+    public void Clear() => Array.Clear(_slots);
+
     /// <summary>Most bytes the cache can hold (what an instance's metadata costs at worst).</summary>
     public static long CapacityBytes => (long)SlotCount * (PageSize + Overlap);
 
