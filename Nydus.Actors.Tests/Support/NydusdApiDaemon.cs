@@ -27,12 +27,18 @@ public sealed class NydusdApiDaemon : IAsyncDisposable
 
     /// <summary>Starts nydusd on <paramref name="dir"/>: mountpoint <c>mnt</c>, work dir <c>work</c>, socket
     /// <c>api-N.sock</c> (N counts the starts, so a successor never meets its predecessor's socket).</summary>
-    public static async Task<NydusdApiDaemon> StartAsync(TempDir dir, string id, int generation = 0, params string[] extraArgs)
+    public static Task<NydusdApiDaemon> StartAsync(TempDir dir, string id, int generation = 0, params string[] extraArgs) =>
+        StartAsync(dir, id, null, generation, extraArgs);
+
+    /// <summary>The same with extra environment variables for the process (e.g. runtime GC settings).</summary>
+    public static async Task<NydusdApiDaemon> StartAsync(TempDir dir, string id, IReadOnlyDictionary<string, string>? environment,
+        int generation = 0, params string[] extraArgs)
     {
         var mountPoint = dir.Combine("mnt");
         Directory.CreateDirectory(mountPoint);
         var socket = dir.Combine($"api-{generation}.sock");
-        var process = NydusdProcess.Start(["--apisock", socket, "--id", id, "--work-dir", dir.Combine("work"), "-M", mountPoint, .. extraArgs]);
+        var process = NydusdProcess.StartIn(null, environment,
+            ["--apisock", socket, "--id", id, "--work-dir", dir.Combine("work"), "-M", mountPoint, .. extraArgs]);
         var daemon = new NydusdApiDaemon(mountPoint, socket, process);
         try
         {

@@ -32,7 +32,10 @@ public sealed partial class NydusdProcess : IAsyncDisposable
     public static NydusdProcess Start(params string[] args) => StartIn(null, args);
 
     /// <summary>Starts nydusd with <paramref name="workingDirectory"/> as its current directory.</summary>
-    public static NydusdProcess StartIn(string? workingDirectory, params string[] args)
+    public static NydusdProcess StartIn(string? workingDirectory, params string[] args) => StartIn(workingDirectory, null, args);
+
+    /// <summary>Starts nydusd with extra environment variables (on top of this process's own).</summary>
+    public static NydusdProcess StartIn(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
         var info = new ProcessStartInfo(BinaryPath)
         {
@@ -42,6 +45,7 @@ public sealed partial class NydusdProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         foreach (var a in args) info.ArgumentList.Add(a);
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var result = new NydusdProcess(process);
