@@ -49,15 +49,15 @@ public static partial class MemoryBench
         Console.WriteLine($"  tree: {Files} files, {bytes / 1e6:F1} MB; images built in {clock.Elapsed.TotalSeconds:F0} s");
 
         string load = File.ReadAllText("/proc/loadavg").Trim();
-        var erofsColumn = await MeasureAsync(nydusd, work, "erofs", erofs, config, source);
-        var rafsColumn = await MeasureAsync(nydusd, work, "rafs", rafs, config, source);
+        var erofsColumn = await MeasureOrReportAsync(nydusd, work, "erofs", erofs, config, source);
+        var rafsColumn = await MeasureOrReportAsync(nydusd, work, "rafs", rafs, config, source);
         string loadAfter = File.ReadAllText("/proc/loadavg").Trim();
 
         var report = new BenchReport("memory: mounted instances of a 5,000-file image under one daemon",
             ["measure", "plain EROFS", "RAFS v6"]);
-        foreach (string row in erofsColumn.Keys)
+        foreach (string row in erofsColumn.Keys.Union(rafsColumn.Keys))
         {
-            report.Add(row, erofsColumn[row], rafsColumn[row]);
+            report.Add(row, erofsColumn.GetValueOrDefault(row, ""), rafsColumn.GetValueOrDefault(row, ""));
         }
 
         report.Note($"Image: {Files} files of 0-22,000 random bytes in {Directories} directories ({bytes / 1e6:F1} MB of data); " +
@@ -72,10 +72,27 @@ public static partial class MemoryBench
         return report;
     }
 
-    private static async Task<Dictionary<string, string>> MeasureAsync(string nydusd, string work, string name, string image,
-        string config, string source)
+    /// <summary>One column; a failure is reported in the table (with the rows measured before it), not thrown.</summary>
+    private static async Task<Dictionary<string, string>> MeasureOrReportAsync(string nydusd, string work, string name,
+        string image, string config, string source)
     {
         var rows = new Dictionary<string, string>();
+        try
+        {
+            await MeasureAsync(nydusd, work, name, image, config, source, rows);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or TimeoutException or HttpRequestException)
+        {
+            Console.WriteLine($"  {name}: FAILED: {e}");
+            rows["FAILED"] = e.Message.Replace('|', '/');
+        }
+
+        return rows;
+    }
+
+    private static async Task MeasureAsync(string nydusd, string work, string name, string image,
+        string config, string source, Dictionary<string, string> rows)
+    {
         string mountPoint = Path.Combine(work, "mnt-" + name);
         Directory.CreateDirectory(mountPoint);
         string socket = Path.Combine(work, name + ".sock");
@@ -128,7 +145,6 @@ public static partial class MemoryBench
             await Task.Delay(2000);
             Status after = Status.Of(process.Id);
             rows["all unmounted again: RSS / RssAnon (MiB)"] = $"{M(after.Rss)} / {M(after.Anon)}";
-            return rows;
         }
         finally
         {

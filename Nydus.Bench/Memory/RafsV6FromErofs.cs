@@ -7,9 +7,9 @@ namespace Nydus.Bench.Memory;
 
 /// <summary>
 /// Makes a RAFS v6 bootstrap plus its data blob out of a chunk-based `mkfs.erofs --chunksize=1048576 --blobdev=B`
-/// image, for benchmarks on a machine without nydus-image. The EROFS metadata stays as mkfs.erofs wrote it; what
-/// RAFS v6 adds is patched in: the RAFS_V6 compat bit (checksum 0), the extended superblock at 1152 (where the
-/// one-entry device table was), a one-blob table and an 80-byte chunk-table record per chunk, both appended, and
+/// image, for benchmarks on a machine without nydus-image. The EROFS metadata stays as mkfs.erofs wrote it, moved
+/// one block up (block 0 is RAFS v6's); what RAFS v6 adds is patched in: the RAFS_V6 compat bit (checksum 0), the
+/// extended superblock at 1152 (where the one-entry device table was), a one-blob table and an 80-byte chunk-table record per chunk, both appended, and
 /// every chunk index rewritten to name (blob 0, chunk n) instead of (device 1, block). The blob is the raw device
 /// file, uncompressed, renamed to its SHA-256 (the localfs backend looks blobs up by id). Digests are left zero:
 /// mounts of it must not turn on digest validation.
@@ -30,24 +30,48 @@ public static class RafsV6FromErofs
     {
         string raw = bootstrap + ".blobdev";
         run("mkfs.erofs", ["--quiet", $"--chunksize={ChunkSize}", "--blobdev=" + raw, bootstrap, source]);
-        byte[] image = File.ReadAllBytes(bootstrap);
-        uint metaBlock = BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(1024 + 40));
+        byte[] plainImage = File.ReadAllBytes(bootstrap);
 
-        // Every regular file's nid, found through the reader on the plain image (mkfs.erofs's own layout).
-        var files = new List<(ulong Nid, ulong Size)>();
+        // Every inode, found through the reader on the plain image (mkfs.erofs's own layout).
+        var inodes = new List<(ulong Nid, InodeType Type, ulong Size)>();
         using (RafsImage plain = RafsImage.Open(bootstrap, BlobSource.FromDevices(raw)))
         {
-            CollectFiles(plain, plain.RootInode, files, new HashSet<ulong>());
+            inodes.Add((plain.RootInode, InodeType.Directory, plain.GetAttr(plain.RootInode).Size));
+            CollectInodes(plain, plain.RootInode, inodes, new HashSet<ulong>());
         }
 
+        // mkfs.erofs may start the metadata in block 0 (meta_blkaddr 0), where RAFS v6 keeps its extended
+        // superblock: move everything one block up. Nids are relative to meta_blkaddr and stay; block addresses
+        // of flat data (directories, symlinks, inline files) move with it.
+        byte[] image = new byte[plainImage.Length + BlockSize];
+        plainImage.AsSpan(0, 1024 + 128).CopyTo(image);
+        plainImage.CopyTo(image, BlockSize);
+        Span<byte> sb = image.AsSpan(1024, 128);
+        uint metaBlock = BinaryPrimitives.ReadUInt32LittleEndian(sb.Slice(40)) + 1;
+        BinaryPrimitives.WriteUInt32LittleEndian(sb.Slice(40), metaBlock);
+        uint xattrBlock = BinaryPrimitives.ReadUInt32LittleEndian(sb.Slice(44));
+        if (xattrBlock != 0) BinaryPrimitives.WriteUInt32LittleEndian(sb.Slice(44), xattrBlock + 1);
+
         var chunks = new List<byte[]>();
-        foreach ((ulong nid, ulong size) in files.OrderBy(f => f.Nid))
+        foreach ((ulong nid, InodeType type, ulong size) in inodes.OrderBy(i => i.Nid))
         {
             long inode = (long)metaBlock * BlockSize + (long)nid * 32;
             ushort format = BinaryPrimitives.ReadUInt16LittleEndian(image.AsSpan((int)inode));
-            if (((format >> 1) & 7) != 4)
+            int layout = (format >> 1) & 7;
+            if (layout is 0 or 2)
             {
-                continue; // not chunk-based (an empty file)
+                if (type is InodeType.Directory or InodeType.Regular or InodeType.Symlink)
+                {
+                    Span<byte> u = image.AsSpan((int)inode + 16, 4);
+                    BinaryPrimitives.WriteUInt32LittleEndian(u, BinaryPrimitives.ReadUInt32LittleEndian(u) + 1);
+                }
+
+                continue;
+            }
+
+            if (layout != 4 || type != InodeType.Regular)
+            {
+                throw new InvalidOperationException($"nid {nid}: layout {layout} for {type} is not what mkfs.erofs --chunksize writes");
             }
 
             bool extended = (format & 1) != 0;
@@ -84,7 +108,7 @@ public static class RafsV6FromErofs
         var output = new byte[chunkTable + (long)chunks.Count * ChunkRecordSize];
         image.CopyTo(output, 0);
 
-        Span<byte> sb = output.AsSpan(1024, 128);
+        sb = output.AsSpan(1024, 128);
         uint compat = BinaryPrimitives.ReadUInt32LittleEndian(sb.Slice(8));
         BinaryPrimitives.WriteUInt32LittleEndian(sb.Slice(4), 0);
         BinaryPrimitives.WriteUInt32LittleEndian(sb.Slice(8), (compat & ~CompatSbChecksum) | CompatRafsV6);
@@ -113,22 +137,23 @@ public static class RafsV6FromErofs
         }
 
         File.WriteAllBytes(bootstrap, output);
+
+        // The result must read back as the source tree (a bench of a broken image would measure nothing).
+        using RafsImage check = RafsImage.Open(bootstrap, BlobSource.FromDirectory(blobDir));
+        if (check.Format != RafsFormat.RafsV6) throw new InvalidOperationException($"{bootstrap} opens as {check.Format}");
     }
 
-    private static void CollectFiles(RafsImage image, ulong dir, List<(ulong, ulong)> files, HashSet<ulong> seen)
+    private static void CollectInodes(RafsImage image, ulong dir, List<(ulong, InodeType, ulong)> inodes, HashSet<ulong> seen)
     {
         var sink = new Collector();
         image.ReadDir(dir, 0, ref sink);
         foreach ((string name, ulong ino, InodeType type) in sink.Entries)
         {
-            if (name is "." or "..") continue;
+            if (name is "." or ".." || !seen.Add(ino)) continue;
+            inodes.Add((ino, type, image.GetAttr(ino).Size));
             if (type == InodeType.Directory)
             {
-                CollectFiles(image, ino, files, seen);
-            }
-            else if (type == InodeType.Regular && seen.Add(ino))
-            {
-                files.Add((ino, image.GetAttr(ino).Size));
+                CollectInodes(image, ino, inodes, seen);
             }
         }
     }
