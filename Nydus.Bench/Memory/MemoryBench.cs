@@ -67,7 +67,9 @@ public static partial class MemoryBench
                     "Each new instance is walked (every directory listed: READDIRPLUS, so every entry is looked up) before the level is measured. " +
                     "\"per instance\" = (RssAnon at the level - RssAnon idle) / instances. \"read everything\" = every file of all 100 instances read whole once and compared with the source.");
         report.Note("RssAnon is the daemon's own memory (managed heap, stacks, native allocations); RssFile is mapped files " +
-                    "(the runtime's own DLLs; images are read with pread, never mapped). Values in MiB, after a 2 s settle.");
+                    "(the runtime's own DLLs; images are read with pread, never mapped). Values in MiB, after a 2 s settle. " +
+                    "The GC collects lazily, so the rows after reading and after unmounting include garbage not yet collected " +
+                    "(InstanceMemoryTests runs the daemon with a capped heap to tell a leak from that).");
         report.Note($"Load average (1/5/15 min, runnable/total) before: {load}; after: {loadAfter}. 2 shared cores; other builds may run beside it. Total {clock.Elapsed.TotalSeconds:F0} s.");
         return report;
     }
