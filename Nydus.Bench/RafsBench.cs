@@ -113,7 +113,10 @@ public static partial class RafsBench
         report.Note("Cold = `echo 3 > /proc/sys/vm/drop_caches` right before. Full read: every small file read whole, one thread, 1 MiB reads. "
             + "lstat: every entry (files, dirs, symlinks). fio: psync, one job, random 4 KiB for 10 s time-based, sequential 1 MiB once through 1 GiB.");
         report.Note("Ratios: for times (s) above 1x means nydusd is slower; for MiB/s below 1x means nydusd is slower.");
-        report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine ({Environment.ProcessorCount} cores visible); other builds may run beside it.");
+        report.Note("nydusd reads the image in place (pread, a small page cache per instance): its cold rows read the disk like the others. " +
+                    "Runs before 2026-12-07 loaded the whole image into nydusd's heap at mount, so their nydusd cold rows measured memory.");
+        report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine ({Environment.ProcessorCount} cores visible); other builds may run beside it. " +
+                    $"Load average at the end: {File.ReadAllText("/proc/loadavg").Trim()}.");
         return report;
     }
 
