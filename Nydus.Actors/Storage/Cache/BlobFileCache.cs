@@ -694,10 +694,17 @@ public sealed class BlobFileCache : IBlobBackend
         /// <summary>Picks up the blobs a previous run left in the work dir, so eviction and usage see them.</summary>
         private void LoadExisting()
         {
-            foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + CachedBlobFile.MapSuffix))
+            var blobIds = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (string suffix in new[] { CachedBlobFile.MapSuffix, CachedBlobFile.LegacyMapSuffix })
             {
-                string name = Path.GetFileName(mapPath);
-                string blobId = name[..^CachedBlobFile.MapSuffix.Length];
+                foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + suffix))
+                {
+                    blobIds.Add(Path.GetFileName(mapPath)[..^suffix.Length]);
+                }
+            }
+
+            foreach (string blobId in blobIds)
+            {
                 try
                 {
                     CachedBlobFile file = CachedBlobFile.Open(WorkDir, blobId, BlockSize, blobSize: null);
