@@ -66,7 +66,10 @@ public sealed class FilesystemInstance : IDisposable
         var metrics = new MountMetrics(mount.Backend.Type,
             ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Metrics,
             (backend as BlobFileCache)?.Metrics,
-            mount.Cache.IsFileCache ? mount.Cache.FileCache?.WorkDir : null);
+            mount.Cache.IsFileCache ? mount.Cache.FileCache?.WorkDir : null)
+        {
+            Credentials = ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Credentials,
+        };
         try
         {
             var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
