@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Tests.Support;
 using Xunit;
@@ -12,62 +11,6 @@ namespace Nydus.Actors.Tests.Storage.Cache;
 /// </summary>
 public sealed class SnapshotterCacheLayoutTests
 {
-    /// <summary>
-    /// nydus-snapshotter's <c>pkg/cache.Manager</c> (commit a7a1f07): the paths it measures for a blob's usage
-    /// (<c>fs.DiskUsage</c>: 512-byte blocks of each existing file) and deletes at GC, and how it derives a blob id
-    /// from a file name in the cache dir.
-    /// </summary>
-    private static class SnapshotterCacheManager
-    {
-        private const string ImageDisk = ".image.disk", LayerDisk = ".layer.disk", ChunkMap = ".chunk_map",
-            Meta = ".blob.meta", Data = ".blob.data";
-
-        private static string[] Paths(string cacheDir, string blobId) =>
-        [
-            Path.Combine(cacheDir, blobId),
-            Path.Combine(cacheDir, blobId + ChunkMap),
-            Path.Combine(cacheDir, blobId + Data),
-            Path.Combine(cacheDir, blobId + Data + ChunkMap),
-            Path.Combine(cacheDir, blobId + Meta),
-            Path.Combine(cacheDir, blobId + ImageDisk),
-            Path.Combine(cacheDir, blobId + LayerDisk),
-        ];
-
-        public static long CacheUsage(string cacheDir, string blobId) =>
-            Paths(cacheDir, blobId).Where(File.Exists).Sum(DiskUsage);
-
-        public static void RemoveBlobCache(string cacheDir, string blobId)
-        {
-            foreach (string path in Paths(cacheDir, blobId))
-            {
-                File.Delete(path);
-            }
-        }
-
-        public static string ExtractBlobIdFromFilename(string name)
-        {
-            foreach (string suffix in new[] { Data, Data + ChunkMap, ChunkMap, Meta, ImageDisk, LayerDisk })
-            {
-                if (name.EndsWith(suffix, StringComparison.Ordinal))
-                {
-                    return name[..^suffix.Length];
-                }
-            }
-
-            return name;
-        }
-    }
-
-    /// <summary>What containerd's <c>fs.DiskUsage</c> counts for one file: st_blocks × 512.</summary>
-    private static long DiskUsage(string path)
-    {
-        var info = new ProcessStartInfo("stat", ["--format=%b", path]) { RedirectStandardOutput = true };
-        using var process = Process.Start(info)!;
-        string output = process.StandardOutput.ReadToEnd();
-        Assert.True(process.WaitForExit(10_000), "stat did not finish");
-        return long.Parse(output.Trim()) * 512;
-    }
-
     private static byte[] Content(int size, int seed)
     {
         var content = new byte[size];
@@ -92,7 +35,7 @@ public sealed class SnapshotterCacheLayoutTests
         string[] files = Directory.GetFiles(dir.Path).Select(Path.GetFileName).ToArray()!;
         Assert.Equal(new[] { blobA, blobB },
             files.Select(SnapshotterCacheManager.ExtractBlobIdFromFilename).Distinct().Order().ToArray());
-        long total = Directory.GetFiles(dir.Path).Sum(DiskUsage);
+        long total = Directory.GetFiles(dir.Path).Sum(ContainerdDiskUsage.Of);
         long usageA = SnapshotterCacheManager.CacheUsage(dir.Path, blobA);
         long usageB = SnapshotterCacheManager.CacheUsage(dir.Path, blobB);
         Assert.True(usageA >= 300_000, $"usage of a fully read 300,000-byte blob reported as {usageA}");

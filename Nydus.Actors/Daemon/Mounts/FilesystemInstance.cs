@@ -90,7 +90,11 @@ public sealed class FilesystemInstance : IDisposable
             }
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
             return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
-                metrics with { Prefetcher = prefetcher }, owned)
+                metrics with
+                {
+                    Prefetcher = prefetcher,
+                    CachedBlobs = backend is BlobFileCache ? image.Blobs.Where(b => ReferenceEquals(b.Backend, backend)).Select(b => b.Id).ToArray() : [],
+                }, owned)
             {
                 Prefetcher = prefetcher,
                 Accounting = new Vfs.FileAccounting(mount.Rafs.IostatsFiles, mount.Rafs.AccessPattern, mount.Rafs.LatestReadFiles),

@@ -16,6 +16,9 @@ public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, B
     /// <summary>The background prefetch of this instance, when one runs.</summary>
     public IPrefetcher? Prefetcher { get; init; }
 
+    /// <summary>Blobs of the image kept in the blob cache (upstream's cache entries; empty without a cache).</summary>
+    public IReadOnlyList<string> CachedBlobs { get; init; } = [];
+
     /// <summary>The registry backend's renewable credentials (registry backends only), for <c>PUT /api/v1/config</c>.</summary>
     public RegistryCredentials? Credentials { get; init; }
 }

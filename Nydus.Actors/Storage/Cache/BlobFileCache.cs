@@ -63,6 +63,9 @@ public sealed class BlobFileCache : IBlobBackend
 
     public string WorkDir => _settings.WorkDir;
 
+    /// <summary>Suffix of a blob's data file in the work dir (upstream's name, see <see cref="CachedBlobFile"/>).</summary>
+    public const string DataFileSuffix = CachedBlobFile.DataSuffix;
+
     /// <summary>Marks blobs as used by a mounted image: <see cref="TrimToLimit(long)"/> never evicts them.</summary>
     /// <remarks>Pins are counted per work dir: the blob stays until every cache object that pinned it is disposed.</remarks>
     public void Pin(IEnumerable<string> blobIds)
