@@ -200,6 +200,21 @@ public sealed partial class CredentialRenewalTests : IDisposable
         Assert.Equal(200, status2);
         Assert.Equal("{}", all.Trim());
         Assert.Contains("\"state\":\"RUNNING\"", (await client.SendAsync("GET", "/api/v1/daemon")).Body.Replace(" ", ""));
+
+        // A registry mount whose ca_cert_files names a missing file: refused naming the field and the file; the
+        // instance already mounted keeps serving.
+        string missingCa = _dir.Combine("no-such-ca.pem");
+        string registryConfig = $$$"""
+            {"version": 2, "backend": {"type": "registry", "registry": {"scheme": "https", "host": "127.0.0.1:1", "repo": "r",
+             "ca_cert_files": [{{{NydusdMount.Json(missingCa)}}}]}}, "cache": {"type": ""}, "rafs": {"mode": "direct"}}
+            """;
+        var (mountStatus, mountAnswer) = await client.SendAsync("POST", "/api/v1/mount?mountpoint=/reg",
+            JsonSerializer.Serialize(new { source = bootstrap, fs_type = "rafs", config = registryConfig }));
+        Assert.True(mountStatus == 400, $"mount with a missing CA file answered {mountStatus}: {mountAnswer}");
+        Assert.Contains("backend.registry.ca_cert_files", mountAnswer);
+        Assert.Contains(missingCa, mountAnswer);
+        var (path, md5) = ExpectedMd5s().First();
+        Assert.Null(ReadAndCheck(mount.MountPoint, path, md5));
     }
 
     public void Dispose() => _dir.Dispose();

@@ -180,6 +180,37 @@ public sealed class RegistryRoutesTests
         Assert.Contains(named, e.Message);
     }
 
+    /// <summary>
+    /// nydus-snapshotter's fusedev template (misc/snapshotter/nydusd-config.fusedev.json) as it writes it for a
+    /// mount: legacy layout, with host, repo, auth, ca_cert_files and proxy filled in (daemonconfig.BackendConfig).
+    /// </summary>
+    [Fact]
+    public void Snapshotter_legacy_config_carries_every_registry_field_to_the_backend_settings()
+    {
+        string json = """
+            {"device":{"id":"/snap-1","backend":{"type":"registry","config":{"host":"registry.example:5000","repo":"library/app",
+              "auth":"dXNlcjpwdw==","scheme":"https","skip_verify":false,"ca_cert_files":["/etc/certs/ca.pem"],
+              "proxy":{"url":"http://127.0.0.1:65001","fallback":true,"ping_url":"http://127.0.0.1:40901/server/ping","check_interval":7,"use_http":true},
+              "timeout":9,"connect_timeout":4,"retry_limit":2}},
+              "cache":{"type":"blobcache","config":{"work_dir":"/var/lib/nydus/cache","disable_indexed_map":false}}},
+             "mode":"direct","digest_validate":false,"iostats_files":false,"enable_xattr":true,"amplify_io":1048576,
+             "fs_prefetch":{"enable":true,"threads_count":8,"merging_size":1048576,"prefetch_all":true}}
+            """;
+        ConfigV2 config = NydusConfigLoader.Parse(json, "snapshotter config");
+        RegistryBackendSettings settings = RegistryBackendSettings.FromConfig(config.Backend!.Registry!);
+        Assert.Equal(["/etc/certs/ca.pem"], settings.CaCertFiles);
+        Assert.Equal(TimeSpan.FromSeconds(9), settings.Timeout);
+        Assert.Equal(TimeSpan.FromSeconds(4), settings.ConnectTimeout);
+        Assert.Equal(2, settings.RetryLimit);
+        Assert.NotNull(settings.Proxy);
+        Assert.Equal(new Uri("http://127.0.0.1:65001"), settings.Proxy.Url);
+        Assert.Equal(new Uri("http://127.0.0.1:40901/server/ping"), settings.Proxy.PingUrl);
+        Assert.True(settings.Proxy.Fallback);
+        Assert.True(settings.Proxy.UseHttp);
+        Assert.Equal(TimeSpan.FromSeconds(7), settings.Proxy.CheckInterval);
+        Assert.DoesNotContain("dXNlcjpwdw==", settings.ToString());
+    }
+
     [Fact]
     public void Encrypted_file_cache_is_refused_by_name()
     {
