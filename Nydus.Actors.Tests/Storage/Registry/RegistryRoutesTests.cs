@@ -25,12 +25,12 @@ public sealed class RegistryRoutesTests
     }
 
     /// <summary>The backend as a mount would build it: from upstream's JSON, parsed and validated by the loader.</summary>
-    private static RegistryBackend FromConfig(RegistryServer registry, string extraFields)
+    private static RegistryBackend FromConfig(RegistryServer registry, string extraFields, string? scheme = null)
     {
         string json = $$"""
             {
               "version": 2,
-              "backend": { "type": "registry", "registry": { "scheme": "{{registry.Scheme}}", "host": "{{registry.Host}}", "repo": "{{Repo}}",
+              "backend": { "type": "registry", "registry": { "scheme": "{{scheme ?? registry.Scheme}}", "host": "{{registry.Host}}", "repo": "{{Repo}}",
                            "timeout": 5, "connect_timeout": 2, "retry_limit": 0 {{extraFields}} } },
               "cache": { "type": "" },
               "rafs": { "mode": "direct" }
@@ -165,6 +165,24 @@ public sealed class RegistryRoutesTests
             $$""", "ca_cert_files": [ {{NydusdMount.Json(missing)}} ]""").Dispose());
         Assert.Contains("backend.registry.ca_cert_files", refused.Message);
         Assert.Contains(missing, refused.Message);
+    }
+
+    [Fact]
+    public void Skip_verify_falls_back_to_http_for_a_registry_without_tls_and_strict_config_does_not()
+    {
+        using RegistryServer registry = RegistryServer.Start();
+        byte[] content = Blob();
+        string blobId = registry.Push(Repo, content);
+
+        using (RegistryBackend skipping = FromConfig(registry, """, "skip_verify": true""", scheme: "https"))
+        {
+            AssertReads(skipping, blobId, content, 0);
+            AssertReads(skipping, blobId, content, 4096);
+        }
+
+        using RegistryBackend strict = FromConfig(registry, "", scheme: "https");
+        var e = Assert.Throws<StorageException>(() => strict.Read(blobId, 0, new byte[4096]));
+        Assert.Equal(StorageErrorKind.BackendUnavailable, e.Kind);
     }
 
     [Theory]

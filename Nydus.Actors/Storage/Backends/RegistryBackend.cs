@@ -43,7 +43,8 @@ public sealed class RegistryBackend : IBlobBackend
     private readonly RegistryBackendSettings _settings;
     private readonly HttpClient _http;
     private readonly RegistryAuthenticator _auth;
-    private readonly string _blobUrlPrefix;
+    /// <summary>Switched once from https to http when <c>skip_verify</c> allows it and the registry speaks no TLS.</summary>
+    private string _blobUrlPrefix;
     private readonly ConcurrentDictionary<string, long> _sizes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, RedirectTarget> _redirects = new(StringComparer.Ordinal);
     private readonly RegistryProxy? _proxy;
@@ -346,7 +347,7 @@ public sealed class RegistryBackend : IBlobBackend
     private async Task<HttpResponseMessage> SendToRegistryAsync(HttpMethod method, string blobId, long offset,
         int length, CancellationToken cancellation)
     {
-        var uri = new Uri(_blobUrlPrefix + blobId);
+        var uri = new Uri(Volatile.Read(ref _blobUrlPrefix) + blobId);
         for (int round = 0; ; round++)
         {
             AuthenticationHeaderValue? authorization = await _auth.GetHeaderAsync(cancellation).ConfigureAwait(false);
@@ -357,8 +358,19 @@ public sealed class RegistryBackend : IBlobBackend
             }
 
             Interlocked.Increment(ref _registryRequests);
-            HttpResponseMessage response = await SendAsync(method, uri, offset, length, authorization, cancellation)
-                .ConfigureAwait(false);
+            HttpResponseMessage response;
+            try
+            {
+                response = await SendAsync(method, uri, offset, length, authorization, cancellation).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e) when (_settings.SkipVerify && uri.Scheme == Uri.UriSchemeHttps
+                                                 && e.HttpRequestError == HttpRequestError.SecureConnectionError)
+            {
+                // Upstream: skip_verify also allows falling back to plain HTTP when the TLS handshake fails.
+                uri = FallBackToHttp(blobId, e);
+                response = await SendAsync(method, uri, offset, length, authorization, cancellation).ConfigureAwait(false);
+            }
+
             if (response.StatusCode != HttpStatusCode.Unauthorized)
             {
                 return response;
@@ -377,6 +389,18 @@ public sealed class RegistryBackend : IBlobBackend
                     $"({(authorization is null ? "no credentials configured" : $"{authorization.Scheme} credentials rejected")})");
             }
         }
+    }
+
+    private Uri FallBackToHttp(string blobId, HttpRequestException e)
+    {
+        string http = $"http://{_settings.Host}/v2/{_settings.Repo.Trim('/')}/blobs/sha256:";
+        if (Interlocked.Exchange(ref _blobUrlPrefix, http) != http)
+        {
+            Log.Warning("TLS to registry {Host} failed ({Reason}); skip_verify is set, so it is used over plain HTTP from now on",
+                _settings.Host, e.Message);
+        }
+
+        return new Uri(http + blobId);
     }
 
     /// <summary>
