@@ -118,7 +118,7 @@ public sealed class RegistryMountTests : IDisposable
         {
             old.Read("leftover", 0, new byte[leftover.Length]);
         }
-        Assert.True(File.Exists(Path.Combine(cacheDir, "leftover.raw.data")));
+        Assert.True(File.Exists(Path.Combine(cacheDir, "leftover.blob.data")));
 
         // A limit of one byte: everything not pinned by the mounted image must go at the next check.
         string hocon = _dir.Combine("limit.conf");
@@ -126,14 +126,14 @@ public sealed class RegistryMountTests : IDisposable
         await using var mount = await NydusdMount.StartWithConfigAsync(bootstrap, Config(registry), "--hocon", hocon);
         AssertAllFilesRead(mount.MountPoint, expected);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (File.Exists(Path.Combine(cacheDir, "leftover.raw.data")))
+        while (File.Exists(Path.Combine(cacheDir, "leftover.blob.data")))
         {
             Assert.True(DateTime.UtcNow < deadline, "the leftover blob was not evicted within 30 s");
             await Task.Delay(100);
         }
 
-        Assert.False(File.Exists(Path.Combine(cacheDir, "leftover.raw.map")));
-        Assert.True(File.Exists(Path.Combine(cacheDir, blobId + ".raw.data")), "the mounted image's blob was evicted");
+        Assert.False(File.Exists(Path.Combine(cacheDir, "leftover.chunk_map")));
+        Assert.True(File.Exists(Path.Combine(cacheDir, blobId + ".blob.data")), "the mounted image's blob was evicted");
         // Still served from the cache: with the registry gone every file reads back intact.
         registry.Stop();
         AssertAllFilesRead(mount.MountPoint, expected);

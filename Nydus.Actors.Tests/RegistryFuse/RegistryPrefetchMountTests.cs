@@ -157,8 +157,8 @@ public sealed class RegistryPrefetchMountTests : IDisposable
 
         // The daemon is gone, so nothing asks the registry any more: the cache holds only part of the blob, and
         // stays so.
-        long Present() => new FileInfo(Path.Combine(CacheDir, BlobId + ".raw.data")).Exists
-            ? CountPresentBlocks(Path.Combine(CacheDir, BlobId + ".raw.map")) : 0;
+        long Present() => new FileInfo(Path.Combine(CacheDir, BlobId + ".blob.data")).Exists
+            ? CountPresentBlocks(Path.Combine(CacheDir, BlobId + ".chunk_map")) : 0;
         long present = Present();
         Assert.InRange(present * 4096, 1, new FileInfo(BlobPath).Length - 1);
         await Task.Delay(500);

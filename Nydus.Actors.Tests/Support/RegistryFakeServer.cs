@@ -17,10 +17,13 @@ public sealed class RegistryFakeServer : IDisposable
     private readonly Task _acceptLoop;
     private int _requests;
 
-    public RegistryFakeServer(Func<FakeRequest, Stream, CancellationToken, Task> handler)
+    /// <param name="port">0 for a free port; a given one to come back on the port of a server stopped before.</param>
+    public RegistryFakeServer(Func<FakeRequest, Stream, CancellationToken, Task> handler, int port = 0)
     {
         _handler = handler;
-        _listener = new TcpListener(IPAddress.Loopback, 0);
+        _listener = new TcpListener(IPAddress.Loopback, port);
+        // Connections this server closed linger in TIME_WAIT on its port; a successor must still bind it.
+        _listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         _listener.Start();
         _acceptLoop = Task.Run(AcceptLoopAsync);
     }

@@ -32,13 +32,28 @@ public sealed class RegistryServer : IDisposable
 
     public string Host => $"127.0.0.1:{Port}";
 
+    /// <summary><c>https</c> when started with <c>tls</c>, else <c>http</c>.</summary>
+    public string Scheme { get; private set; } = "http";
+
+    public string BaseUrl => $"{Scheme}://{Host}";
+
+    /// <summary>With <c>tls</c>: the self-signed certificate (PEM) the registry serves, for <c>ca_cert_files</c>.</summary>
+    public string? CertificatePath { get; private set; }
+
+    /// <summary>A client for the test's own calls: with TLS it trusts the registry's certificate whatever it is.</summary>
+    private HttpClient TestClient(TimeSpan timeout) => new(new SocketsHttpHandler
+    {
+        SslOptions = new System.Net.Security.SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, _, _, _) => true },
+    }) { Timeout = timeout };
+
     /// <summary>Where a test may put auth files (htpasswd, token root certificate).</summary>
     public TempDir Dir => _dir;
 
     public static bool IsAvailable => File.Exists(BinaryPath);
 
     /// <summary>Starts a registry; <paramref name="authSection"/> is a YAML <c>auth:</c> block built with <see cref="Dir"/>.</summary>
-    public static RegistryServer Start(Func<TempDir, string>? authSection = null)
+    /// <param name="tls">Serve HTTPS with a self-signed certificate for 127.0.0.1 made by openssl (<see cref="CertificatePath"/>).</param>
+    public static RegistryServer Start(Func<TempDir, string>? authSection = null, bool tls = false)
     {
         if (!IsAvailable)
         {
@@ -52,6 +67,16 @@ public sealed class RegistryServer : IDisposable
             string storage = server._dir.Combine("storage");
             Directory.CreateDirectory(storage);
             string auth = authSection?.Invoke(server._dir) ?? "";
+            string tlsSection = "";
+            if (tls)
+            {
+                server.CertificatePath = server._dir.Combine("registry-cert.pem");
+                string key = server._dir.Combine("registry-key.pem");
+                MakeSelfSignedCertificate(server.CertificatePath, key);
+                server.Scheme = "https";
+                tlsSection = $"\n  tls:\n    certificate: {server.CertificatePath}\n    key: {key}";
+            }
+
             File.WriteAllText(server._configPath, $"""
                 version: 0.1
                 log:
@@ -62,7 +87,7 @@ public sealed class RegistryServer : IDisposable
                   filesystem:
                     rootdirectory: {storage}
                 http:
-                  addr: 127.0.0.1:{server.Port}
+                  addr: 127.0.0.1:{server.Port}{tlsSection}
                 {auth}
                 """);
             server.Start();
@@ -94,7 +119,7 @@ public sealed class RegistryServer : IDisposable
         process.BeginErrorReadLine();
         _process = process;
 
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        using var http = TestClient(TimeSpan.FromSeconds(2));
         var deadline = Stopwatch.StartNew();
         while (true)
         {
@@ -105,7 +130,7 @@ public sealed class RegistryServer : IDisposable
 
             try
             {
-                using HttpResponseMessage response = http.GetAsync($"http://{Host}/v2/").GetAwaiter().GetResult();
+                using HttpResponseMessage response = http.GetAsync($"{BaseUrl}/v2/").GetAwaiter().GetResult();
                 return;
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException && deadline.Elapsed < TimeSpan.FromSeconds(20))
@@ -146,8 +171,8 @@ public sealed class RegistryServer : IDisposable
     public string Push(string repo, byte[] content, AuthenticationHeaderValue? authorization = null)
     {
         string digest = Convert.ToHexStringLower(SHA256.HashData(content));
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
-        using var start = new HttpRequestMessage(HttpMethod.Post, $"http://{Host}/v2/{repo}/blobs/uploads/");
+        using var http = TestClient(TimeSpan.FromSeconds(30));
+        using var start = new HttpRequestMessage(HttpMethod.Post, $"{BaseUrl}/v2/{repo}/blobs/uploads/");
         start.Headers.Authorization = authorization;
         using HttpResponseMessage started = http.Send(start);
         if (started.StatusCode != HttpStatusCode.Accepted || started.Headers.Location is null)
@@ -155,7 +180,7 @@ public sealed class RegistryServer : IDisposable
             throw new InvalidOperationException($"upload start to {repo} answered {(int)started.StatusCode}");
         }
 
-        var location = new UriBuilder(new Uri(new Uri($"http://{Host}"), started.Headers.Location));
+        var location = new UriBuilder(new Uri(new Uri(BaseUrl), started.Headers.Location));
         location.Query = (location.Query.Length > 1 ? location.Query.TrimStart('?') + "&" : "") + $"digest=sha256:{digest}";
         using var put = new HttpRequestMessage(HttpMethod.Put, location.Uri) { Content = new ByteArrayContent(content) };
         put.Content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
@@ -180,6 +205,33 @@ public sealed class RegistryServer : IDisposable
         if (line is not null)
         {
             lock (_output) _output.AppendLine(line);
+        }
+    }
+
+    /// <summary>A self-signed certificate for IP 127.0.0.1, valid one day, made by openssl as an operator would.</summary>
+    private static void MakeSelfSignedCertificate(string certificate, string key)
+    {
+        var info = new ProcessStartInfo("openssl")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in new[]
+                 {
+                     "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                 })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(info)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(30_000) || process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"openssl could not make a certificate: {stderr.Result}");
         }
     }
 

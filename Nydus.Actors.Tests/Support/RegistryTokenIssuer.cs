@@ -19,7 +19,7 @@ public sealed class RegistryTokenIssuer : IDisposable
     private readonly RSA _key = RSA.Create(2048);
     private readonly X509Certificate2 _certificate;
     private readonly RegistryFakeServer _server;
-    private readonly string? _expectedBasic;
+    private volatile string? _expectedBasic;
     private int _tokensIssued;
     private int _refused;
 
@@ -48,6 +48,23 @@ public sealed class RegistryTokenIssuer : IDisposable
     /// <summary>The query strings of token requests, in order.</summary>
     public List<string> Queries { get; } = new();
 
+    /// <summary>The Authorization header of each token request, in order (null: none).</summary>
+    public List<string?> Authorizations { get; } = new();
+
+    /// <summary>The Basic credentials (base64) a token request must carry, when any; changeable to rotate them.</summary>
+    public string? ExpectedBasic
+    {
+        get => _expectedBasic;
+        set => _expectedBasic = value;
+    }
+
+    /// <summary>The <c>sub</c> claim of a token this issuer signed: the user of the Basic credentials it was granted to.</summary>
+    public static string SubjectOf(string jwt) =>
+        JsonDocument.Parse(Convert.FromBase64String(Pad(jwt.Split('.')[1].Replace('-', '+').Replace('_', '/'))))
+            .RootElement.GetProperty("sub").GetString()!;
+
+    private static string Pad(string base64) => base64.PadRight(base64.Length + (4 - base64.Length % 4) % 4, '=');
+
     public void WriteRootCertificate(string path) => File.WriteAllText(path, _certificate.ExportCertificatePem());
 
     /// <summary>The <c>auth:</c> YAML block for the registry config, with the bundle written into <paramref name="dir"/>.</summary>
@@ -66,7 +83,9 @@ public sealed class RegistryTokenIssuer : IDisposable
     }
 
     /// <summary>A signed registry token granting <paramref name="actions"/> on <paramref name="repo"/>.</summary>
-    public string IssueJwt(string repo, params string[] actions)
+    public string IssueJwt(string repo, params string[] actions) => IssueJwt(repo, "tester", actions);
+
+    private string IssueJwt(string repo, string subject, string[] actions)
     {
         long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         string header = Base64Url(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
@@ -78,7 +97,7 @@ public sealed class RegistryTokenIssuer : IDisposable
         string claims = Base64Url(JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
         {
             ["iss"] = Issuer,
-            ["sub"] = "tester",
+            ["sub"] = subject,
             ["aud"] = Service,
             ["exp"] = now + JwtLifetimeSeconds,
             ["nbf"] = now - 10,
@@ -104,9 +123,11 @@ public sealed class RegistryTokenIssuer : IDisposable
         lock (Queries)
         {
             Queries.Add(request.Query);
+            Authorizations.Add(request.Authorization);
         }
 
-        if (_expectedBasic is not null && request.Authorization != "Basic " + _expectedBasic)
+        string? expected = _expectedBasic;
+        if (expected is not null && request.Authorization != "Basic " + expected)
         {
             Interlocked.Increment(ref _refused);
             await RegistryFakeServer.RespondAsync(stream, 401, "Unauthorized", null,
@@ -126,7 +147,14 @@ public sealed class RegistryTokenIssuer : IDisposable
         // scope = repository:<name>:<actions>
         string[] parts = scope.Split(':');
         string repo = parts.Length >= 2 ? parts[1] : "";
-        string token = IssueJwt(repo, "pull", "push");
+        // The subject is the user the token was granted to, so a test can tell which credentials a request stands for.
+        string subject = "tester";
+        if (request.Authorization is { } basic && basic.StartsWith("Basic ", StringComparison.Ordinal))
+        {
+            subject = Encoding.UTF8.GetString(Convert.FromBase64String(basic["Basic ".Length..])).Split(':')[0];
+        }
+
+        string token = IssueJwt(repo, subject, ["pull", "push"]);
         Interlocked.Increment(ref _tokensIssued);
         byte[] body = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
         {

@@ -38,6 +38,7 @@ public sealed class ApiServer : IAsyncDisposable
             MountEndpoints.Map(routes, api);
             FuseHandoffEndpoints.Map(routes, api);
             MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
+            ConfigEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             PendingEndpoints.Map(routes);
         }, cancellationToken);
 

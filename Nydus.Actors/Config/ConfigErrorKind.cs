@@ -47,4 +47,7 @@ public enum ConfigErrorKind
 
     /// <summary>A virtual mountpoint that is not an absolute, normalized path.</summary>
     InvalidMountpoint,
+
+    /// <summary>A field this build cannot serve, set to a value that would need it: refused by name, never ignored.</summary>
+    Unsupported,
 }

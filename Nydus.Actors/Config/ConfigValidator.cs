@@ -64,6 +64,7 @@ internal static class ConfigValidator
                 var registry = RequireSection(backend.Registry, backend.Type, sourceName);
                 RequireValue(registry.Host, "backend.registry.host", sourceName);
                 RequireValue(registry.Repo, "backend.registry.repo", sourceName);
+                ValidateRegistryRoutes(registry, sourceName);
                 break;
 
             case BackendConfigV2.HttpProxyType:
@@ -84,6 +85,37 @@ internal static class ConfigValidator
                     $"backend.type: unknown backend type '{backend.Type}' (expected localfs, localdisk, oss, s3, registry or http-proxy)",
                     sourceName);
                 break;
+        }
+    }
+
+    /// <summary>
+    /// What upstream's connection code would only find out at the first request, or not serve at all here: proxy
+    /// and ping URLs must be http(s) URLs, every mirror needs a host, and the Dragonfly scheduler (upstream's SDK
+    /// routing) is refused by name rather than ignored.
+    /// </summary>
+    private static void ValidateRegistryRoutes(RegistryConfig registry, string sourceName)
+    {
+        RequireHttpUrlOrEmpty(registry.Proxy.Url, "backend.registry.proxy.url", sourceName);
+        RequireHttpUrlOrEmpty(registry.Proxy.PingUrl, "backend.registry.proxy.ping_url", sourceName);
+        if (registry.Proxy.DragonflySchedulerEndpoint.Length > 0)
+        {
+            Fail(ConfigErrorKind.Unsupported,
+                "backend.registry.proxy.dragonfly_scheduler_endpoint: routing through the Dragonfly scheduler is not supported by this build (use proxy.url)",
+                sourceName);
+        }
+
+        for (int i = 0; i < registry.Mirrors.Count; i++)
+        {
+            RequireValue(registry.Mirrors[i].Host, $"backend.registry.mirrors[{i}].host", sourceName);
+            RequireHttpUrlOrEmpty(registry.Mirrors[i].PingUrl, $"backend.registry.mirrors[{i}].ping_url", sourceName);
+        }
+    }
+
+    private static void RequireHttpUrlOrEmpty(string value, string field, string sourceName)
+    {
+        if (value.Length > 0 && !(Uri.TryCreate(value, UriKind.Absolute, out Uri? uri) && uri.Scheme is "http" or "https"))
+        {
+            Fail(ConfigErrorKind.InvalidBackend, $"{field}: must be an http:// or https:// URL, found '{value}'", sourceName);
         }
     }
 
@@ -109,6 +141,12 @@ internal static class ConfigValidator
                 if (cache.FileCache.WorkDir.Length == 0)
                 {
                     Fail(ConfigErrorKind.InvalidCache, "cache.filecache.work_dir: must not be empty", sourceName);
+                }
+
+                if (cache.FileCache.EnableEncryption)
+                {
+                    Fail(ConfigErrorKind.Unsupported,
+                        "cache.filecache.enable_encryption: encrypted cache files are not supported by this build", sourceName);
                 }
 
                 break;

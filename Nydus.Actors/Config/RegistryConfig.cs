@@ -49,4 +49,8 @@ public sealed record RegistryConfig
 
     [JsonPropertyName("proxy")]
     public ProxyConfig Proxy { get; init; } = new();
+
+    /// <summary>Registry mirrors tried in order before the registry (see <see cref="MirrorConfig"/>).</summary>
+    [JsonPropertyName("mirrors")]
+    public IReadOnlyList<MirrorConfig> Mirrors { get; init; } = [];
 }

@@ -39,9 +39,9 @@ public sealed class BlobCacheActorTests : Akka.TestKit.Xunit2.TestKit
 
         // The limit leaves room for two blobs: only "old" must go, "inuse" stays although it is the oldest read.
         Sys.ActorOf(BlobCacheActor.Props(new BlobCacheLimits(2 * 102_400, TimeSpan.FromMilliseconds(100)), Under(dir)));
-        AwaitCondition(() => !File.Exists(dir.Combine("old.raw.data")), TimeSpan.FromSeconds(20));
-        Assert.True(File.Exists(dir.Combine("inuse.raw.data")));
-        Assert.True(File.Exists(dir.Combine("mid.raw.data")));
+        AwaitCondition(() => !File.Exists(dir.Combine("old.blob.data")), TimeSpan.FromSeconds(20));
+        Assert.True(File.Exists(dir.Combine("inuse.blob.data")));
+        Assert.True(File.Exists(dir.Combine("mid.blob.data")));
         Assert.Equal(2 * 102_400, cache.DiskUsageBytes);
         Assert.Equal(1, cache.Metrics.EvictedBlobs);
 
@@ -65,13 +65,13 @@ public sealed class BlobCacheActorTests : Akka.TestKit.Xunit2.TestKit
         var unlimited = Sys.ActorOf(BlobCacheActor.Props(BlobCacheLimits.Unlimited, Under(dir)));
         unlimited.Tell(BlobCacheActor.Trim.Instance, TestActor);
         Assert.Equal(0, ExpectMsg<BlobCacheActor.Trimmed>(TimeSpan.FromSeconds(10)).FreedBytes);
-        Assert.True(File.Exists(dir.Combine("a.raw.data")));
+        Assert.True(File.Exists(dir.Combine("a.blob.data")));
 
         cache.Pin(["b"]);
         var tiny = Sys.ActorOf(BlobCacheActor.Props(new BlobCacheLimits(1, TimeSpan.FromHours(1)), Under(dir)));
         tiny.Tell(BlobCacheActor.Trim.Instance, TestActor);
         ExpectMsg<BlobCacheActor.Trimmed>(TimeSpan.FromSeconds(10));
-        Assert.False(File.Exists(dir.Combine("a.raw.data")));
-        Assert.True(File.Exists(dir.Combine("b.raw.data")));
+        Assert.False(File.Exists(dir.Combine("a.blob.data")));
+        Assert.True(File.Exists(dir.Combine("b.blob.data")));
     }
 }

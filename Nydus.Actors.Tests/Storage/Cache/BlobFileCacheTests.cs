@@ -48,8 +48,8 @@ public sealed class BlobFileCacheTests
         Assert.True(content.AsSpan(content.Length - 100).SequenceEqual(tail));
         StorageException e = Assert.Throws<StorageException>(() => cache.Read(BlobId, content.Length - 10, new byte[20]));
         Assert.Equal(StorageErrorKind.BlobTooShort, e.Kind);
-        Assert.True(File.Exists(dir.Combine(BlobId + ".raw.data")));
-        Assert.True(File.Exists(dir.Combine(BlobId + ".raw.map")));
+        Assert.True(File.Exists(dir.Combine(BlobId + ".blob.data")));
+        Assert.True(File.Exists(dir.Combine(BlobId + ".chunk_map")));
     }
 
     [Fact]
@@ -154,7 +154,7 @@ public sealed class BlobFileCacheTests
         Assert.Equal(1, backend.Reads);
 
         // Flip a byte of the chunk inside the cache file, as a disk fault would.
-        using (var data = File.Open(dir.Combine(BlobId + ".raw.data"), FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
+        using (var data = File.Open(dir.Combine(BlobId + ".blob.data"), FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
         {
             data.Position = 24_000;
             int b = data.ReadByte();
@@ -189,9 +189,9 @@ public sealed class BlobFileCacheTests
 
         long freed = cache.TrimToLimit();
         Assert.Equal(102_400, freed);
-        Assert.False(File.Exists(dir.Combine("older.raw.data")));
-        Assert.False(File.Exists(dir.Combine("older.raw.map")));
-        Assert.True(File.Exists(dir.Combine("newer.raw.data")));
+        Assert.False(File.Exists(dir.Combine("older.blob.data")));
+        Assert.False(File.Exists(dir.Combine("older.chunk_map")));
+        Assert.True(File.Exists(dir.Combine("newer.blob.data")));
         Assert.Equal(1, cache.Metrics.EvictedBlobs);
 
         // A blob with a reader inside (blocked in its fetch) is never evicted.

@@ -48,56 +48,68 @@ public static class MetricsEndpoints
         });
         routes.Map("GET", "/api/v1/metrics/backend", request =>
         {
-            var (_, metrics) = Find(registry, request);
+            var (mountpoint, metrics) = Find(registry, request);
             var backend = metrics.Backend ?? throw ApiError.NotFound($"the {metrics.BackendType} backend keeps no metrics");
-            return Task.FromResult(ApiResult.Ok(BackendBody(metrics.BackendType, backend)));
+            return Task.FromResult(ApiResult.Ok(BackendBody(mountpoint, metrics.BackendType, backend)));
         });
         routes.Map("GET", "/api/v1/metrics/blobcache", request =>
         {
-            var (_, metrics) = Find(registry, request);
+            var (mountpoint, metrics) = Find(registry, request);
             var cache = metrics.Cache ?? throw ApiError.NotFound("this instance has no blob cache");
-            var body = new Dictionary<string, object>
-            {
-                ["store_path"] = metrics.CacheDir ?? "",
-                ["whole_hits"] = cache.Hits,
-                ["partial_hits"] = 0L,
-                ["total"] = cache.Hits + cache.Misses,
-                ["hit_bytes"] = cache.HitBytes,
-                ["fetched_bytes"] = cache.FetchedBytes,
-                ["evicted_blobs"] = cache.EvictedBlobs,
-                ["invalidations"] = cache.Invalidations,
-                ["readahead_requests"] = cache.ReadAheads,
-                ["readahead_bytes"] = cache.ReadAheadBytes,
-                ["readahead_failures"] = cache.ReadAheadFailures,
-            };
-            if (metrics.Prefetcher?.Progress is { } prefetch)
-            {
-                body["prefetch_kind"] = prefetch.Kind;
-                body["prefetch_data_amount"] = prefetch.BytesPrefetched;
-                body["prefetch_fetched_bytes"] = prefetch.BytesFetched;
-                body["prefetch_requests_count"] = prefetch.PiecesDone;
-                body["prefetch_requests_total"] = prefetch.PiecesTotal;
-                body["prefetch_requests_remaining"] = prefetch.PiecesRemaining;
-                // Upstream: the chunks planned before merging; a whole-blob prefetch has no chunk list (0).
-                body["prefetch_unmerged_chunks"] = prefetch.ChunksTotal;
-                body["prefetch_failed_requests"] = prefetch.PiecesFailed;
-                if (prefetch.StartedAt is { } start)
-                    body["prefetch_cumulative_time_millis"] = (long)((prefetch.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalMilliseconds;
-                if (prefetch.StartedAt is { } began)
-                {
-                    body["prefetch_begin_time_secs"] = began.ToUnixTimeSeconds();
-                    body["prefetch_begin_time_millis"] = began.Millisecond;
-                }
-                if (prefetch.FinishedAt is { } ended)
-                {
-                    body["prefetch_end_time_secs"] = ended.ToUnixTimeSeconds();
-                    body["prefetch_end_time_millis"] = ended.Millisecond;
-                }
-                body["data_all_ready"] = prefetch.FinishedAt is not null && prefetch.PiecesFailed == 0 && prefetch.BlobsFailed == 0
-                                         && prefetch.PiecesRemaining == 0;
-            }
-            return Task.FromResult(ApiResult.Ok(body));
+            return Task.FromResult(ApiResult.Ok(BlobCacheBody(mountpoint, metrics, cache)));
         });
+    }
+
+    /// <summary>
+    /// Every field of upstream's <c>BlobcacheMetrics</c> (what nydus-snapshotter's <c>types.CacheMetrics</c> decodes),
+    /// then ours. Entries are the image's blobs kept in the cache and the underlying files their data files, as
+    /// upstream counts its cache entries per image. Prefetch fields are zero without a prefetch; this build never
+    /// buffers backend data in memory (<c>buffered_backend_size</c> 0) and keeps no partial hits (0).
+    /// </summary>
+    private static Dictionary<string, object> BlobCacheBody(string mountpoint, MountMetrics metrics, Storage.Cache.BlobCacheMetrics cache)
+    {
+        var prefetch = metrics.Prefetcher?.Progress;
+        DateTimeOffset? began = prefetch?.StartedAt, ended = prefetch?.FinishedAt;
+        var body = new Dictionary<string, object>
+        {
+            ["id"] = mountpoint,
+            ["underlying_files"] = metrics.CachedBlobs.Select(id => id + Storage.Cache.BlobFileCache.DataFileSuffix).ToArray(),
+            ["store_path"] = metrics.CacheDir ?? "",
+            ["partial_hits"] = 0L,
+            ["whole_hits"] = cache.Hits,
+            ["total"] = cache.Hits + cache.Misses,
+            ["entries_count"] = (long)metrics.CachedBlobs.Count,
+            ["prefetch_data_amount"] = prefetch?.BytesPrefetched ?? 0L,
+            ["prefetch_requests_count"] = prefetch?.PiecesDone ?? 0L,
+            // Upstream: the async workers of the cache manager; here the prefetch's threads while it runs.
+            ["prefetch_workers"] = metrics.Prefetcher is { } running && ended is null ? running.Threads : 0,
+            // Upstream: the chunks planned before merging; a whole-blob prefetch has no chunk list (0).
+            ["prefetch_unmerged_chunks"] = prefetch?.ChunksTotal ?? 0L,
+            ["prefetch_cumulative_time_millis"] = began is { } start ? (long)((ended ?? DateTimeOffset.UtcNow) - start).TotalMilliseconds : 0L,
+            ["prefetch_begin_time_secs"] = began?.ToUnixTimeSeconds() ?? 0L,
+            ["prefetch_begin_time_millis"] = (long)(began?.Millisecond ?? 0),
+            ["prefetch_end_time_secs"] = ended?.ToUnixTimeSeconds() ?? 0L,
+            ["prefetch_end_time_millis"] = (long)(ended?.Millisecond ?? 0),
+            ["buffered_backend_size"] = 0L,
+            ["data_all_ready"] = prefetch is not null && ended is not null && prefetch.PiecesFailed == 0 && prefetch.BlobsFailed == 0
+                                 && prefetch.PiecesRemaining == 0,
+            ["hit_bytes"] = cache.HitBytes,
+            ["fetched_bytes"] = cache.FetchedBytes,
+            ["evicted_blobs"] = cache.EvictedBlobs,
+            ["invalidations"] = cache.Invalidations,
+            ["readahead_requests"] = cache.ReadAheads,
+            ["readahead_bytes"] = cache.ReadAheadBytes,
+            ["readahead_failures"] = cache.ReadAheadFailures,
+        };
+        if (prefetch is not null)
+        {
+            body["prefetch_kind"] = prefetch.Kind;
+            body["prefetch_fetched_bytes"] = prefetch.BytesFetched;
+            body["prefetch_requests_total"] = prefetch.PiecesTotal;
+            body["prefetch_requests_remaining"] = prefetch.PiecesRemaining;
+            body["prefetch_failed_requests"] = prefetch.PiecesFailed;
+        }
+        return body;
     }
 
     /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance.</summary>
@@ -162,13 +174,17 @@ public static class MetricsEndpoints
         return (mountpoint, metrics);
     }
 
-    private static Dictionary<string, object> BackendBody(string type, BackendMetrics backend) => new()
+    /// <summary>Upstream's <c>BackendMetrics</c>, every field (see <see cref="BackendMetrics"/> for the buckets).</summary>
+    private static Dictionary<string, object> BackendBody(string mountpoint, string type, BackendMetrics backend) => new()
     {
+        ["id"] = mountpoint,
         ["backend_type"] = type,
         ["read_count"] = backend.ReadCount,
         ["read_errors"] = backend.ReadErrors,
         ["read_amount_total"] = backend.ReadBytes,
-        ["read_cumulative_latency_millis_total"] = backend.CumulativeLatencyMicros / 1000,
-        ["read_cumulative_latency_millis_dist"] = backend.GetLatencyHistogram(),
+        ["read_cumulative_latency_millis_total"] = backend.CumulativeLatencyMillis,
+        ["read_cumulative_latency_millis_dist"] = backend.LatencyMillisBySize(),
+        ["read_count_block_size_dist"] = backend.CountBySize(),
+        ["read_latency_sizes_dist"] = backend.LatencyBySize(),
     };
 }

@@ -66,7 +66,10 @@ public sealed class FilesystemInstance : IDisposable
         var metrics = new MountMetrics(mount.Backend.Type,
             ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Metrics,
             (backend as BlobFileCache)?.Metrics,
-            mount.Cache.IsFileCache ? mount.Cache.FileCache?.WorkDir : null);
+            mount.Cache.IsFileCache ? mount.Cache.FileCache?.WorkDir : null)
+        {
+            Credentials = ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Credentials,
+        };
         try
         {
             var image = RafsImage.Open(bootstrap, new BlobSource(backend, devices), new RafsOpenOptions
@@ -87,7 +90,11 @@ public sealed class FilesystemInstance : IDisposable
             }
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
             return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
-                metrics with { Prefetcher = prefetcher }, owned)
+                metrics with
+                {
+                    Prefetcher = prefetcher,
+                    CachedBlobs = backend is BlobFileCache ? image.Blobs.Where(b => ReferenceEquals(b.Backend, backend)).Select(b => b.Id).ToArray() : [],
+                }, owned)
             {
                 Prefetcher = prefetcher,
                 Accounting = new Vfs.FileAccounting(mount.Rafs.IostatsFiles, mount.Rafs.AccessPattern, mount.Rafs.LatestReadFiles),

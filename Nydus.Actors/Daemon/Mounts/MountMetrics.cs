@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Nydus.Actors.Config;
 using Nydus.Actors.Storage.Backends;
 using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Storage.Prefetch;
@@ -14,6 +15,12 @@ public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, B
 {
     /// <summary>The background prefetch of this instance, when one runs.</summary>
     public IPrefetcher? Prefetcher { get; init; }
+
+    /// <summary>Blobs of the image kept in the blob cache (upstream's cache entries; empty without a cache).</summary>
+    public IReadOnlyList<string> CachedBlobs { get; init; } = [];
+
+    /// <summary>The registry backend's renewable credentials (registry backends only), for <c>PUT /api/v1/config</c>.</summary>
+    public RegistryCredentials? Credentials { get; init; }
 }
 
 /// <summary>
@@ -32,7 +39,38 @@ public sealed class MountMetricsRegistry
 
     private Fuse.Session.FuseInflight? _inflight;
 
-    public void Register(string mountpoint, MountMetrics metrics) => _byMountpoint[mountpoint] = metrics;
+    /// <summary>Runtime values set through <c>PUT /api/v1/config</c>, per virtual mountpoint.</summary>
+    public RuntimeConfigStore RuntimeConfig { get; } = new();
+
+    /// <summary>Registers an instance; credentials renewed for its mountpoint before it mounted apply to it too (upstream
+    /// reads them from its global map at every request).</summary>
+    public void Register(string mountpoint, MountMetrics metrics)
+    {
+        lock (RuntimeConfig.Lock)
+        {
+            _byMountpoint[mountpoint] = metrics;
+            if (metrics.Credentials is { } credentials
+                && RuntimeConfig.Get(mountpoint, RuntimeConfigStore.RegistryAuthKey) is { } auth)
+            {
+                credentials.Renew(auth);
+            }
+        }
+    }
+
+    /// <summary>Stores checked runtime values for <paramref name="id"/> and renews the credentials of the instance
+    /// mounted there, if any: its next registry request uses them.</summary>
+    public void ApplyRuntimeConfig(string id, IReadOnlyDictionary<string, string> values)
+    {
+        lock (RuntimeConfig.Lock)
+        {
+            RuntimeConfig.Set(id, values);
+            if (values.TryGetValue(RuntimeConfigStore.RegistryAuthKey, out string? auth)
+                && _byMountpoint.TryGetValue(id, out MountMetrics? metrics) && metrics.Credentials is { } credentials)
+            {
+                credentials.Renew(auth);
+            }
+        }
+    }
 
     /// <summary>Registers the filesystem counters of a mountpoint (every instance kind has them).</summary>
     public void RegisterFs(string mountpoint, Vfs.FsIoStats stats) => _fsByMountpoint[mountpoint] = stats;

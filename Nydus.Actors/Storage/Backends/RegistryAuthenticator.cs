@@ -12,6 +12,13 @@ namespace Nydus.Actors.Storage.Backends;
 /// configured credentials on every request. Thread-safe; one token fetch runs at a time so that many workers that
 /// hit the same 401 cause a single request to the token service.
 /// Credentials and tokens are only ever put into headers, never into messages.
+/// <para>
+/// Credentials can be renewed while the backend serves (<see cref="RegistryCredentials"/>, upstream's
+/// <c>registry_auth</c> of <c>PUT /api/v1/config</c>): before each request the version is compared; a change
+/// replaces the Basic header and makes a cached token due, so the next request fetches a token with the new
+/// credentials (upstream refreshes it at once the same way). A token fetched with the old credentials that arrives
+/// after a renewal is not kept.
+/// </para>
 /// </summary>
 internal sealed class RegistryAuthenticator
 {
@@ -22,7 +29,9 @@ internal sealed class RegistryAuthenticator
     private readonly HttpClient _http;
     private readonly SemaphoreSlim _tokenFetch = new(1, 1);
     private readonly object _stateLock = new();
-    private readonly AuthenticationHeaderValue? _basic;
+    private readonly RegistryCredentials _credentials;
+    private long _credentialsVersion;
+    private AuthenticationHeaderValue? _basic;
     private AuthenticationHeaderValue? _bearer;
     private long _bearerRefreshAt;
     private RegistryAuthChallenge? _bearerChallenge;
@@ -30,11 +39,13 @@ internal sealed class RegistryAuthenticator
     private bool _configuredTokenRejected;
     private long _tokenFetches;
 
-    public RegistryAuthenticator(RegistryBackendSettings settings, HttpClient http)
+    public RegistryAuthenticator(RegistryBackendSettings settings, HttpClient http, RegistryCredentials credentials)
     {
         _settings = settings;
         _http = http;
-        _basic = settings.Auth is null ? null : new AuthenticationHeaderValue("Basic", settings.Auth);
+        _credentials = credentials;
+        (string? auth, _credentialsVersion) = credentials.Current;
+        _basic = auth is null ? null : new AuthenticationHeaderValue("Basic", auth);
     }
 
     /// <summary>How many tokens were fetched from a token service (for tests and metrics).</summary>
@@ -43,38 +54,63 @@ internal sealed class RegistryAuthenticator
     /// <summary>The header for the next registry request, renewing an expired token first.</summary>
     public async ValueTask<AuthenticationHeaderValue?> GetHeaderAsync(CancellationToken cancellation)
     {
-        RegistryAuthChallenge? renew = null;
-        lock (_stateLock)
+        // Twice at most: a token fetched while the credentials were renewed is dropped and fetched again.
+        for (int attempt = 0; ; attempt++)
         {
-            if (_bearer is not null)
-            {
-                if (Stopwatch.GetTimestamp() < _bearerRefreshAt)
-                {
-                    return _bearer;
-                }
-
-                renew = _bearerChallenge;
-            }
-            else if (_useBasic)
-            {
-                return _basic;
-            }
-            else if (_settings.RegistryToken is not null && !_configuredTokenRejected)
-            {
-                return new AuthenticationHeaderValue("Bearer", _settings.RegistryToken);
-            }
-        }
-
-        if (renew is not null)
-        {
-            await FetchTokenAsync(renew, staleHeader: null, cancellation).ConfigureAwait(false);
+            RegistryAuthChallenge? renew = null;
             lock (_stateLock)
             {
-                return _bearer;
+                TakeRenewedCredentials();
+                if (_bearer is not null)
+                {
+                    if (Stopwatch.GetTimestamp() < _bearerRefreshAt || attempt == 2)
+                    {
+                        return _bearer;
+                    }
+
+                    renew = _bearerChallenge;
+                }
+                else if (_useBasic)
+                {
+                    return _basic;
+                }
+                else if (_settings.RegistryToken is not null && !_configuredTokenRejected)
+                {
+                    return new AuthenticationHeaderValue("Bearer", _settings.RegistryToken);
+                }
             }
+
+            if (renew is null)
+            {
+                return null;
+            }
+
+            await FetchTokenAsync(renew, staleHeader: null, cancellation).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Picks up renewed credentials (caller holds <see cref="_stateLock"/>): a new Basic header, and a cached token
+    /// made due so it is fetched again with them. A refused Basic header is tried again with the new ones.
+    /// </summary>
+    private void TakeRenewedCredentials()
+    {
+        if (_credentials.Version == _credentialsVersion)
+        {
+            return;
         }
 
-        return null;
+        (string? auth, _credentialsVersion) = _credentials.Current;
+        _basic = auth is null ? null : new AuthenticationHeaderValue("Basic", auth);
+        if (_bearer is not null)
+        {
+            _bearerRefreshAt = 0;
+        }
+
+        if (_basic is null)
+        {
+            _useBasic = false;
+        }
     }
 
     /// <summary>
@@ -130,6 +166,7 @@ internal sealed class RegistryAuthenticator
             lock (_stateLock)
             {
                 // Another worker renewed the token while we waited: use theirs instead of asking again.
+                TakeRenewedCredentials();
                 if (_bearer is not null && !ReferenceEquals(_bearer, staleHeader)
                     && Stopwatch.GetTimestamp() < _bearerRefreshAt)
                 {
@@ -138,8 +175,11 @@ internal sealed class RegistryAuthenticator
             }
 
             using var request = new HttpRequestMessage(HttpMethod.Get, BuildTokenUri(challenge));
-            if (_basic is not null)
+            long version;
+            lock (_stateLock)
             {
+                TakeRenewedCredentials();
+                version = _credentialsVersion;
                 request.Headers.Authorization = _basic;
             }
 
@@ -164,6 +204,14 @@ internal sealed class RegistryAuthenticator
             (string token, TimeSpan lifetime) = ParseTokenResponse(json, challenge);
             lock (_stateLock)
             {
+                if (_credentials.Version != version)
+                {
+                    // Renewed while this token was on its way: it was granted to the old credentials. Make the
+                    // cached token due, so the caller's retry fetches one with the new credentials.
+                    _bearerRefreshAt = 0;
+                    return true;
+                }
+
                 _bearer = new AuthenticationHeaderValue("Bearer", token);
                 _bearerChallenge = challenge;
                 // Renew a little before the service's expiry so a token never dies on the way to the registry.

@@ -26,6 +26,13 @@ namespace Nydus.Actors.Storage.Backends;
 /// <see cref="IBlobBackend"/> is synchronous because FUSE workers are dedicated threads; the HTTP work is
 /// asynchronous underneath and the caller's thread waits for it.
 /// </para>
+/// <para>
+/// Routes, as upstream's connection.rs: a request for the registry tries the configured mirrors first
+/// (<see cref="RegistryMirror"/>), then the registry; every blob request (mirror, registry, redirect target) goes
+/// through the <c>proxy</c> while it is healthy, and straight to its target when the proxy fails or is unhealthy and
+/// <c>fallback</c> is on (<see cref="RegistryProxy"/>). Token requests never use proxy or mirrors. TLS trust is
+/// <see cref="RegistryTls"/>'s. Credentials can be renewed while serving (<see cref="Credentials"/>).
+/// </para>
 /// </summary>
 public sealed class RegistryBackend : IBlobBackend
 {
@@ -36,9 +43,12 @@ public sealed class RegistryBackend : IBlobBackend
     private readonly RegistryBackendSettings _settings;
     private readonly HttpClient _http;
     private readonly RegistryAuthenticator _auth;
-    private readonly string _blobUrlPrefix;
+    /// <summary>Switched once from https to http when <c>skip_verify</c> allows it and the registry speaks no TLS.</summary>
+    private string _blobUrlPrefix;
     private readonly ConcurrentDictionary<string, long> _sizes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, RedirectTarget> _redirects = new(StringComparer.Ordinal);
+    private readonly RegistryProxy? _proxy;
+    private readonly RegistryMirror[] _mirrors;
     private long _registryRequests;
 
     public RegistryBackend(RegistryBackendSettings settings, BackendMetrics? metrics = null)
@@ -56,33 +66,52 @@ public sealed class RegistryBackend : IBlobBackend
 
         _settings = settings;
         Metrics = metrics ?? new BackendMetrics();
+        Credentials = new RegistryCredentials(settings.Auth);
+        SslClientAuthenticationOptions? tls = RegistryTls.Options(settings);
+        _mirrors = settings.Mirrors.Select(m => new RegistryMirror(m)).ToArray();
+        // Proxies come from the backend's own proxy section (P2P), never from the environment.
+        _http = CreateClient(settings, tls, proxy: null);
+        if (settings.Proxy is { } proxy)
+        {
+            _proxy = new RegistryProxy(proxy, CreateClient(settings, tls, new WebProxy(proxy.Url)), _http,
+                settings.ConnectTimeout);
+        }
+
+        _auth = new RegistryAuthenticator(settings, _http, Credentials);
+        _blobUrlPrefix = $"{settings.Scheme}://{settings.Host}/v2/{settings.Repo.Trim('/')}/blobs/sha256:";
+    }
+
+    public BackendMetrics Metrics { get; }
+
+    /// <summary>The registry_auth in use, renewable at run time (<c>PUT /api/v1/config</c>).</summary>
+    public RegistryCredentials Credentials { get; }
+
+    /// <summary>Whether requests go through the configured proxy now (false without one).</summary>
+    public bool ProxyHealthy => _proxy?.Healthy ?? false;
+
+    private static HttpClient CreateClient(RegistryBackendSettings settings, SslClientAuthenticationOptions? tls,
+        IWebProxy? proxy)
+    {
         var handler = new SocketsHttpHandler
         {
             ConnectTimeout = settings.ConnectTimeout,
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,
-            // Proxies come from the backend's own proxy section (P2P), never from the environment.
-            UseProxy = false,
+            UseProxy = proxy is not null,
+            Proxy = proxy,
             UseCookies = false,
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
             // Recycle connections now and then so DNS changes of the registry or object store are picked up.
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
         };
-        if (settings.SkipVerify)
+        if (tls is not null)
         {
-            handler.SslOptions = new SslClientAuthenticationOptions
-            {
-                RemoteCertificateValidationCallback = static (_, _, _, _) => true,
-            };
+            handler.SslOptions = tls;
         }
 
         // Each attempt carries its own deadline, so the client-wide one is off.
-        _http = new HttpClient(handler, disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
-        _auth = new RegistryAuthenticator(settings, _http);
-        _blobUrlPrefix = $"{settings.Scheme}://{settings.Host}/v2/{settings.Repo.Trim('/')}/blobs/sha256:";
+        return new HttpClient(handler, disposeHandler: true) { Timeout = System.Threading.Timeout.InfiniteTimeSpan };
     }
-
-    public BackendMetrics Metrics { get; }
 
     /// <summary>Requests sent to the registry itself (not to redirect targets or the token service).</summary>
     public long RegistryRequests => Interlocked.Read(ref _registryRequests);
@@ -125,7 +154,11 @@ public sealed class RegistryBackend : IBlobBackend
         }
     }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _proxy?.Dispose();
+        _http.Dispose();
+    }
 
     private void RunWithRetries(string blobId, long offset, Memory<byte> buffer, bool sizeOnly,
         CancellationToken cancellation)
@@ -314,13 +347,30 @@ public sealed class RegistryBackend : IBlobBackend
     private async Task<HttpResponseMessage> SendToRegistryAsync(HttpMethod method, string blobId, long offset,
         int length, CancellationToken cancellation)
     {
-        var uri = new Uri(_blobUrlPrefix + blobId);
+        var uri = new Uri(Volatile.Read(ref _blobUrlPrefix) + blobId);
         for (int round = 0; ; round++)
         {
             AuthenticationHeaderValue? authorization = await _auth.GetHeaderAsync(cancellation).ConfigureAwait(false);
+            if (_mirrors.Length > 0 && await TryMirrorsAsync(method, uri, offset, length, authorization, cancellation)
+                    .ConfigureAwait(false) is { } mirrored)
+            {
+                return mirrored;
+            }
+
             Interlocked.Increment(ref _registryRequests);
-            HttpResponseMessage response = await SendAsync(method, uri, offset, length, authorization, cancellation)
-                .ConfigureAwait(false);
+            HttpResponseMessage response;
+            try
+            {
+                response = await SendAsync(method, uri, offset, length, authorization, cancellation).ConfigureAwait(false);
+            }
+            catch (HttpRequestException e) when (_settings.SkipVerify && uri.Scheme == Uri.UriSchemeHttps
+                                                 && e.HttpRequestError == HttpRequestError.SecureConnectionError)
+            {
+                // Upstream: skip_verify also allows falling back to plain HTTP when the TLS handshake fails.
+                uri = FallBackToHttp(blobId, e);
+                response = await SendAsync(method, uri, offset, length, authorization, cancellation).ConfigureAwait(false);
+            }
+
             if (response.StatusCode != HttpStatusCode.Unauthorized)
             {
                 return response;
@@ -341,8 +391,111 @@ public sealed class RegistryBackend : IBlobBackend
         }
     }
 
-    private Task<HttpResponseMessage> SendAsync(HttpMethod method, Uri uri, long offset, int length,
+    private Uri FallBackToHttp(string blobId, HttpRequestException e)
+    {
+        string http = $"http://{_settings.Host}/v2/{_settings.Repo.Trim('/')}/blobs/sha256:";
+        if (Interlocked.Exchange(ref _blobUrlPrefix, http) != http)
+        {
+            Log.Warning("TLS to registry {Host} failed ({Reason}); skip_verify is set, so it is used over plain HTTP from now on",
+                _settings.Host, e.Message);
+        }
+
+        return new Uri(http + blobId);
+    }
+
+    /// <summary>
+    /// The registry request sent to each usable mirror in turn; the first answer that is not a failure (no
+    /// connection, 5xx) nor a refusal (401/403/404: the mirror cannot serve it, the registry may) is the answer.
+    /// Null: the registry itself must answer.
+    /// </summary>
+    private async Task<HttpResponseMessage?> TryMirrorsAsync(HttpMethod method, Uri uri, long offset, int length,
         AuthenticationHeaderValue? authorization, CancellationToken cancellation)
+    {
+        foreach (RegistryMirror mirror in _mirrors)
+        {
+            if (!await mirror.IsUsableAsync(_http, _settings.ConnectTimeout, cancellation).ConfigureAwait(false))
+            {
+                continue;
+            }
+
+            HttpResponseMessage response;
+            try
+            {
+                response = await SendAsync(method, mirror.Rewrite(uri), offset, length,
+                    mirror.AuthThrough ? authorization : null, cancellation, mirror.Headers).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or OperationCanceledException
+                                      && !cancellation.IsCancellationRequested)
+            {
+                mirror.Failed(e.Message);
+                continue;
+            }
+
+            int status = (int)response.StatusCode;
+            if (status >= 500)
+            {
+                mirror.Failed($"status {status}");
+                response.Dispose();
+                continue;
+            }
+
+            if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound)
+            {
+                Log.Debug("Registry mirror {Mirror} answered {Status}; asking the next one", mirror.Host, status);
+                response.Dispose();
+                continue;
+            }
+
+            mirror.Succeeded();
+            return response;
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// One HTTP request for blob data: through the proxy while it is healthy, else (or when it fails, with
+    /// fallback) straight to <paramref name="uri"/>.
+    /// </summary>
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, Uri uri, long offset, int length,
+        AuthenticationHeaderValue? authorization, CancellationToken cancellation,
+        IReadOnlyDictionary<string, string>? headers = null)
+    {
+        if (_proxy is { } proxy)
+        {
+            if (proxy.Healthy)
+            {
+                try
+                {
+                    HttpResponseMessage viaProxy = await proxy.Client.SendAsync(
+                        NewRequest(method, proxy.Rewrite(uri), offset, length, authorization, headers),
+                        HttpCompletionOption.ResponseHeadersRead, cancellation).ConfigureAwait(false);
+                    if (!proxy.Fallback || (int)viaProxy.StatusCode < 500)
+                    {
+                        return viaProxy;
+                    }
+
+                    proxy.ReportFailure($"status {(int)viaProxy.StatusCode}");
+                    viaProxy.Dispose();
+                }
+                catch (Exception e) when (e is HttpRequestException && proxy.Fallback)
+                {
+                    proxy.ReportFailure(e.Message);
+                }
+            }
+            else if (!proxy.Fallback)
+            {
+                throw new StorageException(StorageErrorKind.BackendUnavailable,
+                    $"proxy {proxy.Url} of registry {_settings.Host} is unhealthy and proxy.fallback is off");
+            }
+        }
+
+        return await _http.SendAsync(NewRequest(method, uri, offset, length, authorization, headers),
+            HttpCompletionOption.ResponseHeadersRead, cancellation).ConfigureAwait(false);
+    }
+
+    private static HttpRequestMessage NewRequest(HttpMethod method, Uri uri, long offset, int length,
+        AuthenticationHeaderValue? authorization, IReadOnlyDictionary<string, string>? headers)
     {
         // Disposed with the response (HttpResponseMessage.RequestMessage is not disposed for us, but holds no resources).
         var request = new HttpRequestMessage(method, uri);
@@ -352,7 +505,15 @@ public sealed class RegistryBackend : IBlobBackend
         }
 
         request.Headers.Authorization = authorization;
-        return _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellation);
+        if (headers is not null)
+        {
+            foreach (var (name, value) in headers)
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+        }
+
+        return request;
     }
 
     private void ThrowForStatus(HttpResponseMessage response, string blobId, bool fromRegistry)

@@ -27,6 +27,15 @@ public sealed record RegistryBackendSettings
     /// <summary>Accept any TLS certificate (self-signed registries).</summary>
     public bool SkipVerify { get; init; }
 
+    /// <summary>PEM files of certificates trusted besides the system's roots (<c>ca_cert_files</c>).</summary>
+    public IReadOnlyList<string> CaCertFiles { get; init; } = [];
+
+    /// <summary>A forward proxy in front of the registry (Dragonfly's peer proxy), or null.</summary>
+    public RegistryProxySettings? Proxy { get; init; }
+
+    /// <summary>Mirrors tried in order before the registry.</summary>
+    public IReadOnlyList<MirrorConfig> Mirrors { get; init; } = [];
+
     /// <summary>Bound on one whole request (headers and body).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -68,9 +77,43 @@ public sealed record RegistryBackendSettings
         RetryLimit = config.RetryLimit,
         BlobUrlScheme = config.BlobUrlScheme,
         BlobRedirectedHost = config.BlobRedirectedHost,
+        CaCertFiles = config.CaCertFiles,
+        Proxy = string.IsNullOrEmpty(config.Proxy.Url) ? null : new RegistryProxySettings
+        {
+            Url = new Uri(config.Proxy.Url),
+            PingUrl = string.IsNullOrEmpty(config.Proxy.PingUrl) ? null : new Uri(config.Proxy.PingUrl),
+            Fallback = config.Proxy.Fallback,
+            CheckInterval = TimeSpan.FromSeconds(Math.Max(1, config.Proxy.CheckInterval)),
+            CheckPauseElapsed = TimeSpan.FromSeconds(config.Proxy.CheckPauseElapsed),
+            UseHttp = config.Proxy.UseHttp,
+        },
+        Mirrors = config.Mirrors,
     };
 
     public override string ToString() =>
         $"registry {Scheme}://{Host}/{Repo} (auth {(Auth is null ? "none" : "set")}, token " +
-        $"{(RegistryToken is null ? "none" : "set")}, timeout {Timeout.TotalSeconds}s, retries {RetryLimit})";
+        $"{(RegistryToken is null ? "none" : "set")}, timeout {Timeout.TotalSeconds}s, retries {RetryLimit}" +
+        $"{(Proxy is null ? "" : $", proxy {Proxy.Url}")}{(Mirrors.Count == 0 ? "" : $", {Mirrors.Count} mirrors")})";
+}
+
+/// <summary>
+/// Upstream's <c>proxy</c> section with units: requests go through the forward proxy at <see cref="Url"/> while it
+/// is healthy; <see cref="PingUrl"/> is fetched every <see cref="CheckInterval"/> (paused after
+/// <see cref="CheckPauseElapsed"/> without requests) to decide that; with <see cref="Fallback"/> a failed or
+/// unhealthy proxy sends requests straight to the registry. <see cref="UseHttp"/> turns https URLs into http ones
+/// for the proxy (a peer proxy that intercepts plain HTTP).
+/// </summary>
+public sealed record RegistryProxySettings
+{
+    public required Uri Url { get; init; }
+
+    public Uri? PingUrl { get; init; }
+
+    public bool Fallback { get; init; } = true;
+
+    public TimeSpan CheckInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan CheckPauseElapsed { get; init; } = TimeSpan.FromSeconds(300);
+
+    public bool UseHttp { get; init; }
 }

@@ -63,6 +63,9 @@ public sealed class BlobFileCache : IBlobBackend
 
     public string WorkDir => _settings.WorkDir;
 
+    /// <summary>Suffix of a blob's data file in the work dir (upstream's name, see <see cref="CachedBlobFile"/>).</summary>
+    public const string DataFileSuffix = CachedBlobFile.DataSuffix;
+
     /// <summary>Marks blobs as used by a mounted image: <see cref="TrimToLimit(long)"/> never evicts them.</summary>
     /// <remarks>Pins are counted per work dir: the blob stays until every cache object that pinned it is disposed.</remarks>
     public void Pin(IEnumerable<string> blobIds)
@@ -694,10 +697,17 @@ public sealed class BlobFileCache : IBlobBackend
         /// <summary>Picks up the blobs a previous run left in the work dir, so eviction and usage see them.</summary>
         private void LoadExisting()
         {
-            foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + CachedBlobFile.MapSuffix))
+            var blobIds = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (string suffix in new[] { CachedBlobFile.MapSuffix, CachedBlobFile.LegacyMapSuffix })
             {
-                string name = Path.GetFileName(mapPath);
-                string blobId = name[..^CachedBlobFile.MapSuffix.Length];
+                foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + suffix))
+                {
+                    blobIds.Add(Path.GetFileName(mapPath)[..^suffix.Length]);
+                }
+            }
+
+            foreach (string blobId in blobIds)
+            {
                 try
                 {
                     CachedBlobFile file = CachedBlobFile.Open(WorkDir, blobId, BlockSize, blobSize: null);

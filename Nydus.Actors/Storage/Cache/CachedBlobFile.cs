@@ -6,7 +6,15 @@ namespace Nydus.Actors.Storage.Cache;
 
 /// <summary>
 /// The cached part of one blob: a sparse data file holding the blob's bytes at their own offsets
-/// (<c>&lt;blob&gt;.raw.data</c>) and a presence bitmap with one bit per block (<c>&lt;blob&gt;.raw.map</c>).
+/// (<c>&lt;blob&gt;.blob.data</c>) and a presence bitmap with one bit per block (<c>&lt;blob&gt;.chunk_map</c>).
+/// <para>
+/// The names are upstream's (storage/src/cache/filecache, state/indexed_chunk_map.rs), because nydus-snapshotter's
+/// cache manager (pkg/cache/manager.go) measures and deletes a blob's cache by exactly these suffixes. The contents
+/// are ours: the data file holds the blob as stored (upstream's <c>.blob.data</c> holds it uncompressed) and the map
+/// has its own header, so an upstream map fails the header check and is thrown away with its data file, never
+/// misread. Files of our first layout (<c>.raw.data</c>, <c>.raw.map</c>, same contents) are renamed on first use
+/// (<see cref="MigrateLegacyNames"/>).
+/// </para>
 /// <para>
 /// Map file layout (little-endian): magic "NYDRMAP1" (8 bytes), version u32 (1), block size u32, blob size u64,
 /// then the bitmap, bit <c>i</c> = block <c>i</c> (least significant bit first). A map whose header does not
@@ -22,8 +30,11 @@ namespace Nydus.Actors.Storage.Cache;
 /// </summary>
 internal sealed class CachedBlobFile : IDisposable
 {
-    public const string DataSuffix = ".raw.data";
-    public const string MapSuffix = ".raw.map";
+    public const string DataSuffix = ".blob.data";
+    public const string MapSuffix = ".chunk_map";
+    /// <summary>Names of the first layout, same contents; renamed by <see cref="MigrateLegacyNames"/>.</summary>
+    public const string LegacyDataSuffix = ".raw.data";
+    public const string LegacyMapSuffix = ".raw.map";
     private const int HeaderSize = 24;
     private const uint Version = 1;
     private static ReadOnlySpan<byte> Magic => "NYDRMAP1"u8;
@@ -101,6 +112,7 @@ internal sealed class CachedBlobFile : IDisposable
         SafeFileHandle? map = null, data = null;
         try
         {
+            MigrateLegacyNames(workDir, blobId);
             map = File.OpenHandle(mapPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
             long size = -1;
             byte[]? bits = TryLoad(map, blockSize, ref size);
@@ -136,6 +148,38 @@ internal sealed class CachedBlobFile : IDisposable
             throw new StorageException(StorageErrorKind.IoError,
                 $"cannot open cache files of blob {blobId} in {workDir}: {e.Message}", e);
         }
+    }
+
+    /// <summary>
+    /// Renames the files of our first layout (<c>&lt;blob&gt;.raw.data</c> / <c>.raw.map</c>) to upstream's names,
+    /// data first and the map last, so a crash in between leaves either the old map (migrated again next time) or
+    /// the new one with its data in place. Files under the new names win: old ones beside them are deleted.
+    /// </summary>
+    internal static void MigrateLegacyNames(string workDir, string blobId)
+    {
+        string legacyMap = Path.Combine(workDir, blobId + LegacyMapSuffix);
+        string legacyData = Path.Combine(workDir, blobId + LegacyDataSuffix);
+        if (!File.Exists(legacyMap))
+        {
+            // A data file without its map claims nothing; the new name is recreated empty on open anyway.
+            File.Delete(legacyData);
+            return;
+        }
+
+        string map = Path.Combine(workDir, blobId + MapSuffix);
+        if (File.Exists(map))
+        {
+            File.Delete(legacyData);
+            File.Delete(legacyMap);
+            return;
+        }
+
+        if (File.Exists(legacyData))
+        {
+            File.Move(legacyData, Path.Combine(workDir, blobId + DataSuffix), overwrite: true);
+        }
+
+        File.Move(legacyMap, map);
     }
 
     private static byte[]? TryLoad(SafeFileHandle map, int blockSize, ref long size)

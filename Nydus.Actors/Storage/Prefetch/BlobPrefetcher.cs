@@ -31,6 +31,8 @@ public sealed class BlobPrefetcher : IPrefetcher
     private readonly PrefetchBlob[] _blobs;
     private readonly int _pieceSize;
     private readonly int _threads;
+
+    public int Threads => _threads;
     private readonly long _bandwidthLimit;
     private readonly BandwidthThrottle? _throttle;
     private readonly CancellationTokenSource _cancellation = new();

@@ -32,6 +32,8 @@ public sealed class FilePrefetcher : IPrefetcher
     private readonly IReadOnlyList<ulong> _inodes;
     private readonly int _mergeSize;
     private readonly int _threads;
+
+    public int Threads => _threads;
     private readonly long _bandwidthLimit;
     private readonly BandwidthThrottle? _throttle;
     private readonly CancellationTokenSource _cancellation = new();

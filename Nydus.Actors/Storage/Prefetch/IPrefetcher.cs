@@ -7,4 +7,7 @@ public interface IPrefetcher : IDisposable
     Task Completion { get; }
 
     PrefetchProgress Progress { get; }
+
+    /// <summary>Worker threads it runs on (upstream's <c>prefetch_workers</c>).</summary>
+    int Threads { get; }
 }
