@@ -33,7 +33,7 @@ public static class DaemonHocon
 
         var perRun = ConfigurationFactory.ParseString($$"""
             akka.loglevel = {{akkaLogLevel}}
-            {{(logToFileOnly ? "akka.stdout-loglevel = OFF" : "")}}
+            {{(logToFileOnly ? "akka.stdout-logger-class = \"Nydus.Actors.Daemon.SerilogMinimalLogger, Nydus.Actors\"" : "")}}
             akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"
             akka.persistence.snapshot-store.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "snapshots.db"))}}"
             """);

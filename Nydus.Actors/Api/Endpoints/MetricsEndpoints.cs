@@ -70,6 +70,10 @@ public static class MetricsEndpoints
                 ["readahead_bytes"] = cache.ReadAheadBytes,
                 ["readahead_failures"] = cache.ReadAheadFailures,
             };
+            // Upstream's nydusctl unwraps these numbers: zeros until a prefetch runs (upstream reports zeros too).
+            foreach (var field in new[] { "prefetch_data_amount", "prefetch_requests_count", "prefetch_cumulative_time_millis",
+                         "prefetch_begin_time_secs", "prefetch_begin_time_millis", "prefetch_end_time_secs", "prefetch_end_time_millis" })
+                body[field] = 0L;
             if (metrics.Prefetcher?.Progress is { } prefetch)
             {
                 body["prefetch_kind"] = prefetch.Kind;
@@ -169,6 +173,8 @@ public static class MetricsEndpoints
         ["read_errors"] = backend.ReadErrors,
         ["read_amount_total"] = backend.ReadBytes,
         ["read_cumulative_latency_millis_total"] = backend.CumulativeLatencyMicros / 1000,
-        ["read_cumulative_latency_millis_dist"] = backend.GetLatencyHistogram(),
+        // Upstream's per request size arrays (nydusctl reads both and divides one by the other).
+        ["read_cumulative_latency_millis_dist"] = backend.GetSizeLatencyMillis(),
+        ["read_count_block_size_dist"] = backend.GetSizeReadCounts(),
     };
 }
