@@ -82,7 +82,17 @@ public static class AgentHost
                 stop.TrySetResult();
             }))
             .ToList();
-        using var system = ActorSystem.Create("nydusd-agent", config);
+        ActorSystem system;
+        try
+        {
+            system = ActorSystem.Create("nydusd-agent", config);
+        }
+        catch (ArgumentException e)
+        {
+            registrations.ForEach(r => r.Dispose());
+            throw new Akka.Configuration.ConfigurationException($"invalid actor system configuration: {e.Message}", e);
+        }
+        using var ownedSystem = system;
         ApiServer? api = null;
         try
         {

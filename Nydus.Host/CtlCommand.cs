@@ -197,7 +197,8 @@ public static class CtlCommand
         }
         catch (HttpRequestException e)
         {
-            Console.Error.WriteLine($"Error: cannot reach the daemon at {socket}: {e.Message}");
+            Console.Error.WriteLine($"Error: cannot reach the daemon at {socket}: {e.Message}"
+                                    + (e.InnerException is { } inner ? $" ({inner.Message})" : ""));
             return new Answer("", 2);
         }
     }

@@ -90,11 +90,13 @@ public static class DaemonHost
         {
             system = ActorSystem.Create("nydusd", config);
         }
-        catch
+        catch (Exception e)
         {
             fuse?.Undo();
             daemonReady.SetCanceled();
             await DisposeQuietlyAsync(apiStarting);
+            // Akka reports a bad setting (e.g. akka.loglevel from --hocon) as an ArgumentException: a configuration error.
+            if (e is ArgumentException) throw new Akka.Configuration.ConfigurationException($"invalid actor system configuration: {e.Message}", e);
             throw;
         }
         using var ownedSystem = system;

@@ -149,7 +149,8 @@ public static class NydusctlFormat
         foreach (var p in Periods) text.Append(Pad(p, 8));
         text.Append('\n').Append(Pad("Reads Count:", 16));
         foreach (var d in Array(m, "read_latency_dist", 0)) text.Append(Pad(d.ToString(CultureInfo.InvariantCulture), 8));
-        text.Append("\n\n\n");
+        // println!("\n") after the counts: the end of that line and one empty line.
+        text.Append("\n\n");
         var errors = Array(m, "fop_errors", 15);
         var hits = Array(m, "fop_hits", 15);
         var dataRead = U64(m, "data_read");

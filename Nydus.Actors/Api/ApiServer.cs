@@ -31,7 +31,14 @@ public sealed class ApiServer : IAsyncDisposable
 
     public string SocketPath => _socketPath;
 
-    /// <summary>The idle limit Kestrel applies between requests (<see cref="Timeout.InfiniteTimeSpan"/>: none).</summary>
+    /// <summary>
+    /// The keep-alive limit meaning "never": a century. Not Kestrel's own infinite (Timeout.InfiniteTimeSpan, stored as
+    /// TimeSpan.MaxValue): its timeout arithmetic adds that to the current timestamp, overflows, and the connection is
+    /// closed at the next heartbeat, within a second; measured here: an idle connection got EPIPE after 2.5 s.
+    /// </summary>
+    public static readonly TimeSpan NoIdleLimit = TimeSpan.FromDays(36500);
+
+    /// <summary>The idle limit Kestrel applies between requests (<see cref="NoIdleLimit"/>: none).</summary>
     public TimeSpan KeepAliveTimeout =>
         _app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>>()
             .Value.Limits.KeepAliveTimeout;
@@ -72,7 +79,7 @@ public sealed class ApiServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.Limits.KeepAliveTimeout = idleTimeout ?? Timeout.InfiniteTimeSpan;
+            kestrel.Limits.KeepAliveTimeout = idleTimeout ?? NoIdleLimit;
             // No cap on open connections (Kestrel's default too): idle ones cost a socket and no thread, and the
             // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
             kestrel.Limits.MaxConcurrentConnections = null;
