@@ -9,7 +9,8 @@ using Serilog.Events;
 namespace Nydus.Host;
 
 /// <summary>What `nydusd agent` was given.</summary>
-public sealed record AgentOptions(string StateDir, string Socket, bool HotStandby, string LogLevel, string? LogFile, string? HoconFile);
+public sealed record AgentOptions(string StateDir, string Socket, bool HotStandby, string LogLevel, string? LogFile, string? HoconFile,
+    int LogRotationSize = 0);
 
 /// <summary>
 /// `nydusd agent`: the node agent process. Its actor system (journal in --state-dir), the <see cref="NodeAgentActor"/>
@@ -20,18 +21,12 @@ public static class AgentHost
 {
     public static async Task<int> RunAsync(AgentOptions options, CancellationToken _)
     {
-        var configuration = new LoggerConfiguration()
-            .MinimumLevel.Is(options.LogLevel switch
-            {
-                "trace" => LogEventLevel.Verbose, "debug" => LogEventLevel.Debug, "warn" => LogEventLevel.Warning,
-                "error" => LogEventLevel.Error, _ => LogEventLevel.Information,
-            })
-            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}",
-                standardErrorFromLevel: LogEventLevel.Verbose);
-        if (options.LogFile is { } file)
-            configuration = configuration.WriteTo.File(Path.HasExtension(file) ? file : file + ".log",
-                outputTemplate: "[{Timestamp:o} {Level:u3}] {Message:lj}{NewLine}{Exception}");
-        Log.Logger = configuration.CreateLogger();
+        var levelSwitch = new Serilog.Core.LoggingLevelSwitch(options.LogLevel switch
+        {
+            "trace" => LogEventLevel.Verbose, "debug" => LogEventLevel.Debug, "warn" => LogEventLevel.Warning,
+            "error" => LogEventLevel.Error, _ => LogEventLevel.Information,
+        });
+        Log.Logger = NydusdLogging.Create(levelSwitch, options.LogFile, options.LogRotationSize);
         try
         {
             return await RunAgentAsync(options);
@@ -49,10 +44,27 @@ public static class AgentHost
 
     private static async Task<int> RunAgentAsync(AgentOptions options)
     {
-        var stateDir = Path.GetFullPath(options.StateDir);
-        Directory.CreateDirectory(stateDir);
+        var createdStateDir = CreatedDirectory.Create(options.StateDir);
+        var stateDir = createdStateDir.Path;
+        using var systemd = SystemdNotifier.FromEnvironment();
+        var served = false;
+        try
+        {
+            return await ServeAsync(options, stateDir, systemd, () => served = true);
+        }
+        finally
+        {
+            // A start that failed takes back the state directory it made; one that served keeps its journal.
+            if (!served) createdStateDir.RemoveCreated();
+        }
+    }
+
+    private static async Task<int> ServeAsync(AgentOptions options, string stateDir, SystemdNotifier systemd, Action served)
+    {
         var akkaLevel = options.LogLevel switch { "trace" or "debug" => "DEBUG", "warn" => "WARNING", "error" => "ERROR", _ => "INFO" };
-        var config = DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), stateDir, options.HoconFile, akkaLevel);
+        var hoconFile = DaemonHocon.ResolveUserFile(options.HoconFile, Environment.GetEnvironmentVariable(DaemonHocon.EnvironmentVariable));
+        var config = DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), stateDir, hoconFile, akkaLevel,
+            logToFileOnly: options.LogFile is not null);
         if (ApiSocket.IsLive(options.Socket)) throw new IOException($"agent socket {options.Socket} is in use by a running agent");
 
         var settings = new AgentSettings(stateDir, options.HotStandby, OwnBinary(),
@@ -66,15 +78,31 @@ public static class AgentHost
             {
                 context.Cancel = true;
                 Log.Information("Received {Signal}: the agent stops; its daemons keep running", context.Signal);
+                systemd.Stopping($"stopping on {context.Signal}; daemons keep running");
                 stop.TrySetResult();
             }))
             .ToList();
-        using var system = ActorSystem.Create("nydusd-agent", config);
+        ActorSystem system;
+        try
+        {
+            system = ActorSystem.Create("nydusd-agent", config);
+        }
+        catch (ArgumentException e)
+        {
+            registrations.ForEach(r => r.Dispose());
+            throw new Akka.Configuration.ConfigurationException($"invalid actor system configuration: {e.Message}", e);
+        }
+        using var ownedSystem = system;
         ApiServer? api = null;
         try
         {
             var agent = system.ActorOf(NodeAgentActor.Props(settings), "agent");
-            api = await ApiServer.StartAsync(options.Socket, routes => AgentEndpoints.Map(routes, agent));
+            api = await ApiServer.StartAsync(options.Socket, routes => AgentEndpoints.Map(routes, agent),
+                idleTimeout: DaemonHost.ApiIdleTimeout(config));
+            served();
+            systemd.Ready("serving the agent API");
+            systemd.StartWatchdog(async token =>
+                await agent.Ask<object>(new Identify(null), TimeSpan.FromSeconds(5), token) is ActorIdentity { Subject: not null });
             await stop.Task;
             return 0;
         }

@@ -1,29 +1,76 @@
 using System.CommandLine;
+using System.Text.Json;
 using Nydus.Actors.Api;
 
 namespace Nydus.Host;
 
 /// <summary>
-/// `nydusd ctl`: a small client for a daemon's API socket, in the spirit of upstream's nydusctl
-/// (`nydusctl -S SOCK info`). Prints the response body; exits non-zero when the daemon answers with an error.
+/// `nydusd ctl`: upstream's nydusctl (src/bin/nydusctl) against a daemon's API socket: `info` (human, or the JSON with
+/// -r), `set log-level V`, `metrics backend|cache|fsstats [-I N]`, `mount -s -c -m -t`, `umount -m`, with nydusctl's
+/// output (<see cref="NydusctlFormat"/>) and its "Error: Request failed. ..." line and exit code 1 for an API error.
+/// Our additions: `metrics files|inflight` (the JSON), `events`, `start`, `exit`, and the node agent's verbs.
 /// </summary>
 public static class CtlCommand
 {
     public static Command Build()
     {
         var sock = new Option<string>("--sock", "-S") { Description = "The daemon's API socket", Required = true, Recursive = true };
-        var ctl = new Command("ctl", "Talk to a running daemon through its API socket");
+        var raw = new Option<bool>("--raw", "-r") { Description = "Print the API's JSON instead of the human-readable form", Recursive = true };
+        var ctl = new Command("ctl", "Query and configure a running daemon through its API socket (upstream's nydusctl)");
         ctl.Options.Add(sock);
+        ctl.Options.Add(raw);
 
-        Add(ctl, sock, "info", "Show the daemon's state (GET /api/v1/daemon)", "GET", "/api/v1/daemon");
+        var info = new Command("info", "Show the daemon's version, state and instances (GET /api/v1/daemon)");
+        info.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/daemon", r.GetValue(raw), NydusctlFormat.Info, token));
+        ctl.Subcommands.Add(info);
+
+        // nydusctl: `set log-level <VALUE>` (the only configurable KIND).
+        var kind = new Argument<string>("KIND") { Description = "The parameter to configure: log-level" };
+        kind.AcceptOnlyFromAmong("log-level");
+        var value = new Argument<string>("VALUE") { Description = "log-level: trace, debug, info, warn, error (or off)" };
+        var set = new Command("set", "Configure the daemon (PUT /api/v1/daemon)") { kind, value };
+        set.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "PUT", "/api/v1/daemon",
+            JsonSerializer.Serialize(new { log_level = r.GetValue(value) }), token, printBody: false));
+        ctl.Subcommands.Add(set);
+
+        ctl.Subcommands.Add(BuildMetrics(sock, raw));
+
+        var source = new Option<string>("--source", "-s") { Description = "The bootstrap (rafs) or directory (passthrough_fs)", Required = true };
+        var config = new Option<string>("--config", "-c") { Description = "Configuration file of the new instance (sent as its text)", Required = true };
+        var mountpoint = new Option<string>("--mountpoint", "-m") { Description = "Virtual mountpoint of the instance", Required = true };
+        var type = new Option<string>("--type", "-t") { Description = "rafs or passthrough_fs", Required = true };
+        type.AcceptOnlyFromAmong("rafs", "passthrough_fs");
+        var mount = new Command("mount", "Mount a new filesystem instance (POST /api/v1/mount)") { source, config, mountpoint, type };
+        mount.SetAction(async (r, token) =>
+        {
+            string configText;
+            try
+            {
+                configText = await File.ReadAllTextAsync(r.GetValue(config)!, token);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"Error: failed to read mount config {r.GetValue(config)}: {e.Message}");
+                return 1;
+            }
+            var body = JsonSerializer.Serialize(new { source = r.GetValue(source), fs_type = r.GetValue(type), config = configText });
+            return await SendAsync(r.GetValue(sock)!, "POST", MountPath(r.GetValue(mountpoint)!), body, token, printBody: false);
+        });
+        ctl.Subcommands.Add(mount);
+
+        var umountPoint = new Option<string>("--mountpoint", "-m") { Description = "Virtual mountpoint of the instance", Required = true };
+        var umount = new Command("umount", "Unmount a filesystem instance (DELETE /api/v1/mount)") { umountPoint };
+        umount.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "DELETE", MountPath(r.GetValue(umountPoint)!), null, token, printBody: false));
+        ctl.Subcommands.Add(umount);
+
         Add(ctl, sock, "events", "Show recent errors (GET /api/v1/daemon/events)", "GET", "/api/v1/daemon/events");
         Add(ctl, sock, "start", "Start serving (PUT /api/v1/daemon/start)", "PUT", "/api/v1/daemon/start");
         Add(ctl, sock, "exit", "Exit without unmounting (PUT /api/v1/daemon/exit)", "PUT", "/api/v1/daemon/exit");
 
         var level = new Argument<string>("level") { Description = "off, error, warn, info, debug or trace" };
-        var setLevel = new Command("set-log-level", "Change the log level (PUT /api/v1/daemon)") { level };
+        var setLevel = new Command("set-log-level", "Change the log level (PUT /api/v1/daemon; same as `set log-level`)") { level };
         setLevel.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "PUT", "/api/v1/daemon",
-            System.Text.Json.JsonSerializer.Serialize(new { log_level = r.GetValue(level) }), token));
+            JsonSerializer.Serialize(new { log_level = r.GetValue(level) }), token));
         ctl.Subcommands.Add(setLevel);
 
         // The node agent's API (--sock is then the agent's socket).
@@ -32,18 +79,45 @@ public static class CtlCommand
         var daemonArgs = new Argument<string[]>("args") { Description = "nydusd arguments (after --), without --apisock, --supervisor and --id", Arity = ArgumentArity.OneOrMore };
         var add = new Command("add-daemon", "Start a daemon under the node agent (POST /api/v1/agent/daemons)") { id, daemonArgs };
         add.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "POST", "/api/v1/agent/daemons",
-            System.Text.Json.JsonSerializer.Serialize(new { id = r.GetValue(id), args = r.GetValue(daemonArgs) }), token));
+            JsonSerializer.Serialize(new { id = r.GetValue(id), args = r.GetValue(daemonArgs) }), token));
         ctl.Subcommands.Add(add);
         var binary = new Option<string?>("--binary") { Description = "The nydusd binary to upgrade to (default: the daemon's own)" };
         var upgrade = new Command("upgrade-daemon", "Live-upgrade a managed daemon (PUT /api/v1/agent/daemons/ID/upgrade)") { id, binary };
         upgrade.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "PUT", $"/api/v1/agent/daemons/{Uri.EscapeDataString(r.GetValue(id)!)}/upgrade",
-            r.GetValue(binary) is { } b ? System.Text.Json.JsonSerializer.Serialize(new { binary = Path.GetFullPath(b) }) : null, token));
+            r.GetValue(binary) is { } b ? JsonSerializer.Serialize(new { binary = Path.GetFullPath(b) }) : null, token));
         ctl.Subcommands.Add(upgrade);
         var remove = new Command("remove-daemon", "Stop a managed daemon (it unmounts) and forget it (DELETE /api/v1/agent/daemons/ID)") { id };
         remove.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "DELETE", $"/api/v1/agent/daemons/{Uri.EscapeDataString(r.GetValue(id)!)}", null, token));
         ctl.Subcommands.Add(remove);
         return ctl;
     }
+
+    /// <summary>`metrics CATEGORY [-I N]`: nydusctl's backend, cache and fsstats; files and inflight print the JSON.</summary>
+    private static Command BuildMetrics(Option<string> sock, Option<bool> raw)
+    {
+        var category = new Argument<string>("category") { Description = "backend, cache, fsstats, files or inflight" };
+        category.AcceptOnlyFromAmong("backend", "cache", "fsstats", "files", "inflight");
+        var interval = new Option<uint?>("--interval", "-I") { Description = "backend: print the change every N seconds until interrupted" };
+        var id = new Option<string?>("--id") { Description = "The instance's virtual mountpoint (default: the only one)" };
+        var metrics = new Command("metrics", "Show runtime metrics of the backend, cache and filesystem") { category, interval, id };
+        metrics.SetAction(async (r, token) =>
+        {
+            var socket = r.GetValue(sock)!;
+            var query = r.GetValue(id) is { } mp ? "?id=" + Uri.EscapeDataString(mp) : "";
+            return r.GetValue(category) switch
+            {
+                "backend" when r.GetValue(interval) is { } seconds => await BackendLoopAsync(socket, "/api/v1/metrics/backend" + query, seconds, token),
+                "backend" => await GetAsync(socket, "/api/v1/metrics/backend" + query, r.GetValue(raw), NydusctlFormat.Backend, token),
+                "cache" => await GetAsync(socket, "/api/v1/metrics/blobcache" + query, r.GetValue(raw), NydusctlFormat.Cache, token),
+                "fsstats" => await GetAsync(socket, "/api/v1/metrics" + query, r.GetValue(raw), NydusctlFormat.FsStats, token),
+                "files" => await GetAsync(socket, "/api/v1/metrics/files" + query, raw: true, null, token),
+                _ => await GetAsync(socket, "/api/v1/metrics/inflight", raw: true, null, token),
+            };
+        });
+        return metrics;
+    }
+
+    private static string MountPath(string mountpoint) => "/api/v1/mount?mountpoint=" + Uri.EscapeDataString(mountpoint);
 
     private static void Add(Command ctl, Option<string> sock, string name, string description, string method, string path)
     {
@@ -52,22 +126,80 @@ public static class CtlCommand
         ctl.Subcommands.Add(command);
     }
 
-    private static async Task<int> SendAsync(string socket, string method, string path, string? body, CancellationToken token)
+    /// <summary>A GET printed raw (the body as received) or through nydusctl's human format.</summary>
+    private static async Task<int> GetAsync(string socket, string path, bool raw, Func<JsonElement, string>? human, CancellationToken token)
+    {
+        var ok = await RequestAsync(socket, "GET", path, null, token);
+        if (ok.ExitCode != 0) return ok.ExitCode;
+        if (raw || human is null)
+        {
+            if (ok.Body.Length > 0) Console.WriteLine(ok.Body);
+            return 0;
+        }
+        using var doc = JsonDocument.Parse(ok.Body);
+        Console.Write(human(doc.RootElement));
+        return 0;
+    }
+
+    /// <summary>nydusctl's `metrics backend -I N`: prints the change over every interval until interrupted.</summary>
+    private static async Task<int> BackendLoopAsync(string socket, string path, uint seconds, CancellationToken token)
+    {
+        var ok = await RequestAsync(socket, "GET", path, null, token);
+        if (ok.ExitCode != 0) return ok.ExitCode;
+        var last = JsonDocument.Parse(ok.Body);
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(seconds), token);
+                var current = await RequestAsync(socket, "GET", path, null, token);
+                if (current.ExitCode != 0) return current.ExitCode;
+                var doc = JsonDocument.Parse(current.Body);
+                Console.Write(NydusctlFormat.BackendDelta(last.RootElement, doc.RootElement, seconds));
+                last.Dispose();
+                last = doc;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return 0;
+        }
+        finally
+        {
+            last.Dispose();
+        }
+    }
+
+    private static async Task<int> SendAsync(string socket, string method, string path, string? body, CancellationToken token,
+        bool printBody = true)
+    {
+        var ok = await RequestAsync(socket, method, path, body, token);
+        if (ok.ExitCode != 0) return ok.ExitCode;
+        if (printBody && ok.Body.Length > 0) Console.WriteLine(ok.Body);
+        return 0;
+    }
+
+    /// <param name="ExitCode">0 for an answer below 400; else the failure was printed: 1 for an API error (as
+    /// nydusctl), 2 when the socket cannot be reached.</param>
+    private readonly record struct Answer(string Body, int ExitCode);
+
+    private static async Task<Answer> RequestAsync(string socket, string method, string path, string? body, CancellationToken token)
     {
         // Agent operations (a start, an upgrade) take a few steps on a busy host.
         using var client = new ApiClient(socket, TimeSpan.FromMinutes(3));
         try
         {
             var (status, text) = await client.SendAsync(method, path, body, token);
-            if (text.Length > 0) Console.WriteLine(text);
-            if (status is 200 or 201 or 204) return 0;
-            Console.Error.WriteLine($"nydusd answered {status}");
-            return 1;
+            if (status < 400) return new Answer(text, 0);
+            // nydusctl: anyhow's "Error: " and the body's Debug form.
+            Console.Error.WriteLine(NydusctlFormat.RequestFailed(text));
+            return new Answer(text, 1);
         }
         catch (HttpRequestException e)
         {
-            Console.Error.WriteLine($"cannot reach the daemon at {socket}: {e.Message}");
-            return 2;
+            Console.Error.WriteLine($"Error: cannot reach the daemon at {socket}: {e.Message}"
+                                    + (e.InnerException is { } inner ? $" ({inner.Message})" : ""));
+            return new Answer("", 2);
         }
     }
 }

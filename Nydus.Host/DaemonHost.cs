@@ -20,11 +20,15 @@ public static class DaemonHost
     public static async Task<int> RunAsync(NydusdOptions options, CancellationToken _)
     {
         var levelSwitch = new LoggingLevelSwitch(ToSerilogLevel(options.LogLevel));
-        Log.Logger = CreateLogger(options, levelSwitch);
-        var workDir = ResolveWorkDir(options, out var temporaryWorkDir);
+        Log.Logger = NydusdLogging.Create(levelSwitch, options.LogFile, options.LogRotationSize);
+        CreatedDirectory? workDir = null;
+        var temporaryWorkDir = false;
+        var started = new StartProgress();
+        using var systemd = SystemdNotifier.FromEnvironment();
         try
         {
-            return await RunDaemonAsync(options, workDir, levelSwitch);
+            workDir = ResolveWorkDir(options, out temporaryWorkDir);
+            return await RunDaemonAsync(options, workDir.Path, levelSwitch, started, systemd);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
                                        or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
@@ -35,16 +39,29 @@ public static class DaemonHost
         }
         finally
         {
-            if (temporaryWorkDir) TryDelete(workDir);
+            if (temporaryWorkDir) TryDelete(workDir!.Path);
+            // A start that failed takes back the state directory it made (one that was there before stays).
+            else if (!started.Served) workDir?.RemoveCreated();
             await Log.CloseAndFlushAsync();
         }
     }
 
-    private static async Task<int> RunDaemonAsync(NydusdOptions options, string workDir, LoggingLevelSwitch levelSwitch)
+    /// <summary>Set once the daemon serves (RUNNING, or INIT waiting for a takeover): from then on its state is kept.</summary>
+    private sealed class StartProgress
+    {
+        public bool Served { get; set; }
+    }
+
+    private static async Task<int> RunDaemonAsync(NydusdOptions options, string workDir, LoggingLevelSwitch levelSwitch,
+        StartProgress started, SystemdNotifier systemd)
     {
         var openFiles = ProcessLimits.RaiseOpenFiles(options.RlimitNofile);
         var hoconDir = Path.Combine(AppContext.BaseDirectory, "hocon");
-        var config = DaemonHocon.Load(hoconDir, workDir, options.HoconFile, ToAkkaLevel(options.LogLevel));
+        var hoconFile = DaemonHocon.ResolveUserFile(options.HoconFile, Environment.GetEnvironmentVariable(DaemonHocon.EnvironmentVariable));
+        var config = DaemonHocon.Load(hoconDir, workDir, hoconFile, ToAkkaLevel(options.LogLevel), logToFileOnly: options.LogFile is not null);
+        if (hoconFile is not null) Log.Information("HOCON from {HoconFile}", hoconFile);
+        if (options.LogRotationSize > 0 && options.LogFile is null)
+            Log.Warning("--log-rotation-size {Size} has no effect without --log-file: stderr is not rotated", options.LogRotationSize);
         Log.Information("nydusd {Version} starting: id {DaemonId}, work dir {WorkDir}, open files limit {OpenFiles}",
             DaemonVersion.PackageVersion, options.Id ?? "(none)", workDir, openFiles);
 
@@ -73,11 +90,13 @@ public static class DaemonHost
         {
             system = ActorSystem.Create("nydusd", config);
         }
-        catch
+        catch (Exception e)
         {
             fuse?.Undo();
             daemonReady.SetCanceled();
             await DisposeQuietlyAsync(apiStarting);
+            // Akka reports a bad setting (e.g. akka.loglevel from --hocon) as an ArgumentException: a configuration error.
+            if (e is ArgumentException) throw new Akka.Configuration.ConfigurationException($"invalid actor system configuration: {e.Message}", e);
             throw;
         }
         using var ownedSystem = system;
@@ -117,7 +136,7 @@ public static class DaemonHost
                 throw;
             }
 
-            using var signals = RegisterShutdownSignals(daemon);
+            using var signals = RegisterShutdownSignals(daemon, systemd);
 
             // The journal recovers beside the start: nothing mounted so far comes from it, and a journal that fails
             // stops the daemon (it watches the journal), which this process then reports as a failed start.
@@ -137,7 +156,11 @@ public static class DaemonHost
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
             // for the supervisor's takeover and start.
             if (takeover is not null)
+            {
                 Log.Information("nydusd is {State}, waiting for a takeover ({Reason})", DaemonState.Init.ToApiName(), takeover);
+                started.Served = true;
+                systemd.Ready($"INIT, waiting for a takeover ({takeover})");
+            }
             foreach (var input in takeover is null ? new[] { DaemonInput.Mount, DaemonInput.Start } : [])
             {
                 if (daemonStopped.IsCompleted) break;
@@ -150,9 +173,18 @@ public static class DaemonHost
                     return 1;
                 }
             }
-            if (takeover is null) Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
+            if (takeover is null)
+            {
+                Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
+                started.Served = true;
+                systemd.Ready(DaemonState.Running.ToApiName());
+            }
+            // The watchdog is fed only while the daemon actor answers.
+            systemd.StartWatchdog(async token =>
+                await daemon.Ask<DaemonInfo>(GetDaemonInfo.Instance, TimeSpan.FromSeconds(5), token) is not null);
 
             await daemonStopped;
+            systemd.Stopping("STOPPED");
             if (settings.Outcome.Failure is { } failure)
             {
                 Log.Fatal("nydusd stopped: {Reason}", failure);
@@ -171,8 +203,18 @@ public static class DaemonHost
     private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config, LoggingLevelSwitch levelSwitch)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
-        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared);
+        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared)
+        {
+            IdleTimeout = ApiIdleTimeout(config),
+        };
         return Task.Run(async () => (ApiServer?)await ApiServer.StartAsync(socket, context));
+    }
+
+    /// <summary>HOCON nydus.api.idle-timeout: "infinite" (the default) keeps idle API connections open for good.</summary>
+    internal static TimeSpan? ApiIdleTimeout(Akka.Configuration.Config config)
+    {
+        var idle = config.GetTimeSpan("nydus.api.idle-timeout", Timeout.InfiniteTimeSpan);
+        return idle == Timeout.InfiniteTimeSpan || idle <= TimeSpan.Zero ? null : idle;
     }
 
     private static async Task DisposeQuietlyAsync(Task<ApiServer?> starting)
@@ -207,7 +249,7 @@ public static class DaemonHost
 
     /// <summary>SIGTERM, SIGINT and SIGQUIT shut down through the state machine (upstream's trigger_stop, which
     /// unmounts), instead of the runtime's default of ending the process at once.</summary>
-    private static IDisposable RegisterShutdownSignals(IActorRef daemon)
+    private static IDisposable RegisterShutdownSignals(IActorRef daemon, SystemdNotifier systemd)
     {
         var registrations = new List<PosixSignalRegistration>();
         foreach (var signal in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT })
@@ -216,13 +258,14 @@ public static class DaemonHost
             {
                 context.Cancel = true;
                 Log.Information("Received {Signal}, shutting down", context.Signal);
+                systemd.Stopping($"stopping on {context.Signal}");
                 daemon.Tell(TriggerStop.Instance);
             }));
         }
         return new CompositeDisposable(registrations);
     }
 
-    private static string ResolveWorkDir(NydusdOptions options, out bool temporary)
+    private static CreatedDirectory ResolveWorkDir(NydusdOptions options, out bool temporary)
     {
         temporary = false;
         string dir;
@@ -234,8 +277,7 @@ public static class DaemonHost
             dir = Path.Combine(Path.GetTempPath(), $"nydusd-{Environment.ProcessId}-{Guid.NewGuid():N}");
             temporary = true;
         }
-        Directory.CreateDirectory(dir);
-        return Path.GetFullPath(dir);
+        return CreatedDirectory.Create(dir);
     }
 
     /// <summary>State follows from --id, so a daemon restarted with the same arguments finds it again.</summary>
@@ -246,21 +288,6 @@ public static class DaemonHost
             : Path.Combine(Environment.GetEnvironmentVariable("XDG_STATE_HOME")
                            ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state"), "nydus");
         return Path.Combine(root, "daemons", id);
-    }
-
-    private static Serilog.ILogger CreateLogger(NydusdOptions options, LoggingLevelSwitch levelSwitch)
-    {
-        var configuration = new LoggerConfiguration()
-            .MinimumLevel.ControlledBy(levelSwitch)
-            .Enrich.FromLogContext()
-            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}",
-                standardErrorFromLevel: LogEventLevel.Verbose);
-        if (options.LogFile is { } file)
-        {
-            if (!Path.HasExtension(file)) file += ".log";
-            configuration = configuration.WriteTo.File(file, outputTemplate: "[{Timestamp:o} {Level:u3}] {Message:lj}{NewLine}{Exception}");
-        }
-        return configuration.CreateLogger();
     }
 
     private static bool TrySetLevel(LoggingLevelSwitch levelSwitch, string level)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 using System.CommandLine.Parsing;
 using Nydus.Actors.Fuse.Session;
 
@@ -19,7 +20,7 @@ public static class NydusdCommandLine
     private static readonly Option<bool> Upgrade = new("--upgrade") { Description = "Start in upgrade mode: wait in INIT for a takeover", Recursive = true };
     private static readonly Option<string> LogLevel = new("--log-level", "-l") { Description = "trace, debug, info, warn or error", DefaultValueFactory = _ => "info", Recursive = true };
     private static readonly Option<string?> LogFile = new("--log-file", "-L") { Description = "Log file (\".log\" is added without an extension)", Recursive = true };
-    private static readonly Option<int> LogRotationSize = new("--log-rotation-size") { Description = "Rotate the log file at this many MB (0: off)", Recursive = true };
+    private static readonly Option<int> LogRotationSize = new("--log-rotation-size") { Description = "Rotate the --log-file at this many MiB, keeping 10 rolled files (0: off)", Recursive = true };
     private static readonly Option<ulong> RlimitNofile = new("--rlimit-nofile") { Description = "RLIMIT_NOFILE to set (0: leave as is)", DefaultValueFactory = _ => 1_000_000, Recursive = true };
     private static readonly Option<string?> WorkDir = new("--work-dir") { Description = "Where the daemon's durable state lives (default: from --id under /var/lib/nydus, or a temporary dir)", Recursive = true };
     private static readonly Option<string?> Hocon = new("--hocon") { Description = "A HOCON file layered over the shipped hocon/*.conf (e.g. PostgreSQL persistence)", Recursive = true };
@@ -47,6 +48,10 @@ public static class NydusdCommandLine
         Func<AgentOptions, CancellationToken, Task<int>>? runAgent = null)
     {
         var root = new RootCommand("nydusd: the Nydus image service daemon (Nydus.NET)");
+        // Upstream's -V/--version prints its version block (clap); nydus-snapshotter parses "Git Commit:" from it.
+        var version = root.Options.OfType<VersionOption>().Single();
+        root.Options.Remove(version);
+        root.Options.Add(new VersionOption("--version", "-V") { Action = new PrintVersionAction() });
         foreach (var o in new Option[] { ApiSock, ConfigFile, Id, Supervisor, Upgrade, LogLevel, LogFile, LogRotationSize, RlimitNofile, WorkDir, Hocon })
             root.Options.Add(o);
         AddFuseOptions(root);
@@ -93,7 +98,7 @@ public static class NydusdCommandLine
                 r.AddError($"cannot read --hocon file {hocon}");
         });
         agent.SetAction((r, token) => runAgent(new AgentOptions(r.GetValue(stateDir)!, r.GetValue(sock)!, r.GetValue(hotStandby),
-            r.GetValue(LogLevel)!.ToLowerInvariant(), r.GetValue(LogFile), r.GetValue(Hocon)), token));
+            r.GetValue(LogLevel)!.ToLowerInvariant(), r.GetValue(LogFile), r.GetValue(Hocon), r.GetValue(LogRotationSize)), token));
         return agent;
     }
 
@@ -116,7 +121,8 @@ public static class NydusdCommandLine
             r.AddError($"invalid --log-level '{level}': use one of {string.Join(", ", LogLevels)}");
         if (Given(r, Supervisor) && !Given(r, Id))
             r.AddError("--supervisor requires --id");
-        if (Value(r, LogRotationSize, 0) != 0) r.AddError(NotYet("--log-rotation-size"));
+        if (Value(r, LogRotationSize, 0) < 0)
+            r.AddError($"invalid --log-rotation-size {Value(r, LogRotationSize, 0)}: a size in MiB, 0 to disable");
         if (Value(r, ConfigFile, null) is { } config && !IsReadableFile(config))
             r.AddError($"cannot read --config file {config}");
         if (Value(r, Hocon, null) is { } hocon && !IsReadableFile(hocon))
@@ -165,6 +171,18 @@ public static class NydusdCommandLine
         if (Given(r, FscacheTag) && !Given(r, Fscache)) r.AddError("--fscache-tag requires --fscache");
     }
 
+    private sealed class PrintVersionAction : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult)
+        {
+            // clap prints the program name, a space, the version string and a newline.
+            parseResult.InvocationConfiguration.Output.WriteLine(Nydus.Actors.Daemon.DaemonVersion.VersionBlock("nydusd"));
+            return 0;
+        }
+    }
+
     private static string NotYet(string what) => $"{what} is not supported yet by this build of nydusd";
 
     private static bool IsReadableFile(string path)
@@ -190,6 +208,7 @@ public static class NydusdCommandLine
         Upgrade = r.GetValue(Upgrade),
         LogLevel = r.GetValue(LogLevel)!.ToLowerInvariant(),
         LogFile = r.GetValue(LogFile),
+        LogRotationSize = r.GetValue(LogRotationSize),
         WorkDir = r.GetValue(WorkDir),
         HoconFile = r.GetValue(Hocon),
         RlimitNofile = r.GetValue(RlimitNofile),

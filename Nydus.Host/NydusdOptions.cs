@@ -11,6 +11,8 @@ public sealed record NydusdOptions
     public bool Upgrade { get; init; }
     public required string LogLevel { get; init; }
     public string? LogFile { get; init; }
+    /// <summary>Roll the log file at this many MiB (0: never).</summary>
+    public int LogRotationSize { get; init; }
     public string? WorkDir { get; init; }
     public string? HoconFile { get; init; }
     public ulong RlimitNofile { get; init; } = 1_000_000;

@@ -4,7 +4,7 @@ using Nydus.Host;
 // nydusd: parse upstream's command line and run the daemon (or the ctl client).
 var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build(), AgentHost.RunAsync);
 var parsed = root.Parse(args);
-if (parsed.Errors.Count > 0)
+if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
 {
     // Say what is wrong, without burying it under the whole help text.
     foreach (var error in parsed.Errors) Console.Error.WriteLine($"nydusd: {error.Message}");

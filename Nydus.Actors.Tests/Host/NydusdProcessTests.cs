@@ -182,7 +182,7 @@ public sealed class NydusdProcessTests : IDisposable
     {
         await using var daemon = StartSingleton();
         await daemon.WaitForStateAsync(Socket, "RUNNING", Wait);
-        var (code, output) = await NydusdProcess.RunAsync(Wait, "ctl", "--sock", Socket, "info");
+        var (code, output) = await NydusdProcess.RunAsync(Wait, "ctl", "--sock", Socket, "-r", "info");
         Assert.Equal(0, code);
         Assert.Equal("RUNNING", State(output.Trim()));
         (code, _) = await NydusdProcess.RunAsync(Wait, "ctl", "--sock", Socket, "exit");

@@ -32,10 +32,14 @@ public sealed partial class NydusdProcess : IAsyncDisposable
     public static NydusdProcess Start(params string[] args) => StartIn(null, args);
 
     /// <summary>Starts nydusd with <paramref name="workingDirectory"/> as its current directory.</summary>
-    public static NydusdProcess StartIn(string? workingDirectory, params string[] args) => StartIn(workingDirectory, null, args);
+    public static NydusdProcess StartIn(string? workingDirectory, params string[] args) => StartWith(workingDirectory, null, args);
 
     /// <summary>Starts nydusd with extra environment variables (on top of this process's own).</summary>
     public static NydusdProcess StartIn(string? workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+        => StartWith(workingDirectory, environment?.ToDictionary(e => e.Key, e => (string?)e.Value), args);
+
+    /// <summary>Starts nydusd with extra environment variables (a null value removes one).</summary>
+    public static NydusdProcess StartWith(string? workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] args)
     {
         var info = new ProcessStartInfo(BinaryPath)
         {
@@ -45,8 +49,12 @@ public sealed partial class NydusdProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         foreach (var a in args) info.ArgumentList.Add(a);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            if (value is null) info.Environment.Remove(name);
+            else info.Environment[name] = value;
+        }
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var result = new NydusdProcess(process);
         process.OutputDataReceived += (_, e) => result.Append(e.Data);

@@ -80,6 +80,10 @@ public sealed class ApiClient : IDisposable
                 {
                     // The socket file exists a moment before the server accepts on it.
                 }
+                catch (TaskCanceledException)
+                {
+                    // One poll slower than the client's 5 s (a loaded host): ask again until the deadline.
+                }
             }
             await Task.Delay(pollInterval ?? TimeSpan.FromMilliseconds(20));
         }

@@ -12,4 +12,8 @@ public sealed record ApiContext(
     Task<IActorRef> Daemon,
     TimeSpan AskTimeout,
     Func<string, bool> SetLogLevel,
-    ErrorEventLog Events);
+    ErrorEventLog Events)
+{
+    /// <summary>Idle time after which the API closes a client's connection; null: never (see ApiServer.StartAsync).</summary>
+    public TimeSpan? IdleTimeout { get; init; }
+}

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Nydus.Actors.Api.Endpoints;
 using Serilog;
@@ -30,6 +31,18 @@ public sealed class ApiServer : IAsyncDisposable
 
     public string SocketPath => _socketPath;
 
+    /// <summary>
+    /// The keep-alive limit meaning "never": a century. Not Kestrel's own infinite (Timeout.InfiniteTimeSpan, stored as
+    /// TimeSpan.MaxValue): its timeout arithmetic adds that to the current timestamp, overflows, and the connection is
+    /// closed at the next heartbeat, within a second; measured here: an idle connection got EPIPE after 2.5 s.
+    /// </summary>
+    public static readonly TimeSpan NoIdleLimit = TimeSpan.FromDays(36500);
+
+    /// <summary>The idle limit Kestrel applies between requests (<see cref="NoIdleLimit"/>: none).</summary>
+    public TimeSpan KeepAliveTimeout =>
+        _app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>>()
+            .Value.Limits.KeepAliveTimeout;
+
     /// <summary>The daemon's API: upstream's endpoints, answered by the daemon actor.</summary>
     public static Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default) =>
         StartAsync(socketPath, routes =>
@@ -40,10 +53,14 @@ public sealed class ApiServer : IAsyncDisposable
             MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             ConfigEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             PendingEndpoints.Map(routes);
-        }, cancellationToken);
+        }, cancellationToken, api.IdleTimeout);
 
     /// <summary>An API with the given routes (the node agent's, for one), with the same socket handling and errors.</summary>
-    public static async Task<ApiServer> StartAsync(string socketPath, Action<ApiRoutes> map, CancellationToken cancellationToken = default)
+    /// <param name="idleTimeout">How long a connection may sit idle between requests before the server closes it;
+    /// null (the default) never closes it. nydus-snapshotter holds one connection per daemon and takes its hang-up
+    /// for the daemon's death, so only shutdown may end a client's connection (Kestrel's own default is 130 s).</param>
+    public static async Task<ApiServer> StartAsync(string socketPath, Action<ApiRoutes> map, CancellationToken cancellationToken = default,
+        TimeSpan? idleTimeout = null)
     {
         ApiSocket.PrepareForBind(socketPath);
 
@@ -63,6 +80,10 @@ public sealed class ApiServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+            kestrel.Limits.KeepAliveTimeout = idleTimeout ?? NoIdleLimit;
+            // No cap on open connections (Kestrel's default too): idle ones cost a socket and no thread, and the
+            // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
+            kestrel.Limits.MaxConcurrentConnections = null;
             kestrel.ListenUnixSocket(socketPath);
         });
         var app = builder.Build();

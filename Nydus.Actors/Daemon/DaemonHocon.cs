@@ -14,7 +14,10 @@ public static class DaemonHocon
     /// <param name="workDir">The daemon's work dir; the SQLite journal and snapshot store live here.</param>
     /// <param name="userFile">A --hocon file layered on top of everything, or null.</param>
     /// <param name="akkaLogLevel">Akka's level name (DEBUG, INFO, WARNING, ERROR).</param>
-    public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel)
+    /// <param name="logToFileOnly">The process logs to --log-file only: Akka's own console logger (used while its
+    /// loggers start and stop) must stay silent too.</param>
+    public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel,
+        bool logToFileOnly = false)
     {
         var config = ConfigurationFactory.Empty;
         foreach (var name in ShippedFiles)
@@ -30,6 +33,7 @@ public static class DaemonHocon
 
         var perRun = ConfigurationFactory.ParseString($$"""
             akka.loglevel = {{akkaLogLevel}}
+            {{(logToFileOnly ? "akka.stdout-logger-class = \"Nydus.Actors.Daemon.SerilogMinimalLogger, Nydus.Actors\"" : "")}}
             akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"
             akka.persistence.snapshot-store.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "snapshots.db"))}}"
             """);
@@ -41,6 +45,29 @@ public static class DaemonHocon
             config = ConfigurationFactory.ParseString(File.ReadAllText(userFile)).WithFallback(config);
         }
         return config;
+    }
+
+    /// <summary>The environment variable naming a HOCON file to layer over the shipped ones (when --hocon is absent).</summary>
+    public const string EnvironmentVariable = "NYDUSD_HOCON";
+
+    /// <summary>The system-wide HOCON file, used when neither --hocon nor <see cref="EnvironmentVariable"/> names one.</summary>
+    public const string SystemFile = "/etc/nydus/nydusd.conf";
+
+    /// <summary>
+    /// Which user HOCON file applies, first found wins: --hocon, then $NYDUSD_HOCON, then /etc/nydus/nydusd.conf if it
+    /// exists (what a systemd unit or a host's configuration management would use). A file named explicitly (flag or
+    /// variable) must exist; the system file is optional. Returns null when none applies.
+    /// </summary>
+    public static string? ResolveUserFile(string? flag, string? environmentValue, string systemFile = SystemFile)
+    {
+        if (!string.IsNullOrEmpty(flag)) return flag;
+        if (!string.IsNullOrEmpty(environmentValue))
+        {
+            if (!File.Exists(environmentValue))
+                throw new FileNotFoundException($"HOCON file {environmentValue} (from ${EnvironmentVariable}) does not exist", environmentValue);
+            return environmentValue;
+        }
+        return File.Exists(systemFile) ? systemFile : null;
     }
 
     private static string SqliteConnectionString(string file) =>

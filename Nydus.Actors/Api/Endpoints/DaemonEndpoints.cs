@@ -57,7 +57,7 @@ public static class DaemonEndpoints
     }
 
     private static DaemonInfoBody ToBody(DaemonInfo info, bool withBackends) => new(
-        new BuildInfoBody(DaemonVersion.PackageVersion, "", "", DaemonVersion.Profile, DaemonVersion.Runtime),
+        new BuildInfoBody(DaemonVersion.PackageVersion, DaemonVersion.GitCommit, DaemonVersion.BuildTime, DaemonVersion.Profile, DaemonVersion.Runtime),
         info.Id,
         info.Supervisor,
         info.State.ToApiName(),
