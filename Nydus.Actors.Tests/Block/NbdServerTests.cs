@@ -248,6 +248,18 @@ public sealed class NbdServerTests : IDisposable
         Assert.Equal(0x8000_0006u, late.Go("second"));
     }
 
+    [Fact]
+    public void A_socket_path_that_is_a_file_or_a_live_socket_is_refused_and_left_alone()
+    {
+        string file = _dir.Combine("precious");
+        File.WriteAllText(file, "keep me");
+        using var other = new NbdServer(new NbdExportTable());
+        Assert.Contains("is not a socket", Assert.Throws<IOException>(() => other.ListenUnix(file)).Message);
+        Assert.Equal("keep me", File.ReadAllText(file));
+        Assert.Contains("in use", Assert.Throws<IOException>(() => other.ListenUnix(Socket)).Message);
+        TreeBuilder.Run("nbdinfo", "--size", UnixUri("fixture"));
+    }
+
     private static void WaitFor(Func<bool> condition, string what)
     {
         var watch = Stopwatch.StartNew();

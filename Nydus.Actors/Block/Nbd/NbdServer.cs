@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Nydus.Actors.Interop;
 using Serilog;
 
 namespace Nydus.Actors.Block.Nbd;
@@ -70,9 +71,11 @@ public sealed class NbdServer : IDisposable
     /// <summary>Listens on a Unix socket (mode 0600: the exports are the images' whole content).</summary>
     public void ListenUnix(string path)
     {
-        if (File.Exists(path))
+        if (File.Exists(path) || Directory.Exists(path))
         {
-            // A stale socket left by a dead server would make bind fail; a live one answers connect.
+            // A stale socket left by a dead server would make bind fail; a live one answers connect. Anything
+            // that is not a socket is someone's file: never removed.
+            if (!IsSocketFile(path)) throw new IOException($"NBD socket path {path} exists and is not a socket");
             if (IsLive(path)) throw new IOException($"NBD socket {path} is in use by another server");
             File.Delete(path);
         }
@@ -111,6 +114,14 @@ public sealed class NbdServer : IDisposable
 
         Start(socket, null);
         return (IPEndPoint)socket.LocalEndPoint!;
+    }
+
+    private static bool IsSocketFile(string path)
+    {
+        using var cwd = new Microsoft.Win32.SafeHandles.SafeFileHandle(Libc.AT_FDCWD, ownsHandle: false);
+        byte[] name = [.. System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(path)), 0];
+        return Libc.StatxAt(cwd, name, Libc.AT_SYMLINK_NOFOLLOW, Libc.STATX_BASIC_STATS, out Statx stat) == 0
+            && stat.FileType == FileModes.S_IFSOCK;
     }
 
     private static bool IsLive(string path)
