@@ -249,6 +249,41 @@ public sealed class NbdServerTests : IDisposable
     }
 
     [Fact]
+    public void Export_name_abort_and_starttls_follow_the_protocol()
+    {
+        byte[] expected = UpstreamBlockImage.ExpectedDevice;
+        using (var client = new NbdTestClient(Socket))
+        {
+            client.Greet();
+            client.SendOption(5, []);                                           // STARTTLS: refused by policy
+            Assert.Equal(0x8000_0002u, client.ReceiveOptionReply().Type);
+            client.SendOption(1, "fixture"u8.ToArray());                        // EXPORT_NAME: size, flags, no zeroes
+            byte[] reply = client.Receive(10);
+            Assert.Equal((ulong)expected.Length, System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(reply));
+            ushort flags = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(8));
+            Assert.Equal(0x103, flags & 0x103);                                 // has flags, read-only, multi-conn
+            client.SendRequest(0, 1, 4096, 100);
+            Assert.Equal((0u, 1ul), client.ReceiveSimpleReply());
+            Assert.Equal(expected.AsSpan(4096, 100).ToArray(), client.Receive(100));
+        }
+
+        using (var unknown = new NbdTestClient(Socket))
+        {
+            unknown.Greet();
+            unknown.SendOption(1, "nope"u8.ToArray());                          // EXPORT_NAME has no error reply: hang up
+            Assert.True(unknown.IsClosedByServer());
+        }
+
+        using (var aborting = new NbdTestClient(Socket))
+        {
+            aborting.Greet();
+            aborting.SendOption(2, []);                                         // ABORT: acknowledged, then closed
+            Assert.Equal(1u, aborting.ReceiveOptionReply().Type);
+            Assert.True(aborting.IsClosedByServer());
+        }
+    }
+
+    [Fact]
     public void A_socket_path_that_is_a_file_or_a_live_socket_is_refused_and_left_alone()
     {
         string file = _dir.Combine("precious");
