@@ -3,6 +3,8 @@ using Nydus.Host;
 
 // nydusd: parse upstream's command line and run the daemon (or the ctl client).
 var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build(), AgentHost.RunAsync);
+root.Subcommands.Add(BlockCommands.BuildExport());
+root.Subcommands.Add(BlockCommands.BuildNbd());
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
 {

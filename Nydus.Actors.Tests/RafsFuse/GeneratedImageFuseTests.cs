@@ -78,7 +78,7 @@ public sealed class GeneratedImageFuseTests : IClassFixture<GeneratedTreeFixture
         "{\"version\":2,\"backend\":{\"type\":\"localfs\",\"localfs\":{\"blob_file\":" + NydusdMount.Json(blob)
         + "}},\"cache\":{\"type\":\"dummycache\"},\"rafs\":{\"mode\":\"direct\"}}";
 
-    private static void AssertSameMetadata(TreeEntry expected, TreeEntry actual, string where, bool compareDirectorySize)
+    internal static void AssertSameMetadata(TreeEntry expected, TreeEntry actual, string where, bool compareDirectorySize)
     {
         Assert.True(expected.Type == actual.Type, $"{where}: type {actual.Type} != {expected.Type}");
         Assert.True(expected.Mode == actual.Mode, $"{where}: mode {Convert.ToString(actual.Mode, 8)} != {Convert.ToString(expected.Mode, 8)}");

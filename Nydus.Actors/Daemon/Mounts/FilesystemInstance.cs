@@ -160,7 +160,7 @@ public sealed class FilesystemInstance : IDisposable
         return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, null, fs);
     }
 
-    private static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource,
+    internal static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource,
         int amplifyBytes)
     {
         switch (backend.Type)

@@ -16,7 +16,7 @@ namespace Nydus.Actors.Rafs.Layout.V6;
 /// plain mkfs.erofs image (data in the image itself or in extra devices). Inode number = nid, like upstream
 /// (rafs/src/metadata/direct_v6.rs) and the kernel.
 /// </summary>
-internal sealed class ErofsImage : RafsImage
+internal sealed partial class ErofsImage : RafsImage
 {
     private const uint NullAddress = 0xFFFF_FFFF;
     private const int DirentSize = 12;

@@ -33,6 +33,9 @@ internal sealed class RafsV6BlobEntry
 
     public ulong CompressedSize { get; private init; }
 
+    /// <summary>Size of the blob's data once every chunk sits at its uncompressed offset (a 4 KiB multiple).</summary>
+    public ulong UncompressedSize { get; private init; }
+
     public CompressionAlgorithm ChunkInfoCompression { get; private init; }
 
     public long ChunkInfoOffset { get; private init; }
@@ -88,6 +91,7 @@ internal sealed class RafsV6BlobEntry
             Digest = (DigestAlgorithm)digest,
             Features = BinaryPrimitives.ReadUInt32LittleEndian(e.Slice(84)),
             CompressedSize = BinaryPrimitives.ReadUInt64LittleEndian(e.Slice(88)),
+            UncompressedSize = BinaryPrimitives.ReadUInt64LittleEndian(e.Slice(96)),
             ChunkInfoCompression = (CompressionAlgorithm)ciCompression,
             ChunkInfoOffset = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(e.Slice(112)), long.MaxValue / 4),
             ChunkInfoCompressedSize = (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(e.Slice(120)), long.MaxValue / 4),

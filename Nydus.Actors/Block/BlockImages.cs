@@ -1,0 +1,57 @@
+using Nydus.Actors.Config;
+using Nydus.Actors.Daemon.Mounts;
+using Nydus.Actors.Interop;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage.Cache;
+
+namespace Nydus.Actors.Block;
+
+/// <summary>Opens an image as a <see cref="BlockAddressSpace"/> with upstream's configuration (backend and cache).</summary>
+public static class BlockImages
+{
+    /// <summary>
+    /// Opens <paramref name="bootstrap"/> over the backend and cache of <paramref name="config"/>, exactly as a
+    /// FUSE mount of it would read its blobs (same blob cache files, amplification and digest checks).
+    /// Errors: <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
+    /// </summary>
+    public static BlockAddressSpace Open(string bootstrap, ConfigV2 config, string configSource)
+    {
+        var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
+        int amplify = (int)Math.Min(mount.Rafs.BatchSize, 64 << 20);
+        var (backend, devices, owned) = FilesystemInstance.OpenBackend(mount.Backend, mount.Cache, configSource, amplify);
+        try
+        {
+            var options = new RafsOpenOptions
+            {
+                DefaultUid = Libc.GetEffectiveUid(),
+                DefaultGid = Libc.GetEffectiveGid(),
+                ValidateDigests = config.IsChunkValidationEnabled,
+                MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
+            };
+            var space = BlockAddressSpace.Open(bootstrap, new BlobSource(backend, devices), options, owned);
+            if (backend is BlobFileCache cache)
+            {
+                // Served blobs stay in the cache whatever its disk limit, as a mounted image's do.
+                cache.Pin(space.Extents.Where(e => e.Kind == BlockExtentKind.Data).Select(e => e.Name));
+            }
+
+            return space;
+        }
+        catch
+        {
+            foreach (var resource in owned) resource.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The command line's form: <c>--config FILE</c> or <c>--localfs-dir DIR</c> (upstream's pair).</summary>
+    public static BlockAddressSpace OpenFromCommandLine(string bootstrap, string? configFile, string? localfsDir)
+    {
+        string text = configFile is not null
+            ? NydusConfigLoader.ReadConfigText(configFile)
+            : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(localfsDir
+                ?? throw new ConfigException(ConfigErrorKind.MissingForMount, "--config or --localfs-dir is required with --bootstrap")));
+        string source = configFile ?? "--localfs-dir";
+        return Open(bootstrap, NydusConfigLoader.Parse(text, source), source);
+    }
+}

@@ -1,0 +1,592 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using Serilog;
+using static Nydus.Actors.Block.Nbd.NbdProtocol;
+
+namespace Nydus.Actors.Block.Nbd;
+
+/// <summary>Thrown to end a connection whose peer broke the protocol (the protocol's answer is to hang up).</summary>
+internal sealed class NbdProtocolException(string message) : Exception(message);
+
+/// <summary>
+/// One client of an <see cref="NbdServer"/>: the fixed newstyle handshake (options EXPORT_NAME, LIST, INFO, GO,
+/// STRUCTURED_REPLY, LIST/SET_META_CONTEXT base:allocation, ABORT), then the transmission phase: READ (simple or
+/// structured replies, holes as OFFSET_HOLE chunks), BLOCK_STATUS, DISC; writes, trims and write-zeroes answer
+/// EPERM (the export is read-only), anything else EINVAL. Requests are answered in order, one at a time; reads
+/// run on the calling pool thread against the device (blob cache / backend).
+/// </summary>
+internal sealed class NbdConnection
+{
+    private static readonly ILogger Log = Serilog.Log.ForContext<NbdConnection>();
+
+    private readonly Socket _socket;
+    private readonly NbdExportTable _exports;
+    private readonly NbdServerOptions _options;
+    private readonly byte[] _header = new byte[32];
+    private bool _noZeroes;
+    private bool _structured;
+    private bool _baseAllocation;
+
+    public NbdConnection(Socket socket, NbdExportTable exports, NbdServerOptions options)
+    {
+        _socket = socket;
+        _exports = exports;
+        _options = options;
+    }
+
+    public async Task RunAsync(CancellationToken cancellation)
+    {
+        NbdExport? export;
+        using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(cancellation))
+        {
+            // A client gets a bounded time to choose an export; an idle half-open connection must not stay forever.
+            handshake.CancelAfter(_options.HandshakeTimeout);
+            export = await HandshakeAsync(handshake.Token);
+        }
+
+        if (export is null) return;
+        try
+        {
+            await TransmitAsync(export, cancellation);
+        }
+        finally
+        {
+            export.Release();
+        }
+    }
+
+    // ---- handshake ---------------------------------------------------------------------------------------
+
+    /// <returns>The leased export to serve, or null when the client ended the handshake.</returns>
+    private async Task<NbdExport?> HandshakeAsync(CancellationToken cancellation)
+    {
+        var greeting = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(greeting, InitMagic);
+        BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), OptionMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), FlagFixedNewstyle | FlagNoZeroes);
+        await SendAsync(greeting, cancellation);
+
+        await ReceiveAsync(_header.AsMemory(0, 4), cancellation);
+        uint clientFlags = BinaryPrimitives.ReadUInt32BigEndian(_header);
+        if ((clientFlags & ClientFlagFixedNewstyle) == 0 || (clientFlags & ~(ClientFlagFixedNewstyle | ClientFlagNoZeroes)) != 0)
+        {
+            throw new NbdProtocolException($"client flags 0x{clientFlags:x}: only fixed newstyle clients are served");
+        }
+
+        _noZeroes = (clientFlags & ClientFlagNoZeroes) != 0;
+        while (true)
+        {
+            await ReceiveAsync(_header.AsMemory(0, 16), cancellation);
+            ulong magic = BinaryPrimitives.ReadUInt64BigEndian(_header);
+            uint option = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(8));
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(12));
+            if (magic != OptionMagic) throw new NbdProtocolException($"bad option magic 0x{magic:x}");
+            if (length > _options.MaxOptionBytes)
+            {
+                throw new NbdProtocolException($"option {option} carries {length} bytes (limit {_options.MaxOptionBytes})");
+            }
+
+            byte[] data = new byte[length];
+            await ReceiveAsync(data, cancellation);
+            switch (option)
+            {
+                case OptExportName:
+                    return await ExportNameAsync(Encoding.UTF8.GetString(data), cancellation);
+                case OptAbort:
+                    await ReplyAsync(option, RepAck, [], cancellation);
+                    return null;
+                case OptList:
+                    await ListAsync(data, cancellation);
+                    break;
+                case OptInfo:
+                case OptGo:
+                    if (await InfoOrGoAsync(option, data, cancellation) is { } chosen) return chosen;
+                    break;
+                case OptStructuredReply:
+                    if (length != 0)
+                    {
+                        await ErrorAsync(option, RepErrInvalid, "STRUCTURED_REPLY takes no data", cancellation);
+                        break;
+                    }
+
+                    _structured = true;
+                    await ReplyAsync(option, RepAck, [], cancellation);
+                    break;
+                case OptListMetaContext:
+                case OptSetMetaContext:
+                    await MetaContextAsync(option, data, cancellation);
+                    break;
+                case OptStartTls:
+                    await ErrorAsync(option, RepErrPolicy, "TLS is not offered: use the Unix socket or a trusted network", cancellation);
+                    break;
+                default:
+                    await ErrorAsync(option, RepErrUnsup, $"option {option} is not supported", cancellation);
+                    break;
+            }
+        }
+    }
+
+    private async Task<NbdExport?> ExportNameAsync(string name, CancellationToken cancellation)
+    {
+        // NBD_OPT_EXPORT_NAME has no error reply: an unknown name ends the connection.
+        NbdExport export = _exports.Find(name) is { } found && found.TryLease()
+            ? found
+            : throw new NbdProtocolException($"EXPORT_NAME '{name}': no such export");
+        try
+        {
+            var reply = new byte[_noZeroes ? 10 : 134];
+            BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Device.Size);
+            BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), TransmissionFlags);
+            await SendAsync(reply, cancellation);
+            return export;
+        }
+        catch
+        {
+            export.Release();
+            throw;
+        }
+    }
+
+    private ushort TransmissionFlags =>
+        (ushort)(TransHasFlags | TransReadOnly | TransCanMultiConn | (_structured ? TransSendDf : 0));
+
+    private async Task ListAsync(byte[] data, CancellationToken cancellation)
+    {
+        if (data.Length != 0)
+        {
+            await ErrorAsync(OptList, RepErrInvalid, "LIST takes no data", cancellation);
+            return;
+        }
+
+        foreach (NbdExport export in _exports.All)
+        {
+            byte[] name = Encoding.UTF8.GetBytes(export.Name);
+            byte[] description = Encoding.UTF8.GetBytes(export.Description);
+            var reply = new byte[4 + name.Length + description.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, (uint)name.Length);
+            name.CopyTo(reply, 4);
+            description.CopyTo(reply, 4 + name.Length);
+            await ReplyAsync(OptList, RepServer, reply, cancellation);
+        }
+
+        await ReplyAsync(OptList, RepAck, [], cancellation);
+    }
+
+    private async Task<NbdExport?> InfoOrGoAsync(uint option, byte[] data, CancellationToken cancellation)
+    {
+        if (!TryParseNameAndCount(data, out string name, out int at, out uint count) || data.Length != at + 2 * count
+            || count > ushort.MaxValue)
+        {
+            await ErrorAsync(option, RepErrInvalid, "malformed INFO/GO request", cancellation);
+            return null;
+        }
+
+        var requested = new HashSet<ushort>();
+        for (int i = 0; i < count; i++) requested.Add(BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at + 2 * i)));
+        NbdExport? export = _exports.Find(name);
+        if (export is null)
+        {
+            await ErrorAsync(option, RepErrUnknown, $"no export named '{name}'", cancellation);
+            return null;
+        }
+
+        var info = new byte[12];
+        BinaryPrimitives.WriteUInt16BigEndian(info, InfoExport);
+        BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Device.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), TransmissionFlags);
+        await ReplyAsync(option, RepInfo, info, cancellation);
+        if (requested.Contains(InfoName)) await ReplyAsync(option, RepInfo, TypedString(InfoName, export.Name), cancellation);
+        if (requested.Contains(InfoDescription) && export.Description.Length > 0)
+        {
+            await ReplyAsync(option, RepInfo, TypedString(InfoDescription, export.Description), cancellation);
+        }
+
+        // Any byte range can be read; 4 KiB (the EROFS block) is what reads should come in.
+        var sizes = new byte[14];
+        BinaryPrimitives.WriteUInt16BigEndian(sizes, InfoBlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(2), 1);
+        BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(6), BlockAddressSpace.BlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(sizes.AsSpan(10), (uint)_options.MaxRequestBytes);
+        await ReplyAsync(option, RepInfo, sizes, cancellation);
+        if (option == OptInfo)
+        {
+            await ReplyAsync(option, RepAck, [], cancellation);
+            return null;
+        }
+
+        if (!export.TryLease())
+        {
+            await ErrorAsync(option, RepErrUnknown, $"export '{name}' was just removed", cancellation);
+            return null;
+        }
+
+        try
+        {
+            await ReplyAsync(option, RepAck, [], cancellation);
+            return export;
+        }
+        catch
+        {
+            export.Release();
+            throw;
+        }
+    }
+
+    private async Task MetaContextAsync(uint option, byte[] data, CancellationToken cancellation)
+    {
+        if (option == OptSetMetaContext && !_structured)
+        {
+            await ErrorAsync(option, RepErrInvalid, "SET_META_CONTEXT needs STRUCTURED_REPLY first", cancellation);
+            return;
+        }
+
+        if (!TryParseNameAndCount(data, out string name, out int at, out uint count, countBytes: 4))
+        {
+            await ErrorAsync(option, RepErrInvalid, "malformed meta context request", cancellation);
+            return;
+        }
+
+        var queries = new List<string>();
+        for (uint i = 0; i < count; i++)
+        {
+            if (data.Length - at < 4 || BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(at)) is var length && length > data.Length - at - 4)
+            {
+                await ErrorAsync(option, RepErrInvalid, "malformed meta context query", cancellation);
+                return;
+            }
+
+            queries.Add(Encoding.UTF8.GetString(data, at + 4, (int)length));
+            at += 4 + (int)length;
+        }
+
+        if (at != data.Length)
+        {
+            await ErrorAsync(option, RepErrInvalid, "trailing bytes after the meta context queries", cancellation);
+            return;
+        }
+
+        if (_exports.Find(name) is null)
+        {
+            await ErrorAsync(option, RepErrUnknown, $"no export named '{name}'", cancellation);
+            return;
+        }
+
+        bool selected = option == OptListMetaContext
+            ? queries.Count == 0 || queries.Any(q => q is BaseAllocation or "base:")
+            : queries.Contains(BaseAllocation);
+        if (option == OptSetMetaContext) _baseAllocation = selected;
+        if (selected)
+        {
+            byte[] contextName = Encoding.UTF8.GetBytes(BaseAllocation);
+            var reply = new byte[4 + contextName.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, BaseAllocationId);
+            contextName.CopyTo(reply, 4);
+            await ReplyAsync(option, RepMetaContext, reply, cancellation);
+        }
+
+        await ReplyAsync(option, RepAck, [], cancellation);
+    }
+
+    private static bool TryParseNameAndCount(byte[] data, out string name, out int next, out uint count, int countBytes = 2)
+    {
+        name = "";
+        next = 0;
+        count = 0;
+        if (data.Length < 4) return false;
+        uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > data.Length - 4 - countBytes) return false;
+        name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
+        int at = 4 + (int)nameLength;
+        count = countBytes == 2 ? BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(at)) : BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(at));
+        next = at + countBytes;
+        return true;
+    }
+
+    private static byte[] TypedString(ushort type, string text)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        var reply = new byte[2 + bytes.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(reply, type);
+        bytes.CopyTo(reply, 2);
+        return reply;
+    }
+
+    private Task ErrorAsync(uint option, uint error, string message, CancellationToken cancellation) =>
+        ReplyAsync(option, error, Encoding.UTF8.GetBytes(message), cancellation);
+
+    private async Task ReplyAsync(uint option, uint type, byte[] data, CancellationToken cancellation)
+    {
+        var reply = new byte[20 + data.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, OptionReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(8), option);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(12), type);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(16), (uint)data.Length);
+        data.CopyTo(reply, 20);
+        await SendAsync(reply, cancellation);
+    }
+
+    // ---- transmission ------------------------------------------------------------------------------------
+
+    private async Task TransmitAsync(NbdExport export, CancellationToken cancellation)
+    {
+        BlockAddressSpace device = export.Device;
+        while (true)
+        {
+            await ReceiveAsync(_header.AsMemory(0, 28), cancellation);
+            uint magic = BinaryPrimitives.ReadUInt32BigEndian(_header);
+            ushort flags = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(4));
+            ushort type = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(6));
+            ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(8));
+            ulong offset = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
+            if (magic != RequestMagic) throw new NbdProtocolException($"bad request magic 0x{magic:x8}");
+            bool inside = length > 0 && offset <= (ulong)device.Size && length <= (ulong)device.Size - offset;
+            switch (type)
+            {
+                case CmdRead:
+                    if (!inside || length > _options.MaxRequestBytes)
+                    {
+                        await SendErrorAsync(cookie, EInval, $"read of {length} bytes at {offset} is outside the {device.Size}-byte export or over {_options.MaxRequestBytes} bytes", cancellation);
+                        break;
+                    }
+
+                    await ReadAsync(device, cookie, (long)offset, (int)length, (flags & CmdFlagDontFragment) != 0, cancellation);
+                    break;
+                case CmdWrite:
+                    // The payload follows the header: drain it to stay in step, or hang up if it is absurd.
+                    if (length > _options.MaxRequestBytes)
+                    {
+                        throw new NbdProtocolException($"write of {length} bytes on a read-only export");
+                    }
+
+                    await DiscardAsync((int)length, cancellation);
+                    await SendErrorAsync(cookie, EPerm, "the export is read-only", cancellation);
+                    break;
+                case CmdTrim:
+                case CmdWriteZeroes:
+                    await SendErrorAsync(cookie, EPerm, "the export is read-only", cancellation);
+                    break;
+                case CmdFlush:
+                    await SendSimpleAsync(cookie, 0, cancellation);
+                    break;
+                case CmdDisconnect:
+                    return;
+                case CmdBlockStatus:
+                    if (!_structured || !_baseAllocation || !inside)
+                    {
+                        await SendErrorAsync(cookie, EInval, "BLOCK_STATUS needs structured replies, the base:allocation context and a range inside the export", cancellation);
+                        break;
+                    }
+
+                    await BlockStatusAsync(device, cookie, (long)offset, length, (flags & CmdFlagReqOne) != 0, cancellation);
+                    break;
+                default:
+                    await SendErrorAsync(cookie, EInval, $"command {type} is not supported", cancellation);
+                    break;
+            }
+        }
+    }
+
+    private async Task ReadAsync(BlockAddressSpace device, ulong cookie, long offset, int length, bool dontFragment,
+        CancellationToken cancellation)
+    {
+        // One buffer for the reply header and the data, so the reply goes out in one send.
+        const int headerRoom = 32;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(headerRoom + length);
+        try
+        {
+            Memory<byte> data = buffer.AsMemory(headerRoom, length);
+            try
+            {
+                device.Read(offset, data.Span);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Log.Warning("NBD read of {Length} bytes at {Offset} failed: {Error}", length, offset, e.Message);
+                await SendErrorAsync(cookie, EIo, $"read failed: {e.Message}", cancellation);
+                return;
+            }
+
+            if (!_structured)
+            {
+                int start = headerRoom - 16;
+                WriteSimpleHeader(buffer.AsSpan(start), cookie, 0);
+                await SendAsync(buffer.AsMemory(start, 16 + length), cancellation);
+                return;
+            }
+
+            if (dontFragment || !HasHole(device, offset, length))
+            {
+                int start = headerRoom - 28;
+                WriteChunkHeader(buffer.AsSpan(start), ReplyFlagDone, ReplyTypeOffsetData, cookie, 8 + (uint)length);
+                BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(start + 20), (ulong)offset);
+                await SendAsync(buffer.AsMemory(start, 28 + length), cancellation);
+                return;
+            }
+
+            await SendFragmentedAsync(device, buffer, headerRoom, cookie, offset, length, cancellation);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static bool HasHole(BlockAddressSpace device, long offset, int length)
+    {
+        for (long at = offset; at < offset + length;)
+        {
+            BlockExtent extent = device.ExtentAt(at);
+            if (extent.Kind == BlockExtentKind.Hole) return true;
+            at = extent.EndBlock * BlockAddressSpace.BlockSize;
+        }
+
+        return false;
+    }
+
+    /// <summary>Structured read reply: OFFSET_DATA chunks for stored extents, OFFSET_HOLE for holes.</summary>
+    private async Task SendFragmentedAsync(BlockAddressSpace device, byte[] buffer, int dataStart, ulong cookie, long offset,
+        int length, CancellationToken cancellation)
+    {
+        var header = new byte[32];
+        for (long at = offset; at < offset + length;)
+        {
+            BlockExtent extent = device.ExtentAt(at);
+            long end = Math.Min(offset + length, extent.EndBlock * BlockAddressSpace.BlockSize);
+            int size = (int)(end - at);
+            ushort done = end == offset + length ? ReplyFlagDone : (ushort)0;
+            if (extent.Kind == BlockExtentKind.Hole)
+            {
+                WriteChunkHeader(header, done, ReplyTypeOffsetHole, cookie, 12);
+                BinaryPrimitives.WriteUInt64BigEndian(header.AsSpan(20), (ulong)at);
+                BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(28), (uint)size);
+                await SendAsync(header.AsMemory(0, 32), cancellation);
+            }
+            else
+            {
+                WriteChunkHeader(header, done, ReplyTypeOffsetData, cookie, 8 + (uint)size);
+                BinaryPrimitives.WriteUInt64BigEndian(header.AsSpan(20), (ulong)at);
+                await SendAsync(header.AsMemory(0, 28), cancellation);
+                await SendAsync(buffer.AsMemory(dataStart + (int)(at - offset), size), cancellation);
+            }
+
+            at = end;
+        }
+    }
+
+    private async Task BlockStatusAsync(BlockAddressSpace device, ulong cookie, long offset, uint length, bool one,
+        CancellationToken cancellation)
+    {
+        var descriptors = new List<(uint Length, uint Flags)>();
+        long end = offset + length;
+        for (long at = offset; at < end;)
+        {
+            BlockExtent extent = device.ExtentAt(at);
+            long stop = Math.Min(end, extent.EndBlock * BlockAddressSpace.BlockSize);
+            uint state = extent.Kind == BlockExtentKind.Hole ? StateHole | StateZero : 0;
+            if (descriptors.Count > 0 && descriptors[^1].Flags == state)
+            {
+                descriptors[^1] = ((uint)(descriptors[^1].Length + stop - at), state);
+            }
+            else
+            {
+                if (one && descriptors.Count == 1) break;
+                descriptors.Add(((uint)(stop - at), state));
+            }
+
+            at = stop;
+        }
+
+        var reply = new byte[20 + 4 + 8 * descriptors.Count];
+        WriteChunkHeader(reply, ReplyFlagDone, ReplyTypeBlockStatus, cookie, (uint)(4 + 8 * descriptors.Count));
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(20), BaseAllocationId);
+        for (int i = 0; i < descriptors.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(24 + 8 * i), descriptors[i].Length);
+            BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(28 + 8 * i), descriptors[i].Flags);
+        }
+
+        await SendAsync(reply, cancellation);
+    }
+
+    private async Task SendErrorAsync(ulong cookie, uint error, string message, CancellationToken cancellation)
+    {
+        if (!_structured)
+        {
+            await SendSimpleAsync(cookie, error, cancellation);
+            return;
+        }
+
+        byte[] text = Encoding.UTF8.GetBytes(message.Length > 4096 ? message[..4096] : message);
+        var reply = new byte[20 + 6 + text.Length];
+        WriteChunkHeader(reply, ReplyFlagDone, ReplyTypeError, cookie, (uint)(6 + text.Length));
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(20), error);
+        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(24), (ushort)text.Length);
+        text.CopyTo(reply, 26);
+        await SendAsync(reply, cancellation);
+    }
+
+    private async Task SendSimpleAsync(ulong cookie, uint error, CancellationToken cancellation)
+    {
+        var reply = new byte[16];
+        WriteSimpleHeader(reply, cookie, error);
+        await SendAsync(reply, cancellation);
+    }
+
+    private static void WriteSimpleHeader(Span<byte> target, ulong cookie, uint error)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(target, SimpleReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(target.Slice(4), error);
+        BinaryPrimitives.WriteUInt64BigEndian(target.Slice(8), cookie);
+    }
+
+    private static void WriteChunkHeader(Span<byte> target, ushort flags, ushort type, ulong cookie, uint length)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(target, StructuredReplyMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(target.Slice(4), flags);
+        BinaryPrimitives.WriteUInt16BigEndian(target.Slice(6), type);
+        BinaryPrimitives.WriteUInt64BigEndian(target.Slice(8), cookie);
+        BinaryPrimitives.WriteUInt32BigEndian(target.Slice(16), length);
+    }
+
+    // ---- socket ------------------------------------------------------------------------------------------
+
+    private async Task DiscardAsync(int length, CancellationToken cancellation)
+    {
+        byte[] scratch = ArrayPool<byte>.Shared.Rent(Math.Min(length, 1 << 20));
+        try
+        {
+            while (length > 0)
+            {
+                int n = Math.Min(length, scratch.Length);
+                await ReceiveAsync(scratch.AsMemory(0, n), cancellation);
+                length -= n;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    private async Task ReceiveAsync(Memory<byte> target, CancellationToken cancellation)
+    {
+        while (target.Length > 0)
+        {
+            int n = await _socket.ReceiveAsync(target, SocketFlags.None, cancellation);
+            if (n == 0) throw new EndOfStreamException("the client closed the connection");
+            target = target.Slice(n);
+        }
+    }
+
+    private async Task SendAsync(ReadOnlyMemory<byte> data, CancellationToken cancellation)
+    {
+        while (data.Length > 0)
+        {
+            int n = await _socket.SendAsync(data, SocketFlags.None, cancellation);
+            data = data.Slice(n);
+        }
+    }
+}
