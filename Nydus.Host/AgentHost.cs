@@ -3,13 +3,15 @@ using Akka.Actor;
 using Nydus.Actors.Agent;
 using Nydus.Actors.Api;
 using Nydus.Actors.Daemon;
+using Nydus.Actors.Daemon.Persistence;
 using Serilog;
 using Serilog.Events;
 
 namespace Nydus.Host;
 
 /// <summary>What `nydusd agent` was given.</summary>
-public sealed record AgentOptions(string StateDir, string Socket, bool HotStandby, string LogLevel, string? LogFile, string? HoconFile);
+public sealed record AgentOptions(string StateDir, string Socket, bool HotStandby, string LogLevel, string? LogFile, string? HoconFile,
+    bool JournalRepair = false);
 
 /// <summary>
 /// `nydusd agent`: the node agent process. Its actor system (journal in --state-dir), the <see cref="NodeAgentActor"/>
@@ -49,11 +51,13 @@ public static class AgentHost
 
     private static async Task<int> RunAgentAsync(AgentOptions options)
     {
-        var stateDir = Path.GetFullPath(options.StateDir);
-        Directory.CreateDirectory(stateDir);
+        // Owner-only, like a daemon's work dir: the agent's journal holds its daemons' command lines.
+        var stateDir = JournalFiles.CreateDirectory(options.StateDir);
         var akkaLevel = options.LogLevel switch { "trace" or "debug" => "DEBUG", "warn" => "WARNING", "error" => "ERROR", _ => "INFO" };
         var config = DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), stateDir, options.HoconFile, akkaLevel);
         if (ApiSocket.IsLive(options.Socket)) throw new IOException($"agent socket {options.Socket} is in use by a running agent");
+        // The same checks as a daemon's: a damaged journal is refused in one attempt, naming the file.
+        JournalStartup.Prepare(new JournalFiles(stateDir), config, options.JournalRepair, sealsConfigs: false);
 
         var settings = new AgentSettings(stateDir, options.HotStandby, OwnBinary(),
             config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)));

@@ -28,7 +28,8 @@ public static class DaemonHost
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
                                        or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
-                                       or Nydus.Actors.Storage.StorageException or Nydus.Actors.Fuse.FuseException)
+                                       or Nydus.Actors.Storage.StorageException or Nydus.Actors.Fuse.FuseException
+                                       or AskTimeoutException)
         {
             Log.Fatal("nydusd cannot start: {Error}", e.Message);
             return 1;
@@ -44,13 +45,16 @@ public static class DaemonHost
     {
         var openFiles = ProcessLimits.RaiseOpenFiles(options.RlimitNofile);
         var hoconDir = Path.Combine(AppContext.BaseDirectory, "hocon");
-        var config = DaemonHocon.Load(hoconDir, workDir, options.HoconFile, ToAkkaLevel(options.LogLevel));
+        var journalFiles = new JournalFiles(workDir);
+        var config = DaemonHocon.Load(hoconDir, workDir, options.HoconFile, ToAkkaLevel(options.LogLevel), journalFiles.KeyPath);
         Log.Information("nydusd {Version} starting: id {DaemonId}, work dir {WorkDir}, open files limit {OpenFiles}",
             DaemonVersion.PackageVersion, options.Id ?? "(none)", workDir, openFiles);
 
         // Refuse a live socket before anything else starts: a second daemon must not disturb the first.
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
+        // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
+        JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
 
         // Read before any image is opened (the command line's is opened next).
         Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
@@ -101,6 +105,10 @@ public static class DaemonHost
         var daemonStopped = daemon.WatchAsync();
 
         ApiServer? api = null;
+        // Until the daemon runs, any way out of this method takes the kernel mount back (a daemon waiting for a
+        // takeover never owned it: it belongs to the predecessor); once it runs, its own stop unmounts, and an exit
+        // for an upgrade must leave the mount to the successor.
+        bool started = false;
         try
         {
             try
@@ -112,16 +120,24 @@ public static class DaemonHost
                 // No API, no daemon: take back what was set up, the kernel mount included.
                 daemon.Tell(TriggerStop.Instance);
                 await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                // A daemon waiting for a takeover never owned the mount: it belongs to the predecessor.
-                if (fuse is not null && takeover is null) FuseMount.Unmount(fuse.MountPoint);
                 throw;
             }
 
             using var signals = RegisterShutdownSignals(daemon);
 
-            // The journal recovers beside the start: nothing mounted so far comes from it, and a journal that fails
-            // stops the daemon (it watches the journal), which this process then reports as a failed start.
-            _ = LogRecordAsync(daemon, daemonStopped, settings.Outcome);
+            // The journal is read before anything is mounted from it or the daemon runs: one that cannot be read
+            // ends the start here (a mount table that cannot be read is never served as an empty one).
+            var record = await RecoverJournalAsync(daemon, daemonStopped,
+                config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+            if (record is null)
+            {
+                var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
+                Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
+                daemon.Tell(TriggerStop.Instance);
+                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                return 1;
+            }
+            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
 
             // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
             // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
@@ -150,6 +166,7 @@ public static class DaemonHost
                     return 1;
                 }
             }
+            started = true;
             if (takeover is null) Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
 
             await daemonStopped;
@@ -165,6 +182,21 @@ public static class DaemonHost
         {
             if (api is not null) await api.DisposeAsync();
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
+            if (!started && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
+        }
+    }
+
+    /// <summary>Unmounts what a failed start mounted, so that the next start finds a plain directory instead of a
+    /// dead FUSE mount ("Transport endpoint is not connected").</summary>
+    private static void TakeBackMount(string mountPoint)
+    {
+        try
+        {
+            if (FuseMount.Unmount(mountPoint)) Log.Information("The failed start unmounted {MountPoint}", mountPoint);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Nydus.Actors.Fuse.FuseException)
+        {
+            Log.Error("The failed start could not unmount {MountPoint}: {Error}; unmount it by hand (umount -l)", mountPoint, e.Message);
         }
     }
 
@@ -186,23 +218,24 @@ public static class DaemonHost
         }
     }
 
-    /// <summary>Reports the recovered record once the journal has it; a journal that cannot recover within 30 s
-    /// stops the daemon (a daemon that cannot record its mounts must not pretend to keep them).</summary>
-    private static async Task LogRecordAsync(IActorRef daemon, Task daemonStopped, DaemonOutcome outcome)
+    /// <summary>The recovered record, or null when the daemon stopped first (a journal that cannot be read stops it,
+    /// leaving the cause in its outcome) or none came within <paramref name="timeout"/>. Asks again every few seconds:
+    /// a question that reaches a journal just replaced after a failed write is lost with it.</summary>
+    private static async Task<DaemonRecord?> RecoverJournalAsync(IActorRef daemon, Task daemonStopped, TimeSpan timeout)
     {
-        try
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && !daemonStopped.IsCompleted)
         {
-            var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(30));
-            if (await Task.WhenAny(ask, daemonStopped) != ask) return;
-            var record = await ask;
-            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+            var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(5));
+            try
+            {
+                if (await Task.WhenAny(ask, daemonStopped) == ask) return await ask;
+            }
+            catch (AskTimeoutException)
+            {
+            }
         }
-        catch (AskTimeoutException)
-        {
-            if (daemonStopped.IsCompleted) return;
-            outcome.Fail("the daemon's persisted state could not be recovered within 30 s");
-            daemon.Tell(TriggerStop.Instance);
-        }
+        return null;
     }
 
     /// <summary>SIGTERM, SIGINT and SIGQUIT shut down through the state machine (upstream's trigger_stop, which
@@ -234,8 +267,8 @@ public static class DaemonHost
             dir = Path.Combine(Path.GetTempPath(), $"nydusd-{Environment.ProcessId}-{Guid.NewGuid():N}");
             temporary = true;
         }
-        Directory.CreateDirectory(dir);
-        return Path.GetFullPath(dir);
+        // Owner-only when this daemon makes it: the journal in it holds mount commands.
+        return JournalFiles.CreateDirectory(dir);
     }
 
     /// <summary>State follows from --id, so a daemon restarted with the same arguments finds it again.</summary>

@@ -14,7 +14,9 @@ public static class DaemonHocon
     /// <param name="workDir">The daemon's work dir; the SQLite journal and snapshot store live here.</param>
     /// <param name="userFile">A --hocon file layered on top of everything, or null.</param>
     /// <param name="akkaLogLevel">Akka's level name (DEBUG, INFO, WARNING, ERROR).</param>
-    public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel)
+    /// <param name="journalKeyFile">The key that seals mount configs in the journal (see JournalSeal); null: not sealed.</param>
+    public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel,
+        string? journalKeyFile = null)
     {
         var config = ConfigurationFactory.Empty;
         foreach (var name in ShippedFiles)
@@ -32,6 +34,7 @@ public static class DaemonHocon
             akka.loglevel = {{akkaLogLevel}}
             akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"
             akka.persistence.snapshot-store.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "snapshots.db"))}}"
+            nydus.journal.key-file = "{{Escape(journalKeyFile ?? "")}}"
             """);
         config = perRun.WithFallback(config);
 
@@ -43,6 +46,25 @@ public static class DaemonHocon
         return config;
     }
 
-    private static string SqliteConnectionString(string file) =>
-        "Data Source=" + file.Replace("\\", "\\\\").Replace("\"", "\\\"");
+    /// <summary>The SQLite files of the work dir that <paramref name="config"/> really uses (a --hocon file may put
+    /// the journal, the snapshot store or both elsewhere, e.g. on PostgreSQL).</summary>
+    public static IEnumerable<string> WorkDirSqliteFiles(Akka.Configuration.Config config, string workDir)
+    {
+        foreach (var (key, name) in new[] { ("akka.persistence.journal.sql", "journal.db"), ("akka.persistence.snapshot-store.sql", "snapshots.db") })
+        {
+            var file = Path.Combine(workDir, name);
+            if (config.GetString(key + ".provider-name", "").StartsWith("SQLite", StringComparison.OrdinalIgnoreCase)
+                && config.GetString(key + ".connection-string", "") == ConnectionString(file))
+                yield return file;
+        }
+    }
+
+    /// <summary>Unpooled: a pooled connection opened while the work dir was read-only stays read-only after the dir
+    /// is writable again, so the journal would keep refusing changes until a restart. The journal opens a connection
+    /// per mount change, which costs well under a millisecond.</summary>
+    private static string ConnectionString(string file) => "Data Source=" + file + ";Pooling=False";
+
+    private static string SqliteConnectionString(string file) => Escape(ConnectionString(file));
+
+    private static string Escape(string value) => value.Replace("\\", "\\\\").Replace("\"", "\\\"");
 }
