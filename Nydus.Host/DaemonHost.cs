@@ -125,8 +125,15 @@ public static class DaemonHost
 
             using var signals = RegisterShutdownSignals(daemon);
 
-            // The journal is read before anything is mounted from it or the daemon runs: one that cannot be read
-            // ends the start here (a mount table that cannot be read is never served as an empty one).
+            // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
+            // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
+            // Asked at once, before anything else reaches the API: the daemon holds a takeover or start back only
+            // while a restore runs. The restore itself waits for the journal's recovery.
+            var restoring = fuse is null ? null
+                : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
+
+            // The journal is read before the daemon runs: one that cannot be read ends the start here (a mount table
+            // that cannot be read is never served as an empty one).
             var record = await RecoverJournalAsync(daemon, daemonStopped,
                 config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
             if (record is null)
@@ -139,16 +146,9 @@ public static class DaemonHost
             }
             Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
 
-            // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
-            // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
-            if (fuse is not null)
-            {
-                var restoring = daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
-                    Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-                // A daemon told to stop meanwhile (exit, a signal, a failed journal) never answers: stop waiting.
-                if (await Task.WhenAny(restoring, daemonStopped) == restoring)
-                    Log.Information("Mount table: {Result}", (await restoring).Message);
-            }
+            // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
+            if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
+                Log.Information("Mount table: {Result}", (await restoring).Message);
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
             // for the supervisor's takeover and start.

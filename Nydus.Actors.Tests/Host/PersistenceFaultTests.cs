@@ -39,6 +39,9 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
             output.WriteLine($"POST /b on a full disk: {status} {body}");
             Assert.Equal(507, status);
             Assert.Contains("full", body, StringComparison.OrdinalIgnoreCase);
+            (status, body) = await daemon.MountAsync("/a", b.Image, config, method: "PUT");
+            output.WriteLine($"PUT /a on a full disk: {status} {body}");
+            Assert.Equal(507, status);
             (status, body) = await daemon.UmountAsync("/a");
             output.WriteLine($"DELETE /a on a full disk: {status} {body}");
             Assert.Equal(507, status);
@@ -350,6 +353,44 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(work));
         foreach (var file in Directory.EnumerateFiles(work, "*", SearchOption.AllDirectories))
             Assert.True((File.GetUnixFileMode(file) & (UnixFileMode)0b000_111_111) == 0, $"{file} is {File.GetUnixFileMode(file)}");
+    }
+
+    // ---- the node agent's journal ----
+
+    [Fact]
+    public async Task The_agent_makes_its_state_owner_only_and_refuses_a_damaged_journal_naming_it()
+    {
+        using var dir = new TempDir("pagent");
+        var stateDir = dir.Combine("state");
+        var socket = dir.Combine("agent.sock");
+        await using (var agent = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket))
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (!File.Exists(socket) && !agent.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
+            Assert.True(File.Exists(socket), agent.Output);
+            agent.Signal(NydusdProcess.SIGTERM);
+            Assert.Equal(0, await agent.WaitForExitAsync(ExitTimeout));
+        }
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(stateDir));
+        foreach (var db in new[] { "journal.db", "snapshots.db" })
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(stateDir, db)));
+
+        var journal = Path.Combine(stateDir, "journal.db");
+        DamageFile(journal, Damage.TruncatedInHeader, new Random(7));
+        var (code, text) = await RunToExitAsync(["agent", "--state-dir", stateDir, "--sock", socket]);
+        output.WriteLine(text);
+        Assert.Equal(1, code);
+        Assert.Contains(journal, text);
+        Assert.Contains("--journal-repair", text);
+
+        File.Delete(socket);
+        await using var repaired = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket, "--journal-repair");
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!File.Exists(socket) && !repaired.HasExited && DateTime.UtcNow < until) await Task.Delay(50);
+        Assert.True(File.Exists(socket), repaired.Output);
+        Assert.Single(Directory.GetFiles(Path.Combine(stateDir, "quarantine"), "journal.db", SearchOption.AllDirectories));
+        repaired.Signal(NydusdProcess.SIGTERM);
+        Assert.Equal(0, await repaired.WaitForExitAsync(ExitTimeout));
     }
 
     // ---- helpers ----

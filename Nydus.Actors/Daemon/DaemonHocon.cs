@@ -59,10 +59,7 @@ public static class DaemonHocon
         }
     }
 
-    /// <summary>Unpooled: a pooled connection opened while the work dir was read-only stays read-only after the dir
-    /// is writable again, so the journal would keep refusing changes until a restart. The journal opens a connection
-    /// per mount change, which costs well under a millisecond.</summary>
-    private static string ConnectionString(string file) => "Data Source=" + file + ";Pooling=False";
+    private static string ConnectionString(string file) => "Data Source=" + file;
 
     private static string SqliteConnectionString(string file) => Escape(ConnectionString(file));
 

@@ -17,8 +17,9 @@ public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBa
 /// a time, in arrival order, so the table, the VFS and the journal always agree: an instance is opened and attached
 /// first, then the change is recorded in the journal (Mounted/Unmounted events), then the caller is answered; an
 /// umount is recorded first and then detached. An image that fails to open changes nothing, and neither does a change
-/// the journal cannot record (a full disk, a read-only work dir): a mount or remount is undone, an umount never starts. A child that faults is restarted and opens its instance again from its mount
-/// command, without touching the others or the FUSE session.
+/// the journal cannot record (a full disk, a read-only work dir): a mount or remount is undone, an umount never
+/// starts. A child that faults is restarted and opens its instance again from its mount command, without touching
+/// the others or the FUSE session.
 /// </summary>
 public sealed class FsServiceActor : ReceiveActor
 {
@@ -58,6 +59,12 @@ public sealed class FsServiceActor : ReceiveActor
 
         Receive<InstanceAttached>(OnAttached);
         Receive<InstanceDetached>(OnDetached);
+        // The swap back of a remount the journal did not record failed: the new image keeps serving.
+        Receive<InstanceFailed>(_ => _current?.Undo is not null, f => Finish(_current!.Undo! with
+        {
+            Message = _current.Undo.Message.Replace(", so nothing changed", "")
+                      + $"; swapping the previous image back failed too ({f.Message}): the new image serves until a restart mounts the recorded one",
+        }));
         Receive<InstanceFailed>(f => Finish(new MountOperationResult(f.Kind, f.Message)));
         Receive<JournalWritten>(w => w.Operation == _current, OnJournalWritten);
         Receive<JournalFailed>(f => f.Operation == _current, OnJournalFailed);

@@ -20,6 +20,9 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
     private IActorRef _store = ActorRefs.Nobody;
     private int _generation;
     private bool _everRecovered;
+    // A write has failed in this process: SQLite connections pooled since may have been opened on a read-only work
+    // dir, and such a connection stays read-only after the dir is writable again. Writes then start from fresh ones.
+    private bool _writeFailed;
     private string _unavailable = "";
 
     public IStash Stash { get; set; } = null!;
@@ -62,11 +65,23 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
 
     private void Ready()
     {
-        Receive<StoreWriteFailed>(_ => Sender.Equals(_store), _ => Become(Replacing));
+        Receive<StoreWriteFailed>(_ => Sender.Equals(_store), _ =>
+        {
+            _writeFailed = true;
+            Become(Replacing);
+        });
+        Receive<RecordMount>(_ => _writeFailed, ForwardWrite);
+        Receive<RecordUnmount>(_ => _writeFailed, ForwardWrite);
         Receive<Terminated>(t => t.ActorRef.Equals(_store), _ => ReplaceStore("the journal stopped"));
         Receive<Terminated>(_ => { });
         Receive<StoreRecovered>(_ => { });
         ReceiveAny(m => _store.Forward(m));
+    }
+
+    private void ForwardWrite(object write)
+    {
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        _store.Forward(write);
     }
 
     /// <summary>The store failed a write and is stopping: hold requests until it has, then start its successor
