@@ -148,7 +148,18 @@ public static class DaemonHost
 
             // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
             if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
-                Log.Information("Mount table: {Result}", (await restoring).Message);
+            {
+                var restored = await restoring;
+                // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
+                if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
+                {
+                    Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
+                    daemon.Tell(TriggerStop.Instance);
+                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                    return 1;
+                }
+                Log.Information("Mount table: {Result}", restored.Message);
+            }
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
             // for the supervisor's takeover and start.

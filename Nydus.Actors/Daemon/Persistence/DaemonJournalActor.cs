@@ -41,8 +41,9 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         {
             _log.Info("Recovered daemon record {PersistenceId}: {StartCount} earlier starts, {MountCount} mounts",
                 PersistenceId, _record.StartCount, _record.Mounts.Count);
-            Context.Parent.Tell(StoreRecovered.Instance);
+            // The guard learns the state once this start is recorded (or at once when it is not to be).
             if (recordStartAtRecovery) RecordStart();
+            else Context.Parent.Tell(new StoreState(_record));
         });
 
         Command<GetDaemonRecord>(_ => Sender.Tell(_record));
@@ -75,6 +76,7 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         {
             _writeReplyTo = null;
             _record = _record.Apply(e);
+            Context.Parent.Tell(new StoreState(_record));
             replyTo?.Tell(new Recorded(_record));
             if (LastSequenceNr % SnapshotInterval == 0) SaveSnapshot(_record);
         });

@@ -24,6 +24,9 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
     // dir, and such a connection stays read-only after the dir is writable again. Writes then start from fresh ones.
     private bool _writeFailed;
     private string _unavailable = "";
+    // The state the store last reported: reads are answered from it, so that no read waits behind (or is lost with)
+    // a write that fails.
+    private DaemonRecord _record = DaemonRecord.Empty;
 
     public IStash Stash { get; set; } = null!;
 
@@ -50,14 +53,21 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
 
     private void Recovering()
     {
-        Receive<StoreRecovered>(_ => Sender.Equals(_store), _ =>
+        Receive<StoreState>(_ => Sender.Equals(_store), s =>
         {
+            _record = s.Record;
             if (_everRecovered) _log.Info("The daemon journal is usable again");
             _everRecovered = true;
             Become(Ready);
             Stash.UnstashAll();
         });
         Receive<StoreRecoveryFailed>(f => Sender.Equals(_store), f => RecoveryFailed(f.Description));
+        // Recovered, but recording this start failed: the store stops; its successor reads the journal again.
+        Receive<StoreWriteFailed>(_ => Sender.Equals(_store), _ =>
+        {
+            _writeFailed = true;
+            Become(Replacing);
+        });
         Receive<Terminated>(t => t.ActorRef.Equals(_store), _ => RecoveryFailed("the journal stopped while it was being read"));
         Receive<Terminated>(_ => { });
         ReceiveAny(_ => Stash.Stash());
@@ -74,7 +84,9 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
         Receive<RecordUnmount>(_ => _writeFailed, ForwardWrite);
         Receive<Terminated>(t => t.ActorRef.Equals(_store), _ => ReplaceStore("the journal stopped"));
         Receive<Terminated>(_ => { });
-        Receive<StoreRecovered>(_ => { });
+        Receive<StoreState>(_ => Sender.Equals(_store), s => _record = s.Record);
+        Receive<GetDaemonRecord>(_ => Sender.Tell(_record));
+        Receive<StoreState>(_ => { });
         ReceiveAny(m => _store.Forward(m));
     }
 
@@ -131,11 +143,9 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
     }
 }
 
-/// <summary>From a store to its guard: recovery is complete, requests can flow.</summary>
-internal sealed record StoreRecovered
-{
-    public static readonly StoreRecovered Instance = new();
-}
+/// <summary>From a store to its guard: the state after recovery (and after this start is recorded), then after
+/// every event; the first one after a store starts means requests can flow.</summary>
+internal sealed record StoreState(DaemonRecord Record);
 
 /// <summary>From a store to its guard: recovery failed (the store stops).</summary>
 internal sealed record StoreRecoveryFailed(string Description);
