@@ -3,6 +3,7 @@ using Akka.Actor;
 using Nydus.Actors.Agent;
 using Nydus.Actors.Api;
 using Nydus.Actors.Daemon;
+using Nydus.Actors.Daemon.Persistence;
 using Serilog;
 using Serilog.Events;
 
@@ -10,7 +11,7 @@ namespace Nydus.Host;
 
 /// <summary>What `nydusd agent` was given.</summary>
 public sealed record AgentOptions(string StateDir, string Socket, bool HotStandby, string LogLevel, string? LogFile, string? HoconFile,
-    int LogRotationSize = 0);
+    int LogRotationSize = 0, bool JournalRepair = false);
 
 /// <summary>
 /// `nydusd agent`: the node agent process. Its actor system (journal in --state-dir), the <see cref="NodeAgentActor"/>
@@ -44,7 +45,8 @@ public static class AgentHost
 
     private static async Task<int> RunAgentAsync(AgentOptions options)
     {
-        var createdStateDir = CreatedDirectory.Create(options.StateDir);
+        // Owner-only, like a daemon's work dir: the agent's journal holds its daemons' command lines.
+        var createdStateDir = CreatedDirectory.Create(options.StateDir, JournalFiles.DirMode);
         var stateDir = createdStateDir.Path;
         using var systemd = SystemdNotifier.FromEnvironment();
         var served = false;
@@ -66,6 +68,8 @@ public static class AgentHost
         var config = DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), stateDir, hoconFile, akkaLevel,
             logToFileOnly: options.LogFile is not null);
         if (ApiSocket.IsLive(options.Socket)) throw new IOException($"agent socket {options.Socket} is in use by a running agent");
+        // The same checks as a daemon's: a damaged journal is refused in one attempt, naming the file.
+        JournalStartup.Prepare(new JournalFiles(stateDir), config, options.JournalRepair, sealsConfigs: false);
 
         var settings = new AgentSettings(stateDir, options.HotStandby, OwnBinary(),
             config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)));

@@ -20,13 +20,15 @@ public sealed class CreatedDirectory
     /// <summary>True when this call made the directory itself (it did not exist before).</summary>
     public bool IsNew => _created.Count > 0;
 
-    public static CreatedDirectory Create(string path)
+    /// <param name="mode">The mode of the directories made (state dirs are owner-only); null: the default.</param>
+    public static CreatedDirectory Create(string path, UnixFileMode? mode = null)
     {
         var full = System.IO.Path.GetFullPath(path);
         var missing = new List<string>();
         for (var dir = full; dir is not null && !Directory.Exists(dir); dir = System.IO.Path.GetDirectoryName(dir))
             missing.Add(dir);
-        Directory.CreateDirectory(full);
+        if (mode is { } m) Directory.CreateDirectory(full, m);
+        else Directory.CreateDirectory(full);
         return new CreatedDirectory(full, missing);
     }
 

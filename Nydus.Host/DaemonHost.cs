@@ -32,7 +32,8 @@ public static class DaemonHost
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
                                        or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
-                                       or Nydus.Actors.Storage.StorageException or Nydus.Actors.Fuse.FuseException)
+                                       or Nydus.Actors.Storage.StorageException or Nydus.Actors.Fuse.FuseException
+                                       or AskTimeoutException)
         {
             Log.Fatal("nydusd cannot start: {Error}", e.Message);
             return 1;
@@ -57,8 +58,10 @@ public static class DaemonHost
     {
         var openFiles = ProcessLimits.RaiseOpenFiles(options.RlimitNofile);
         var hoconDir = Path.Combine(AppContext.BaseDirectory, "hocon");
+        var journalFiles = new JournalFiles(workDir);
         var hoconFile = DaemonHocon.ResolveUserFile(options.HoconFile, Environment.GetEnvironmentVariable(DaemonHocon.EnvironmentVariable));
-        var config = DaemonHocon.Load(hoconDir, workDir, hoconFile, ToAkkaLevel(options.LogLevel), logToFileOnly: options.LogFile is not null);
+        var config = DaemonHocon.Load(hoconDir, workDir, hoconFile, ToAkkaLevel(options.LogLevel),
+            logToFileOnly: options.LogFile is not null, journalKeyFile: journalFiles.KeyPath);
         if (hoconFile is not null) Log.Information("HOCON from {HoconFile}", hoconFile);
         if (options.LogRotationSize > 0 && options.LogFile is null)
             Log.Warning("--log-rotation-size {Size} has no effect without --log-file: stderr is not rotated", options.LogRotationSize);
@@ -68,6 +71,8 @@ public static class DaemonHost
         // Refuse a live socket before anything else starts: a second daemon must not disturb the first.
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
+        // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
+        JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
 
         // Read before any image is opened (the command line's is opened next).
         Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
@@ -120,6 +125,10 @@ public static class DaemonHost
         var daemonStopped = daemon.WatchAsync();
 
         ApiServer? api = null;
+        // Until the daemon runs, any way out of this method takes the kernel mount back (a daemon waiting for a
+        // takeover never owned it: it belongs to the predecessor); once it runs, its own stop unmounts, and an exit
+        // for an upgrade must leave the mount to the successor.
+        bool running = false;
         try
         {
             try
@@ -131,26 +140,45 @@ public static class DaemonHost
                 // No API, no daemon: take back what was set up, the kernel mount included.
                 daemon.Tell(TriggerStop.Instance);
                 await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                // A daemon waiting for a takeover never owned the mount: it belongs to the predecessor.
-                if (fuse is not null && takeover is null) FuseMount.Unmount(fuse.MountPoint);
                 throw;
             }
 
             using var signals = RegisterShutdownSignals(daemon, systemd);
 
-            // The journal recovers beside the start: nothing mounted so far comes from it, and a journal that fails
-            // stops the daemon (it watches the journal), which this process then reports as a failed start.
-            _ = LogRecordAsync(daemon, daemonStopped, settings.Outcome);
-
             // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
             // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
-            if (fuse is not null)
+            // Asked at once, before anything else reaches the API: the daemon holds a takeover or start back only
+            // while a restore runs. The restore itself waits for the journal's recovery.
+            var restoring = fuse is null ? null
+                : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
+
+            // The journal is read before the daemon runs: one that cannot be read ends the start here (a mount table
+            // that cannot be read is never served as an empty one).
+            var record = await RecoverJournalAsync(daemon, daemonStopped,
+                config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+            if (record is null)
             {
-                var restoring = daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
-                    Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-                // A daemon told to stop meanwhile (exit, a signal, a failed journal) never answers: stop waiting.
-                if (await Task.WhenAny(restoring, daemonStopped) == restoring)
-                    Log.Information("Mount table: {Result}", (await restoring).Message);
+                var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
+                Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
+                daemon.Tell(TriggerStop.Instance);
+                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                return 1;
+            }
+            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+
+            // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
+            if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
+            {
+                var restored = await restoring;
+                // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
+                if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
+                {
+                    Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
+                    daemon.Tell(TriggerStop.Instance);
+                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                    return 1;
+                }
+                Log.Information("Mount table: {Result}", restored.Message);
             }
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
@@ -173,6 +201,7 @@ public static class DaemonHost
                     return 1;
                 }
             }
+            running = true;
             if (takeover is null)
             {
                 Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
@@ -197,6 +226,21 @@ public static class DaemonHost
         {
             if (api is not null) await api.DisposeAsync();
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
+            if (!running && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
+        }
+    }
+
+    /// <summary>Unmounts what a failed start mounted, so that the next start finds a plain directory instead of a
+    /// dead FUSE mount ("Transport endpoint is not connected").</summary>
+    private static void TakeBackMount(string mountPoint)
+    {
+        try
+        {
+            if (FuseMount.Unmount(mountPoint)) Log.Information("The failed start unmounted {MountPoint}", mountPoint);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or Nydus.Actors.Fuse.FuseException)
+        {
+            Log.Error("The failed start could not unmount {MountPoint}: {Error}; unmount it by hand (umount -l)", mountPoint, e.Message);
         }
     }
 
@@ -228,23 +272,24 @@ public static class DaemonHost
         }
     }
 
-    /// <summary>Reports the recovered record once the journal has it; a journal that cannot recover within 30 s
-    /// stops the daemon (a daemon that cannot record its mounts must not pretend to keep them).</summary>
-    private static async Task LogRecordAsync(IActorRef daemon, Task daemonStopped, DaemonOutcome outcome)
+    /// <summary>The recovered record, or null when the daemon stopped first (a journal that cannot be read stops it,
+    /// leaving the cause in its outcome) or none came within <paramref name="timeout"/>. Asks again every few seconds:
+    /// a question that reaches a journal just replaced after a failed write is lost with it.</summary>
+    private static async Task<DaemonRecord?> RecoverJournalAsync(IActorRef daemon, Task daemonStopped, TimeSpan timeout)
     {
-        try
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && !daemonStopped.IsCompleted)
         {
-            var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(30));
-            if (await Task.WhenAny(ask, daemonStopped) != ask) return;
-            var record = await ask;
-            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+            var ask = daemon.Ask<DaemonRecord>(GetDaemonRecord.Instance, TimeSpan.FromSeconds(5));
+            try
+            {
+                if (await Task.WhenAny(ask, daemonStopped) == ask) return await ask;
+            }
+            catch (AskTimeoutException)
+            {
+            }
         }
-        catch (AskTimeoutException)
-        {
-            if (daemonStopped.IsCompleted) return;
-            outcome.Fail("the daemon's persisted state could not be recovered within 30 s");
-            daemon.Tell(TriggerStop.Instance);
-        }
+        return null;
     }
 
     /// <summary>SIGTERM, SIGINT and SIGQUIT shut down through the state machine (upstream's trigger_stop, which
@@ -277,7 +322,8 @@ public static class DaemonHost
             dir = Path.Combine(Path.GetTempPath(), $"nydusd-{Environment.ProcessId}-{Guid.NewGuid():N}");
             temporary = true;
         }
-        return CreatedDirectory.Create(dir);
+        // Owner-only when this daemon makes it: the journal in it holds mount commands.
+        return CreatedDirectory.Create(dir, JournalFiles.DirMode);
     }
 
     /// <summary>State follows from --id, so a daemon restarted with the same arguments finds it again.</summary>

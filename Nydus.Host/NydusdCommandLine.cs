@@ -23,6 +23,7 @@ public static class NydusdCommandLine
     private static readonly Option<int> LogRotationSize = new("--log-rotation-size") { Description = "Rotate the --log-file at this many MiB, keeping 10 rolled files (0: off)", Recursive = true };
     private static readonly Option<ulong> RlimitNofile = new("--rlimit-nofile") { Description = "RLIMIT_NOFILE to set (0: leave as is)", DefaultValueFactory = _ => 1_000_000, Recursive = true };
     private static readonly Option<string?> WorkDir = new("--work-dir") { Description = "Where the daemon's durable state lives (default: from --id under /var/lib/nydus, or a temporary dir)", Recursive = true };
+    private static readonly Option<bool> JournalRepair = new("--journal-repair") { Description = "Move journal.db and snapshots.db of the work dir aside (to quarantine/<time>/) and start with an empty mount table: the way past a damaged journal", Recursive = true };
     private static readonly Option<string?> Hocon = new("--hocon") { Description = "A HOCON file layered over the shipped hocon/*.conf (e.g. PostgreSQL persistence)", Recursive = true };
 
     // FUSE mode options.
@@ -52,7 +53,7 @@ public static class NydusdCommandLine
         var version = root.Options.OfType<VersionOption>().Single();
         root.Options.Remove(version);
         root.Options.Add(new VersionOption("--version", "-V") { Action = new PrintVersionAction() });
-        foreach (var o in new Option[] { ApiSock, ConfigFile, Id, Supervisor, Upgrade, LogLevel, LogFile, LogRotationSize, RlimitNofile, WorkDir, Hocon })
+        foreach (var o in new Option[] { ApiSock, ConfigFile, Id, Supervisor, Upgrade, LogLevel, LogFile, LogRotationSize, RlimitNofile, WorkDir, Hocon, JournalRepair })
             root.Options.Add(o);
         AddFuseOptions(root);
 
@@ -98,7 +99,7 @@ public static class NydusdCommandLine
                 r.AddError($"cannot read --hocon file {hocon}");
         });
         agent.SetAction((r, token) => runAgent(new AgentOptions(r.GetValue(stateDir)!, r.GetValue(sock)!, r.GetValue(hotStandby),
-            r.GetValue(LogLevel)!.ToLowerInvariant(), r.GetValue(LogFile), r.GetValue(Hocon), r.GetValue(LogRotationSize)), token));
+            r.GetValue(LogLevel)!.ToLowerInvariant(), r.GetValue(LogFile), r.GetValue(Hocon), r.GetValue(LogRotationSize), r.GetValue(JournalRepair)), token));
         return agent;
     }
 
@@ -211,6 +212,7 @@ public static class NydusdCommandLine
         LogRotationSize = r.GetValue(LogRotationSize),
         WorkDir = r.GetValue(WorkDir),
         HoconFile = r.GetValue(Hocon),
+        JournalRepair = r.GetValue(JournalRepair),
         RlimitNofile = r.GetValue(RlimitNofile),
         Mountpoint = singleton ? null : r.GetValue(Mountpoint),
         FailoverPolicy = singleton ? "resend" : r.GetValue(FailoverPolicy)!,

@@ -15,6 +15,8 @@ public sealed record NydusdOptions
     public int LogRotationSize { get; init; }
     public string? WorkDir { get; init; }
     public string? HoconFile { get; init; }
+    /// <summary>--journal-repair: move the work dir's journal files aside (quarantine) and start on a fresh one.</summary>
+    public bool JournalRepair { get; init; }
     public ulong RlimitNofile { get; init; } = 1_000_000;
 
     // FUSE mode

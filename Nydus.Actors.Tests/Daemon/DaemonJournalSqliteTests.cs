@@ -122,6 +122,74 @@ public sealed class DaemonJournalSqliteTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Mount_configs_are_sealed_at_rest_and_a_wrong_key_is_refused_not_read_as_empty()
+    {
+        var files = new JournalFiles(_workDir.Path);
+        files.CheckOrCreateDatabases([files.JournalPath, files.SnapshotsPath]);
+        files.LoadOrCreateKey();
+        Assert.Equal(JournalFiles.FileMode, File.GetUnixFileMode(files.KeyPath));
+        Assert.Equal(JournalFiles.FileMode, File.GetUnixFileMode(files.JournalPath));
+        const string secret = "SECRET-in-the-config-7c1";
+        ActorSystem Sealed() => ActorSystem.Create("sealed-test",
+            DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), _workDir.Path, null, "WARNING", files.KeyPath));
+
+        var first = Sealed();
+        try
+        {
+            var journal = first.ActorOf(DaemonJournalActor.Props("nydusd-sealed", "sealed"));
+            for (int i = 0; i < DaemonJournalActor.SnapshotInterval + 5; i++)
+                await journal.Ask<Recorded>(new RecordMount(Mount("/a", 1) with { Config = "{\"auth\":\"" + secret + "\"}" }), Wait);
+        }
+        finally
+        {
+            await first.Terminate().WaitAsync(Wait);
+        }
+        SqliteConnection.ClearAllPools();
+        foreach (var file in Directory.GetFiles(_workDir.Path))
+            Assert.True(File.ReadAllBytes(file).AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(secret)) < 0, $"{file} holds the secret");
+
+        var again = Sealed();
+        try
+        {
+            var journal = again.ActorOf(DaemonJournalActor.Props("nydusd-sealed", "sealed"));
+            var record = await journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, Wait);
+            Assert.Contains(secret, record.Mounts["/a"].Config);
+        }
+        finally
+        {
+            await again.Terminate().WaitAsync(Wait);
+        }
+        SqliteConnection.ClearAllPools();
+
+        // Another key: the sealed records do not open, and recovery fails instead of answering an empty table.
+        File.WriteAllBytes(files.KeyPath, System.Security.Cryptography.RandomNumberGenerator.GetBytes(JournalSeal.KeySize));
+        var wrong = Sealed();
+        try
+        {
+            var probe = CreateTestProbeIn(wrong);
+            var guard = wrong.ActorOf(Props.Create(() => new GuardParent(probe.Ref)));
+            var unreadable = probe.ExpectMsg<DaemonJournalUnreadable>(Wait);
+            Assert.Contains("does not open with the key", unreadable.Description);
+        }
+        finally
+        {
+            await wrong.Terminate().WaitAsync(Wait);
+        }
+    }
+
+    private static Akka.TestKit.TestProbe CreateTestProbeIn(ActorSystem system) => new(system, new Akka.TestKit.Xunit2.XunitAssertions());
+
+    /// <summary>Parent of a journal guard that passes on what the guard tells its parent.</summary>
+    private sealed class GuardParent : ReceiveActor
+    {
+        public GuardParent(IActorRef probe)
+        {
+            Context.ActorOf(DaemonJournalGuard.Props("nydusd-sealed", "sealed"));
+            ReceiveAny(m => probe.Forward(m));
+        }
+    }
+
     public void Dispose()
     {
         SqliteConnection.ClearAllPools();

@@ -201,7 +201,7 @@ public sealed class NydusdProcessTests : IDisposable
         File.WriteAllText(hocon, "akka.persistence.journal.sql.connection-string = \"Data Source=/proc/no-such-dir/journal.db\"\n");
         await using var daemon = StartSingleton(null, "--hocon", hocon);
         Assert.Equal(1, await daemon.WaitForExitAsync(TimeSpan.FromSeconds(90)));
-        Assert.Contains("nydusd stopped: the daemon's persisted state could not be recovered", daemon.Output);
+        Assert.Contains("nydusd cannot start: the journal of nydusd-default cannot be replayed", daemon.Output);
         Assert.False(File.Exists(Socket));
     }
 

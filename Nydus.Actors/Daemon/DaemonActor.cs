@@ -43,7 +43,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     public DaemonActor(DaemonSettings settings)
     {
         _settings = settings;
-        _journal = Context.ActorOf(DaemonJournalActor.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
+        _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
         _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.CommandLine), "fs-service");
         Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
@@ -130,8 +130,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
             Self.Tell(new ServiceEnded("the service actor stopped")));
+        // A journal that cannot be read at start: serving would treat an unreadable mount table as an empty one.
+        Receive<DaemonJournalUnreadable>(u => _settings.Outcome.Fail(u.Description));
         // Without its journal the daemon could not record a mount nor hand its state to a successor: stop rather
-        // than serve on with state that would be lost.
+        // than serve on with state that would be lost. (Failed writes do not stop it: the guard answers them.)
         Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
         {
             _settings.Outcome.Fail("the daemon journal (persistence) failed");

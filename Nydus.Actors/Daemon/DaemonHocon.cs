@@ -16,8 +16,9 @@ public static class DaemonHocon
     /// <param name="akkaLogLevel">Akka's level name (DEBUG, INFO, WARNING, ERROR).</param>
     /// <param name="logToFileOnly">The process logs to --log-file only: Akka's own console logger (used while its
     /// loggers start and stop) must stay silent too.</param>
+    /// <param name="journalKeyFile">The key that seals mount configs in the journal (see JournalSeal); null: not sealed.</param>
     public static Akka.Configuration.Config Load(string hoconDir, string workDir, string? userFile, string akkaLogLevel,
-        bool logToFileOnly = false)
+        bool logToFileOnly = false, string? journalKeyFile = null)
     {
         var config = ConfigurationFactory.Empty;
         foreach (var name in ShippedFiles)
@@ -36,6 +37,7 @@ public static class DaemonHocon
             {{(logToFileOnly ? "akka.stdout-logger-class = \"Nydus.Actors.Daemon.SerilogMinimalLogger, Nydus.Actors\"" : "")}}
             akka.persistence.journal.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "journal.db"))}}"
             akka.persistence.snapshot-store.sql.connection-string = "{{SqliteConnectionString(Path.Combine(workDir, "snapshots.db"))}}"
+            nydus.journal.key-file = "{{Escape(journalKeyFile ?? "")}}"
             """);
         config = perRun.WithFallback(config);
 
@@ -70,6 +72,23 @@ public static class DaemonHocon
         return File.Exists(systemFile) ? systemFile : null;
     }
 
-    private static string SqliteConnectionString(string file) =>
-        "Data Source=" + file.Replace("\\", "\\\\").Replace("\"", "\\\"");
+
+    /// <summary>The SQLite files of the work dir that <paramref name="config"/> really uses (a --hocon file may put
+    /// the journal, the snapshot store or both elsewhere, e.g. on PostgreSQL).</summary>
+    public static IEnumerable<string> WorkDirSqliteFiles(Akka.Configuration.Config config, string workDir)
+    {
+        foreach (var (key, name) in new[] { ("akka.persistence.journal.sql", "journal.db"), ("akka.persistence.snapshot-store.sql", "snapshots.db") })
+        {
+            var file = Path.Combine(workDir, name);
+            if (config.GetString(key + ".provider-name", "").StartsWith("SQLite", StringComparison.OrdinalIgnoreCase)
+                && config.GetString(key + ".connection-string", "") == ConnectionString(file))
+                yield return file;
+        }
+    }
+
+    private static string ConnectionString(string file) => "Data Source=" + file;
+
+    private static string SqliteConnectionString(string file) => Escape(ConnectionString(file));
+
+    private static string Escape(string value) => value.Replace("\\", "\\\\").Replace("\"", "\\\"");
 }

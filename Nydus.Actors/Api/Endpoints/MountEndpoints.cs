@@ -69,6 +69,7 @@ public static class MountEndpoints
             MountErrorKind.NotFound => throw ApiError.NotFound(result.Message),
             MountErrorKind.Invalid => throw ApiError.BadRequest(result.Message),
             MountErrorKind.Unsupported => throw ApiError.Unsupported(result.Message),
+            MountErrorKind.InsufficientStorage => throw new ApiError(507, "InsufficientStorage", result.Message),
             _ => throw new ApiError(500, "MountFailed", result.Message),
         };
     }

@@ -15,9 +15,11 @@ public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBa
 /// The filesystem service: owns the mount table of this daemon's FUSE mount, with one
 /// <see cref="MountedInstanceActor"/> child per mounted instance. Mount, remount and umount requests are done one at
 /// a time, in arrival order, so the table, the VFS and the journal always agree: an instance is opened and attached
-/// first, then the change is recorded in the journal (Mounted/Unmounted events), then the caller is answered. An image
-/// that fails to open changes nothing. A child that faults is restarted and opens its instance again from its mount
-/// command, without touching the others or the FUSE session.
+/// first, then the change is recorded in the journal (Mounted/Unmounted events), then the caller is answered; an
+/// umount is recorded first and then detached. An image that fails to open changes nothing, and neither does a change
+/// the journal cannot record (a full disk, a read-only work dir): a mount or remount is undone, an umount never
+/// starts. A child that faults is restarted and opens its instance again from its mount command, without touching
+/// the others or the FUSE session.
 /// </summary>
 public sealed class FsServiceActor : ReceiveActor
 {
@@ -57,10 +59,15 @@ public sealed class FsServiceActor : ReceiveActor
 
         Receive<InstanceAttached>(OnAttached);
         Receive<InstanceDetached>(OnDetached);
+        // The swap back of a remount the journal did not record failed: the new image keeps serving.
+        Receive<InstanceFailed>(_ => _current?.Undo is not null, f => Finish(_current!.Undo! with
+        {
+            Message = _current.Undo.Message.Replace(", so nothing changed", "")
+                      + $"; swapping the previous image back failed too ({f.Message}): the new image serves until a restart mounts the recorded one",
+        }));
         Receive<InstanceFailed>(f => Finish(new MountOperationResult(f.Kind, f.Message)));
-        Receive<JournalWritten>(w => w.Operation == _current, w => Finish(MountOperationResult.Done(w.Message)));
-        Receive<JournalFailed>(f => f.Operation == _current, f =>
-            Finish(new MountOperationResult(MountErrorKind.Failed, $"{f.Operation.Mountpoint} changed, but recording it in the journal failed: {f.Cause.Message}")));
+        Receive<JournalWritten>(w => w.Operation == _current, OnJournalWritten);
+        Receive<JournalFailed>(f => f.Operation == _current, OnJournalFailed);
 
         Receive<InstanceRestarted>(OnInstanceRestarted);
         Receive<Terminated>(OnChildTerminated);
@@ -117,7 +124,9 @@ public sealed class FsServiceActor : ReceiveActor
                     break;
                 case OperationKind.Umount:
                     _current = op with { Child = entry!.Child };
-                    entry.Child.Tell(CloseInstance.Instance);
+                    // Recorded before it is done: a journal that cannot record it leaves the instance serving.
+                    if (op.Persist && entry.Persisted) Record(_current, new RecordUnmount(op.Mountpoint), $"{op.Mountpoint} is unmounted");
+                    else entry.Child.Tell(CloseInstance.Instance);
                     break;
             }
         }
@@ -126,6 +135,15 @@ public sealed class FsServiceActor : ReceiveActor
     private void OnAttached(InstanceAttached attached)
     {
         if (_current is not { } op || attached.Mountpoint != op.Mountpoint) return;
+        if (op.Undo is { } undone)
+        {
+            // A remount the journal could not record, swapped back to the image it replaced.
+            _table[op.Mountpoint] = op.Previous! with { Backend = attached.Backend, Index = attached.Index };
+            PublishTable();
+            Finish(undone);
+            return;
+        }
+        if (op.Kind == OperationKind.Remount && _table.TryGetValue(op.Mountpoint, out var replaced)) _current = op = op with { Previous = replaced };
         bool persisted = op.Persist && (op.Kind == OperationKind.Mount || (_table.TryGetValue(op.Mountpoint, out var old) && old.Persisted));
         _table[op.Mountpoint] = new Entry(op.Child!, op.Command!, attached.Backend, attached.Index, persisted);
         PublishTable();
@@ -137,11 +155,45 @@ public sealed class FsServiceActor : ReceiveActor
     private void OnDetached(InstanceDetached detached)
     {
         if (_current is not { } op || detached.Mountpoint != op.Mountpoint) return;
-        bool persisted = _table.Remove(op.Mountpoint, out var entry) && entry.Persisted;
+        _table.Remove(op.Mountpoint);
         PublishTable();
-        var message = $"{op.Mountpoint} is unmounted";
-        if (persisted) Record(op, new RecordUnmount(op.Mountpoint), message);
-        else Finish(MountOperationResult.Done(message));
+        // An umount (recorded already), or a mount the journal could not record, taken back.
+        Finish(op.Undo ?? MountOperationResult.Done($"{op.Mountpoint} is unmounted"));
+    }
+
+    private void OnJournalWritten(JournalWritten written)
+    {
+        if (written.Operation.Kind == OperationKind.Umount) written.Operation.Child!.Tell(CloseInstance.Instance);
+        else Finish(MountOperationResult.Done(written.Message));
+    }
+
+    /// <summary>
+    /// The journal did not record the change: undo it, so that what serves is what a restart would mount. A full disk
+    /// is <see cref="MountErrorKind.InsufficientStorage"/> (507), anything else <see cref="MountErrorKind.Failed"/>.
+    /// </summary>
+    private void OnJournalFailed(JournalFailed failed)
+    {
+        var op = failed.Operation;
+        var kind = JournalFailures.IsDiskFull(failed.Cause) ? MountErrorKind.InsufficientStorage : MountErrorKind.Failed;
+        var cause = failed.Cause is AskTimeoutException ? "the journal did not answer in time" : JournalFailures.Describe(failed.Cause);
+        var undone = new MountOperationResult(kind, $"{op.Kind.ToString().ToLowerInvariant()} of {op.Mountpoint} was not recorded in the daemon journal ({cause}), so nothing changed");
+        switch (op.Kind)
+        {
+            case OperationKind.Umount:
+                Finish(undone);
+                break;
+            case OperationKind.Mount:
+                _current = op with { Undo = undone };
+                op.Child!.Tell(CloseInstance.Instance);
+                break;
+            case OperationKind.Remount when op.Previous is { } previous:
+                _current = op with { Undo = undone };
+                op.Child!.Tell(new ReplaceInstance(previous.Command));
+                break;
+            default:
+                Finish(undone);
+                break;
+        }
     }
 
     private void Record(Operation op, object command, string message)
@@ -285,6 +337,10 @@ public sealed class FsServiceActor : ReceiveActor
     {
         public IActorRef? Child { get; init; }
         public bool IsRestore { get; init; }
+        /// <summary>Set when the journal failed to record this change: the answer once it is undone.</summary>
+        public MountOperationResult? Undo { get; init; }
+        /// <summary>A remount's table entry before it, to swap back to.</summary>
+        public Entry? Previous { get; init; }
     }
 
     private sealed record Entry(IActorRef Child, FsBackendMountCmd Command, MountedBackend Backend, int Index, bool Persisted);

@@ -41,6 +41,8 @@ public enum MountErrorKind
     Invalid,
     /// <summary>This daemon has no filesystem service (a singleton: 501).</summary>
     Unsupported,
+    /// <summary>The journal could not record the change because its disk is full (507); nothing changed.</summary>
+    InsufficientStorage,
     /// <summary>The daemon failed (a backend, the journal): 500.</summary>
     Failed,
 }
