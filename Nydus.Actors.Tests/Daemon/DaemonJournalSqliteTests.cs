@@ -132,7 +132,7 @@ public sealed class DaemonJournalSqliteTests : IDisposable
         Assert.Equal(JournalFiles.FileMode, File.GetUnixFileMode(files.JournalPath));
         const string secret = "SECRET-in-the-config-7c1";
         ActorSystem Sealed() => ActorSystem.Create("sealed-test",
-            DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), _workDir.Path, null, "WARNING", files.KeyPath));
+            DaemonHocon.Load(Path.Combine(AppContext.BaseDirectory, "hocon"), _workDir.Path, null, "WARNING", journalKeyFile: files.KeyPath));
 
         var first = Sealed();
         try
