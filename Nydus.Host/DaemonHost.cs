@@ -91,7 +91,6 @@ public static class DaemonHost
         {
             Vfs = fuse?.Vfs,
             DeferStartRecord = takeover is not null,
-            CommandLine = fuse?.CommandLine,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
                 config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
@@ -99,6 +98,11 @@ public static class DaemonHost
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);
         var daemonStopped = daemon.WatchAsync();
+        // The command line's instance takes the API's path (upstream: service.mount(cmd)): attached and recorded by
+        // the filesystem service like any other; meanwhile the API comes up.
+        var commandLineMounted = fuse?.CommandLine is { } commandLine
+            ? daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(commandLine, TimeSpan.FromMinutes(5))
+            : null;
 
         ApiServer? api = null;
         try
@@ -123,9 +127,24 @@ public static class DaemonHost
             // stops the daemon (it watches the journal), which this process then reports as a failed start.
             _ = LogRecordAsync(daemon, daemonStopped, settings.Outcome);
 
+            if (commandLineMounted is not null)
+            {
+                // A daemon told to stop meanwhile never answers: stop waiting.
+                if (await Task.WhenAny(commandLineMounted, daemonStopped) != commandLineMounted) return 1;
+                var mounted = await commandLineMounted;
+                if (!mounted.Succeeded)
+                {
+                    Log.Fatal("nydusd failed to start: {Error}", mounted.Message);
+                    daemon.Tell(TriggerStop.Instance);
+                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30));
+                    return 1;
+                }
+            }
+
             // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
             // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
-            if (fuse is not null)
+            // A takeover does not wait for the journal: its predecessor's table comes with the handoff state.
+            if (fuse is not null && takeover is null)
             {
                 var restoring = daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(
                     Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
