@@ -50,11 +50,13 @@ public sealed class FuseServiceSetup
     public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover)
     {
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
-        if (!Directory.Exists(mountpoint))
-            throw new IOException($"mountpoint {mountpoint} is not an existing directory");
-        // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing.
+        // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing. Never
+        // stat() a mountpoint to take over: after a crash nobody answers its FUSE requests, and a root whose attributes
+        // the kernel does not cache (an empty root filled through the API) would hang this start for good.
         if (takeover is not null && !FuseMount.IsMounted(mountpoint))
             throw new IOException($"nothing is mounted at {mountpoint} to take over (--upgrade needs the running daemon's mount)");
+        if (takeover is null && !Directory.Exists(mountpoint))
+            throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
         var opened = OpenFilesystem(options);
         var instance = opened?.Opened.Instance;

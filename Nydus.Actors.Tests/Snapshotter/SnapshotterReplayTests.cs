@@ -92,7 +92,9 @@ public sealed class SnapshotterReplayTests(ITestOutputHelper output)
             await WaitUntilUnmountedAsync(mountpoint); // d.Wait(): gives up after 20 tries, the mount stays (the fd is held)
             await daemon.UnsubscribeAsync();
             served = supervisor.SendStatesTimeout(SupervisorTimeout);
-            var failedOver = await StartDaemonAsync(daemon.Args, daemon.ApiSocket, daemons, supervisor, afterStart: async d =>
+            // StartDaemon builds the command with upgrade=false, on the daemon's current API socket (api1.sock now).
+            var restartArgs = SnapshotterDaemon.SharedDaemonArgs(id, mountpoint, daemon.ApiSocket, supervisor.Path, logFile, upgrade: false);
+            var failedOver = await StartDaemonAsync(restartArgs, daemon.ApiSocket, daemons, supervisor, afterStart: async d =>
             {
                 await WaitUntilStateAsync(d, "INIT", "the failover");
                 await d.TakeOverAsync();
@@ -118,7 +120,7 @@ public sealed class SnapshotterReplayTests(ITestOutputHelper output)
             Assert.Equal(0, Nydus.Actors.Interop.Libc.Umount2(mountpoint, 0));
             File.Delete(daemon.ApiSocket);
             watch.Restart();
-            var restarted = SnapshotterDaemon.Exec(daemon.ApiSocket, daemon.Args);
+            var restarted = SnapshotterDaemon.Exec(daemon.ApiSocket, restartArgs);
             daemons.Add(restarted);
             // Right after cmd.Start, before the goroutine's RUNNING: the instances are POSTed again. The daemon
             // restores them from its journal too; whichever comes first, every POST succeeds.
