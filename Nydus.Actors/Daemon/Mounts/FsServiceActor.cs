@@ -107,6 +107,14 @@ public sealed class FsServiceActor : ReceiveActor
             _table.TryGetValue(op.Mountpoint, out var entry);
             switch (op.Kind)
             {
+                case OperationKind.Mount when entry is not null && op.IsRestore:
+                    // Mounted meanwhile (the command line's instance, an API request): never swapped by a restore. A
+                    // taken-over instance must keep its predecessor's index, or the kernel's node ids turn ESTALE.
+                    Reply(op, op.FromHandoff && entry.Index != op.Index
+                        ? new MountOperationResult(MountErrorKind.Failed,
+                            $"{op.Mountpoint} is served at instance index {entry.Index} here, the predecessor served it at {op.Index}")
+                        : MountOperationResult.Done($"{op.Mountpoint} is mounted already"));
+                    continue;
                 case OperationKind.Mount when entry is not null && SameMount(entry.Command, op.Command!):
                     // Idempotent: nydus-snapshotter mounts every instance again after restarting or upgrading a
                     // shared daemon (RecoverRafsInstances) and fails the upgrade on the first error.
@@ -268,6 +276,7 @@ public sealed class FsServiceActor : ReceiveActor
             _queue.Enqueue(new Operation(OperationKind.Mount, record.Mountpoint, command, record.VfsIndex, Persist: false, ActorRefs.Nobody)
             {
                 IsRestore = true,
+                FromHandoff = fromHandoff,
             });
         }
         if (restore.Remaining == 0) CompleteRestore();
@@ -384,6 +393,8 @@ public sealed class FsServiceActor : ReceiveActor
     {
         public IActorRef? Child { get; init; }
         public bool IsRestore { get; init; }
+        /// <summary>A takeover's restore: the recorded index is required, not just preferred.</summary>
+        public bool FromHandoff { get; init; }
         public OpenedInstance? Opened { get; init; }
     }
 
