@@ -232,7 +232,16 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         await AssertServesAsync(rig);
         await AssertServesAsync(rig, "/sub/img");
 
-        // SIGTERM unmounts; a plain start on the successor's work dir then finds /sub/img in the journal it wrote.
+        // Once it runs, the successor writes the table it took over into its journal (in the background: it may
+        // still be recovering the fresh journal). Then SIGTERM unmounts, and a plain start on the successor's work
+        // dir finds /sub/img in the journal it wrote.
+        var caughtUp = DateTime.UtcNow + UpgradeRig.Wait;
+        while (!next.Output.Contains("The journal is this daemon's now", StringComparison.Ordinal))
+        {
+            if (DateTime.UtcNow > caughtUp) throw new TimeoutException($"the successor's journal never caught up:\n{next.Output}");
+            await Task.Delay(50);
+        }
+        Assert.Contains("The journal is this daemon's now: 2 change(s)", next.Output);
         next.Signal(NydusdProcess.SIGTERM);
         Assert.Equal(0, await next.WaitForExitAsync(UpgradeRig.Wait));
         var again = rig.NextSocket();
