@@ -178,6 +178,9 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
     {
         await using var rig = await UpgradeRig.StartAsync();
         await rig.MountImageThroughApiAsync("/sub/img");
+        // The handoff state is what the last sendfd saved: a supervisor saves it again after every mount, as
+        // nydus-snapshotter does (SharedMount then SendStates).
+        await rig.SendFdAsync();
         var big = rig.FileSizes.MaxBy(kv => kv.Value).Key;
         var expected = File.ReadAllBytes(rig.Source + big);
         using var file = File.OpenHandle(rig.MountPoint + "/sub/img" + big);
