@@ -115,7 +115,6 @@ public static class DaemonHost
         {
             Vfs = fuse?.Vfs,
             DeferStartRecord = takeover is not null,
-            CommandLine = fuse?.CommandLine,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
                 config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
@@ -123,6 +122,11 @@ public static class DaemonHost
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);
         var daemonStopped = daemon.WatchAsync();
+        // The command line's instance takes the API's path (upstream: service.mount(cmd)): attached and recorded by
+        // the filesystem service like any other; meanwhile the API comes up.
+        var commandLineMounted = fuse?.CommandLine is { } commandLine
+            ? daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(commandLine, TimeSpan.FromMinutes(5))
+            : null;
 
         ApiServer? api = null;
         // Until the daemon runs, any way out of this method takes the kernel mount back (a daemon waiting for a
@@ -145,40 +149,55 @@ public static class DaemonHost
 
             using var signals = RegisterShutdownSignals(daemon, systemd);
 
-            // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
-            // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
-            // Asked at once, before anything else reaches the API: the daemon holds a takeover or start back only
-            // while a restore runs. The restore itself waits for the journal's recovery.
-            var restoring = fuse is null ? null
-                : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-
-            // The journal is read before the daemon runs: one that cannot be read ends the start here (a mount table
-            // that cannot be read is never served as an empty one).
-            var record = await RecoverJournalAsync(daemon, daemonStopped,
-                config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
-            if (record is null)
+            if (commandLineMounted is not null)
             {
-                var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
-                Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
-                daemon.Tell(TriggerStop.Instance);
-                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                return 1;
-            }
-            Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
-
-            // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
-            if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
-            {
-                var restored = await restoring;
-                // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
-                if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
+                // A daemon told to stop meanwhile never answers: stop waiting.
+                if (await Task.WhenAny(commandLineMounted, daemonStopped) != commandLineMounted) return 1;
+                var mounted = await commandLineMounted;
+                if (!mounted.Succeeded)
                 {
-                    Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
+                    Log.Fatal("nydusd failed to start: {Error}", mounted.Message);
+                    daemon.Tell(TriggerStop.Instance);
+                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30));
+                    return 1;
+                }
+            }
+
+            // A takeover does not wait for the journal: its predecessor's table comes with the handoff state, and the
+            // journal catches up once it runs. Every other start reads the journal before it serves: one that cannot be
+            // read ends the start here (a mount table that cannot be read is never served as an empty one).
+            if (takeover is null)
+            {
+                var restoring = fuse is null ? null
+                    : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
+                var record = await RecoverJournalAsync(daemon, daemonStopped,
+                    config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+                if (record is null)
+                {
+                    var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
+                    Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
                     daemon.Tell(TriggerStop.Instance);
                     await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
                     return 1;
                 }
-                Log.Information("Mount table: {Result}", restored.Message);
+                Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+
+                // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
+                // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
+                // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
+                if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
+                {
+                    var restored = await restoring;
+                    // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
+                    if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
+                    {
+                        Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
+                        daemon.Tell(TriggerStop.Instance);
+                        await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                        return 1;
+                    }
+                    Log.Information("Mount table: {Result}", restored.Message);
+                }
             }
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT

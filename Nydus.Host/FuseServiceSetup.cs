@@ -19,7 +19,7 @@ namespace Nydus.Host;
 /// </summary>
 public sealed class FuseServiceSetup
 {
-    private FuseServiceSetup(Props serviceProps, VirtualFileSystem vfs, CommandLineInstance? commandLine, string mountPoint, Action undo)
+    private FuseServiceSetup(Props serviceProps, VirtualFileSystem vfs, MountFilesystem? commandLine, string mountPoint, Action undo)
     {
         MountPoint = mountPoint;
         ServiceProps = serviceProps;
@@ -34,9 +34,10 @@ public sealed class FuseServiceSetup
     /// <summary>The virtual filesystem at the FUSE root: the filesystem service attaches instances to it.</summary>
     public VirtualFileSystem Vfs { get; }
 
-    /// <summary>The instance the command line mounted, already attached to <see cref="Vfs"/>; null without
+    /// <summary>The command line's instance, opened (so its errors came before the kernel mount) but not attached: the
+    /// host mounts it through the daemon like an API mount, which attaches and records it. Null without
     /// <c>--bootstrap</c> or <c>--shared-dir</c> (an empty root, filled through the API).</summary>
-    public CommandLineInstance? CommandLine { get; }
+    public MountFilesystem? CommandLine { get; }
 
     /// <summary>The daemon's service child: the FUSE session on the mounted descriptor.</summary>
     public Props ServiceProps { get; }
@@ -49,41 +50,23 @@ public sealed class FuseServiceSetup
     public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover)
     {
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
-        if (!Directory.Exists(mountpoint))
-            throw new IOException($"mountpoint {mountpoint} is not an existing directory");
-        // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing.
+        // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing. Never
+        // stat() a mountpoint to take over: after a crash nobody answers its FUSE requests, and a root whose attributes
+        // the kernel does not cache (an empty root filled through the API) would hang this start for good.
         if (takeover is not null && !FuseMount.IsMounted(mountpoint))
             throw new IOException($"nothing is mounted at {mountpoint} to take over (--upgrade needs the running daemon's mount)");
+        if (takeover is null && !Directory.Exists(mountpoint))
+            throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
         var opened = OpenFilesystem(options);
         var instance = opened?.Opened.Instance;
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
-        // virtual mountpoint, the API's instances beside it.
+        // virtual mountpoint, the API's instances beside it. The workers start only after the host has mounted the
+        // command line's instance through the daemon (before Start), so nothing is served from an empty VFS.
         var vfs = new VirtualFileSystem();
-        handoff = handoff with { ServedMountpoints = () => vfs.Mounts.Keys.ToArray() };
-        CommandLineInstance? commandLine = null;
+        MountFilesystem? commandLine = opened is { } o ? new MountFilesystem(o.Command) { Opened = o.Opened } : null;
         FuseDevice? device = null;
         FuseSession? session = null;
-        try
-        {
-            if (opened is { } o)
-            {
-                int index = vfs.Mount(options.VirtualMountpoint, o.Opened.Instance.FileSystem, o.Opened.Instance);
-                commandLine = new CommandLineInstance(o.Opened.Backend, index, o.Command);
-                if (o.Opened.Instance.Metrics is { } metrics) MountMetricsRegistry.Shared.Register(options.VirtualMountpoint, metrics);
-                if (vfs.StatsOf(options.VirtualMountpoint) is { } stats)
-                {
-                    stats.Configure(o.Opened.Instance.Accounting);
-                    MountMetricsRegistry.Shared.RegisterFs(options.VirtualMountpoint, stats);
-                }
-            }
-        }
-        catch
-        {
-            if (commandLine is not null) vfs.Dispose();
-            else instance?.Dispose();
-            throw;
-        }
 
         var sessionOptions = new FuseSessionOptions
         {
@@ -103,7 +86,11 @@ public sealed class FuseServiceSetup
             }, mountpoint, handoff, vfs);
             Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",
                 instance?.Type.ToDisplayString() ?? "an empty root", mountpoint, takeover);
-            return new FuseServiceSetup(waiting, vfs, commandLine, mountpoint, vfs.Dispose);
+            return new FuseServiceSetup(waiting, vfs, commandLine, mountpoint, () =>
+            {
+                vfs.Dispose();
+                instance?.Dispose();
+            });
         }
 
         try
@@ -129,6 +116,7 @@ public sealed class FuseServiceSetup
                 device.Dispose();
             }
             vfs.Dispose();
+            instance?.Dispose();
             throw;
         }
 
@@ -140,6 +128,7 @@ public sealed class FuseServiceSetup
             session.Dispose();
             device.Dispose();
             vfs.Dispose();
+            instance?.Dispose();
         });
     }
 

@@ -50,7 +50,7 @@ public sealed class FsServiceActorTests : TestKit
         var persistenceId = "fssvc-" + Guid.NewGuid().ToString("N");
         var journal = Sys.ActorOf(DaemonJournalActor.Props(persistenceId, "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
 
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
         await AskAsync(service, new MountFilesystem(Command("/b", _b)));
@@ -68,7 +68,7 @@ public sealed class FsServiceActorTests : TestKit
         await journal.GracefulStop(Wait);
         var journal2 = Sys.ActorOf(DaemonJournalActor.Props(persistenceId, "fssvc"));
         using var vfs2 = new VirtualFileSystem();
-        var service2 = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs2, journal2, new MountMetricsRegistry(), null));
+        var service2 = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs2, journal2, new MountMetricsRegistry()));
         var restored = await AskAsync(service2, RestoreMounts.Instance);
 
         Assert.Contains("restored 2", restored.Message);
@@ -82,7 +82,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
         await AskAsync(service, new MountFilesystem(Command("/b", _b)));
         int indexOfA = vfs.IndexOf("/a"), indexOfB = vfs.IndexOf("/b");
@@ -106,7 +106,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
 
         var corrupt = Path.Combine(_dir.Path, "corrupt.img");

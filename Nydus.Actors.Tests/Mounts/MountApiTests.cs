@@ -104,6 +104,48 @@ public sealed class MountApiTests(ITestOutputHelper output)
         Assert.False(daemon.Process.HasExited);
     }
 
+    /// <summary>
+    /// nydus-snapshotter POSTs every instance again after restarting or upgrading a shared daemon: the same source and
+    /// config at a served mountpoint is 204 and changes nothing; the same image with another config is 204 and the new
+    /// config is what serves (here: its per-file counters switched on); another image is still 409.
+    /// </summary>
+    [FuseFact]
+    public async Task A_repeated_post_is_idempotent_and_a_new_config_for_the_same_image_is_taken()
+    {
+        using var dir = new TempDir("midem");
+        var a = SmallImage.Make(dir.Path, "a", seed: 21);
+        var b = SmallImage.Make(dir.Path, "b", seed: 22);
+        var config = SmallImage.Config(dir.Path);
+        var counting = config.Replace("\"rafs\":{\"mode\":\"direct\"}", "\"rafs\":{\"mode\":\"direct\",\"iostats_files\":true}");
+        Assert.NotEqual(config, counting);
+        await using var daemon = await NydusdApiDaemon.StartAsync(dir, "midem-" + Guid.NewGuid().ToString("N")[..8]);
+        async Task<bool> FilesCounted()
+        {
+            var (status, body) = await daemon.Api.SendAsync("GET", "/api/v1/metrics?id=/a");
+            Assert.Equal(200, status);
+            return JsonDocument.Parse(body).RootElement.GetProperty("files_account_enabled").GetBoolean();
+        }
+
+        Assert.Equal(204, (await daemon.MountAsync("/a", a.Image, config)).Status);
+        using (var open = File.OpenHandle(Directory.EnumerateFiles(Path.Combine(daemon.MountPoint, "a")).First()))
+        {
+            Assert.Equal((204, ""), await daemon.MountAsync("/a", a.Image, config));
+            Assert.False(await FilesCounted());
+            // An open file keeps reading across the idempotent POST (nothing was swapped under it).
+            Assert.True(RandomAccess.Read(open, new byte[1], 0) == 1);
+        }
+        a.AssertServedAt(Path.Combine(daemon.MountPoint, "a"));
+
+        Assert.Equal((204, ""), await daemon.MountAsync("/a", a.Image, counting));
+        Assert.True(await FilesCounted());
+        a.AssertServedAt(Path.Combine(daemon.MountPoint, "a"));
+        var (conflict, body) = await daemon.MountAsync("/a", b.Image, config);
+        Assert.Equal(409, conflict);
+        Assert.Contains(a.Image, body);
+        Assert.Equal(["/a"], await daemon.BackendMountpointsAsync());
+        a.AssertServedAt(Path.Combine(daemon.MountPoint, "a"));
+    }
+
     [FuseFact]
     public async Task A_new_process_with_the_same_id_and_work_dir_mounts_every_instance_again()
     {

@@ -39,6 +39,7 @@ public sealed class MountStormTests(ITestOutputHelper output)
         var unmounted = new ConcurrentDictionary<string, int>();
         var unexpected = new ConcurrentQueue<string>();
         int next = -1;
+        int posts = 0;
         var clients = Enumerable.Range(0, Clients).Select(client => Task.Run(async () =>
         {
             using var api = new Nydus.Actors.Api.ApiClient(daemon.ApiSocket, TimeSpan.FromSeconds(60));
@@ -49,7 +50,11 @@ public sealed class MountStormTests(ITestOutputHelper output)
                 var query = "/api/v1/mount?mountpoint=" + Uri.EscapeDataString(mountpoint);
                 if (random.Next(2) == 0)
                 {
-                    var body = System.Text.Json.JsonSerializer.Serialize(new { source = images[random.Next(2)].Image, fs_type = "rafs", config });
+                    // A source of its own (a symlink per request): a POST at a used mountpoint is then a conflict
+                    // (409), never the idempotent POST of the source already mounted there (204).
+                    var source = Path.Combine(dir.Path, $"post-{Interlocked.Increment(ref posts)}.boot");
+                    File.CreateSymbolicLink(source, images[random.Next(2)].Image);
+                    var body = System.Text.Json.JsonSerializer.Serialize(new { source, fs_type = "rafs", config });
                     var (status, text) = await api.SendAsync("POST", query, body);
                     if (status == 204) mounted.AddOrUpdate(mountpoint, 1, (_, n) => n + 1);
                     else if (status != 409) unexpected.Enqueue($"POST {mountpoint}: {status} {text}");

@@ -178,6 +178,9 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
     {
         await using var rig = await UpgradeRig.StartAsync();
         await rig.MountImageThroughApiAsync("/sub/img");
+        // The handoff state is what the last sendfd saved: a supervisor saves it again after every mount, as
+        // nydus-snapshotter does (SharedMount then SendStates).
+        await rig.SendFdAsync();
         var big = rig.FileSizes.MaxBy(kv => kv.Value).Key;
         var expected = File.ReadAllBytes(rig.Source + big);
         using var file = File.OpenHandle(rig.MountPoint + "/sub/img" + big);
@@ -206,36 +209,90 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// A successor whose journal lacks an instance the old daemon serves (here: started on an empty work dir, as if the
-    /// journal were lost) refuses the takeover, naming the mountpoint; the old daemon keeps serving every mount, and a
-    /// proper upgrade afterwards keeps them all.
+    /// The handoff state carries the whole mount table, so a successor whose journal lacks an instance (here: started
+    /// on an empty work dir, as if the journal were lost) still takes over and serves it; once it runs, its journal
+    /// catches up: a daemon started afresh on that work dir mounts the instance again from it.
     /// </summary>
     [FuseFact]
-    public async Task A_successor_whose_journal_lacks_a_mount_refuses_the_takeover_and_nothing_is_lost()
+    public async Task A_successor_on_an_empty_work_dir_serves_the_table_from_the_handoff_state_and_its_journal_catches_up()
     {
         await using var rig = await UpgradeRig.StartAsync();
         await rig.MountImageThroughApiAsync("/sub/img");
         await rig.SendFdAsync();
+        var emptyWork = Path.Combine(Path.GetDirectoryName(rig.MountPoint)!, "empty-work");
         var socket = rig.NextSocket();
         var args = rig.DaemonArgs(socket).ToList();
-        args[args.IndexOf("--work-dir") + 1] = Path.Combine(Path.GetDirectoryName(rig.MountPoint)!, "empty-work");
+        args[args.IndexOf("--work-dir") + 1] = emptyWork;
         await using var next = NydusdProcess.Start([.. args, "--upgrade"]);
         await next.WaitForStateAsync(socket, "INIT", UpgradeRig.Wait);
 
+        await rig.TakeoverAsync(socket);
+        await next.WaitForStateAsync(socket, "READY", UpgradeRig.Wait);
+        UpgradeRig.Check(await UpgradeRig.PutAsync(rig.CurrentSocket, "/api/v1/daemon/exit"), "exit of the old daemon");
+        Assert.Equal(0, await rig.Current.WaitForExitAsync(UpgradeRig.Wait));
+        UpgradeRig.Check(await UpgradeRig.PutAsync(socket, "/api/v1/daemon/start"), "start of the successor");
+        await next.WaitForStateAsync(socket, "RUNNING", UpgradeRig.Wait);
+        await AssertServesAsync(rig);
+        await AssertServesAsync(rig, "/sub/img");
+
+        // Once it runs, the successor writes the table it took over into its journal (in the background: it may
+        // still be recovering the fresh journal). Then SIGTERM unmounts, and a plain start on the successor's work
+        // dir finds /sub/img in the journal it wrote.
+        var caughtUp = DateTime.UtcNow + UpgradeRig.Wait;
+        while (!next.Output.Contains("The journal is this daemon's now", StringComparison.Ordinal))
+        {
+            if (DateTime.UtcNow > caughtUp) throw new TimeoutException($"the successor's journal never caught up:\n{next.Output}");
+            await Task.Delay(50);
+        }
+        Assert.Contains("The journal is this daemon's now: 2 change(s)", next.Output);
+        next.Signal(NydusdProcess.SIGTERM);
+        Assert.Equal(0, await next.WaitForExitAsync(UpgradeRig.Wait));
+        var again = rig.NextSocket();
+        var restartArgs = rig.DaemonArgs(again).ToList();
+        restartArgs[restartArgs.IndexOf("--work-dir") + 1] = emptyWork;
+        await using var restarted = NydusdProcess.Start([.. restartArgs]);
+        await restarted.WaitForStateAsync(again, "RUNNING", UpgradeRig.Wait);
+        await AssertServesAsync(rig, "/sub/img");
+        restarted.Signal(NydusdProcess.SIGTERM);
+        Assert.Equal(0, await restarted.WaitForExitAsync(UpgradeRig.Wait));
+    }
+
+    /// <summary>
+    /// A successor that cannot open an instance of the handoff state (its image was moved away after the old daemon
+    /// opened it) refuses the takeover naming the mountpoint, gives the fd up and stays in INIT; the old daemon keeps
+    /// serving everything. With the image back, the same successor's second takeover succeeds.
+    /// </summary>
+    [FuseFact]
+    public async Task A_successor_that_cannot_open_an_instance_of_the_state_refuses_the_takeover_and_can_retry()
+    {
+        await using var rig = await UpgradeRig.StartAsync();
+        var copy = Path.Combine(Path.GetDirectoryName(rig.MountPoint)!, "copy.boot");
+        File.Copy(rig.Image, copy);
+        await rig.MountImageThroughApiAsync("/sub/img", copy);
+        await rig.SendFdAsync();
+        File.Move(copy, copy + ".away");
+
+        var socket = rig.NextSocket();
+        var next = rig.Launch(socket, upgrade: true);
+        await next.WaitForStateAsync(socket, "INIT", UpgradeRig.Wait);
         var served = rig.Supervisor.ServeNextRestore();
         var (status, body) = await UpgradeRig.PutAsync(socket, "/api/v1/daemon/fuse/takeover");
         await served.WaitAsync(UpgradeRig.Wait);
-        output.WriteLine($"takeover by a successor without the mount in its journal: {status} {body}");
+        output.WriteLine($"takeover by a successor that cannot open /sub/img: {status} {body}");
         Assert.Equal(500, status);
         Assert.Contains("/sub/img", body);
         Assert.Equal("INIT", await UpgradeRig.StateOfAsync(socket));
-
         await AssertServesAsync(rig);
         await AssertServesAsync(rig, "/sub/img");
-        UpgradeRig.Check(await UpgradeRig.PutAsync(socket, "/api/v1/daemon/exit"), "exit of the refused successor");
-        Assert.Equal(0, await next.WaitForExitAsync(UpgradeRig.Wait));
 
-        await rig.UpgradeAsync();
+        File.Move(copy + ".away", copy);
+        await rig.TakeoverAsync(socket);
+        await next.WaitForStateAsync(socket, "READY", UpgradeRig.Wait);
+        UpgradeRig.Check(await UpgradeRig.PutAsync(rig.CurrentSocket, "/api/v1/daemon/exit"), "exit of the old daemon");
+        Assert.Equal(0, await rig.Current.WaitForExitAsync(UpgradeRig.Wait));
+        UpgradeRig.Check(await UpgradeRig.PutAsync(socket, "/api/v1/daemon/start"), "start of the successor");
+        await next.WaitForStateAsync(socket, "RUNNING", UpgradeRig.Wait);
+        await AssertServesAsync(rig);
         await AssertServesAsync(rig, "/sub/img");
     }
 

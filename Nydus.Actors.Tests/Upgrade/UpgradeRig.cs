@@ -104,12 +104,13 @@ public sealed class UpgradeRig : IAsyncDisposable
         return process;
     }
 
-    /// <summary>Mounts the rig's image again through the API of the serving daemon, at <paramref name="mountpoint"/>.</summary>
-    public async Task MountImageThroughApiAsync(string mountpoint)
+    /// <summary>Mounts the rig's image again through the API of the serving daemon, at <paramref name="mountpoint"/>
+    /// (from <paramref name="source"/>, a copy of it, when given).</summary>
+    public async Task MountImageThroughApiAsync(string mountpoint, string? source = null)
     {
         var config = NydusdMount.Json(Nydus.Actors.Config.NydusConfigLoader.CreateLocalFsDirConfigText(Source));
         using var api = new ApiClient(CurrentSocket, Wait);
-        var body = $"{{\"source\":{NydusdMount.Json(Image)},\"fs_type\":\"rafs\",\"config\":{config}}}";
+        var body = $"{{\"source\":{NydusdMount.Json(source ?? Image)},\"fs_type\":\"rafs\",\"config\":{config}}}";
         var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=" + Uri.EscapeDataString(mountpoint), body);
         if (status != 204) throw new InvalidOperationException($"mount of {mountpoint} answered {status}: {answer}");
     }

@@ -28,6 +28,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private bool _startRecorded;
     private DaemonState _reported = DaemonState.Init;
     private ImmutableSortedDictionary<string, MountedBackend> _backends = ImmutableSortedDictionary<string, MountedBackend>.Empty;
+    private ImmutableArray<MountRecord> _mountRecords = [];
 
     // The sequence being worked through (one input, or a trigger's several), and who waits for its result.
     private readonly Queue<DaemonInput> _pending = new();
@@ -45,7 +46,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
-        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.CommandLine), "fs-service");
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.DeferStartRecord), "fs-service");
         Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
         if (settings.ServiceProps is not null)
         {
@@ -87,6 +88,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void RunningAction()
     {
         Receive<ServiceActionResult>(r => r.Action == _runningAction, OnActionResult);
+        Receive<HandoffMountsRestored>(OnHandoffMountsRestored);
         Receive<ActionTimedOut>(t => t.Generation == _actionGeneration, _ =>
             FailSequence(new DaemonError(DaemonErrorKind.ActionFailed, $"action {_runningAction} timed out after {_settings.ActionTimeout}")));
         ReceiveCommon();
@@ -96,7 +98,11 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void ReceiveCommon()
     {
         Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
-        Receive<BackendsChanged>(b => _backends = b.Backends);
+        Receive<BackendsChanged>(b =>
+        {
+            _backends = b.Backends;
+            _mountRecords = b.Records.IsDefault ? [] : b.Records;
+        });
         // Mount table changes do not go through the state machine (upstream serves them in any state): the
         // filesystem service orders them itself.
         Receive<RestoreMounts>(r =>
@@ -125,7 +131,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
                 Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
                     $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
             else
-                _service.Forward(m);
+                _service.Tell(m with { Instances = _mountRecords }, Sender);
         });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
@@ -196,6 +202,12 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         Timers.Cancel("action-timeout");
         _actionGeneration++; // a timeout already queued is now stale
+        if (result.Error is null && result.Action == DaemonAction.Restore && result.Received is { } state)
+        {
+            // Still in RunningAction: READY only once the predecessor's table is served here.
+            RestoreHandoffMounts(state);
+            return;
+        }
         Become(Idle);
         Stash.UnstashAll();
         if (result.Error is not null)
@@ -214,6 +226,44 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         ApplyActionSucceeded(result.Action);
     }
 
+    /// <summary>
+    /// A successor serves its predecessor's mount table before it reports READY: from the handoff state when it
+    /// carries the table (no wait on the journal, which recovers meanwhile), else from the journal both share (a
+    /// predecessor of an older build). Either way every mountpoint the predecessor served must be served here.
+    /// </summary>
+    private void RestoreHandoffMounts(Upgrade.HandoffState state)
+    {
+        var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
+            .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
+        var restore = new RestoreMounts
+        {
+            FromHandoff = state.Instances is { } instances ? [.. instances.Select(MountCommands.FromHandoff)] : null,
+            Required = required,
+        };
+        _fsService.Ask<MountOperationResult>(restore, _settings.ActionTimeout).PipeTo(Self,
+            success: r => new HandoffMountsRestored(r),
+            failure: e => new HandoffMountsRestored(new MountOperationResult(MountErrorKind.Failed, e.Message)));
+    }
+
+    private void OnHandoffMountsRestored(HandoffMountsRestored restored)
+    {
+        if (restored.Result.Succeeded)
+        {
+            _log.Info("Took over the mount table: {0}", restored.Result.Message);
+            Become(Idle);
+            Stash.UnstashAll();
+            ApplyActionSucceeded(DaemonAction.Restore);
+            return;
+        }
+        // Nothing was served from the taken-over fd yet (no worker started): give it back to the supervisor's care and
+        // stay in INIT, so the predecessor keeps serving and the takeover can be retried.
+        _service?.Tell(AbandonTakeover.Instance);
+        _fsm = DaemonFsmState.Init;
+        var failures = restored.Result.Failures.IsDefaultOrEmpty ? "" : ": " + string.Join("; ", restored.Result.Failures);
+        FailSequence(new DaemonError(DaemonErrorKind.UpgradeManager,
+            $"takeover refused: the predecessor's mount table could not be served here ({restored.Result.Message}{failures})"));
+    }
+
     private void ApplyActionSucceeded(DaemonAction action)
     {
         var previous = _reported;
@@ -223,6 +273,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             // The predecessor has exited (upstream's sequence starts a successor only after that): the journal is ours.
             _startRecorded = true;
             _journal.Tell(RecordDaemonStart.Instance);
+            _fsService.Tell(JournalIsOurs.Instance);
         }
         if (previous != _reported)
             _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());
@@ -254,6 +305,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private sealed record ActionTimedOut(int Generation);
 }
+
+/// <summary>The fs-service's answer to restoring a taken-over mount table.</summary>
+internal sealed record HandoffMountsRestored(MountOperationResult Result);
 
 /// <summary>The fs-service's answer to <see cref="RestoreMounts"/>, on its way back through the daemon actor.</summary>
 internal sealed record MountsRestored(MountOperationResult Result, IActorRef ReplyTo);

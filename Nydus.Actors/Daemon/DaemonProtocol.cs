@@ -32,6 +32,10 @@ public sealed record TriggerExit : IDaemonMessage
 public sealed record SendFuseFd : IDaemonMessage
 {
     public static readonly SendFuseFd Instance = new();
+
+    /// <summary>The mount table (filled in by the daemon actor on the way to its service): it goes into the handoff
+    /// state, so a successor serves the same table without waiting for the journal.</summary>
+    public ImmutableArray<Persistence.MountRecord> Instances { get; init; } = [];
 }
 
 /// <summary>The answer to <see cref="SendFuseFd"/>; <see cref="Error"/> is null when the supervisor has the fd.</summary>
@@ -86,9 +90,20 @@ public sealed record ServiceActionRequest(DaemonAction Action)
 /// <summary>The service child's answer to <see cref="ServiceActionRequest"/>.</summary>
 public sealed record ServiceActionResult(DaemonAction Action, string? Error)
 {
+    /// <summary>For a successful Restore: the state the supervisor handed over, whose mount table the daemon mounts
+    /// before it reports READY.</summary>
+    public Upgrade.HandoffState? Received { get; init; }
+
     public static ServiceActionResult Done(DaemonAction action) => new(action, null);
 }
 
 /// <summary>Sent by the service child when it ends on its own (the kernel unmounted, a worker died with an error):
 /// upstream then shuts the whole process down.</summary>
 public sealed record ServiceEnded(string Reason);
+
+/// <summary>To the service: drop the session a Restore installed (its workers never started), because the takeover
+/// failed after it (an instance of the handoff state could not be mounted). The kernel mount stays the predecessor's.</summary>
+public sealed record AbandonTakeover
+{
+    public static readonly AbandonTakeover Instance = new();
+}

@@ -32,11 +32,9 @@ public sealed record DaemonSettings(
     /// null for a daemon without one (singleton).</summary>
     public Vfs.VirtualFileSystem? Vfs { get; init; }
 
-    /// <summary>The filesystem mounted from the command line (at "/"), already attached to <see cref="Vfs"/>.</summary>
-    public Mounts.CommandLineInstance? CommandLine { get; init; }
-
-    /// <summary>A successor waiting for a takeover: its journal records this start only once it runs, because until
-    /// then its predecessor (same id and work dir) may still write the same journal.</summary>
+    /// <summary>A successor waiting for a takeover: its journal records this start (and the mount table changes made
+    /// meanwhile) only once it runs, because until then its predecessor (same id and work dir) may still write the
+    /// same journal.</summary>
     public bool DeferStartRecord { get; init; }
 
     /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>

@@ -26,6 +26,7 @@ public sealed class FuseServiceActor : ReceiveActor
     private readonly Func<SafeFileHandle, FuseSession>? _restoreSession;
     private FuseSession? _session;
     private IActorRef? _sessionActor;
+    private int _sessions;
 
     // The action in progress and who asked for it.
     private DaemonAction? _pending;
@@ -46,7 +47,8 @@ public sealed class FuseServiceActor : ReceiveActor
         _restoreSession = restoreSession;
         if (session is not null) InstallSession(session);
 
-        Receive<SendFuseFd>(_ => Sender.Tell(new FuseFdSent(SendFd())));
+        Receive<SendFuseFd>(m => Sender.Tell(new FuseFdSent(SendFd(m.Instances))));
+        Receive<AbandonTakeover>(_ => Abandon());
 
         Receive<ServiceActionRequest>(r => _pending is null, OnAction);
         Receive<ServiceActionRequest>(r => Sender.Tell(new ServiceActionResult(r.Action, $"action {_pending} is still running")));
@@ -72,7 +74,8 @@ public sealed class FuseServiceActor : ReceiveActor
     private void InstallSession(FuseSession session)
     {
         _session = session;
-        _sessionActor = Context.ActorOf(FuseSessionActor.Props(session), "fuse-session");
+        // A session given up after a failed takeover may still be stopping under the plain name.
+        _sessionActor = Context.ActorOf(FuseSessionActor.Props(session), _sessions++ == 0 ? "fuse-session" : $"fuse-session-{_sessions}");
     }
 
     protected override SupervisorStrategy SupervisorStrategy() =>
@@ -97,7 +100,8 @@ public sealed class FuseServiceActor : ReceiveActor
                 _sessionActor!.Tell(StopWorkers.Instance);
                 break;
             case DaemonAction.Restore:
-                Complete(DaemonAction.Restore, Restore(request.Failover));
+                var (error, received) = Restore(request.Failover);
+                Complete(DaemonAction.Restore, error, received);
                 break;
             case DaemonAction.Umount:
                 _unmounting = true;
@@ -122,11 +126,12 @@ public sealed class FuseServiceActor : ReceiveActor
     }
 
     /// <summary>Upstream's restore: receive, decode, install the fd as the session's, drain on failover. Returns
-    /// the error, or null. All or nothing: on failure the received descriptor is closed and nothing is installed.</summary>
-    private string? Restore(bool failoverRequested)
+    /// the error, or the received state (its mount table is mounted next, by the daemon). All or nothing: on failure
+    /// the received descriptor is closed and nothing is installed.</summary>
+    private (string? Error, HandoffState? Received) Restore(bool failoverRequested)
     {
-        if (_session is not null) return $"{_mountpoint} already has a FUSE session";
-        if (_restoreSession is null || _handoff is null) return "this daemon was not started for a takeover (--upgrade, or after a crash)";
+        if (_session is not null) return ($"{_mountpoint} already has a FUSE session", null);
+        if (_restoreSession is null || _handoff is null) return ("this daemon was not started for a takeover (--upgrade, or after a crash)", null);
         SafeFileHandle? descriptor = null;
         FuseSession? session = null;
         try
@@ -150,20 +155,37 @@ public sealed class FuseServiceActor : ReceiveActor
             InstallSession(session);
             _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover})",
                 _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover);
-            return null;
+            return (null, state);
         }
         catch (Exception e) when (e is UpgradeException or IOException or Fuse.FuseException)
         {
             session?.Dispose();
             descriptor?.Dispose();
             _log.Warning("Takeover of {MountPoint} failed: {Error}", _mountpoint, e.Message);
-            return $"takeover of {_mountpoint} failed: {e.Message}";
+            return ($"takeover of {_mountpoint} failed: {e.Message}", null);
         }
+    }
+
+    /// <summary>Undoes a Restore whose takeover failed afterwards: its workers never started, so closing the session
+    /// and this process's copy of the descriptor touches neither the kernel mount nor the predecessor.</summary>
+    private void Abandon()
+    {
+        if (_session is null || _restoreSession is null) return;
+        var session = _session;
+        _session = null;
+        if (_sessionActor is not null) Context.Stop(_sessionActor);
+        _sessionActor = null;
+        foreach (var owned in _owned.Where(o => ReferenceEquals(o, session) || o is FuseDevice).ToList())
+        {
+            _owned.Remove(owned);
+            owned.Dispose();
+        }
+        _log.Info("Gave up the taken-over FUSE connection of {MountPoint}; waiting for another takeover", _mountpoint);
     }
 
     /// <summary>Upstream's save for <c>sendfd</c>: the state and a copy of the descriptor go to the supervisor; this
     /// daemon keeps serving. Returns the error, or null.</summary>
-    private DaemonError? SendFd()
+    private DaemonError? SendFd(System.Collections.Immutable.ImmutableArray<Persistence.MountRecord> instances)
     {
         if (_handoff is null)
             return new DaemonError(DaemonErrorKind.Unsupported, $"the FUSE mount at {_mountpoint} cannot be handed over by this daemon");
@@ -175,7 +197,8 @@ public sealed class FuseServiceActor : ReceiveActor
             return new DaemonError(DaemonErrorKind.NotReady, $"the kernel has not sent FUSE INIT for {_mountpoint} yet");
         try
         {
-            var state = FuseHandoff.BuildState(_handoff, _mountpoint, connection);
+            var state = FuseHandoff.BuildState(_handoff, _mountpoint, connection,
+                [.. (instances.IsDefault ? [] : instances).Select(Mounts.MountCommands.ToHandoff)]);
             FuseHandoff.Send(_handoff, state, _session.Device);
             _log.Info("Sent the FUSE fd of {MountPoint} and its state to supervisor {Supervisor}", _mountpoint, _handoff.SupervisorPath);
             return null;
@@ -187,10 +210,10 @@ public sealed class FuseServiceActor : ReceiveActor
         }
     }
 
-    private void Complete(DaemonAction action, string? error)
+    private void Complete(DaemonAction action, string? error, HandoffState? received = null)
     {
         if (_pending is null) return;
-        _requester.Tell(new ServiceActionResult(action, error));
+        _requester.Tell(new ServiceActionResult(action, error) { Received = received });
         _pending = null;
         _requester = ActorRefs.Nobody;
     }

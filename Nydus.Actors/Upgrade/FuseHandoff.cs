@@ -12,20 +12,24 @@ namespace Nydus.Actors.Upgrade;
 /// </summary>
 public static class FuseHandoff
 {
-    /// <summary>The state a successor needs: negotiated INIT, the kernel mountpoint and connection, the mount.</summary>
-    public static HandoffState BuildState(FuseHandoffSettings settings, string kernelMountpoint, FuseConnectionInfo connection)
+    /// <summary>The state a successor needs: negotiated INIT, the kernel mountpoint and connection, the mount table.</summary>
+    /// <param name="instances">Every instance served, with its mount command and VFS index.</param>
+    public static HandoffState BuildState(FuseHandoffSettings settings, string kernelMountpoint, FuseConnectionInfo connection,
+        IReadOnlyList<HandoffInstance> instances)
     {
         var init = new FuseInitState(FuseProtocol.KernelMajor, connection.ProtocolMinor, (ulong)connection.Flags,
             connection.MaxWrite, connection.MaxReadahead, connection.MaxPages, NoOpen: false, NoOpenDir: false,
             KernelFlags: (ulong)connection.KernelFlags);
         ulong connId = FuseMount.FindConnectionId(kernelMountpoint) ?? 0;
         var mounts = new List<HandoffMount> { settings.Mount };
-        foreach (var served in settings.ServedMountpoints?.Invoke() ?? [])
+        // The first shape of the state listed API instances by mountpoint only; kept so an older successor still
+        // checks that it serves them all.
+        foreach (var instance in instances)
         {
-            if (served != settings.Mount.Mountpoint)
-                mounts.Add(new HandoffMount(served, HandoffMountKinds.ApiInstance, null, null, null, false));
+            if (instance.Mountpoint != settings.Mount.Mountpoint)
+                mounts.Add(new HandoffMount(instance.Mountpoint, HandoffMountKinds.ApiInstance, null, null, null, false));
         }
-        return new HandoffState(connId, init, mounts, [], settings.DaemonId, kernelMountpoint);
+        return new HandoffState(connId, init, mounts, [], settings.DaemonId, kernelMountpoint, instances);
     }
 
     /// <summary>Sends the state and a copy of the descriptor (SCM_RIGHTS) to the supervisor.</summary>
@@ -54,17 +58,6 @@ public static class FuseHandoff
             {
                 throw Mismatch($"the supervisor's state mounts {mount.Kind} {mount.Source ?? mount.SharedDir} at {mount.Mountpoint}, "
                                + $"this daemon serves {settings.Mount.Kind} {settings.Mount.Source ?? settings.Mount.SharedDir}");
-            }
-
-            // Every instance the predecessor served must be served here too (restored from the journal before a
-            // takeover runs): taking over without one would turn its files into ESTALE under running containers.
-            if (settings.ServedMountpoints?.Invoke() is { } here)
-            {
-                var missing = state.Mounts.Where(m => m.Kind == HandoffMountKinds.ApiInstance && !here.Contains(m.Mountpoint))
-                    .Select(m => m.Mountpoint).ToList();
-                if (missing.Count > 0)
-                    throw Mismatch($"the predecessor serves {string.Join(", ", missing)}, which this daemon's journal does not "
-                                   + "record (is the work dir missing or damaged?): refusing to take over");
             }
 
             return (state, descriptor);

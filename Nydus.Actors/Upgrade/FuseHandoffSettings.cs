@@ -16,12 +16,4 @@ public sealed record FuseHandoffSettings(
     string DaemonId,
     HandoffMount Mount,
     FuseFailoverPolicy FailoverPolicy,
-    bool IsFailover)
-{
-    /// <summary>
-    /// The virtual mountpoints this daemon serves now (the command line's and the API's instances). A save records
-    /// them; a successor refuses a state that names one it does not serve after restoring its journal (a missing or
-    /// damaged journal would otherwise lose that mount silently).
-    /// </summary>
-    public Func<IReadOnlyCollection<string>>? ServedMountpoints { get; init; }
-}
+    bool IsFailover);

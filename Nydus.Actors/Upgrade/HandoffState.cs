@@ -14,6 +14,14 @@ public sealed record FuseInitState(uint Major, uint Minor, ulong Flags, uint Max
 public sealed record HandoffMount(string Mountpoint, string Kind, string? Source, string? Config, string? SharedDir,
     bool Writable);
 
+/// <summary>
+/// One instance of the mount table, as the mount API took it: enough for a successor to open and attach it at the same
+/// VFS index (so the kernel's node ids stay valid) without reading the journal. <see cref="Config"/> is the whole
+/// configuration text, registry secrets included: the state lives in the supervisor's memory and on the socket only.
+/// </summary>
+public sealed record HandoffInstance(string Mountpoint, string FsType, string Source, string Config,
+    IReadOnlyList<string>? PrefetchFiles, int VfsIndex);
+
 /// <summary>One open file/directory handle the kernel holds: the handle number and what it refers to.</summary>
 public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, string? HostPath);
 
@@ -25,8 +33,11 @@ public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, s
 /// </summary>
 /// <param name="KernelMountpoint">Where the kernel mount is, so a successor refuses a state meant for another mount
 /// (added after v1's first shape; null when absent).</param>
+/// <param name="Instances">The whole mount table, the command line's instance included (added later; null from a
+/// predecessor that did not send it, whose successor then restores the table from the journal).</param>
 public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
-    IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null)
+    IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null,
+    IReadOnlyList<HandoffInstance>? Instances = null)
 {
     public const int CurrentVersion = 1;
     private const string Magic = "NYDUS-HANDOFF";

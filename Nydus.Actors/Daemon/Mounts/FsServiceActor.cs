@@ -7,10 +7,6 @@ using Nydus.Actors.Vfs;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
-/// <summary>The instance mounted from the command line, already attached to the VFS before the kernel mount.</summary>
-/// <param name="Command">The mount command the flags amount to: how its actor opens it again after a fault.</param>
-public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBackendMountCmd Command);
-
 /// <summary>
 /// The filesystem service: owns the mount table of this daemon's FUSE mount, with one
 /// <see cref="MountedInstanceActor"/> child per mounted instance. Mount, remount and umount requests are done one at
@@ -20,6 +16,10 @@ public sealed record CommandLineInstance(MountedBackend Backend, int Index, FsBa
 /// the journal cannot record (a full disk, a read-only work dir): a mount or remount is undone, an umount never
 /// starts. A child that faults is restarted and opens its instance again from its mount command, without touching
 /// the others or the FUSE session.
+/// The command line's instance comes the same way (a <see cref="MountFilesystem"/> from the host, with the instance
+/// it opened before the kernel mount) and is recorded like the others. A successor that takes over restores the
+/// table from the handoff state (<see cref="RestoreMounts.FromHandoff"/>); until it runs (<see cref="JournalIsOurs"/>)
+/// its predecessor still writes the shared journal, so its own changes are written then.
 /// </summary>
 public sealed class FsServiceActor : ReceiveActor
 {
@@ -34,28 +34,39 @@ public sealed class FsServiceActor : ReceiveActor
     private Operation? _current;
     private RestoreProgress? _restore;
     private int _childNumber;
+    // A successor waiting for a takeover must not write the journal its predecessor writes: changes wait for
+    // JournalIsOurs. Unmounts made meanwhile are remembered here.
+    private bool _journalDeferred;
+    private readonly HashSet<string> _unmountedWhileDeferred = new(StringComparer.Ordinal);
 
     /// <param name="vfs">The VFS at the FUSE root; null for a daemon without filesystem service (singleton).</param>
     /// <param name="journal">Where mount table changes are recorded.</param>
-    /// <param name="commandLine">The instance mounted from the command line, if any.</param>
-    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, CommandLineInstance? commandLine)
+    /// <param name="journalDeferred">Write nothing to the journal until <see cref="JournalIsOurs"/>.</param>
+    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false)
     {
         _vfs = vfs;
         _journal = journal;
         _metrics = metrics;
-        if (vfs is not null && commandLine is not null)
-        {
-            var mountpoint = commandLine.Backend.Mountpoint;
-            _table[mountpoint] = new Entry(NewChild(mountpoint), commandLine.Command, commandLine.Backend, commandLine.Index, Persisted: false);
-        }
+        _journalDeferred = journalDeferred;
 
+        Receive<MountFilesystem>(m => _vfs is null, m =>
+        {
+            m.Opened?.Instance.Dispose();
+            Sender.Tell(new MountOperationResult(MountErrorKind.Unsupported, "this daemon has no filesystem service (a singleton mounts nothing)"));
+        });
         Receive<IMountRequest>(_ => _vfs is null, _ =>
             Sender.Tell(new MountOperationResult(MountErrorKind.Unsupported, "this daemon has no filesystem service (a singleton mounts nothing)")));
-        Receive<MountFilesystem>(m => Enqueue(new Operation(OperationKind.Mount, m.Command.Mountpoint, m.Command, 0, Persist: true, Sender)));
+        Receive<MountFilesystem>(m => Enqueue(new Operation(OperationKind.Mount, m.Command.Mountpoint, m.Command, 0, Persist: true, Sender)
+        {
+            Opened = m.Opened,
+        }));
         Receive<RemountFilesystem>(r => Enqueue(new Operation(OperationKind.Remount, r.Command.Mountpoint, r.Command, 0, Persist: true, Sender)));
         Receive<UmountFilesystem>(u => Enqueue(new Operation(OperationKind.Umount, u.Mountpoint, null, 0, Persist: true, Sender)));
-        Receive<RestoreMounts>(_ => BeginRestore(Sender));
+        Receive<RestoreMounts>(r => BeginRestore(r, Sender));
         Receive<RecordToRestore>(OnRecordToRestore);
+        Receive<JournalIsOurs>(_ => OnJournalIsOurs());
+        Receive<RecordToCatchUp>(OnRecordToCatchUp);
+        Receive<Recorded>(_ => { }); // the catch-up's writes: a failed one fails the journal actor, which stops the daemon
 
         Receive<InstanceAttached>(OnAttached);
         Receive<InstanceDetached>(OnDetached);
@@ -73,8 +84,8 @@ public sealed class FsServiceActor : ReceiveActor
         Receive<Terminated>(OnChildTerminated);
     }
 
-    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, CommandLineInstance? commandLine) =>
-        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, commandLine));
+    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false) =>
+        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, journalDeferred));
 
     /// <summary>A child that throws is restarted (it then opens its instance again); the others are left alone.</summary>
     protected override SupervisorStrategy SupervisorStrategy() =>
@@ -103,12 +114,34 @@ public sealed class FsServiceActor : ReceiveActor
             _table.TryGetValue(op.Mountpoint, out var entry);
             switch (op.Kind)
             {
+                case OperationKind.Mount when entry is not null && op.IsRestore:
+                    // Mounted meanwhile (the command line's instance, an API request): never swapped by a restore. A
+                    // taken-over instance must keep its predecessor's index, or the kernel's node ids turn ESTALE.
+                    Reply(op, op.FromHandoff && entry.Index != op.Index
+                        ? new MountOperationResult(MountErrorKind.Failed,
+                            $"{op.Mountpoint} is served at instance index {entry.Index} here, the predecessor served it at {op.Index}")
+                        : MountOperationResult.Done($"{op.Mountpoint} is mounted already"));
+                    continue;
+                case OperationKind.Mount when entry is not null && SameMount(entry.Command, op.Command!):
+                    // Idempotent: nydus-snapshotter mounts every instance again after restarting or upgrading a
+                    // shared daemon (RecoverRafsInstances) and fails the upgrade on the first error.
+                    op.Opened?.Instance.Dispose();
+                    Reply(op, MountOperationResult.Done($"{op.Command!.Source} is already mounted at {op.Mountpoint}"));
+                    continue;
+                case OperationKind.Mount when entry is not null && op.Opened is null && IsNewConfigForSameImage(entry, op.Command!):
+                    // The same image with another config (refreshed credentials, other cache settings): take it.
+                    _log.Info("{0} is mounted at {1} with another config: remounting it with the new one", op.Command!.Source, op.Mountpoint);
+                    _current = op with { Kind = OperationKind.Remount, Child = entry.Child };
+                    entry.Child.Tell(new ReplaceInstance(op.Command!));
+                    break;
                 case OperationKind.Mount when entry is not null:
-                    Reply(op, new MountOperationResult(MountErrorKind.AlreadyExists, $"mountpoint {op.Mountpoint} is already in use"));
+                    op.Opened?.Instance.Dispose();
+                    Reply(op, new MountOperationResult(MountErrorKind.AlreadyExists,
+                        $"mountpoint {op.Mountpoint} is already in use by {entry.Command.FsType.ToDisplayString()} {entry.Command.Source}"));
                     continue;
                 case OperationKind.Mount:
                     _current = op with { Child = NewChild(op.Mountpoint) };
-                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index));
+                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index) { Opened = op.Opened });
                     break;
                 case OperationKind.Remount or OperationKind.Umount when entry is null:
                     Reply(op, new MountOperationResult(MountErrorKind.NotFound, $"nothing is mounted at {op.Mountpoint}"));
@@ -124,9 +157,14 @@ public sealed class FsServiceActor : ReceiveActor
                     break;
                 case OperationKind.Umount:
                     _current = op with { Child = entry!.Child };
-                    // Recorded before it is done: a journal that cannot record it leaves the instance serving.
-                    if (op.Persist && entry.Persisted) Record(_current, new RecordUnmount(op.Mountpoint), $"{op.Mountpoint} is unmounted");
-                    else entry.Child.Tell(CloseInstance.Instance);
+                    // Recorded before it is done: a journal that cannot record it leaves the instance serving. A
+                    // successor whose journal is still its predecessor's records it when it runs (JournalIsOurs).
+                    if (op.Persist && entry.Persisted && !_journalDeferred) Record(_current, new RecordUnmount(op.Mountpoint), $"{op.Mountpoint} is unmounted");
+                    else
+                    {
+                        if (op.Persist && entry.Persisted) _unmountedWhileDeferred.Add(op.Mountpoint);
+                        entry.Child.Tell(CloseInstance.Instance);
+                    }
                     break;
             }
         }
@@ -146,9 +184,11 @@ public sealed class FsServiceActor : ReceiveActor
         if (op.Kind == OperationKind.Remount && _table.TryGetValue(op.Mountpoint, out var replaced)) _current = op = op with { Previous = replaced };
         bool persisted = op.Persist && (op.Kind == OperationKind.Mount || (_table.TryGetValue(op.Mountpoint, out var old) && old.Persisted));
         _table[op.Mountpoint] = new Entry(op.Child!, op.Command!, attached.Backend, attached.Index, persisted);
+        _unmountedWhileDeferred.Remove(op.Mountpoint);
         PublishTable();
         var message = $"{op.Command!.Source} is {(op.Kind == OperationKind.Mount ? "mounted" : "remounted")} at {op.Mountpoint}";
-        if (persisted) Record(op, new RecordMount(MountCommands.ToRecord(op.Command, attached.Index)), message);
+        // Deferred: written at JournalIsOurs, with everything else changed meanwhile.
+        if (persisted && !_journalDeferred) Record(op, new RecordMount(MountCommands.ToRecord(op.Command, attached.Index)), message);
         else Finish(MountOperationResult.Done(message));
     }
 
@@ -211,6 +251,13 @@ public sealed class FsServiceActor : ReceiveActor
         StartNext();
     }
 
+    private static bool SameMount(FsBackendMountCmd mounted, FsBackendMountCmd requested) =>
+        mounted.FsType == requested.FsType && mounted.Source == requested.Source && mounted.Config == requested.Config
+        && (mounted.PrefetchFiles ?? []).SequenceEqual(requested.PrefetchFiles ?? [], StringComparer.Ordinal);
+
+    private static bool IsNewConfigForSameImage(Entry mounted, FsBackendMountCmd requested) =>
+        mounted.Command.FsType == FsBackendType.Rafs && requested.FsType == FsBackendType.Rafs && mounted.Command.Source == requested.Source;
+
     private void Reply(Operation op, MountOperationResult result)
     {
         if (!result.Succeeded)
@@ -221,14 +268,19 @@ public sealed class FsServiceActor : ReceiveActor
 
     // ---- restore after a restart ----
 
-    private void BeginRestore(IActorRef replyTo)
+    private void BeginRestore(RestoreMounts request, IActorRef replyTo)
     {
         if (_restore is not null)
         {
             replyTo.Tell(new MountOperationResult(MountErrorKind.Failed, "a restore of the mount table is already running"));
             return;
         }
-        _restore = new RestoreProgress(replyTo);
+        _restore = new RestoreProgress(replyTo, request.FromHandoff is not null ? "the handoff state" : "the journal", request.Required);
+        if (request.FromHandoff is { } records)
+        {
+            Restore(records, fromHandoff: true);
+            return;
+        }
         _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
             success: record => new RecordToRestore(record, null),
             failure: e => new RecordToRestore(null, e));
@@ -244,11 +296,22 @@ public sealed class FsServiceActor : ReceiveActor
                 $"the persisted mount table could not be read: {got.Failure?.Message}"));
             return;
         }
-        foreach (var record in got.Record.Mounts.Values)
+        Restore([.. got.Record.Mounts.Values], fromHandoff: false);
+    }
+
+    private void Restore(ImmutableArray<MountRecord> records, bool fromHandoff)
+    {
+        var restore = _restore!;
+        foreach (var record in records)
         {
-            if (_table.ContainsKey(record.Mountpoint))
+            if (_table.TryGetValue(record.Mountpoint, out var served))
             {
-                _log.Info("Not restoring {0} from the journal: the command line mounts it", record.Mountpoint);
+                // A successor's node ids must be its predecessor's: the same instance at another index would turn
+                // what the kernel holds of it into ESTALE.
+                if (fromHandoff && served.Index != record.VfsIndex)
+                    restore.Failures.Add($"{record.Mountpoint} is served at instance index {served.Index} here, the predecessor served it at {record.VfsIndex}");
+                else
+                    _log.Info("Not restoring {0} from {1}: it is mounted already", record.Mountpoint, restore.Source);
                 continue;
             }
             FsBackendMountCmd command;
@@ -265,6 +328,7 @@ public sealed class FsServiceActor : ReceiveActor
             _queue.Enqueue(new Operation(OperationKind.Mount, record.Mountpoint, command, record.VfsIndex, Persist: false, ActorRefs.Nobody)
             {
                 IsRestore = true,
+                FromHandoff = fromHandoff,
             });
         }
         if (restore.Remaining == 0) CompleteRestore();
@@ -288,12 +352,56 @@ public sealed class FsServiceActor : ReceiveActor
     {
         var restore = _restore!;
         _restore = null;
-        var message = $"restored {restore.Restored} mount(s) from the journal";
+        foreach (var required in restore.Required)
+        {
+            if (!_table.ContainsKey(required) && !restore.Failures.Any(f => f.StartsWith(required + ":", StringComparison.Ordinal)))
+                restore.Failures.Add($"{required}: the predecessor serves it, but {restore.Source} does not record it (is the work dir missing or damaged?)");
+        }
+        var message = $"restored {restore.Restored} mount(s) from {restore.Source}";
         if (restore.Failures.Count > 0)
             _log.Error("{0}; {1} could not be mounted again: {2}", message, restore.Failures.Count, string.Join("; ", restore.Failures));
         else _log.Info("{0}", message);
         restore.ReplyTo.Tell(new MountOperationResult(restore.Failures.Count == 0 ? null : MountErrorKind.Failed,
             message, [.. restore.Failures]));
+    }
+
+    // ---- a successor's journal catches up ----
+
+    private void OnJournalIsOurs()
+    {
+        if (!_journalDeferred) return;
+        _journalDeferred = false;
+        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
+            success: record => new RecordToCatchUp(record, null),
+            failure: e => new RecordToCatchUp(null, e));
+    }
+
+    /// <summary>Writes what changed while the journal was the predecessor's: instances it does not record as served
+    /// here (mounted through the API meanwhile, or missing from a damaged journal), and unmounts.</summary>
+    private void OnRecordToCatchUp(RecordToCatchUp got)
+    {
+        if (got.Record is not { } record)
+        {
+            _log.Error("The journal could not be read to record the mount table this daemon took over: {0}", got.Failure?.Message);
+            return;
+        }
+        int written = 0;
+        foreach (var (mountpoint, entry) in _table)
+        {
+            if (!entry.Persisted) continue;
+            var wanted = MountCommands.ToRecord(entry.Command, entry.Index);
+            if (record.Mounts.TryGetValue(mountpoint, out var has) && MountCommands.SameRecord(has, wanted)) continue;
+            _journal.Tell(new RecordMount(wanted));
+            written++;
+        }
+        foreach (var mountpoint in _unmountedWhileDeferred)
+        {
+            if (_table.ContainsKey(mountpoint) || !record.Mounts.ContainsKey(mountpoint)) continue;
+            _journal.Tell(new RecordUnmount(mountpoint));
+            written++;
+        }
+        _unmountedWhileDeferred.Clear();
+        _log.Info("The journal is this daemon's now: {0} change(s) of the mount table written to it", written);
     }
 
     // ---- faults ----
@@ -323,7 +431,7 @@ public sealed class FsServiceActor : ReceiveActor
     {
         var backends = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal,
             _table.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Backend)));
-        Context.Parent.Tell(new BackendsChanged(backends));
+        Context.Parent.Tell(new BackendsChanged(backends, [.. _table.Values.Select(e => MountCommands.ToRecord(e.Command, e.Index))]));
     }
 
     private enum OperationKind
@@ -341,19 +449,26 @@ public sealed class FsServiceActor : ReceiveActor
         public MountOperationResult? Undo { get; init; }
         /// <summary>A remount's table entry before it, to swap back to.</summary>
         public Entry? Previous { get; init; }
+        /// <summary>A takeover's restore: the recorded index is required, not just preferred.</summary>
+        public bool FromHandoff { get; init; }
+        public OpenedInstance? Opened { get; init; }
     }
 
     private sealed record Entry(IActorRef Child, FsBackendMountCmd Command, MountedBackend Backend, int Index, bool Persisted);
 
-    private sealed class RestoreProgress(IActorRef replyTo)
+    private sealed class RestoreProgress(IActorRef replyTo, string source, IReadOnlyCollection<string> required)
     {
         public IActorRef ReplyTo { get; } = replyTo;
+        public string Source { get; } = source;
+        public IReadOnlyCollection<string> Required { get; } = required;
         public int Remaining { get; set; }
         public int Restored { get; set; }
         public List<string> Failures { get; } = [];
     }
 
     private sealed record RecordToRestore(DaemonRecord? Record, Exception? Failure);
+
+    private sealed record RecordToCatchUp(DaemonRecord? Record, Exception? Failure);
 
     private sealed record JournalWritten(Operation Operation, string Message);
 

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Nydus.Actors.Config;
+using Nydus.Actors.Daemon.Persistence;
 
 namespace Nydus.Actors.Daemon.Mounts;
 
@@ -8,15 +9,26 @@ public interface IFsServiceMessage;
 
 /// <summary>Sent by the filesystem service to its parent whenever the mount table changes, so that daemon info can
 /// be answered without asking anyone.</summary>
-public sealed record BackendsChanged(ImmutableSortedDictionary<string, MountedBackend> Backends) : IFsServiceMessage;
+/// <param name="Records">Every instance's mount command and VFS index, the command line's included: what a successor
+/// needs to serve the same table (it goes into the handoff state at sendfd).</param>
+public sealed record BackendsChanged(ImmutableSortedDictionary<string, MountedBackend> Backends, ImmutableArray<MountRecord> Records = default)
+    : IFsServiceMessage;
 
 // ---- Requests (the API's mount endpoints, the host's restore); each is answered with MountOperationResult ----
 
 /// <summary>Marks the requests the daemon actor forwards to its filesystem service.</summary>
 public interface IMountRequest : IFsServiceMessage;
 
-/// <summary>POST /api/v1/mount: attach a new instance at a free virtual mountpoint.</summary>
-public sealed record MountFilesystem(FsBackendMountCmd Command) : IMountRequest;
+/// <summary>POST /api/v1/mount (and the command line's instance, sent by the host): attach a new instance at a free
+/// virtual mountpoint. A mountpoint already serving the same source with the same config is done at once (the
+/// snapshotter mounts every instance again after a restart or an upgrade); the same RAFS source with another config
+/// is remounted with the new config.</summary>
+public sealed record MountFilesystem(FsBackendMountCmd Command) : IMountRequest
+{
+    /// <summary>The instance already opened from <see cref="Command"/> (the host opens the command line's before the
+    /// kernel mount, so a bad image or config fails the start before anything is mounted); null to open it here.</summary>
+    public OpenedInstance? Opened { get; init; }
+}
 
 /// <summary>PUT /api/v1/mount: replace the RAFS image under a mounted virtual mountpoint.</summary>
 public sealed record RemountFilesystem(FsBackendMountCmd Command) : IMountRequest;
@@ -29,6 +41,21 @@ public sealed record UmountFilesystem(string Mountpoint) : IMountRequest;
 public sealed record RestoreMounts : IMountRequest
 {
     public static readonly RestoreMounts Instance = new();
+
+    /// <summary>A takeover's table, from the handoff state: mounted from these records instead of the journal (which
+    /// may still be recovering), and an instance already mounted here must sit at the same VFS index (node ids).</summary>
+    public ImmutableArray<MountRecord>? FromHandoff { get; init; }
+
+    /// <summary>Mountpoints that must be served once the restore is done (the predecessor served them); a missing
+    /// one is a failure even when nothing else failed.</summary>
+    public IReadOnlyCollection<string> Required { get; init; } = [];
+}
+
+/// <summary>From the daemon actor once a successor that deferred its journal writes runs (its predecessor is gone):
+/// the journal is this daemon's now, and the changes made meanwhile are written to it.</summary>
+public sealed record JournalIsOurs : IFsServiceMessage
+{
+    public static readonly JournalIsOurs Instance = new();
 }
 
 public enum MountErrorKind
@@ -58,7 +85,11 @@ public sealed record MountOperationResult(MountErrorKind? Error, string Message,
 // ---- Between the filesystem service and its instance children ----
 
 /// <summary>Open the command's filesystem and attach it (at <see cref="Index"/>, 0 for any free index).</summary>
-internal sealed record OpenInstance(FsBackendMountCmd Command, int Index);
+internal sealed record OpenInstance(FsBackendMountCmd Command, int Index)
+{
+    /// <summary>Already opened by the host (the command line's instance): attached as is.</summary>
+    public OpenedInstance? Opened { get; init; }
+}
 
 /// <summary>Open the command's filesystem and swap it in for the mounted one.</summary>
 internal sealed record ReplaceInstance(FsBackendMountCmd Command);

@@ -70,6 +70,19 @@ public static class MountCommands
         PrefetchFiles = record.PrefetchFiles.IsDefaultOrEmpty ? null : record.PrefetchFiles,
     };
 
+    /// <summary>Whether two records describe the same mount (the arrays compared by content).</summary>
+    public static bool SameRecord(MountRecord a, MountRecord b) =>
+        a.Mountpoint == b.Mountpoint && a.FsType == b.FsType && a.Source == b.Source && a.Config == b.Config
+        && a.VfsIndex == b.VfsIndex && a.PrefetchFiles.AsSpan().SequenceEqual(b.PrefetchFiles.AsSpan());
+
+    /// <summary>A record as the handoff state carries it to a successor.</summary>
+    public static Upgrade.HandoffInstance ToHandoff(MountRecord record) => new(record.Mountpoint, record.FsType, record.Source,
+        record.Config, record.PrefetchFiles.IsDefaultOrEmpty ? null : [.. record.PrefetchFiles], record.VfsIndex);
+
+    public static MountRecord FromHandoff(Upgrade.HandoffInstance instance) => new(instance.Mountpoint, instance.FsType,
+        instance.Source, instance.Config, instance.PrefetchFiles is null ? ImmutableArray<string>.Empty : [.. instance.PrefetchFiles],
+        instance.VfsIndex);
+
     private static bool IsWritablePassthrough(string config)
     {
         if (string.IsNullOrWhiteSpace(config)) return false;

@@ -28,8 +28,8 @@ public sealed class MountedInstanceActor : ReceiveActor
         _vfs = vfs;
         _metrics = metrics;
 
-        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index));
-        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0));
+        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index, o.Opened));
+        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0, null));
         Receive<CloseInstance>(_ =>
         {
             try
@@ -56,12 +56,13 @@ public sealed class MountedInstanceActor : ReceiveActor
         Context.Parent.Tell(new InstanceRestarted(_mountpoint, reason.Message));
     }
 
-    private void Attach(Config.FsBackendMountCmd command, bool replace, int index)
+    /// <param name="preopened">The instance the host opened already (the command line's), or null to open it here.</param>
+    private void Attach(Config.FsBackendMountCmd command, bool replace, int index, OpenedInstance? preopened)
     {
         OpenedInstance opened;
         try
         {
-            opened = MountCommands.Open(command);
+            opened = preopened ?? MountCommands.Open(command);
         }
         catch (Exception e) when (MountCommands.IsExpected(e))
         {
