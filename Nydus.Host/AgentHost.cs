@@ -21,6 +21,7 @@ public static class AgentHost
     public static async Task<int> RunAsync(AgentOptions options, CancellationToken _)
     {
         var configuration = new LoggerConfiguration()
+            .Enrich.With<ControlCharacterEscaper>()
             .MinimumLevel.Is(options.LogLevel switch
             {
                 "trace" => LogEventLevel.Verbose, "debug" => LogEventLevel.Debug, "warn" => LogEventLevel.Warning,

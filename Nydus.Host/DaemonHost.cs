@@ -171,7 +171,10 @@ public static class DaemonHost
     private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config, LoggingLevelSwitch levelSwitch)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
-        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared);
+        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared)
+        {
+            MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
+        };
         return Task.Run(async () => (ApiServer?)await ApiServer.StartAsync(socket, context));
     }
 
@@ -209,6 +212,9 @@ public static class DaemonHost
     /// unmounts), instead of the runtime's default of ending the process at once.</summary>
     private static IDisposable RegisterShutdownSignals(IActorRef daemon)
     {
+        // SIGINT = 2, SIGQUIT = 3, SIGTERM = 15: inherited as ignored from a script, they would never reach us.
+        if (SignalDispositions.UnignoreAll(2, 3, 15) is { Count: > 0 } unignored)
+            Log.Information("Signals {Signals} were inherited ignored; nydusd handles them", string.Join(", ", unignored));
         var registrations = new List<PosixSignalRegistration>();
         foreach (var signal in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT })
         {
@@ -251,6 +257,7 @@ public static class DaemonHost
     private static Serilog.ILogger CreateLogger(NydusdOptions options, LoggingLevelSwitch levelSwitch)
     {
         var configuration = new LoggerConfiguration()
+            .Enrich.With<ControlCharacterEscaper>()
             .MinimumLevel.ControlledBy(levelSwitch)
             .Enrich.FromLogContext()
             .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Message:lj}{NewLine}{Exception}",

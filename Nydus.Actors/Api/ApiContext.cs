@@ -12,4 +12,10 @@ public sealed record ApiContext(
     Task<IActorRef> Daemon,
     TimeSpan AskTimeout,
     Func<string, bool> SetLogLevel,
-    ErrorEventLog Events);
+    ErrorEventLog Events)
+{
+    /// <summary>Time limit of one mount, remount or umount request, from arrival to answer (queueing included): long
+    /// enough to open a big image, short enough that a stuck request cannot hold the queue behind it for good. A
+    /// request past it (or whose client hangs up) is answered 504 and is not carried out later.</summary>
+    public TimeSpan MountTimeout { get; init; } = TimeSpan.FromMinutes(2);
+}

@@ -28,8 +28,8 @@ public sealed class MountedInstanceActor : ReceiveActor
         _vfs = vfs;
         _metrics = metrics;
 
-        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index));
-        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0));
+        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index, o.Abandoned));
+        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0, r.Abandoned));
         Receive<CloseInstance>(_ =>
         {
             try
@@ -56,7 +56,7 @@ public sealed class MountedInstanceActor : ReceiveActor
         Context.Parent.Tell(new InstanceRestarted(_mountpoint, reason.Message));
     }
 
-    private void Attach(Config.FsBackendMountCmd command, bool replace, int index)
+    private void Attach(Config.FsBackendMountCmd command, bool replace, int index, CancellationToken abandoned)
     {
         OpenedInstance opened;
         try
@@ -68,6 +68,18 @@ public sealed class MountedInstanceActor : ReceiveActor
             var kind = MountCommands.IsCallersFault(e) ? MountErrorKind.Invalid : MountErrorKind.Failed;
             _log.Warning("Cannot {0} {1} at {2}: {3}", replace ? "remount" : "mount", command.Source, _mountpoint, e.Message);
             Sender.Tell(new InstanceFailed(_mountpoint, kind, e.Message));
+            if (!replace) Context.Stop(Self);
+            return;
+        }
+
+        // The client gave up while the image was opened (a big image, a slow disk): close it again rather than
+        // change the table behind the back of a caller that was told the request failed.
+        if (abandoned.IsCancellationRequested)
+        {
+            opened.Instance.Dispose();
+            _log.Warning("Not {0} {1} at {2}: its client gave up while it was opened", replace ? "remounting" : "mounting", command.Source, _mountpoint);
+            Sender.Tell(new InstanceFailed(_mountpoint, MountErrorKind.Timeout,
+                $"{(replace ? "remount" : "mount")} of {_mountpoint} was not carried out: its client gave up while the image was opened"));
             if (!replace) Context.Stop(Self);
             return;
         }
