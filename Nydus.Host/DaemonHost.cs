@@ -212,9 +212,6 @@ public static class DaemonHost
     /// unmounts), instead of the runtime's default of ending the process at once.</summary>
     private static IDisposable RegisterShutdownSignals(IActorRef daemon)
     {
-        // SIGINT = 2, SIGQUIT = 3, SIGTERM = 15: inherited as ignored from a script, they would never reach us.
-        if (SignalDispositions.UnignoreAll(2, 3, 15) is { Count: > 0 } unignored)
-            Log.Information("Signals {Signals} were inherited ignored; nydusd handles them", string.Join(", ", unignored));
         var registrations = new List<PosixSignalRegistration>();
         foreach (var signal in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT })
         {

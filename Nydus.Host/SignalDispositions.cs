@@ -5,7 +5,10 @@ namespace Nydus.Host;
 /// <summary>
 /// A process started from a non-interactive shell (a script, `cmd &amp;`) inherits SIGINT and SIGQUIT ignored
 /// (SIG_IGN), and the runtime leaves an ignored signal alone: such a daemon never heard Ctrl-C or `kill -INT`. A
-/// daemon owns its signals, so the ones it handles are set back to their default before its handlers go in.
+/// daemon owns its signals, so the ones it handles are set back to their default first thing in Main: the runtime
+/// reads the dispositions when its signal handling starts (the first Console or PosixSignalRegistration use) and
+/// installs no handler for a signal it found ignored, so a reset after that point only leaves the default action
+/// (the process dies without unmounting).
 /// </summary>
 internal static partial class SignalDispositions
 {
