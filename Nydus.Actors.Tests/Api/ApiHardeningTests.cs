@@ -162,10 +162,25 @@ public sealed class ApiHardeningTests(ITestOutputHelper output)
             var text = Encoding.UTF8.GetString(answer.ToArray());
             int headerEnd = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
             if (headerEnd < 0) continue;
-            var lengthLine = text[..headerEnd].Split("\r\n").FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+            var headers = text[..headerEnd].Split("\r\n");
+            var rest = text[(headerEnd + 4)..];
+            int status = int.Parse(headers[0].Split(' ')[1]);
+            if (headers.Any(h => h.Equals("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase)))
+            {
+                if (!rest.EndsWith("0\r\n\r\n", StringComparison.Ordinal)) continue;
+                var body = new StringBuilder();
+                for (int at = 0; ;)
+                {
+                    int lineEnd = rest.IndexOf("\r\n", at, StringComparison.Ordinal);
+                    int size = Convert.ToInt32(rest[at..lineEnd], 16);
+                    if (size == 0) return (status, body.ToString());
+                    body.Append(rest, lineEnd + 2, size); // ASCII JSON: characters are bytes
+                    at = lineEnd + 2 + size + 2;
+                }
+            }
+            var lengthLine = headers.FirstOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
             int bodyLength = lengthLine is null ? 0 : int.Parse(lengthLine.Split(':')[1].Trim());
-            if (Encoding.UTF8.GetByteCount(text[(headerEnd + 4)..]) >= bodyLength)
-                return (int.Parse(text.Split(' ')[1]), text[(headerEnd + 4)..]);
+            if (Encoding.UTF8.GetByteCount(rest) >= bodyLength) return (status, rest);
         }
         throw new IOException("the daemon closed the connection without an answer");
     }
