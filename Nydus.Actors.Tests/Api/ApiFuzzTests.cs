@@ -221,6 +221,8 @@ public sealed class ApiFuzzTests(ITestOutputHelper output)
         return text.ToString();
     }
 
+    private const string Structural = "[]{}\",:\\\n0";
+
     /// <summary>Flips, inserts, deletes and duplicates characters of <paramref name="text"/>.</summary>
     private static string Mutate(Random random, string text)
     {
@@ -231,7 +233,7 @@ public sealed class ApiFuzzTests(ITestOutputHelper output)
             switch (random.Next(5))
             {
                 case 0 when chars.Count > 0: chars[at] = (char)random.Next(0, 128); break;
-                case 1: chars.Insert(at, "[]{}\",:\\\n0"[random.Next(11)]); break;
+                case 1: chars.Insert(at, Structural[random.Next(Structural.Length)]); break;
                 case 2 when chars.Count > 0: chars.RemoveAt(at); break;
                 case 3 when chars.Count > 0: chars.RemoveRange(at, chars.Count - at); break;
                 default: chars.InsertRange(at, chars.GetRange(at, Math.Min(chars.Count - at, random.Next(1, 64)))); break;
