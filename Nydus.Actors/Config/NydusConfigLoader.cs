@@ -202,6 +202,14 @@ public static class NydusConfigLoader
                 $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML ({FirstLine(tomlError.Message)})",
                 tomlError);
         }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException)
+        {
+            // Tomlyn throws these for some malformed input instead of a TomlException (the config fuzz test found
+            // ArgumentOutOfRangeException for a "\uD800" escape); it is the same mistake of the caller's.
+            throw new ConfigException(
+                ConfigErrorKind.Malformed,
+                $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML ({FirstLine(e.Message)})", e);
+        }
 
         if (!TryBind(document, out ConfigV2? config, out var bindError))
         {
