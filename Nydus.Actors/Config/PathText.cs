@@ -14,7 +14,7 @@ public static class PathText
     public static string? Problem(string path)
     {
         foreach (var c in path)
-            if (char.IsControl(c)) return $"it contains the control character U+{(int)c:X4}";
+            if (char.IsControl(c)) return c == '\0' ? "it contains a NUL character" : $"it contains the control character U+{(int)c:X4}";
         int bytes = System.Text.Encoding.UTF8.GetByteCount(path);
         return bytes > MaxBytes ? $"it is {bytes} bytes long, more than PATH_MAX ({MaxBytes + 1} with its NUL)" : null;
     }
