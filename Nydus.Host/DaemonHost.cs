@@ -269,6 +269,7 @@ public static class DaemonHost
         var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared)
         {
             IdleTimeout = ApiIdleTimeout(config),
+            MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
         };
         return Task.Run(async () => (ApiServer?)await ApiServer.StartAsync(socket, context));
     }

@@ -28,6 +28,8 @@ public static class NydusdLogging
         var configuration = new LoggerConfiguration()
             .MinimumLevel.ControlledBy(levelSwitch)
             .Enrich.FromLogContext()
+            // Input quoted in a log line (a mountpoint with a newline) cannot forge another line.
+            .Enrich.With<ControlCharacterEscaper>()
             .Enrich.With<UpstreamLineEnricher>();
         if (logFile is null)
             return configuration.WriteTo.Console(outputTemplate: Template, standardErrorFromLevel: LogEventLevel.Verbose,

@@ -2,6 +2,9 @@ using System.CommandLine;
 using Nydus.Host;
 
 // nydusd: parse upstream's command line and run the daemon (or the ctl client).
+// First of all, before the runtime's signal handling starts (it records the dispositions it finds and leaves an
+// ignored signal ignored): SIGINT, SIGQUIT and SIGTERM inherited ignored from a script are set back to default.
+SignalDispositions.UnignoreAll(2, 3, 15);
 var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build(), AgentHost.RunAsync);
 root.Subcommands.Add(BlockCommands.BuildExport());
 root.Subcommands.Add(BlockCommands.BuildNbd());

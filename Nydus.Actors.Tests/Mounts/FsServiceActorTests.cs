@@ -44,6 +44,51 @@ public sealed class FsServiceActorTests : TestKit
         return result;
     }
 
+    /// <summary>
+    /// A request whose client gave up (its token cancelled) is not carried out when its turn comes: answered Timeout,
+    /// nothing mounted, nothing unmounted, nothing journaled; the queue moves on to the next one.
+    /// </summary>
+    [Fact]
+    public async Task A_request_whose_client_has_gone_is_not_carried_out_later()
+    {
+        var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
+        using var vfs = new VirtualFileSystem();
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        await AskAsync(service, new MountFilesystem(Command("/a", _a)));
+
+        using var gone = new CancellationTokenSource();
+        gone.Cancel();
+        var mount = await service.Ask<MountOperationResult>(new MountFilesystem(Command("/late", _b)) { Abandoned = gone.Token }, Wait);
+        var umount = await service.Ask<MountOperationResult>(new UmountFilesystem("/a") { Abandoned = gone.Token }, Wait);
+        Assert.Equal(MountErrorKind.Timeout, mount.Error);
+        Assert.Equal(MountErrorKind.Timeout, umount.Error);
+        Assert.Contains("not carried out", mount.Message);
+
+        Assert.Equal(["/a"], vfs.Mounts.Keys);
+        var record = await journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, Wait);
+        Assert.Equal(["/a"], record.Mounts.Keys);
+        await AskAsync(service, new MountFilesystem(Command("/b", _b)));
+        Assert.Equal(["/a", "/b"], vfs.Mounts.Keys);
+    }
+
+    /// <summary>A mountpoint above another mount (<c>/</c> over <c>/a</c>) would hide it: 409 before any image is opened.</summary>
+    [Fact]
+    public async Task A_mount_above_or_inside_another_is_refused_before_the_image_is_opened()
+    {
+        var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
+        using var vfs = new VirtualFileSystem();
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        await AskAsync(service, new MountFilesystem(Command("/x/a", _a)));
+
+        foreach (var mountpoint in new[] { "/", "/x", "/x/a/b" })
+        {
+            // The source does not exist: a 409 proves the check came before any open.
+            var result = await service.Ask<MountOperationResult>(new MountFilesystem(Command(mountpoint, _b) with { Source = "/nonexistent/image" }), Wait);
+            Assert.True(result.Error == MountErrorKind.AlreadyExists, $"{mountpoint}: {result.Error} {result.Message}");
+        }
+        Assert.Equal(["/x/a"], vfs.Mounts.Keys);
+    }
+
     [Fact]
     public async Task The_journal_records_the_table_and_a_new_service_restores_it_at_the_same_indexes()
     {

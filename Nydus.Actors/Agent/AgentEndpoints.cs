@@ -36,7 +36,7 @@ public static class AgentEndpoints
             AddBody body;
             try
             {
-                body = JsonSerializer.Deserialize<AddBody>(text) ?? throw ApiError.BadRequest("the request body is JSON null");
+                body = JsonSerializer.Deserialize<AddBody>(text, ApiLimits.BodyJson) ?? throw ApiError.BadRequest("the request body is JSON null");
             }
             catch (JsonException e)
             {
@@ -64,7 +64,7 @@ public static class AgentEndpoints
                     {
                         try
                         {
-                            binary = JsonSerializer.Deserialize<UpgradeBody>(await request.ReadTextBodyAsync(64 << 10))?.Binary;
+                            binary = JsonSerializer.Deserialize<UpgradeBody>(await request.ReadTextBodyAsync(64 << 10), ApiLimits.BodyJson)?.Binary;
                         }
                         catch (JsonException e)
                         {
@@ -95,7 +95,7 @@ public static class AgentEndpoints
 
     private static ApiResult Answer(AgentReply reply)
     {
-        if (reply.Error is not null) throw new ApiError(reply.Status, reply.ErrorCode ?? "Failed", reply.Error);
+        if (reply.Error is not null) throw new ApiError(reply.ErrorKind ?? ApiErrorKind.Internal, reply.Error);
         return new ApiResult(reply.Status, reply.Body);
     }
 }

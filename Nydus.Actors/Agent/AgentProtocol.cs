@@ -78,10 +78,11 @@ public sealed record UpgradeManagedDaemon(string Id, string? Binary);
 
 public sealed record RemoveManagedDaemon(string Id);
 
-/// <summary>An agent answer: an HTTP status, a body (or null), or an error message with its code.</summary>
-public sealed record AgentReply(int Status, object? Body, string? ErrorCode = null, string? Error = null)
+/// <summary>An agent answer: an HTTP status and a body (or null), or an error of a kind the API maps
+/// (<see cref="Api.ApiErrorMap"/>, the same map as the daemon's API).</summary>
+public sealed record AgentReply(int Status, object? Body, Api.ApiErrorKind? ErrorKind = null, string? Error = null)
 {
-    public static AgentReply Fail(int status, string code, string message) => new(status, null, code, message);
+    public static AgentReply Fail(Api.ApiErrorKind kind, string message) => new(Api.ApiErrorMap.StatusOf(kind), null, kind, message);
 }
 
 // ---- Between the agent and its per-daemon actors ----

@@ -79,7 +79,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             _stopping = true;
             AgentProcesses.Signal(_record.Pid, _record.StartTime, AgentProcesses.SIGKILL);
             await AgentProcesses.WaitGoneAsync(_record.Pid, _record.StartTime, _settings.StepTimeout);
-            replyTo.Tell(AgentReply.Fail(400, "StartFailed", $"daemon {Id} failed to start: {e.Message}\n{LogTail()}"));
+            replyTo.Tell(AgentReply.Fail(Api.ApiErrorKind.StartFailed, $"daemon {Id} failed to start: {e.Message}\n{LogTail()}"));
             Context.Parent.Tell(new ManagedGone(Id));
             Context.Stop(Self);
             return;
@@ -336,13 +336,13 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     {
         if (_state != ManagedStates.Running || _supervisor is not { HasState: true })
         {
-            replyTo.Tell(AgentReply.Fail(409, "NotReady", $"daemon {Id} is {_state}{(_supervisor is { HasState: true } ? "" : ", its fd is not held")}: cannot upgrade it now"));
+            replyTo.Tell(AgentReply.Fail(Api.ApiErrorKind.WrongState, $"daemon {Id} is {_state}{(_supervisor is { HasState: true } ? "" : ", its fd is not held")}: cannot upgrade it now"));
             return;
         }
         binary ??= _record.Binary;
         if (!File.Exists(binary))
         {
-            replyTo.Tell(AgentReply.Fail(400, "BadRequest", $"binary {binary} does not exist"));
+            replyTo.Tell(AgentReply.Fail(Api.ApiErrorKind.BadRequest, $"binary {binary} does not exist"));
             return;
         }
         SetState(ManagedStates.Upgrading, null);
@@ -389,7 +389,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
                 AgentProcesses.Signal(pid, start, AgentProcesses.SIGKILL);
                 SetState(ManagedStates.Running, $"upgrade failed after the old daemon exited: {e.Message}", persist: true);
             }
-            replyTo.Tell(AgentReply.Fail(500, "UpgradeFailed", $"upgrade of daemon {Id} failed: {e.Message}"));
+            replyTo.Tell(AgentReply.Fail(Api.ApiErrorKind.UpgradeFailed, $"upgrade of daemon {Id} failed: {e.Message}"));
             Self.Tell(EnsureStandby.Instance);
             return;
         }

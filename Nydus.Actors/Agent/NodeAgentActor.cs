@@ -89,18 +89,18 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
     {
         if (Validate(add) is { } error)
         {
-            Sender.Tell(AgentReply.Fail(400, "BadRequest", error));
+            Sender.Tell(AgentReply.Fail(Api.ApiErrorKind.BadRequest, error));
             return;
         }
         if (_records.ContainsKey(add.Id))
         {
-            Sender.Tell(AgentReply.Fail(409, "AlreadyExists", $"a daemon with id {add.Id} is already managed"));
+            Sender.Tell(AgentReply.Fail(Api.ApiErrorKind.AlreadyExists, $"a daemon with id {add.Id} is already managed"));
             return;
         }
         var mountpoint = Path.GetFullPath(MountpointOf(add.Args)!);
         if (_records.Values.FirstOrDefault(r => r.Mountpoint == mountpoint) is { } other)
         {
-            Sender.Tell(AgentReply.Fail(409, "AlreadyExists", $"{mountpoint} is already served by managed daemon {other.Id}"));
+            Sender.Tell(AgentReply.Fail(Api.ApiErrorKind.AlreadyExists, $"{mountpoint} is already served by managed daemon {other.Id}"));
             return;
         }
 
@@ -153,7 +153,7 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
         else Sender.Tell(NotFound(id));
     }
 
-    private static AgentReply NotFound(string id) => AgentReply.Fail(404, "NotFound", $"no managed daemon with id {id}");
+    private static AgentReply NotFound(string id) => AgentReply.Fail(Api.ApiErrorKind.NotFound, $"no managed daemon with id {id}");
 
     private void Save(ManagedDaemonRecord record)
     {

@@ -76,9 +76,10 @@ public sealed class ApiClient : IDisposable
                         if (last == state) return;
                     }
                 }
-                catch (HttpRequestException)
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
                 {
-                    // The socket file exists a moment before the server accepts on it.
+                    // The socket file exists a moment before the server accepts on it; and a daemon still starting on a
+                    // loaded machine may take longer than one poll's timeout to answer: the overall deadline decides.
                 }
                 catch (TaskCanceledException)
                 {

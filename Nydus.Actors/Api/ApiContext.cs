@@ -16,4 +16,9 @@ public sealed record ApiContext(
 {
     /// <summary>Idle time after which the API closes a client's connection; null: never (see ApiServer.StartAsync).</summary>
     public TimeSpan? IdleTimeout { get; init; }
+
+    /// <summary>Time limit of one mount, remount or umount request, from arrival to answer (queueing included): long
+    /// enough to open a big image, short enough that a stuck request cannot hold the queue behind it for good. A
+    /// request past it (or whose client hangs up) is answered 504 and is not carried out later.</summary>
+    public TimeSpan MountTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }

@@ -3,6 +3,21 @@ using Microsoft.AspNetCore.Http;
 
 namespace Nydus.Actors.Api;
 
+/// <summary>Bounds of every request of every API on a socket of this process.</summary>
+public static class ApiLimits
+{
+    /// <summary>The one body limit of the whole API (Kestrel refuses more with 413 before a handler reads it).</summary>
+    public const int MaxBodyBytes = 4 << 20;
+
+    /// <summary>Nesting a JSON body may have; the deepest real body (a mount's) has 2 levels.</summary>
+    public const int MaxJsonDepth = 16;
+
+    /// <summary>Longest error message sent or logged; the rest is cut (a message quoting bad input stays short).</summary>
+    public const int MaxMessageChars = 2048;
+
+    public static readonly JsonSerializerOptions BodyJson = new() { MaxDepth = MaxJsonDepth };
+}
+
 /// <summary>One API request as handlers see it: query values, and a body read with upstream's rules.</summary>
 public sealed class ApiRequest(HttpContext http)
 {
@@ -26,10 +41,10 @@ public sealed class ApiRequest(HttpContext http)
     }
 
     /// <summary>The whole body as UTF-8 text (at most <paramref name="limit"/> bytes), for bodies parsed elsewhere.</summary>
-    public async Task<string> ReadTextBodyAsync(int limit = 4 << 20)
+    public async Task<string> ReadTextBodyAsync(int limit = ApiLimits.MaxBodyBytes)
     {
         if (!HasBody) throw ApiError.BadRequest($"{Http.Request.Method} {Path} needs a JSON request body");
-        if (Http.Request.ContentLength > limit) throw ApiError.BadRequest($"the request body of {Path} is larger than {limit} bytes");
+        if (Http.Request.ContentLength > limit) throw ApiError.TooLarge($"the request body of {Path} is larger than {limit} bytes");
         using var reader = new StreamReader(Http.Request.Body, new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true));
         var buffer = new char[Math.Min(limit, 64 << 10)];
         var text = new System.Text.StringBuilder();
@@ -39,7 +54,7 @@ public sealed class ApiRequest(HttpContext http)
             while ((read = await reader.ReadAsync(buffer.AsMemory(), Aborted)) > 0)
             {
                 text.Append(buffer, 0, read);
-                if (text.Length > limit) throw ApiError.BadRequest($"the request body of {Path} is larger than {limit} bytes");
+                if (text.Length > limit) throw ApiError.TooLarge($"the request body of {Path} is larger than {limit} bytes");
             }
         }
         catch (System.Text.DecoderFallbackException)
@@ -49,12 +64,13 @@ public sealed class ApiRequest(HttpContext http)
         return text.ToString();
     }
 
-    public async Task<T> ReadJsonBodyAsync<T>() where T : class
+    /// <summary>The body as JSON of type <typeparamref name="T"/>, within the API's size and depth bounds.</summary>
+    public async Task<T> ReadJsonBodyAsync<T>(int limit = ApiLimits.MaxBodyBytes) where T : class
     {
-        if (!HasBody) throw ApiError.BadRequest($"{Http.Request.Method} {Path} needs a JSON request body");
+        var text = await ReadTextBodyAsync(limit);
         try
         {
-            return await JsonSerializer.DeserializeAsync<T>(Http.Request.Body, cancellationToken: Aborted)
+            return JsonSerializer.Deserialize<T>(text, ApiLimits.BodyJson)
                    ?? throw ApiError.BadRequest($"the request body of {Path} is JSON null");
         }
         catch (JsonException e)

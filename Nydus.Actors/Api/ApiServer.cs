@@ -12,7 +12,10 @@ namespace Nydus.Actors.Api;
 
 /// <summary>
 /// The HTTP API on the daemon's Unix socket (upstream's <c>--apisock</c>), served by Kestrel. Handlers are plain
-/// async code that asks the owning actor; the socket file is created with mode 0600 and removed on dispose.
+/// async code that asks the owning actor. The socket is bound in a private directory, set to 0600 and only then
+/// renamed onto the path (no moment in which another user could connect), and removed on dispose. Every request is
+/// bounded: one body limit (<see cref="ApiLimits.MaxBodyBytes"/>), Kestrel's header and body-rate timeouts, and each
+/// handler's own time limit.
 /// </summary>
 public sealed class ApiServer : IAsyncDisposable
 {
@@ -77,6 +80,8 @@ public sealed class ApiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new SerilogLoggerProvider(Serilog.Log.Logger));
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        // Only the daemon's owner may drive it (the API can unmount and stop it), from the socket's first moment.
+        var privatePath = ApiSocket.BindPrivately(socketPath);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -84,14 +89,23 @@ public sealed class ApiServer : IAsyncDisposable
             // No cap on open connections (Kestrel's default too): idle ones cost a socket and no thread, and the
             // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
             kestrel.Limits.MaxConcurrentConnections = null;
-            kestrel.ListenUnixSocket(socketPath);
+            kestrel.Limits.MaxRequestBodySize = ApiLimits.MaxBodyBytes;
+            kestrel.ListenUnixSocket(privatePath);
         });
         var app = builder.Build();
         app.Run(context => HandleAsync(context, routes));
 
-        await app.StartAsync(cancellationToken);
-        // Only the daemon's owner may drive it: the API can unmount and stop it.
-        File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        try
+        {
+            await app.StartAsync(cancellationToken);
+            ApiSocket.Publish(privatePath, socketPath);
+        }
+        catch
+        {
+            await app.DisposeAsync();
+            ApiSocket.RemovePrivateDirectory(privatePath);
+            throw;
+        }
         Log.Information("API server listening on {ApiSocket}", socketPath);
         return new ApiServer(app, socketPath);
     }
@@ -108,17 +122,28 @@ public sealed class ApiServer : IAsyncDisposable
         }
         catch (ApiError e)
         {
-            await WriteAsync(context, e.Status, new ApiErrorBody(e.Code, e.Message));
+            await WriteAsync(context, e.Status, new ApiErrorBody(e.Code, Shorten(e.Message)));
+            return;
+        }
+        catch (BadHttpRequestException e)
+        {
+            // Kestrel's own refusals while a handler reads the body: over the body limit, too slow, malformed.
+            var kind = e.StatusCode == 413 ? ApiErrorKind.PayloadTooLarge : e.StatusCode == 408 ? ApiErrorKind.Timeout : ApiErrorKind.BadRequest;
+            await WriteAsync(context, ApiErrorMap.StatusOf(kind), new ApiErrorBody(ApiErrorMap.CodeOf(kind), Shorten(e.Message)));
             return;
         }
         catch (Exception e) when (!context.RequestAborted.IsCancellationRequested)
         {
             Log.Error(e, "API handler for {Method} {Path} failed", context.Request.Method, request.Path);
-            await WriteAsync(context, 500, new ApiErrorBody("Internal", e.Message));
+            await WriteAsync(context, 500, new ApiErrorBody(ApiErrorMap.CodeOf(ApiErrorKind.Internal), Shorten(e.Message)));
             return;
         }
         await WriteAsync(context, result.Status, result.Body);
     }
+
+    private static string Shorten(string message) =>
+        message.Length <= ApiLimits.MaxMessageChars ? message
+            : $"{message[..ApiLimits.MaxMessageChars]}... ({message.Length - ApiLimits.MaxMessageChars} more characters cut)";
 
     private static async Task WriteAsync(HttpContext context, int status, object? body)
     {

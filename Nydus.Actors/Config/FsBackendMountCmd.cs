@@ -50,6 +50,17 @@ public sealed record FsBackendMountCmd
             throw new ConfigException(ConfigErrorKind.Malformed, $"mount request body: {JsonErrorText.Describe(e)}", e);
         }
 
+        if (PathText.Problem(request.Source) is { } problem)
+        {
+            throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: {PathText.Quote(request.Source)} is not a usable path: {problem}");
+        }
+
+        if (request.Config.Length > NydusConfigLoader.MaxFileSize)
+        {
+            throw new ConfigException(ConfigErrorKind.TooLarge,
+                $"config: {request.Config.Length} characters, more than the {NydusConfigLoader.MaxFileSize} a configuration may have");
+        }
+
         return new FsBackendMountCmd
         {
             FsType = FsBackendTypes.Parse(request.FsType),

@@ -35,6 +35,12 @@ public static class NydusConfigLoader
     {
         ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(sourceName);
+        // The same bound as a file, for text from the API: no parser sees more than a configuration can need.
+        if (text.Length > MaxFileSize)
+        {
+            throw new ConfigException(ConfigErrorKind.TooLarge,
+                $"{sourceName}: {text.Length} characters, more than the {MaxFileSize} a configuration may have");
+        }
 
         var config = ParseAndValidate(text, sourceName);
         return config.WithRegistryAuth(imagePullAuth);
@@ -171,8 +177,19 @@ public static class NydusConfigLoader
             $"{sourceName}: neither a version 2 configuration (no 'version' key) nor a legacy configuration (no 'device' key)");
     }
 
+    /// <summary>Deepest nesting of brackets and braces a configuration may have (the JSON reader's own default).</summary>
+    public const int MaxNesting = 64;
+
     private static ConfigV2 ParseToml(string text, string sourceName, JsonException jsonError)
     {
+        // The TOML parser reports every unexpected token, and its memory grows with the nesting: 3 MB of '[' cost
+        // gigabytes and a 13 MB error. Text nested deeper than any configuration is refused before it gets there.
+        if (NestingDepth(text) > MaxNesting)
+        {
+            throw new ConfigException(ConfigErrorKind.Malformed,
+                $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML (brackets nested deeper than {MaxNesting} levels)");
+        }
+
         JsonObject document;
         try
         {
@@ -182,8 +199,16 @@ public static class NydusConfigLoader
         {
             throw new ConfigException(
                 ConfigErrorKind.Malformed,
-                $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML ({tomlError.Message})",
+                $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML ({FirstLine(tomlError.Message)})",
                 tomlError);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException)
+        {
+            // Tomlyn throws these for some malformed input instead of a TomlException (the config fuzz test found
+            // ArgumentOutOfRangeException for a "\uD800" escape); it is the same mistake of the caller's.
+            throw new ConfigException(
+                ConfigErrorKind.Malformed,
+                $"{sourceName}: neither JSON ({JsonErrorText.Describe(jsonError)}) nor TOML ({FirstLine(e.Message)})", e);
         }
 
         if (!TryBind(document, out ConfigV2? config, out var bindError))
@@ -193,6 +218,42 @@ public static class NydusConfigLoader
 
         ConfigValidator.Validate(config, sourceName);
         return config;
+    }
+
+    /// <summary>The deepest nesting of <c>[</c>/<c>{</c> outside quoted strings and comments (JSON and TOML alike).</summary>
+    private static int NestingDepth(string text)
+    {
+        int depth = 0, deepest = 0;
+        for (int i = 0; i < text.Length; i++)
+        {
+            switch (text[i])
+            {
+                case '[' or '{':
+                    deepest = Math.Max(deepest, ++depth);
+                    break;
+                case ']' or '}':
+                    depth = Math.Max(0, depth - 1);
+                    break;
+                case '"' or '\'':
+                    char quote = text[i];
+                    for (i++; i < text.Length && text[i] != quote && text[i] != '\n'; i++)
+                        if (quote == '"' && text[i] == '\\') i++;
+                    break;
+                case '#':
+                    while (i < text.Length && text[i] != '\n') i++;
+                    break;
+            }
+        }
+        return deepest;
+    }
+
+    /// <summary>The first line of a parser's report, at most 300 characters: one error is enough to fix the input,
+    /// and the report of a mangled document can be larger than the document.</summary>
+    private static string FirstLine(string message)
+    {
+        var end = message.IndexOfAny(['\r', '\n']);
+        var line = end >= 0 ? message[..end] + " (and more)" : message;
+        return line.Length > 300 ? line[..300] + "..." : line;
     }
 
     private static bool TryBind<T>(

@@ -73,7 +73,12 @@ public static class PrefetchList
             {
                 throw new ConfigException(
                     ConfigErrorKind.InvalidPrefetchList,
-                    $"prefetch_files[{index}]: '{entry}' is not an absolute path");
+                    $"prefetch_files[{index}]: {PathText.Quote(entry)} is not an absolute path");
+            }
+
+            if (PathText.Problem(entry) is { } problem)
+            {
+                throw new ConfigException(ConfigErrorKind.InvalidPrefetchList, $"prefetch_files[{index}]: {PathText.Quote(entry)}: {problem}");
             }
         }
 

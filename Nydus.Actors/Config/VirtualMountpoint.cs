@@ -26,9 +26,9 @@ public static class VirtualMountpoint
             Fail(mountpoint, "it is not absolute");
         }
 
-        if (mountpoint.Contains('\0'))
+        if (PathText.Problem(mountpoint) is { } problem)
         {
-            Fail(mountpoint, "it contains a NUL character");
+            Fail(mountpoint, problem);
         }
 
         if (mountpoint.Length == 1)
@@ -74,5 +74,5 @@ public static class VirtualMountpoint
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     private static void Fail(string? mountpoint, string reason) =>
-        throw new ConfigException(ConfigErrorKind.InvalidMountpoint, $"mountpoint '{mountpoint}' is not a valid virtual mountpoint: {reason}");
+        throw new ConfigException(ConfigErrorKind.InvalidMountpoint, $"mountpoint {PathText.Quote(mountpoint)} is not a valid virtual mountpoint: {reason}");
 }

@@ -89,6 +89,13 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             if (FindLive(path) is not null)
                 throw new InvalidOperationException($"mountpoint {path} is already in use");
+            if (path == "/" && _root.Children.Count > 0)
+                throw new InvalidOperationException($"mountpoint / lies above the mounts below it, which it would hide");
+            // Below the root's instance, a new top-level pseudo directory must not hide one of the instance's names
+            // (pseudo directories win at the root). An existing one was checked when it was made.
+            var top = path.Split('/', StringSplitOptions.RemoveEmptyEntries).FirstOrDefault();
+            if (top is not null && _rootSlot is { } root && !_root.Children.ContainsKey(top) && HasName(root.FileSystem, top))
+                throw new InvalidOperationException($"mountpoint {path} would hide '{top}' of the instance at /");
             PseudoNode? node = null;
             if (path != "/")
             {
@@ -131,8 +138,16 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         lock (_gate)
         {
             old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
+            if (path == "/")
+            {
+                // A new root image must not bring names that the pseudo directories of the other mounts would hide.
+                if (_connection is not null) fileSystem.Init(_connection);
+                foreach (var name in _root.Children.Keys)
+                    if (HasName(fileSystem, name))
+                        throw new InvalidOperationException($"the new image at / has '{name}', which the mount at /{name} would hide");
+            }
             var slot = new Slot(TakeIndex(), path, fileSystem, old.Node) { Owner = owner, Stats = old.Stats };
-            if (_connection is not null) fileSystem.Init(_connection);
+            if (_connection is not null && path != "/") fileSystem.Init(_connection);
             _slots[slot.Index] = slot;
             if (old.Node is null) _rootSlot = slot;
             else old.Node.Mounted = slot;
@@ -167,6 +182,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         }
         Invalidate(path);
         old.Release();
+    }
+
+    /// <summary>True when <paramref name="fileSystem"/>'s root has an entry <paramref name="name"/> (a lookup, forgotten again).</summary>
+    private static bool HasName(IFuseFileSystem fileSystem, string name)
+    {
+        var context = new FuseContext(FuseOpcode.Lookup, 0, RootId, 0, 0, 0);
+        if (fileSystem.Lookup(context, RootId, Encoding.UTF8.GetBytes(name), out var entry) != Errno.Success) return false;
+        if (entry.NodeId != 0) fileSystem.Forget(entry.NodeId, 1);
+        return true;
     }
 
     private Slot? FindLive(string path)

@@ -1,3 +1,4 @@
+using Akka.Actor;
 using Nydus.Actors.Config;
 using Nydus.Actors.Daemon.Mounts;
 
@@ -21,14 +22,14 @@ public static class MountEndpoints
     public static void Map(ApiRoutes routes, ApiContext api)
     {
         routes.Map("POST", Path, async request =>
-            await SendAsync(api, new MountFilesystem(await ReadCommandAsync(request))));
+            await SendAsync(api, request, new MountFilesystem(await ReadCommandAsync(request))));
         routes.Map("PUT", Path, async request =>
-            await SendAsync(api, new RemountFilesystem(await ReadCommandAsync(request))));
+            await SendAsync(api, request, new RemountFilesystem(await ReadCommandAsync(request))));
         routes.Map("DELETE", Path, async request =>
         {
             var mountpoint = ValidMountpoint(request);
             request.RequireNoBody();
-            return await SendAsync(api, new UmountFilesystem(mountpoint));
+            return await SendAsync(api, request, new UmountFilesystem(mountpoint));
         });
     }
 
@@ -59,18 +60,28 @@ public static class MountEndpoints
         }
     }
 
-    private static async Task<ApiResult> SendAsync(ApiContext api, IMountRequest request)
+    /// <summary>
+    /// Sends a change to the mount table with the request's time limit: the request is abandoned when the limit passes
+    /// or the client hangs up, and an abandoned change is not carried out later (it is dropped from the queue, or the
+    /// image being opened is closed again). One that is already being attached completes; the answer then says 504
+    /// although it happened, and GET /api/v1/daemon shows the table as it is.
+    /// </summary>
+    private static async Task<ApiResult> SendAsync(ApiContext api, ApiRequest request, MountChangeRequest change)
     {
-        var result = await DaemonEndpoints.AskAsync<MountOperationResult>(api, request);
-        return result.Error switch
+        using var abandoned = CancellationTokenSource.CreateLinkedTokenSource(request.Aborted);
+        abandoned.CancelAfter(api.MountTimeout);
+        MountOperationResult result;
+        try
         {
-            null => ApiResult.NoContent,
-            MountErrorKind.AlreadyExists => throw ApiError.Conflict(result.Message),
-            MountErrorKind.NotFound => throw ApiError.NotFound(result.Message),
-            MountErrorKind.Invalid => throw ApiError.BadRequest(result.Message),
-            MountErrorKind.Unsupported => throw ApiError.Unsupported(result.Message),
-            MountErrorKind.InsufficientStorage => throw new ApiError(507, "InsufficientStorage", result.Message),
-            _ => throw new ApiError(500, "MountFailed", result.Message),
-        };
+            var daemon = await api.Daemon.WaitAsync(api.AskTimeout);
+            result = await daemon.Ask<MountOperationResult>(change with { Abandoned = abandoned.Token }, api.MountTimeout);
+        }
+        catch (Exception e) when (e is AskTimeoutException or TimeoutException)
+        {
+            abandoned.Cancel();
+            throw ApiError.Timeout($"{request.Http.Request.Method} {Path}: no answer within {api.MountTimeout}; the change is not carried out later");
+        }
+        if (result.Error is { } error) throw new ApiError(ApiErrorMap.Of(error), result.Message);
+        return ApiResult.NoContent;
     }
 }

@@ -59,9 +59,10 @@ public sealed class FsServiceActor : ReceiveActor
         Receive<MountFilesystem>(m => Enqueue(new Operation(OperationKind.Mount, m.Command.Mountpoint, m.Command, 0, Persist: true, Sender)
         {
             Opened = m.Opened,
+            Abandoned = m.Abandoned,
         }));
-        Receive<RemountFilesystem>(r => Enqueue(new Operation(OperationKind.Remount, r.Command.Mountpoint, r.Command, 0, Persist: true, Sender)));
-        Receive<UmountFilesystem>(u => Enqueue(new Operation(OperationKind.Umount, u.Mountpoint, null, 0, Persist: true, Sender)));
+        Receive<RemountFilesystem>(r => Enqueue(new Operation(OperationKind.Remount, r.Command.Mountpoint, r.Command, 0, Persist: true, Sender) { Abandoned = r.Abandoned }));
+        Receive<UmountFilesystem>(u => Enqueue(new Operation(OperationKind.Umount, u.Mountpoint, null, 0, Persist: true, Sender) { Abandoned = u.Abandoned }));
         Receive<RestoreMounts>(r => BeginRestore(r, Sender));
         Receive<RecordToRestore>(OnRecordToRestore);
         Receive<JournalIsOurs>(_ => OnJournalIsOurs());
@@ -111,6 +112,14 @@ public sealed class FsServiceActor : ReceiveActor
     {
         while (_current is null && _queue.TryDequeue(out var op))
         {
+            // A request whose client has gone (hung up, or its time limit passed while it queued) is not carried out
+            // later: the client was told it failed, and nobody would be told it happened.
+            if (op.Abandoned.IsCancellationRequested)
+            {
+                Reply(op, new MountOperationResult(MountErrorKind.Timeout,
+                    $"{op.Kind} of {op.Mountpoint} was not carried out: its client gave up while it waited in the queue"));
+                continue;
+            }
             _table.TryGetValue(op.Mountpoint, out var entry);
             switch (op.Kind)
             {
@@ -132,16 +141,19 @@ public sealed class FsServiceActor : ReceiveActor
                     // The same image with another config (refreshed credentials, other cache settings): take it.
                     _log.Info("{0} is mounted at {1} with another config: remounting it with the new one", op.Command!.Source, op.Mountpoint);
                     _current = op with { Kind = OperationKind.Remount, Child = entry.Child };
-                    entry.Child.Tell(new ReplaceInstance(op.Command!));
+                    entry.Child.Tell(new ReplaceInstance(op.Command!, op.Abandoned));
                     break;
                 case OperationKind.Mount when entry is not null:
                     op.Opened?.Instance.Dispose();
                     Reply(op, new MountOperationResult(MountErrorKind.AlreadyExists,
                         $"mountpoint {op.Mountpoint} is already in use by {entry.Command.FsType.ToDisplayString()} {entry.Command.Source}"));
                     continue;
+                case OperationKind.Mount when NestingConflict(op.Mountpoint) is { } conflict:
+                    Reply(op, new MountOperationResult(MountErrorKind.AlreadyExists, conflict));
+                    continue;
                 case OperationKind.Mount:
                     _current = op with { Child = NewChild(op.Mountpoint) };
-                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index) { Opened = op.Opened });
+                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index, op.Abandoned) { Opened = op.Opened });
                     break;
                 case OperationKind.Remount or OperationKind.Umount when entry is null:
                     Reply(op, new MountOperationResult(MountErrorKind.NotFound, $"nothing is mounted at {op.Mountpoint}"));
@@ -153,7 +165,7 @@ public sealed class FsServiceActor : ReceiveActor
                     continue;
                 case OperationKind.Remount:
                     _current = op with { Child = entry!.Child };
-                    entry.Child.Tell(new ReplaceInstance(op.Command!));
+                    entry.Child.Tell(new ReplaceInstance(op.Command!, op.Abandoned));
                     break;
                 case OperationKind.Umount:
                     _current = op with { Child = entry!.Child };
@@ -168,6 +180,24 @@ public sealed class FsServiceActor : ReceiveActor
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// A new mountpoint may not hide another mount: not above one (<c>/</c> over <c>/a</c>, <c>/a</c> over <c>/a/b</c>),
+    /// nor below a mount other than the root's instance (the VFS checks that a mount under the root's instance hides
+    /// none of its names). Checked before the image is opened, so a refused request costs nothing.
+    /// </summary>
+    private string? NestingConflict(string mountpoint)
+    {
+        foreach (var other in _table.Keys)
+        {
+            if (other == VirtualMountpoint.Root) continue;
+            if (mountpoint == VirtualMountpoint.Root || other.StartsWith(mountpoint + "/", StringComparison.Ordinal))
+                return $"mountpoint {mountpoint} lies above the mount at {other}, which it would hide";
+            if (mountpoint.StartsWith(other + "/", StringComparison.Ordinal))
+                return $"mountpoint {mountpoint} lies inside the mount at {other}";
+        }
+        return null;
     }
 
     private void OnAttached(InstanceAttached attached)
@@ -444,6 +474,7 @@ public sealed class FsServiceActor : ReceiveActor
     private sealed record Operation(OperationKind Kind, string Mountpoint, FsBackendMountCmd? Command, int Index, bool Persist, IActorRef ReplyTo)
     {
         public IActorRef? Child { get; init; }
+        public CancellationToken Abandoned { get; init; }
         public bool IsRestore { get; init; }
         /// <summary>Set when the journal failed to record this change: the answer once it is undone.</summary>
         public MountOperationResult? Undo { get; init; }

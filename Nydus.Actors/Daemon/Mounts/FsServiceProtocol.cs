@@ -19,11 +19,19 @@ public sealed record BackendsChanged(ImmutableSortedDictionary<string, MountedBa
 /// <summary>Marks the requests the daemon actor forwards to its filesystem service.</summary>
 public interface IMountRequest : IFsServiceMessage;
 
+/// <summary>A mount table change asked for by a client that may give up (the API: its time limit, or a client that
+/// hangs up). Once <see cref="Abandoned"/> is cancelled the change is not carried out: a queued one is dropped, an
+/// image being opened is closed again instead of attached. Local messages only (a token does not travel).</summary>
+public abstract record MountChangeRequest : IMountRequest
+{
+    public CancellationToken Abandoned { get; init; }
+}
+
 /// <summary>POST /api/v1/mount (and the command line's instance, sent by the host): attach a new instance at a free
 /// virtual mountpoint. A mountpoint already serving the same source with the same config is done at once (the
 /// snapshotter mounts every instance again after a restart or an upgrade); the same RAFS source with another config
 /// is remounted with the new config.</summary>
-public sealed record MountFilesystem(FsBackendMountCmd Command) : IMountRequest
+public sealed record MountFilesystem(FsBackendMountCmd Command) : MountChangeRequest
 {
     /// <summary>The instance already opened from <see cref="Command"/> (the host opens the command line's before the
     /// kernel mount, so a bad image or config fails the start before anything is mounted); null to open it here.</summary>
@@ -31,10 +39,10 @@ public sealed record MountFilesystem(FsBackendMountCmd Command) : IMountRequest
 }
 
 /// <summary>PUT /api/v1/mount: replace the RAFS image under a mounted virtual mountpoint.</summary>
-public sealed record RemountFilesystem(FsBackendMountCmd Command) : IMountRequest;
+public sealed record RemountFilesystem(FsBackendMountCmd Command) : MountChangeRequest;
 
 /// <summary>DELETE /api/v1/mount.</summary>
-public sealed record UmountFilesystem(string Mountpoint) : IMountRequest;
+public sealed record UmountFilesystem(string Mountpoint) : MountChangeRequest;
 
 /// <summary>Mounts again every instance the journal records that is not mounted yet (a restart with the same
 /// <c>--id</c> and work dir). Answered once all were tried; failures are listed, the others serve.</summary>
@@ -72,6 +80,8 @@ public enum MountErrorKind
     InsufficientStorage,
     /// <summary>The daemon failed (a backend, the journal): 500.</summary>
     Failed,
+    /// <summary>The client gave up (its time limit passed, or it hung up) before the change was made: 504.</summary>
+    Timeout,
 }
 
 /// <summary>The answer to an <see cref="IMountRequest"/>; <see cref="Error"/> null means it was done and recorded.</summary>
@@ -85,14 +95,14 @@ public sealed record MountOperationResult(MountErrorKind? Error, string Message,
 // ---- Between the filesystem service and its instance children ----
 
 /// <summary>Open the command's filesystem and attach it (at <see cref="Index"/>, 0 for any free index).</summary>
-internal sealed record OpenInstance(FsBackendMountCmd Command, int Index)
+internal sealed record OpenInstance(FsBackendMountCmd Command, int Index, CancellationToken Abandoned = default)
 {
     /// <summary>Already opened by the host (the command line's instance): attached as is.</summary>
     public OpenedInstance? Opened { get; init; }
 }
 
 /// <summary>Open the command's filesystem and swap it in for the mounted one.</summary>
-internal sealed record ReplaceInstance(FsBackendMountCmd Command);
+internal sealed record ReplaceInstance(FsBackendMountCmd Command, CancellationToken Abandoned = default);
 
 /// <summary>Detach the instance; the child stops once it has.</summary>
 internal sealed record CloseInstance

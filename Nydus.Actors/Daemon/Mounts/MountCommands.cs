@@ -30,8 +30,14 @@ public static class MountCommands
                 var bootstrap = command.Source;
                 if (bootstrap.Length == 0 || !Path.IsPathFullyQualified(bootstrap))
                     throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap path '{bootstrap}' must be absolute");
-                if (!File.Exists(bootstrap))
-                    throw new FileNotFoundException($"bootstrap {bootstrap} does not exist", bootstrap);
+                // Looked at before it is opened: a FIFO would block the mount queue, /dev/zero would be read forever.
+                switch (Interop.InputFile.NotRegular(bootstrap, out _))
+                {
+                    case Interop.InputFile.DoesNotExist:
+                        throw new FileNotFoundException($"bootstrap {bootstrap} does not exist", bootstrap);
+                    case { } what:
+                        throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap {bootstrap} {what}");
+                }
                 var config = NydusConfigLoader.Parse(command.Config, configSource, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
                 var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
@@ -51,7 +57,9 @@ public static class MountCommands
 
     /// <summary>True when the failure is the request's fault (bad config, missing or corrupt image): a 4xx.</summary>
     public static bool IsCallersFault(Exception e) =>
-        e is ConfigException or RafsException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        e is ConfigException or RafsException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException
+        // At open, a blob the config names that is not there (or not a file) is the request's mistake, not the daemon's.
+        or StorageException { Kind: StorageErrorKind.BlobNotFound };
 
     /// <summary>The failures opening an instance may end in; anything else is a bug and escalates.</summary>
     public static bool IsExpected(Exception e) =>

@@ -28,8 +28,8 @@ public sealed class MountedInstanceActor : ReceiveActor
         _vfs = vfs;
         _metrics = metrics;
 
-        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index, o.Opened));
-        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0, null));
+        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index, o.Opened, o.Abandoned));
+        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0, null, r.Abandoned));
         Receive<CloseInstance>(_ =>
         {
             try
@@ -57,7 +57,7 @@ public sealed class MountedInstanceActor : ReceiveActor
     }
 
     /// <param name="preopened">The instance the host opened already (the command line's), or null to open it here.</param>
-    private void Attach(Config.FsBackendMountCmd command, bool replace, int index, OpenedInstance? preopened)
+    private void Attach(Config.FsBackendMountCmd command, bool replace, int index, OpenedInstance? preopened, CancellationToken abandoned)
     {
         OpenedInstance opened;
         try
@@ -69,6 +69,18 @@ public sealed class MountedInstanceActor : ReceiveActor
             var kind = MountCommands.IsCallersFault(e) ? MountErrorKind.Invalid : MountErrorKind.Failed;
             _log.Warning("Cannot {0} {1} at {2}: {3}", replace ? "remount" : "mount", command.Source, _mountpoint, e.Message);
             Sender.Tell(new InstanceFailed(_mountpoint, kind, e.Message));
+            if (!replace) Context.Stop(Self);
+            return;
+        }
+
+        // The client gave up while the image was opened (a big image, a slow disk): close it again rather than
+        // change the table behind the back of a caller that was told the request failed.
+        if (abandoned.IsCancellationRequested)
+        {
+            opened.Instance.Dispose();
+            _log.Warning("Not {0} {1} at {2}: its client gave up while it was opened", replace ? "remounting" : "mounting", command.Source, _mountpoint);
+            Sender.Tell(new InstanceFailed(_mountpoint, MountErrorKind.Timeout,
+                $"{(replace ? "remount" : "mount")} of {_mountpoint} was not carried out: its client gave up while the image was opened"));
             if (!replace) Context.Stop(Self);
             return;
         }

@@ -28,10 +28,11 @@ public sealed class LocalFsBackend : IBlobBackend
                 $"localfs backend: blob directory {dir} (backend.localfs.dir) does not exist");
         }
 
-        if (settings.BlobFile is { } file && !File.Exists(file))
+        // Not a FIFO or a device either: a read of one would block a FUSE worker or never end.
+        if (settings.BlobFile is { } file && Interop.InputFile.NotRegular(file, out _) is { } what)
         {
             throw new StorageException(StorageErrorKind.BlobNotFound,
-                $"localfs backend: blob file {file} (backend.localfs.blob_file) does not exist");
+                $"localfs backend: blob file {file} (backend.localfs.blob_file) {what}");
         }
 
         _settings = settings;
@@ -104,6 +105,11 @@ public sealed class LocalFsBackend : IBlobBackend
             }
 
             string path = ResolvePath(blobId);
+            if (Interop.InputFile.NotRegular(path, out _) is { } what && what != Interop.InputFile.DoesNotExist)
+            {
+                throw new StorageException(StorageErrorKind.IoError, $"cannot open blob {blobId}: {path} {what}");
+            }
+
             try
             {
                 handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
