@@ -53,7 +53,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
 
         using var gone = new CancellationTokenSource();
@@ -77,7 +77,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), null));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/x/a", _a)));
 
         foreach (var mountpoint in new[] { "/", "/x", "/x/a/b" })
