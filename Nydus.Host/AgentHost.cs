@@ -69,10 +69,15 @@ public static class AgentHost
             logToFileOnly: options.LogFile is not null);
         if (ApiSocket.IsLive(options.Socket)) throw new IOException($"agent socket {options.Socket} is in use by a running agent");
         // The same checks as a daemon's: a damaged journal is refused in one attempt, naming the file.
-        JournalStartup.Prepare(new JournalFiles(stateDir), config, options.JournalRepair, sealsConfigs: false);
+        var journalFiles = new JournalFiles(stateDir);
+        JournalStartup.Prepare(journalFiles, config, options.JournalRepair, sealsConfigs: false);
 
+        var recoveryFailure = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var settings = new AgentSettings(stateDir, options.HotStandby, OwnBinary(),
-            config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)));
+            config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)))
+        {
+            RecoveryFailed = why => recoveryFailure.TrySetResult(why),
+        };
         Log.Information("nydusd agent {Version} starting: state dir {StateDir}, socket {Socket}, hot standby {HotStandby}, daemons from {Binary}",
             DaemonVersion.PackageVersion, stateDir, options.Socket, options.HotStandby, settings.DefaultBinary);
 
@@ -101,6 +106,16 @@ public static class AgentHost
         try
         {
             var agent = system.ActorOf(NodeAgentActor.Props(settings), "agent");
+            // The journal is read before the API serves: an agent whose list of daemons cannot be read refuses to
+            // start, naming the file and what to do, instead of answering its API with nobody behind it.
+            var recovered = agent.Ask<AgentReply>(ListManagedDaemons.Instance,
+                config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+            if (await Task.WhenAny(recovered, recoveryFailure.Task) != recovered || !recovered.IsCompletedSuccessfully)
+            {
+                var why = recoveryFailure.Task.IsCompleted ? await recoveryFailure.Task : "its journal was not read in time";
+                Log.Fatal("nydusd agent cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
+                return 1;
+            }
             api = await ApiServer.StartAsync(options.Socket, routes => AgentEndpoints.Map(routes, agent),
                 idleTimeout: DaemonHost.ApiIdleTimeout(config));
             served();

@@ -393,6 +393,49 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         Assert.Equal(0, await repaired.WaitForExitAsync(ExitTimeout));
     }
 
+    [Fact]
+    public async Task The_agent_refuses_an_undecodable_event_in_one_line_instead_of_serving_without_its_list()
+    {
+        using var dir = new TempDir("pagev");
+        var stateDir = dir.Combine("state");
+        var socket = dir.Combine("agent.sock");
+        await using (var agent = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket))
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (!File.Exists(socket) && !agent.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
+            Assert.True(File.Exists(socket), agent.Output);
+            agent.Signal(NydusdProcess.SIGTERM);
+            Assert.Equal(0, await agent.WaitForExitAsync(ExitTimeout));
+        }
+        // A structurally sound database holding a managed-daemon record that no longer decodes (cut-off JSON under the
+        // agent serializer's own manifest and identifier).
+        var journal = Path.Combine(stateDir, "journal.db");
+        using (var connection = new SqliteConnection($"Data Source={journal};Pooling=False"))
+        {
+            connection.Open();
+            using var insert = connection.CreateCommand();
+            insert.CommandText = "INSERT INTO journal (created, deleted, persistence_id, sequence_number, message, manifest, identifier, writer_uuid) "
+                                 + $"VALUES (0, 0, 'nydusd-agent', 1, X'7B226964223A', 'AgentDaemonSaved.v1', {Nydus.Actors.Agent.AgentJournalSerializer.Id}, 'test')";
+            Assert.Equal(1, insert.ExecuteNonQuery());
+        }
+
+        File.Delete(socket);
+        var (code, text) = await RunToExitAsync(["agent", "--state-dir", stateDir, "--sock", socket]);
+        output.WriteLine(text);
+        Assert.Equal(1, code);
+        Assert.Contains(journal, text);
+        Assert.Contains("cannot be replayed", text);
+        Assert.Contains("--journal-repair", text);
+        Assert.True(text.Split('\n').Length < 20, $"{text.Split('\n').Length} lines of output");
+
+        await using var repaired = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket, "--journal-repair");
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!File.Exists(socket) && !repaired.HasExited && DateTime.UtcNow < until) await Task.Delay(50);
+        Assert.True(File.Exists(socket), repaired.Output);
+        repaired.Signal(NydusdProcess.SIGTERM);
+        Assert.Equal(0, await repaired.WaitForExitAsync(ExitTimeout));
+    }
+
     // ---- helpers ----
 
     private static async Task<(int Code, string Output)> RunToExitAsync(string[] args)

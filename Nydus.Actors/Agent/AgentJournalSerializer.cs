@@ -24,8 +24,10 @@ public sealed class AgentJournalSerializer : SerializerWithStringManifest
     {
     }
 
-    /// <summary>Fixed for good: changing it makes stored data unreadable.</summary>
-    public override int Identifier => 7302;
+    /// <summary>The serializer id stored with every agent record. Fixed for good: changing it makes stored data unreadable.</summary>
+    public const int Id = 7302;
+
+    public override int Identifier => Id;
 
     public override string Manifest(object o) =>
         ManifestsByType.TryGetValue(o.GetType(), out var manifest) ? manifest : throw new ArgumentException($"{o.GetType()} is not an agent journal record");

@@ -16,6 +16,10 @@ public sealed record AgentSettings(string StateDir, bool HotStandby, string Defa
 {
     /// <summary>Every process the agent starts is appended here ("pid starttime role id"), for operators and test sweeps.</summary>
     public string SpawnLog => Path.Combine(StateDir, "spawned.log");
+
+    /// <summary>Told, once, why the agent's journal could not be replayed (the host then refuses to start, naming the
+    /// file, rather than serve an API with no agent behind it).</summary>
+    public Action<string>? RecoveryFailed { get; init; }
 }
 
 /// <summary>

@@ -72,6 +72,17 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
 
     public static Props Props(AgentSettings settings) => Akka.Actor.Props.Create(() => new NodeAgentActor(settings));
 
+    /// <summary>A record that cannot be read back (damaged, or written by something else): one line, not Akka's stack
+    /// trace, and the host is told; the actor then stops (Akka.Persistence's rule), so nothing is managed from a list
+    /// that was only partly read.</summary>
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        var at = message is null ? "" : $" at {message.GetType().Name}";
+        var description = $"the agent's journal cannot be replayed{at} (last good event {LastSequenceNr}): {Daemon.Persistence.JournalFailures.Describe(reason)}";
+        _log.Error("{0}", description);
+        _settings.RecoveryFailed?.Invoke(description);
+    }
+
     // Children are never restarted: a restart would lose the fd they hold. One that throws (a bug: step failures are
     // caught and reported by the child) is logged and resumed.
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(e =>
