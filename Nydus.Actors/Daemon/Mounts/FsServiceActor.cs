@@ -37,6 +37,7 @@ public sealed class FsServiceActor : ReceiveActor
     // A successor waiting for a takeover must not write the journal its predecessor writes: changes wait for
     // JournalIsOurs. Unmounts made meanwhile are remembered here.
     private bool _journalDeferred;
+    private readonly CatchUpProgress _catchUp = new();
     private readonly HashSet<string> _unmountedWhileDeferred = new(StringComparer.Ordinal);
 
     /// <param name="vfs">The VFS at the FUSE root; null for a daemon without filesystem service (singleton).</param>
@@ -67,7 +68,7 @@ public sealed class FsServiceActor : ReceiveActor
         Receive<RecordToRestore>(OnRecordToRestore);
         Receive<JournalIsOurs>(_ => OnJournalIsOurs());
         Receive<RecordToCatchUp>(OnRecordToCatchUp);
-        Receive<Recorded>(_ => { }); // the catch-up's writes: a failed one fails the journal actor, which stops the daemon
+        Receive<CatchUpWritten>(OnCatchUpWritten);
 
         Receive<InstanceAttached>(OnAttached);
         Receive<InstanceDetached>(OnDetached);
@@ -415,23 +416,47 @@ public sealed class FsServiceActor : ReceiveActor
             _log.Error("The journal could not be read to record the mount table this daemon took over: {0}", got.Failure?.Message);
             return;
         }
-        int written = 0;
         foreach (var (mountpoint, entry) in _table)
         {
             if (!entry.Persisted) continue;
             var wanted = MountCommands.ToRecord(entry.Command, entry.Index);
             if (record.Mounts.TryGetValue(mountpoint, out var has) && MountCommands.SameRecord(has, wanted)) continue;
-            _journal.Tell(new RecordMount(wanted));
-            written++;
+            WriteCatchUp(new RecordMount(wanted));
         }
         foreach (var mountpoint in _unmountedWhileDeferred)
         {
             if (_table.ContainsKey(mountpoint) || !record.Mounts.ContainsKey(mountpoint)) continue;
-            _journal.Tell(new RecordUnmount(mountpoint));
-            written++;
+            WriteCatchUp(new RecordUnmount(mountpoint));
         }
         _unmountedWhileDeferred.Clear();
-        _log.Info("The journal is this daemon's now: {0} change(s) of the mount table written to it", written);
+        if (_catchUp.Pending == 0) LogCatchUpDone();
+    }
+
+    /// <summary>One write of the catch-up; the line that says the journal is ours comes once every write is answered
+    /// (a restart on this work dir right after it finds the table in the journal).</summary>
+    private void WriteCatchUp(object command)
+    {
+        _catchUp.Pending++;
+        _journal.Ask<Recorded>(command, JournalTimeout).PipeTo(Self,
+            success: _ => new CatchUpWritten(null),
+            failure: e => new CatchUpWritten(e));
+    }
+
+    private void OnCatchUpWritten(CatchUpWritten written)
+    {
+        _catchUp.Pending--;
+        if (written.Failure is null) _catchUp.Written++;
+        else _catchUp.Failures.Add(JournalFailures.Describe(written.Failure));
+        if (_catchUp.Pending == 0) LogCatchUpDone();
+    }
+
+    private void LogCatchUpDone()
+    {
+        if (_catchUp.Failures.Count == 0)
+            _log.Info("The journal is this daemon's now: {0} change(s) of the mount table written to it", _catchUp.Written);
+        else
+            _log.Error("The journal is this daemon's now, but {0} of {1} change(s) of the mount table could not be written to it ({2}): a restart on this work dir would not find them",
+                _catchUp.Failures.Count, _catchUp.Written + _catchUp.Failures.Count, string.Join("; ", _catchUp.Failures.Distinct()));
     }
 
     // ---- faults ----
@@ -483,6 +508,15 @@ public sealed class FsServiceActor : ReceiveActor
         /// <summary>A takeover's restore: the recorded index is required, not just preferred.</summary>
         public bool FromHandoff { get; init; }
         public OpenedInstance? Opened { get; init; }
+    }
+
+    private sealed record CatchUpWritten(Exception? Failure);
+
+    private sealed class CatchUpProgress
+    {
+        public int Pending;
+        public int Written;
+        public readonly List<string> Failures = new();
     }
 
     private sealed record Entry(IActorRef Child, FsBackendMountCmd Command, MountedBackend Backend, int Index, bool Persisted);
