@@ -41,13 +41,12 @@ public sealed class SnapshotterDaemon : IAsyncDisposable
     /// The arguments of a FUSE shared daemon (no bootstrap: instances come through the API), in the order
     /// <c>BuildCommand</c> emits its struct fields: <c>fuse [--upgrade] --id --mountpoint --apisock --log-level
     /// [--log-rotation-size] --supervisor --log-file --failover-policy</c>. <c>--thread-num</c> is left out as upstream
-    /// does for the default 0. <c>--log-rotation-size 100</c> (its default, constant.DefaultDaemonRotateLogMaxSize) is
-    /// left out until main serves that flag (branch snap-cli adds it).
+    /// does for the default 0. <c>--log-rotation-size 100</c> is its default (constant.DefaultDaemonRotateLogMaxSize).
     /// </summary>
     public static string[] SharedDaemonArgs(string id, string mountpoint, string apiSocket, string supervisor, string logFile, bool upgrade) =>
     [
         "fuse", .. upgrade ? new[] { "--upgrade" } : [], "--id", id, "--mountpoint", mountpoint, "--apisock", apiSocket,
-        "--log-level", "info", "--supervisor", supervisor, "--log-file", logFile, "--failover-policy", "resend",
+        "--log-level", "info", "--log-rotation-size", "100", "--supervisor", supervisor, "--log-file", logFile, "--failover-policy", "resend",
     ];
 
     /// <summary><c>cmd.Start()</c>: the process only; what follows is the caller's (StartDaemon's goroutine, or the upgrade).</summary>

@@ -75,7 +75,10 @@ public sealed partial class NydusdProcess : IAsyncDisposable
 
     // Set NYDUS_TEST_DAEMON_LOGS to a directory to keep every daemon's output there as <pid>.log: a test whose
     // process hangs (a reader blocked on FUSE) never prints the output it kept in memory.
-    private static readonly string? LogDirectory = Environment.GetEnvironmentVariable("NYDUS_TEST_DAEMON_LOGS");
+    // Made if missing: a write that throws here runs on a thread-pool callback and would take the test host down.
+    private static readonly string? LogDirectory = Environment.GetEnvironmentVariable("NYDUS_TEST_DAEMON_LOGS") is { Length: > 0 } dir
+        ? Directory.CreateDirectory(dir).FullName
+        : null;
 
     private void Append(string? line)
     {
