@@ -160,25 +160,8 @@ public sealed class NydusctlParityTests
             NydusctlFormat.RequestFailed("""{"code":"NotFound","message":"no \"x\""}"""));
     }
 
-    private static async Task<(int Code, string Stdout, string Stderr)> CtlAsync(string socket, params string[] args)
-    {
-        var info = new ProcessStartInfo(NydusdProcess.BinaryPath) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])["ctl", "-S", socket, .. args]) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(Wait);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill();
-            throw;
-        }
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> CtlAsync(string socket, params string[] args) =>
+        NydusdProcess.RunRawAsync(Wait, ["ctl", "-S", socket, .. args]);
 
     [FuseFact]
     public async Task Ctl_speaks_every_nydusctl_verb_against_a_real_daemon()

@@ -24,26 +24,7 @@ public sealed class SnapshotterCompatTests(Xunit.Abstractions.ITestOutputHelper 
     /// first match of this expression and trims it (Go's RE2 and .NET agree on this pattern).</summary>
     private static readonly Regex SnapshotterGitCommit = new(@"Git Commit:\s*(.+)");
 
-    /// <summary>Runs nydusd to its end and returns exit code and the raw stdout and stderr (no line splitting).</summary>
-    private static async Task<(int Code, string Stdout, string Stderr)> RunRawAsync(params string[] args)
-    {
-        var info = new ProcessStartInfo(NydusdProcess.BinaryPath) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(Wait);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill();
-            throw;
-        }
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Stdout, string Stderr)> RunRawAsync(params string[] args) => NydusdProcess.RunRawAsync(Wait, args);
 
     [Theory]
     [InlineData("--version")]

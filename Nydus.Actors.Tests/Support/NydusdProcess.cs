@@ -73,6 +73,28 @@ public sealed partial class NydusdProcess : IAsyncDisposable
         return (code, process.Output);
     }
 
+    /// <summary>Runs nydusd to its end with stdout and stderr apart and raw (not split into lines), for tests of what it
+    /// prints (version block, ctl output); killed past <paramref name="timeout"/>.</summary>
+    public static async Task<(int Code, string Stdout, string Stderr)> RunRawAsync(TimeSpan timeout, params string[] args)
+    {
+        var info = new ProcessStartInfo(BinaryPath) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill();
+            throw;
+        }
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
     // Set NYDUS_TEST_DAEMON_LOGS to a directory to keep every daemon's output there as <pid>.log: a test whose
     // process hangs (a reader blocked on FUSE) never prints the output it kept in memory.
     // Made if missing: a write that throws here runs on a thread-pool callback and would take the test host down.
