@@ -117,6 +117,7 @@ public sealed class FsServiceActor : ReceiveActor
             // later: the client was told it failed, and nobody would be told it happened.
             if (op.Abandoned.IsCancellationRequested)
             {
+                op.Opened?.Instance.Dispose();
                 Reply(op, new MountOperationResult(MountErrorKind.Timeout,
                     $"{op.Kind} of {op.Mountpoint} was not carried out: its client gave up while it waited in the queue"));
                 continue;
