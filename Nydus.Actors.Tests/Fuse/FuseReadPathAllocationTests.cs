@@ -36,14 +36,14 @@ public class FuseReadPathAllocationTests
                 dispatcher.Dispatch(getattr, reply);
             }
 
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 1000; i++)
+            long allocated = FewestBytesAllocated(() =>
             {
-                dispatcher.Dispatch(read, reply);
-                dispatcher.Dispatch(getattr, reply);
-            }
-
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                for (int i = 0; i < 1000; i++)
+                {
+                    dispatcher.Dispatch(read, reply);
+                    dispatcher.Dispatch(getattr, reply);
+                }
+            });
             Assert.Equal(0, allocated);
             Assert.Equal(16 + 128 * 1024, dispatcher.Dispatch(read, reply));
             Assert.Equal(0, MemoryMarshal.Read<FuseOutHeader>(reply).Error);
@@ -87,15 +87,15 @@ public class FuseReadPathAllocationTests
             dispatcher.Dispatch(lookup, reply);
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        long allocated = FewestBytesAllocated(() =>
         {
-            dispatcher.Dispatch(read, reply);
-            dispatcher.Dispatch(getattr, reply);
-            dispatcher.Dispatch(lookup, reply);
-        }
-
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            for (int i = 0; i < 1000; i++)
+            {
+                dispatcher.Dispatch(read, reply);
+                dispatcher.Dispatch(getattr, reply);
+                dispatcher.Dispatch(lookup, reply);
+            }
+        });
         Assert.Equal(0, allocated);
         int expected = (int)Math.Min(size, (file == "big" ? big.Length : 5000) - (long)offset);
         Assert.Equal(16 + expected, dispatcher.Dispatch(read, reply));
@@ -120,5 +120,22 @@ public class FuseReadPathAllocationTests
         BitConverter.TryWriteBytes(raw.AsSpan(8), offset);
         BitConverter.TryWriteBytes(raw.AsSpan(16), size);
         return raw;
+    }
+
+    /// <summary>
+    /// The fewest bytes one round allocated on this thread, over up to three rounds. A per-request allocation shows
+    /// in every round (a thousand times over); a one-time one on this thread (a lazy initialisation, a tier-up while
+    /// the machine is loaded) in one round only, which failed this test once in a full run.
+    /// </summary>
+    private static long FewestBytesAllocated(Action round)
+    {
+        long fewest = long.MaxValue;
+        for (int r = 0; r < 3 && fewest != 0; r++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            round();
+            fewest = Math.Min(fewest, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        return fewest;
     }
 }
