@@ -19,8 +19,10 @@ public static class DaemonHost
 {
     public static async Task<int> RunAsync(NydusdOptions options, CancellationToken _)
     {
+        var timeline = new StartupTimeline();
         var levelSwitch = new LoggingLevelSwitch(ToSerilogLevel(options.LogLevel));
         Log.Logger = NydusdLogging.Create(levelSwitch, options.LogFile, options.LogRotationSize);
+        timeline.Mark("logging");
         CreatedDirectory? workDir = null;
         var temporaryWorkDir = false;
         var started = new StartProgress();
@@ -28,7 +30,7 @@ public static class DaemonHost
         try
         {
             workDir = ResolveWorkDir(options, out temporaryWorkDir);
-            return await RunDaemonAsync(options, workDir.Path, levelSwitch, started, systemd);
+            return await RunDaemonAsync(options, workDir.Path, levelSwitch, started, systemd, timeline);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
                                        or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
@@ -54,7 +56,7 @@ public static class DaemonHost
     }
 
     private static async Task<int> RunDaemonAsync(NydusdOptions options, string workDir, LoggingLevelSwitch levelSwitch,
-        StartProgress started, SystemdNotifier systemd)
+        StartProgress started, SystemdNotifier systemd, StartupTimeline timeline)
     {
         var openFiles = ProcessLimits.RaiseOpenFiles(options.RlimitNofile);
         var hoconDir = Path.Combine(AppContext.BaseDirectory, "hocon");
@@ -62,6 +64,7 @@ public static class DaemonHost
         var hoconFile = DaemonHocon.ResolveUserFile(options.HoconFile, Environment.GetEnvironmentVariable(DaemonHocon.EnvironmentVariable));
         var config = DaemonHocon.Load(hoconDir, workDir, hoconFile, ToAkkaLevel(options.LogLevel),
             logToFileOnly: options.LogFile is not null, journalKeyFile: journalFiles.KeyPath);
+        timeline.Mark("hocon");
         if (hoconFile is not null) Log.Information("HOCON from {HoconFile}", hoconFile);
         if (options.LogRotationSize > 0 && options.LogFile is null)
             Log.Warning("--log-rotation-size {Size} has no effect without --log-file: stderr is not rotated", options.LogRotationSize);
@@ -73,6 +76,7 @@ public static class DaemonHost
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
         // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
         JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
+        timeline.Mark("journal-files");
 
         // Read before any image is opened (the command line's is opened next).
         Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
@@ -85,15 +89,17 @@ public static class DaemonHost
         var fuse = options.Singleton ? null
             : FuseServiceSetup.Prepare(options,
                 UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover);
+        if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch);
+            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline);
         ActorSystem system;
         try
         {
             system = ActorSystem.Create("nydusd", config);
+            timeline.Mark("actor-system");
         }
         catch (Exception e)
         {
@@ -121,6 +127,7 @@ public static class DaemonHost
         };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);
+        timeline.Mark("daemon-actor");
         var daemonStopped = daemon.WatchAsync();
         // The command line's instance takes the API's path (upstream: service.mount(cmd)): attached and recorded by
         // the filesystem service like any other; meanwhile the API comes up.
@@ -154,6 +161,7 @@ public static class DaemonHost
                 // A daemon told to stop meanwhile never answers: stop waiting.
                 if (await Task.WhenAny(commandLineMounted, daemonStopped) != commandLineMounted) return 1;
                 var mounted = await commandLineMounted;
+                timeline.Mark("command-line-mounted");
                 if (!mounted.Succeeded)
                 {
                     Log.Fatal("nydusd failed to start: {Error}", mounted.Message);
@@ -172,6 +180,7 @@ public static class DaemonHost
                     : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
                 var record = await RecoverJournalAsync(daemon, daemonStopped,
                     config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+                timeline.Mark("journal-recovered");
                 if (record is null)
                 {
                     var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
@@ -197,6 +206,7 @@ public static class DaemonHost
                         return 1;
                     }
                     Log.Information("Mount table: {Result}", restored.Message);
+                    timeline.Mark("mounts-restored");
                 }
             }
 
@@ -207,6 +217,8 @@ public static class DaemonHost
                 Log.Information("nydusd is {State}, waiting for a takeover ({Reason})", DaemonState.Init.ToApiName(), takeover);
                 started.Served = true;
                 systemd.Ready($"INIT, waiting for a takeover ({takeover})");
+                timeline.Mark("init");
+                Log.Information("{Timeline}", timeline.Summary());
             }
             foreach (var input in takeover is null ? new[] { DaemonInput.Mount, DaemonInput.Start } : [])
             {
@@ -226,6 +238,8 @@ public static class DaemonHost
                 Log.Information("nydusd is {State}", DaemonState.Running.ToApiName());
                 started.Served = true;
                 systemd.Ready(DaemonState.Running.ToApiName());
+                timeline.Mark("running");
+                Log.Information("{Timeline}", timeline.Summary());
             }
             // The watchdog is fed only while the daemon actor answers.
             systemd.StartWatchdog(async token =>
@@ -263,7 +277,8 @@ public static class DaemonHost
         }
     }
 
-    private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config, LoggingLevelSwitch levelSwitch)
+    private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
+        LoggingLevelSwitch levelSwitch, StartupTimeline timeline)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
         var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared)
@@ -271,7 +286,12 @@ public static class DaemonHost
             IdleTimeout = ApiIdleTimeout(config),
             MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
         };
-        return Task.Run(async () => (ApiServer?)await ApiServer.StartAsync(socket, context));
+        return Task.Run(async () =>
+        {
+            var api = await ApiServer.StartAsync(socket, context);
+            timeline.Mark("api");
+            return (ApiServer?)api;
+        });
     }
 
     /// <summary>HOCON nydus.api.idle-timeout: "infinite" (the default) keeps idle API connections open for good.</summary>
