@@ -17,4 +17,8 @@ if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
     return 2;
 }
 // Signals are the daemon's to handle (through its state machine), not the parser's.
-return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+var exitCode = await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+// Whatever ran has finished its work (a daemon's journal confirmed its writes before it stopped; its logs are
+// flushed): end the process now rather than wait for threads still running (the actor system's, a prefetch's).
+Environment.Exit(exitCode);
+return exitCode;

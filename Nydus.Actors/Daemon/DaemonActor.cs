@@ -26,6 +26,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
     private bool _restoringMounts;
     private bool _startRecorded;
+    private bool _journalStopped;
     private DaemonState _reported = DaemonState.Init;
     private ImmutableSortedDictionary<string, MountedBackend> _backends = ImmutableSortedDictionary<string, MountedBackend>.Empty;
     private ImmutableArray<MountRecord> _mountRecords = [];
@@ -142,6 +143,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         // than serve on with state that would be lost. (Failed writes do not stop it: the guard answers them.)
         Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
         {
+            _journalStopped = true;
             _settings.Outcome.Fail("the daemon journal (persistence) failed");
             Self.Tell(new ServiceEnded("the daemon journal (persistence) failed"));
         });
@@ -299,9 +301,37 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         {
             // Upstream's state machine thread ends here; the host watches this actor and ends the process.
             _log.Info("Daemon stopped");
-            Context.Stop(Self);
+            StopAfterJournalFlush();
         }
     }
+
+    /// <summary>The host ends the process as soon as this actor stops, without a graceful shutdown of the actor
+    /// system (an old daemon must be gone within milliseconds of handing over): so the journal first confirms that
+    /// every write asked of it is on disk. Bounded: a journal that cannot answer does not keep the process alive.</summary>
+    private void StopAfterJournalFlush()
+    {
+        if (_journalStopped)
+        {
+            Context.Stop(Self);
+            return;
+        }
+        Become(() =>
+        {
+            Receive<JournalFlushed>(_ => Context.Stop(Self));
+            Receive<Status.Failure>(f =>
+            {
+                _log.Warning("The journal did not confirm its writes before the stop: {0}", f.Cause.Message);
+                Context.Stop(Self);
+            });
+            Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ => Context.Stop(Self));
+            Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
+            Receive<DaemonCommand>(_ => Sender.Tell(new DaemonCommandResult(_reported,
+                new DaemonError(DaemonErrorKind.Stopped, "the daemon has stopped"))));
+        });
+        _journal.Ask<JournalFlushed>(FlushJournal.Instance, JournalFlushTimeout).PipeTo(Self);
+    }
+
+    private static readonly TimeSpan JournalFlushTimeout = TimeSpan.FromSeconds(10);
 
     private sealed record ActionTimedOut(int Generation);
 }

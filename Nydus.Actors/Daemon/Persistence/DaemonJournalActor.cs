@@ -47,6 +47,8 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         });
 
         Command<GetDaemonRecord>(_ => Sender.Tell(_record));
+        // Persist holds commands until its write is done, so this answer follows every earlier write.
+        Command<FlushJournal>(_ => Sender.Tell(JournalFlushed.Instance));
         Command<RecordDaemonStart>(_ => RecordStart());
         Command<RecordMount>(c => PersistAndApply(new FilesystemMounted(c.Mount), Sender));
         Command<RecordUnmount>(c => PersistAndApply(new FilesystemUnmounted(c.Mountpoint), Sender));

@@ -108,6 +108,8 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
     private void Unavailable()
     {
         Receive<Terminated>(_ => { });
+        // Nothing can be in flight while no store runs.
+        Receive<FlushJournal>(_ => Sender.Tell(JournalFlushed.Instance));
         ReceiveAny(_ =>
         {
             // Try again for this request; if reading still fails it is answered with the cause.

@@ -70,5 +70,18 @@ public sealed record RecordDaemonStart
 
 public sealed record RecordUnmount(string Mountpoint);
 
+/// <summary>A barrier: answered with <see cref="JournalFlushed"/> once every write asked for before it is on disk
+/// (the store handles no command while a write is in flight). The daemon asks it before it stops, so a process that
+/// exits right after its daemon stopped loses nothing.</summary>
+public sealed record FlushJournal
+{
+    public static readonly FlushJournal Instance = new();
+}
+
+public sealed record JournalFlushed
+{
+    public static readonly JournalFlushed Instance = new();
+}
+
 /// <summary>The event was persisted; <see cref="Record"/> is the state after it.</summary>
 public sealed record Recorded(DaemonRecord Record);
