@@ -74,9 +74,24 @@ public static class DaemonHost
         // Refuse a live socket before anything else starts: a second daemon must not disturb the first.
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
+        // The actor system takes a few hundred milliseconds of CPU to come up (assembly loading, code that runs only
+        // now) and needs nothing of what follows (its persistence plugin starts only with the daemon's journal, after
+        // the files are checked): it comes up on another core while this thread checks the journal files and mounts.
+        // Any way out before it is used leaves it to the process's end (Program ends the process).
+        var systemStarting = Task.Run(() =>
+        {
+            var created = ActorSystem.Create("nydusd", config);
+            timeline.Mark("actor-system");
+            return created;
+        });
         // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
         JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
         timeline.Mark("journal-files");
+        // The persistence plugins' first use is the costliest step of a start (about 1 s of CPU: linq2db's mapping and
+        // SQL building, SQLite): start them now that their files are checked, beside the image and the kernel mount,
+        // rather than when the daemon's journal first asks.
+        _ = systemStarting.ContinueWith(t => StartPersistencePlugins(t.Result, timeline),
+            CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
 
         // Read before any image is opened (the command line's is opened next).
         Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
@@ -98,8 +113,7 @@ public static class DaemonHost
         ActorSystem system;
         try
         {
-            system = ActorSystem.Create("nydusd", config);
-            timeline.Mark("actor-system");
+            system = await systemStarting;
         }
         catch (Exception e)
         {
@@ -265,6 +279,7 @@ public static class DaemonHost
                 // supervisor waits for the old process to be gone. Program ends the process (Environment.Exit).
                 var shutdown = System.Diagnostics.Stopwatch.StartNew();
                 if (api is not null) await api.CloseForExitAsync(TimeSpan.FromSeconds(1));
+                await DrainActorLogsAsync(system, TimeSpan.FromSeconds(1));
                 Log.Debug("Exit: API answers sent in {Ms:F1} ms; the actor system is left to the process's end", shutdown.Elapsed.TotalMilliseconds);
             }
             else
@@ -273,6 +288,28 @@ public static class DaemonHost
                 await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
             }
             if (!running && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
+        }
+    }
+
+    private static void StartPersistencePlugins(ActorSystem system, StartupTimeline timeline)
+    {
+        var persistence = Akka.Persistence.Persistence.Instance.Apply(system);
+        persistence.JournalFor(null);
+        persistence.SnapshotStoreFor(null);
+        timeline.Mark("persistence-started");
+    }
+
+    /// <summary>Waits until Akka's loggers have written what the actors logged so far (the daemon's last lines:
+    /// "Daemon stopped"): they run as actors, and a process ended without the actor system's shutdown would drop
+    /// what is still in their mailboxes. Identify is answered in mailbox order, so its answer comes after them.</summary>
+    private static async Task DrainActorLogsAsync(ActorSystem system, TimeSpan timeout)
+    {
+        try
+        {
+            await system.ActorSelection("/system/log*").Ask<ActorIdentity>(new Identify(null), timeout);
+        }
+        catch (AskTimeoutException)
+        {
         }
     }
 
