@@ -111,7 +111,7 @@ public static partial class StartupBench
         process.BeginErrorReadLine();
         try
         {
-            using var client = new ApiClient(socket, TimeSpan.FromSeconds(2));
+            using var client = new ApiClient(socket, TimeSpan.FromSeconds(10));
             var deadline = TimeSpan.FromSeconds(60);
             double apiMs = double.NaN;
             while (true)
@@ -126,7 +126,8 @@ public static partial class StartupBench
                         if (double.IsNaN(apiMs)) apiMs = clock.Elapsed.TotalMilliseconds;
                         if (status == 200 && body.Contains("\"RUNNING\"")) break;
                     }
-                    catch (HttpRequestException) { }
+                    // Not listening yet, or too slow to answer on a loaded machine: ask again.
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException) { }
                 }
                 await Task.Delay(2);
             }
