@@ -87,11 +87,6 @@ public static class DaemonHost
         // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
         JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
         timeline.Mark("journal-files");
-        // The persistence plugins' first use is the costliest step of a start (about 1 s of CPU: linq2db's mapping and
-        // SQL building, SQLite): start them now that their files are checked, beside the image and the kernel mount,
-        // rather than when the daemon's journal first asks.
-        _ = systemStarting.ContinueWith(t => StartPersistencePlugins(t.Result, timeline),
-            CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion, TaskScheduler.Default);
 
         // Read before any image is opened (the command line's is opened next).
         Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
@@ -289,14 +284,6 @@ public static class DaemonHost
             }
             if (!running && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
         }
-    }
-
-    private static void StartPersistencePlugins(ActorSystem system, StartupTimeline timeline)
-    {
-        var persistence = Akka.Persistence.Persistence.Instance.Apply(system);
-        persistence.JournalFor(null);
-        persistence.SnapshotStoreFor(null);
-        timeline.Mark("persistence-started");
     }
 
     /// <summary>Waits until Akka's loggers have written what the actors logged so far (the daemon's last lines:
