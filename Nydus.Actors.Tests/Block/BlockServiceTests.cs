@@ -161,6 +161,36 @@ public sealed class BlockServiceTests
         Assert.Equal(UpstreamBlockImage.ExpectedDevice, Copy(dir, $"nbd+unix:///ok?socket={socket}"));
     }
 
+    [FuseFact]
+    public async Task A_full_disk_answers_507_serves_nothing_new_and_the_same_request_works_with_space_again()
+    {
+        using var dir = new TempDir("blkfull");
+        var id = "blk-" + Guid.NewGuid().ToString("N")[..8];
+        string socket = dir.Combine("full.nbd");
+        using var tmpfs = Nydus.Actors.Tests.Host.PersistenceFaultTests.SmallTmpfs.Mount(dir.Combine("work"), sizeKiB: 2048);
+        await using (var daemon = await NydusdApiDaemon.StartAsync(dir, id))
+        {
+            var request = new { name = "img", source = UpstreamBlockImage.Bootstrap, config = FixtureConfig, nbd_socket = socket };
+            tmpfs.Fill();
+            var (status, body) = await ExportAsync(daemon, request);
+            Assert.True(status == 507, $"{status} {body}");
+            Assert.Contains("full", body, StringComparison.OrdinalIgnoreCase);
+            Assert.False(File.Exists(socket), "an export the journal did not record is served");
+            Assert.Empty(await ListAsync(daemon));
+
+            tmpfs.Free();
+            (status, body) = await ExportAsync(daemon, request);
+            Assert.True(status == 200, body);
+            Assert.Equal(UpstreamBlockImage.ExpectedDevice, Copy(dir, $"nbd+unix:///img?socket={socket}"));
+            Assert.False(daemon.Process.HasExited, daemon.Process.Output);
+            await daemon.StopAsync();
+        }
+
+        await using var next = await NydusdApiDaemon.StartAsync(dir, id, generation: 1);
+        Assert.Equal(["img"], (await WaitServingAsync(next)).Select(e => e.Name));
+        Assert.Equal(UpstreamBlockImage.ExpectedDevice, Copy(dir, $"nbd+unix:///img?socket={socket}"));
+    }
+
     internal static async Task<(int Status, string Body)> ExportAsync(NydusdApiDaemon daemon, object body) =>
         await daemon.Api.SendAsync("POST", "/api/v1/block/exports", JsonSerializer.Serialize(body));
 
