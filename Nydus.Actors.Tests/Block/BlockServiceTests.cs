@@ -191,6 +191,23 @@ public sealed class BlockServiceTests
         Assert.Equal(UpstreamBlockImage.ExpectedDevice, Copy(dir, $"nbd+unix:///img?socket={socket}"));
     }
 
+    [Fact]
+    public async Task A_singleton_serves_exports_too_and_sigterm_closes_them()
+    {
+        using var dir = new TempDir("blksing");
+        string api = dir.Combine("api.sock"), socket = dir.Combine("s.nbd");
+        await using var process = NydusdProcess.Start(["singleton", "--apisock", api, "--id", "blk-" + Guid.NewGuid().ToString("N")[..8], "--work-dir", dir.Combine("work")]);
+        await process.WaitForStateAsync(api, "RUNNING", Timeout);
+        using var client = new Nydus.Actors.Api.ApiClient(api, Timeout);
+        var (status, body) = await client.SendAsync("POST", "/api/v1/block/exports",
+            JsonSerializer.Serialize(new { name = "s", source = UpstreamBlockImage.Bootstrap, config = FixtureConfig, nbd_socket = socket }));
+        Assert.True(status == 200, body);
+        Assert.Equal(UpstreamBlockImage.ExpectedDevice, Copy(dir, $"nbd+unix:///s?socket={socket}"));
+        process.Signal(NydusdProcess.SIGTERM);
+        Assert.Equal(0, await process.WaitForExitAsync(Timeout));
+        Assert.False(File.Exists(socket), "the NBD socket was left behind");
+    }
+
     internal static async Task<(int Status, string Body)> ExportAsync(NydusdApiDaemon daemon, object body) =>
         await daemon.Api.SendAsync("POST", "/api/v1/block/exports", JsonSerializer.Serialize(body));
 
