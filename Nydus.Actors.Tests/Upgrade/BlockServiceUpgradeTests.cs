@@ -58,4 +58,26 @@ public sealed class BlockServiceUpgradeTests
             Assert.Equal(["direct", "root"], (await BlockServiceTests.WaitServingAsync(api)).Select(e => e.Name));
         Assert.Equal(expected, BlockServiceTests.Copy(dir, $"nbd+unix:///root?socket={socket}"));
     }
+
+    [FuseFact]
+    public async Task Exports_are_served_again_after_a_crash_failover()
+    {
+        await using var rig = await UpgradeRig.StartAsync();
+        using var dir = new TempDir("blkfail");
+        string socket = dir.Combine("root.nbd");
+        byte[] expected = await BlockServiceTests.ExportBlockAsync(dir, rig.Image, "--localfs-dir", rig.Source);
+        using (var api = new ApiClient(rig.CurrentSocket, UpgradeRig.Wait))
+        {
+            var (status, body) = await api.SendAsync("POST", "/api/v1/block/exports",
+                System.Text.Json.JsonSerializer.Serialize(new { name = "root", mountpoint = "/", nbd_socket = socket }));
+            Assert.True(status == 200, body);
+        }
+        Assert.Equal(expected, BlockServiceTests.Copy(dir, $"nbd+unix:///root?socket={socket}"));
+
+        // SIGKILL leaves the socket file behind; the restarted daemon replaces it (nobody answers on it).
+        await rig.KillAndFailOverAsync();
+        using (var api = new ApiClient(rig.CurrentSocket, UpgradeRig.Wait))
+            Assert.Equal(["root"], (await BlockServiceTests.WaitServingAsync(api)).Select(e => e.Name));
+        Assert.Equal(expected, BlockServiceTests.Copy(dir, $"nbd+unix:///root?socket={socket}"));
+    }
 }
