@@ -13,7 +13,7 @@ namespace Nydus.Actors.Daemon;
 /// The top of a daemon's actor tree. Owns upstream's state machine (Init, Ready, Running, Die) and the reported
 /// state, serializes inputs (one at a time, as upstream's FSM thread does), and runs each committed transition's
 /// action through the service child. Children: the journal (durable state), the filesystem service (mount table),
-/// the blob cache, and the service (FUSE session) when the daemon kind has one.
+/// the blob cache, the block service (NBD exports), and the service (FUSE session) when the daemon kind has one.
 /// </summary>
 public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 {
