@@ -324,6 +324,12 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
                 device.Dispose();
                 return new OpenResult(record, new ServedExport(record, null, e.Message), e.Kind);
             }
+            catch (Exception e) when (e is FormatException or ArgumentException or IOException)
+            {
+                // A recorded address of an older build that no longer parses, say: not served, device closed.
+                device.Dispose();
+                return new OpenResult(record, new ServedExport(record, null, $"cannot serve on {record.Address}: {e.Message}"), BlockErrorKind.Invalid);
+            }
         }
     }
 
