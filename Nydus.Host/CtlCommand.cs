@@ -8,7 +8,8 @@ namespace Nydus.Host;
 /// `nydusd ctl`: upstream's nydusctl (src/bin/nydusctl) against a daemon's API socket: `info` (human, or the JSON with
 /// -r), `set log-level V`, `metrics backend|cache|fsstats [-I N]`, `mount -s -c -m -t`, `umount -m`, with nydusctl's
 /// output (<see cref="NydusctlFormat"/>) and its "Error: Request failed. ..." line and exit code 1 for an API error.
-/// Our additions: `metrics files|inflight` (the JSON), `events`, `start`, `exit`, and the node agent's verbs.
+/// Our additions: `metrics files|inflight` (the JSON), `events`, `start`, `exit`, the block service's
+/// `block-export`, `block-exports`, `block-unexport`, and the node agent's verbs.
 /// </summary>
 public static class CtlCommand
 {
@@ -73,6 +74,14 @@ public static class CtlCommand
             JsonSerializer.Serialize(new { log_level = r.GetValue(level) }), token));
         ctl.Subcommands.Add(setLevel);
 
+        ctl.Subcommands.Add(BuildBlockExport(sock));
+        Add(ctl, sock, "block-exports", "List the block service's NBD exports (GET /api/v1/block/exports)", "GET", "/api/v1/block/exports");
+        var exportName = new Argument<string>("name") { Description = "The export's name" };
+        var unexport = new Command("block-unexport", "Stop serving an NBD export (DELETE /api/v1/block/exports?name=NAME)") { exportName };
+        unexport.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "DELETE",
+            "/api/v1/block/exports?name=" + Uri.EscapeDataString(r.GetValue(exportName)!), null, token, printBody: false));
+        ctl.Subcommands.Add(unexport);
+
         // The node agent's API (--sock is then the agent's socket).
         Add(ctl, sock, "daemons", "List the node agent's daemons (GET /api/v1/agent/daemons)", "GET", "/api/v1/agent/daemons");
         var id = new Argument<string>("id") { Description = "The managed daemon's id" };
@@ -115,6 +124,54 @@ public static class CtlCommand
             };
         });
         return metrics;
+    }
+
+    /// <summary>`block-export NAME (--source B --config FILE | --mountpoint MP) (--nbd-socket P | --nbd-tcp IP:PORT)`.</summary>
+    private static Command BuildBlockExport(Option<string> sock)
+    {
+        var name = new Argument<string>("name") { Description = "The export's name, as NBD clients ask for it" };
+        var source = new Option<string?>("--source", "-s") { Description = "The image (RAFS v6 or EROFS bootstrap)" };
+        var config = new Option<string?>("--config", "-c") { Description = "Configuration file of the image's blobs (sent as its text)" };
+        var mountpoint = new Option<string?>("--mountpoint", "-m") { Description = "Export the image mounted at this virtual mountpoint instead" };
+        var socket = new Option<string?>("--nbd-socket") { Description = "Serve on this Unix socket (mode 0600)" };
+        var tcp = new Option<string?>("--nbd-tcp") { Description = "Serve on this TCP address, IP:PORT (port 0 picks one)" };
+        var command = new Command("block-export", "Serve an image as a read-only NBD export (POST /api/v1/block/exports)")
+        {
+            name, source, config, mountpoint, socket, tcp,
+        };
+        command.Validators.Add(r =>
+        {
+            if ((r.GetValue(source) is null) == (r.GetValue(mountpoint) is null)) r.AddError("give exactly one of --source (with --config) and --mountpoint");
+            if ((r.GetValue(source) is null) != (r.GetValue(config) is null)) r.AddError("--source and --config go together");
+            if ((r.GetValue(socket) is null) == (r.GetValue(tcp) is null)) r.AddError("give exactly one of --nbd-socket and --nbd-tcp");
+        });
+        command.SetAction(async (r, token) =>
+        {
+            string? configText = null;
+            if (r.GetValue(config) is { } file)
+            {
+                try
+                {
+                    configText = await File.ReadAllTextAsync(file, token);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    Console.Error.WriteLine($"Error: failed to read export config {file}: {e.Message}");
+                    return 1;
+                }
+            }
+            var body = JsonSerializer.Serialize(new
+            {
+                name = r.GetValue(name),
+                source = r.GetValue(source) is { } s ? Path.GetFullPath(s) : null,
+                config = configText,
+                mountpoint = r.GetValue(mountpoint),
+                nbd_socket = r.GetValue(socket) is { } p ? Path.GetFullPath(p) : null,
+                nbd_tcp = r.GetValue(tcp),
+            }, new JsonSerializerOptions { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
+            return await SendAsync(r.GetValue(sock)!, "POST", "/api/v1/block/exports", body, token);
+        });
+        return command;
     }
 
     private static string MountPath(string mountpoint) => "/api/v1/mount?mountpoint=" + Uri.EscapeDataString(mountpoint);

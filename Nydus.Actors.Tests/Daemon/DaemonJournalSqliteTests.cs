@@ -105,6 +105,63 @@ public sealed class DaemonJournalSqliteTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Block_exports_survive_a_killed_actor_system_past_a_snapshot()
+    {
+        static BlockExportRecord Export(int i) => new($"e{i % 5}", $"/images/{i}.boot", "{\"device\":{}}", i % 2 == 0 ? null : "/m", $"/run/e{i}.nbd");
+        var count = DaemonJournalActor.SnapshotInterval + 21;
+        var first = NewSystem();
+        try
+        {
+            var (journal, recovered) = await StartBlockJournal(first);
+            Assert.Empty((await recovered.WaitAsync(Wait)).Exports);
+            for (var i = 0; i < count; i++)
+                await journal.Ask<BlockRecorded>(new RecordBlockExport(Export(i)), Wait);
+            var after = await journal.Ask<BlockRecorded>(new RecordBlockUnexport("e0"), Wait);
+            Assert.Equal(["e1", "e2", "e3", "e4"], after.Record.Exports.Keys);
+        }
+        finally
+        {
+            await first.Terminate().WaitAsync(Wait);
+        }
+        SqliteConnection.ClearAllPools();
+
+        var again = NewSystem();
+        try
+        {
+            var (_, recovered) = await StartBlockJournal(again);
+            var record = await recovered.WaitAsync(Wait);
+            Assert.Equal(["e1", "e2", "e3", "e4"], record.Exports.Keys);
+            // The last write of each name wins: e4 was last written by event count-2 (count-1 = 120 is e0's).
+            var last = Enumerable.Range(0, count).Last(i => i % 5 == 4);
+            Assert.Equal(Export(last), record.Exports["e4"]);
+        }
+        finally
+        {
+            await again.Terminate().WaitAsync(Wait);
+        }
+    }
+
+    /// <summary>A block journal under a parent that hands on what it recovered (it tells its parent, not an asker).</summary>
+    private static async Task<(IActorRef Journal, Task<BlockServiceRecord> Recovered)> StartBlockJournal(ActorSystem system)
+    {
+        var recovered = new TaskCompletionSource<BlockServiceRecord>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var parent = system.ActorOf(Props.Create(() => new BlockJournalParent(recovered)));
+        var journal = await parent.Ask<IActorRef>("journal", Wait);
+        return (journal, recovered.Task);
+    }
+
+    private sealed class BlockJournalParent : ReceiveActor
+    {
+        public BlockJournalParent(TaskCompletionSource<BlockServiceRecord> recovered)
+        {
+            var journal = Context.ActorOf(BlockJournalActor.Props("nydusd-sqlite-block"));
+            Receive<string>(_ => Sender.Tell(journal));
+            Receive<BlockJournalRecovered>(r => recovered.TrySetResult(r.Record));
+            Receive<BlockJournalUnreadable>(u => recovered.TrySetException(new InvalidOperationException(u.Description)));
+        }
+    }
+
     private static async Task AwaitAssert(Func<Task> assertion)
     {
         var deadline = DateTime.UtcNow + Wait;

@@ -489,7 +489,7 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
     }
 
     /// <summary>A small tmpfs for a work dir, so that the disk can really be full; unmounted on dispose.</summary>
-    private sealed class SmallTmpfs : IDisposable
+    internal sealed class SmallTmpfs : IDisposable
     {
         private SmallTmpfs(string path) => Path = path;
 

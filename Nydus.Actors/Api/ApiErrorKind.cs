@@ -1,4 +1,5 @@
 using Nydus.Actors.Daemon;
+using Nydus.Actors.Daemon.Block;
 using Nydus.Actors.Daemon.Mounts;
 
 namespace Nydus.Actors.Api;
@@ -82,5 +83,16 @@ public static class ApiErrorMap
         MountErrorKind.Timeout => ApiErrorKind.Timeout,
         MountErrorKind.InsufficientStorage => ApiErrorKind.InsufficientStorage,
         _ => ApiErrorKind.MountFailed,
+    };
+
+    /// <summary>The block service's answers.</summary>
+    public static ApiErrorKind Of(BlockErrorKind kind) => kind switch
+    {
+        BlockErrorKind.Invalid => ApiErrorKind.BadRequest,
+        BlockErrorKind.NotFound => ApiErrorKind.NotFound,
+        BlockErrorKind.AlreadyExists => ApiErrorKind.AlreadyExists,
+        BlockErrorKind.NotReady => ApiErrorKind.NotReady,
+        BlockErrorKind.InsufficientStorage => ApiErrorKind.InsufficientStorage,
+        _ => ApiErrorKind.Internal,
     };
 }

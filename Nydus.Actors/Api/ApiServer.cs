@@ -55,6 +55,7 @@ public sealed class ApiServer : IAsyncDisposable
             DaemonEndpoints.Map(routes, api);
             MountEndpoints.Map(routes, api);
             FuseHandoffEndpoints.Map(routes, api);
+            BlockEndpoints.Map(routes, api);
             MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             ConfigEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             PendingEndpoints.Map(routes);

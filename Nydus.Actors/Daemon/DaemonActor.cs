@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using Akka.Actor;
 using Nydus.Actors.Config;
 using Akka.Event;
+using Nydus.Actors.Daemon.Block;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
 using Nydus.Actors.Storage.Cache;
@@ -12,7 +13,7 @@ namespace Nydus.Actors.Daemon;
 /// The top of a daemon's actor tree. Owns upstream's state machine (Init, Ready, Running, Die) and the reported
 /// state, serializes inputs (one at a time, as upstream's FSM thread does), and runs each committed transition's
 /// action through the service child. Children: the journal (durable state), the filesystem service (mount table),
-/// the blob cache, and the service (FUSE session) when the daemon kind has one.
+/// the blob cache, the block service (NBD exports), and the service (FUSE session) when the daemon kind has one.
 /// </summary>
 public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 {
@@ -21,6 +22,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly IActorRef? _service;
     private readonly IActorRef _journal;
     private readonly IActorRef _fsService;
+    private readonly IActorRef _blockService;
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
@@ -49,6 +51,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Context.Watch(_journal);
         _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.DeferStartRecord), "fs-service");
         Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
+        _blockService = Context.ActorOf(BlockServiceActor.Props(settings.PersistenceId + "-block", settings.DeferStartRecord), "block-service");
         if (settings.ServiceProps is not null)
         {
             _service = Context.ActorOf(settings.ServiceProps, "service");
@@ -121,6 +124,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             Stash.UnstashAll();
         });
         Receive<IMountRequest>(r => _fsService.Forward(r));
+        Receive<ExportBlockDevice>(ExportBlockDevice);
+        Receive<IBlockServiceMessage>(m => _blockService.Forward(m));
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {
@@ -147,6 +152,24 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _settings.Outcome.Fail("the daemon journal (persistence) failed");
             Self.Tell(new ServiceEnded("the daemon journal (persistence) failed"));
         });
+    }
+
+    /// <summary>An export of a mounted instance serves its image with its config as the mount table has them now
+    /// (the export is recorded with both and outlives an unmount).</summary>
+    private void ExportBlockDevice(ExportBlockDevice request)
+    {
+        if (request.Mountpoint is null || request.Source is not null)
+        {
+            _blockService.Forward(request);
+            return;
+        }
+        var mount = _mountRecords.FirstOrDefault(m => m.Mountpoint == request.Mountpoint);
+        if (mount is null)
+            Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.NotFound, $"nothing is mounted at {request.Mountpoint}"));
+        else if (mount.FsType != FsBackendType.Rafs.ToDisplayString())
+            Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Invalid, $"the instance at {request.Mountpoint} is a {mount.FsType}, not an image: only RAFS v6 and EROFS images are block devices"));
+        else
+            _blockService.Forward(request with { Source = mount.Source, Config = mount.Config });
     }
 
     private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo)
@@ -276,6 +299,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _startRecorded = true;
             _journal.Tell(RecordDaemonStart.Instance);
             _fsService.Tell(JournalIsOurs.Instance);
+            _blockService.Tell(BlockServiceMayServe.Instance);
         }
         if (previous != _reported)
             _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());

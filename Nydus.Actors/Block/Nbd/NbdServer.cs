@@ -221,8 +221,10 @@ public sealed class NbdServer : IDisposable
 
         foreach (var listener in listeners)
         {
-            listener.Socket.Dispose();
+            // The path goes first: once the socket is closed, a successor (live upgrade) may bind a new socket at
+            // the same path, which a later delete would take away from it.
             if (listener.Path is not null) File.Delete(listener.Path);
+            listener.Socket.Dispose();
         }
 
         Task[] loops = [.. listeners.Select(l => l.Loop), .. _connections.Values];

@@ -24,6 +24,9 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
         ["FilesystemMounted.v1"] = typeof(FilesystemMounted),
         ["FilesystemUnmounted.v1"] = typeof(FilesystemUnmounted),
         ["DaemonRecord.v1"] = typeof(DaemonRecord),
+        ["BlockExportAdded.v1"] = typeof(BlockExportAdded),
+        ["BlockExportRemoved.v1"] = typeof(BlockExportRemoved),
+        ["BlockServiceRecord.v1"] = typeof(BlockServiceRecord),
     };
 
     private static readonly Dictionary<Type, string> ManifestsByType =
@@ -84,6 +87,6 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
 
     private JournalSeal Seal => _seal ?? throw new SerializationException(_keyProblem!);
 
-    /// <summary>Records whose JSON holds mount configs, and so possibly credentials.</summary>
-    private static bool CarriesConfigs(object o) => o is FilesystemMounted or DaemonRecord;
+    /// <summary>Records whose JSON holds mount or export configs, and so possibly credentials.</summary>
+    private static bool CarriesConfigs(object o) => o is FilesystemMounted or DaemonRecord or BlockExportAdded or BlockServiceRecord;
 }

@@ -1,0 +1,387 @@
+using System.Collections.Immutable;
+using Akka.Actor;
+using Akka.Event;
+using Nydus.Actors.Block;
+using Nydus.Actors.Block.Nbd;
+using Nydus.Actors.Config;
+using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage;
+
+namespace Nydus.Actors.Daemon.Block;
+
+/// <summary>
+/// The daemon's block service (issue 17): images served as read-only NBD exports on Unix sockets and TCP
+/// addresses, added and removed through the API, recorded in the daemon's journal (<see cref="BlockJournalActor"/>,
+/// its child) and served again after a restart or by a successor. One change at a time: opening an image and
+/// binding its address run off the actor (piped back as messages) while other changes wait; listing is answered at
+/// once. Reads never pass through here: each NBD connection reads the device on its own async loop.
+/// States: Recovering (journal replay) → Waiting (a successor before its daemon runs: its predecessor still holds the
+/// addresses) → Restoring (the recorded exports are opened and bound) → Serving ⇄ Changing; Unavailable when the
+/// journal cannot be read.
+/// </summary>
+public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
+{
+    /// <summary>How long a restore waits for an address its predecessor still listens on (the old daemon closes
+    /// its listeners as it exits, which the supervisor's sequence lets it finish before the successor runs).</summary>
+    public static readonly TimeSpan AddressWaitLimit = TimeSpan.FromSeconds(15);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly string _persistenceId;
+    private readonly NbdListenerSet _listeners = new();
+    // Every recorded export, served or not (a restored one that failed stays recorded, listed as failed).
+    private readonly SortedDictionary<string, ServedExport> _exports = new(StringComparer.Ordinal);
+    private IActorRef _journal = ActorRefs.Nobody;
+    private int _journalGeneration;
+    private bool _mayServe;
+    private BlockServiceRecord _recovered = BlockServiceRecord.Empty;
+    private string _state = "recovering";
+    private string _unavailable = "";
+
+    public IStash Stash { get; set; } = null!;
+
+    /// <param name="persistenceId">The block service's own persistence id in the daemon's journal.</param>
+    /// <param name="waitForRun">A successor waiting for a takeover: serve nothing and write nothing until
+    /// <see cref="BlockServiceMayServe"/>.</param>
+    public BlockServiceActor(string persistenceId, bool waitForRun)
+    {
+        _persistenceId = persistenceId;
+        _mayServe = !waitForRun;
+        StartJournal();
+        Become(Recovering);
+    }
+
+    public static Props Props(string persistenceId, bool waitForRun) =>
+        Akka.Actor.Props.Create(() => new BlockServiceActor(persistenceId, waitForRun));
+
+    /// <summary>A journal that fails is replaced by the Terminated handler, never restarted in place.</summary>
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
+
+    protected override void PostStop() => _listeners.Dispose();
+
+    private void StartJournal()
+    {
+        _journal = Context.ActorOf(BlockJournalActor.Props(_persistenceId), $"journal-{++_journalGeneration}");
+        Context.Watch(_journal);
+    }
+
+    private void Recovering()
+    {
+        Receive<BlockJournalRecovered>(r =>
+        {
+            _recovered = r.Record;
+            Stash.UnstashAll();
+            if (_mayServe) BeginRestore();
+            else
+            {
+                _state = "waiting";
+                Become(Waiting);
+            }
+        });
+        Receive<BlockJournalUnreadable>(u => BecomeUnavailable(u.Description));
+        Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ => BecomeUnavailable("the block journal stopped while it was being read"));
+        Receive<BlockServiceMayServe>(_ => _mayServe = true);
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void Waiting()
+    {
+        Receive<BlockServiceMayServe>(_ => BeginRestore());
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<ExportBlockDevice>(_ => Sender.Tell(NotYet()));
+        Receive<UnexportBlockDevice>(_ => Sender.Tell(NotYet()));
+        ReceiveJournalReplacement();
+    }
+
+    private static BlockServiceResult NotYet() => BlockServiceResult.Fail(BlockErrorKind.NotReady,
+        "the block service of a daemon waiting for a takeover changes nothing until it runs (its predecessor serves the exports)");
+
+    private void BeginRestore()
+    {
+        _state = "restoring";
+        var records = _recovered.Exports.Values.ToArray();
+        _log.Info("Restoring {0} block exports", records.Length);
+        // One step for all of them; each result is kept, so one image that fails does not keep the others down.
+        Task.Run(async () =>
+        {
+            var results = new List<OpenResult>();
+            foreach (var record in records) results.Add(await OpenAsync(record, waitForAddress: true));
+            return new Restored(results);
+        }).PipeTo(Self, failure: e => new Restored([.. records.Select(r => new OpenResult(r, new ServedExport(r, null, e.Message), BlockErrorKind.Invalid))]));
+        Become(Restoring);
+    }
+
+    private void Restoring()
+    {
+        Receive<Restored>(r =>
+        {
+            foreach (var result in r.Results)
+            {
+                _exports[result.Record.Name] = result.Served;
+                if (result.Served.Error is { } error)
+                    _log.Error("Block export {0} ({1}) is recorded but not served: {2}", result.Record.Name, result.Record.Source, error);
+                else
+                    _log.Info("Block export {0} served on {1}", result.Record.Name, result.Served.Record.Address);
+            }
+            BecomeServing();
+        });
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<BlockServiceMayServe>(_ => { });
+        ReceiveJournalReplacement();
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void BecomeServing()
+    {
+        _state = "serving";
+        Become(Serving);
+        Stash.UnstashAll();
+    }
+
+    private void Serving()
+    {
+        Receive<ExportBlockDevice>(OnExport);
+        Receive<UnexportBlockDevice>(OnUnexport);
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<BlockServiceMayServe>(_ => { });
+        ReceiveJournalReplacement();
+    }
+
+    /// <summary>A change is under way: listing is answered, other changes wait their turn.</summary>
+    private void Changing()
+    {
+        Receive<Opened>(OnOpened);
+        Receive<ExportRecorded>(OnExportRecorded);
+        Receive<UnexportRecorded>(OnUnexportRecorded);
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<BlockServiceMayServe>(_ => { });
+        ReceiveJournalReplacement();
+        ReceiveAny(_ => Stash.Stash());
+    }
+
+    private void Unavailable()
+    {
+        Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<ExportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
+        Receive<UnexportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
+        Receive<BlockServiceMayServe>(_ => { });
+        Receive<Terminated>(_ => { });
+        Receive<BlockJournalRecovered>(_ => { });
+    }
+
+    /// <summary>Akka.Persistence stops a journal whose write failed (its requester got the cause): start a fresh
+    /// one, which reads what is really on disk. What it recovers is ignored: this actor's table is the truth.</summary>
+    private void ReceiveJournalReplacement()
+    {
+        Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
+        {
+            _log.Warning("The block journal stopped; reading it again");
+            StartJournal();
+        });
+        Receive<Terminated>(_ => { });
+        Receive<BlockJournalRecovered>(_ => { });
+        Receive<BlockJournalUnreadable>(u => _log.Error("The block journal cannot be read again: {0}", u.Description));
+    }
+
+    private void BecomeUnavailable(string description)
+    {
+        _log.Error("The block service cannot read its journal ({0}); it serves no exports", description);
+        _unavailable = description;
+        _state = "unavailable";
+        Become(Unavailable);
+        Stash.UnstashAll();
+    }
+
+    // ---- Export ----
+
+    private void OnExport(ExportBlockDevice request)
+    {
+        if (_exports.ContainsKey(request.Name))
+        {
+            Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.AlreadyExists, $"an export named '{request.Name}' exists already"));
+            return;
+        }
+        if (request.Source is null || request.Config is null)
+        {
+            Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Invalid, "an export needs an image: source and config, or a mountpoint"));
+            return;
+        }
+        var record = new BlockExportRecord(request.Name, request.Source, request.Config, request.Mountpoint, request.Address);
+        var replyTo = Sender;
+        OpenAsync(record, waitForAddress: false).PipeTo(Self, success: r => new Opened(r, replyTo),
+            failure: e => new Opened(new OpenResult(record, new ServedExport(record, null, e.Message), BlockErrorKind.Invalid), replyTo));
+        Become(Changing);
+    }
+
+    private void OnOpened(Opened opened)
+    {
+        var served = opened.Result.Served;
+        if (served.Error is not null)
+        {
+            opened.ReplyTo.Tell(BlockServiceResult.Fail(opened.Result.ErrorKind ?? BlockErrorKind.Invalid, served.Error));
+            BecomeServing();
+            return;
+        }
+        // Recorded with the address as bound, so a TCP port 0 is the same port after a restart.
+        _journal.Ask<BlockRecorded>(new RecordBlockExport(served.Record), Timeout.InfiniteTimeSpan).PipeTo(Self,
+            success: _ => new ExportRecorded(served, null, opened.ReplyTo),
+            failure: e => new ExportRecorded(served, e, opened.ReplyTo));
+    }
+
+    private void OnExportRecorded(ExportRecorded recorded)
+    {
+        var served = recorded.Served;
+        if (recorded.Failure is { } failure)
+        {
+            // Not recorded, so not served: a restart would not know it.
+            _listeners.Detach(served.Record.Address, served.Record.Name);
+            recorded.ReplyTo.Tell(JournalFailed(failure));
+        }
+        else
+        {
+            _exports[served.Record.Name] = served;
+            _log.Info("Block export {0} ({1}, {2} bytes) served on {3}", served.Record.Name, served.Record.Source,
+                served.Export!.Device.Size, served.Record.Address);
+            recorded.ReplyTo.Tell(new BlockServiceResult(null, "exported", Info(served)));
+        }
+        BecomeServing();
+    }
+
+    // ---- Unexport: recorded first, then done (a failed write leaves it served and recorded) ----
+
+    private void OnUnexport(UnexportBlockDevice request)
+    {
+        if (!_exports.TryGetValue(request.Name, out var served))
+        {
+            Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.NotFound, $"no export named '{request.Name}'"));
+            return;
+        }
+        var replyTo = Sender;
+        _journal.Ask<BlockRecorded>(new RecordBlockUnexport(request.Name), Timeout.InfiniteTimeSpan).PipeTo(Self,
+            success: _ => new UnexportRecorded(served, null, replyTo),
+            failure: e => new UnexportRecorded(served, e, replyTo));
+        Become(Changing);
+    }
+
+    private void OnUnexportRecorded(UnexportRecorded recorded)
+    {
+        if (recorded.Failure is { } failure)
+        {
+            recorded.ReplyTo.Tell(JournalFailed(failure));
+        }
+        else
+        {
+            _exports.Remove(recorded.Served.Record.Name);
+            if (recorded.Served.Export is not null) _listeners.Detach(recorded.Served.Record.Address, recorded.Served.Record.Name);
+            _log.Info("Block export {0} removed", recorded.Served.Record.Name);
+            recorded.ReplyTo.Tell(new BlockServiceResult(null, "removed"));
+        }
+        BecomeServing();
+    }
+
+    private static BlockServiceResult JournalFailed(Exception failure)
+    {
+        var cause = failure is AggregateException { InnerException: { } inner } ? inner : failure;
+        var full = cause is JournalWriteException && JournalFailures.IsDiskFull(cause);
+        return BlockServiceResult.Fail(full ? BlockErrorKind.InsufficientStorage : BlockErrorKind.Failed,
+            $"nothing changed: {cause.Message}");
+    }
+
+    // ---- The off-actor step: open the image, bind the address ----
+
+    /// <summary>Opens the record's image and serves it on its address. Never throws: a failure is the result's
+    /// <see cref="ServedExport.Error"/>. Runs while the actor waits for it (Changing, Restoring), so the listener
+    /// set is used by one step at a time.</summary>
+    private async Task<OpenResult> OpenAsync(BlockExportRecord record, bool waitForAddress)
+    {
+        BlockAddressSpace device;
+        try
+        {
+            device = await Task.Run(() => OpenImage(record));
+        }
+        catch (BlockServiceException e)
+        {
+            return new OpenResult(record, new ServedExport(record, null, e.Message), e.Kind);
+        }
+
+        var export = new NbdExport(record.Name, Path.GetFileName(record.Source), device);
+        var deadline = DateTime.UtcNow + AddressWaitLimit;
+        while (true)
+        {
+            try
+            {
+                var bound = _listeners.Attach(record.Address, export);
+                var served = record with { Address = bound };
+                return new OpenResult(served, new ServedExport(served, export, null), null);
+            }
+            catch (BlockServiceException e) when (waitForAddress && e.Kind == BlockErrorKind.AlreadyExists && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200);
+            }
+            catch (BlockServiceException e)
+            {
+                device.Dispose();
+                return new OpenResult(record, new ServedExport(record, null, e.Message), e.Kind);
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException or IOException)
+            {
+                // A recorded address of an older build that no longer parses, say: not served, device closed.
+                device.Dispose();
+                return new OpenResult(record, new ServedExport(record, null, $"cannot serve on {record.Address}: {e.Message}"), BlockErrorKind.Invalid);
+            }
+        }
+    }
+
+    private static BlockAddressSpace OpenImage(BlockExportRecord record)
+    {
+        var what = $"the config of block export '{record.Name}'";
+        try
+        {
+            if (!Path.IsPathFullyQualified(record.Source))
+                throw new BlockServiceException(BlockErrorKind.Invalid, $"source: the image path '{record.Source}' must be absolute");
+            switch (Interop.InputFile.NotRegular(record.Source, out _))
+            {
+                case Interop.InputFile.DoesNotExist:
+                    throw new BlockServiceException(BlockErrorKind.Invalid, $"source: the image {record.Source} does not exist");
+                case { } notRegular:
+                    throw new BlockServiceException(BlockErrorKind.Invalid, $"source: the image {record.Source} {notRegular}");
+            }
+            var config = NydusConfigLoader.Parse(record.Config, what, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
+            return BlockImages.Open(record.Source, config, what);
+        }
+        catch (Exception e) when (e is ConfigException or RafsException or StorageException or IOException or UnauthorizedAccessException)
+        {
+            throw new BlockServiceException(BlockErrorKind.Invalid, $"block export '{record.Name}': {e.Message}", e);
+        }
+    }
+
+    // ---- Listing ----
+
+    private BlockExportList List()
+    {
+        IEnumerable<BlockExportInfo> entries = _exports.Count > 0 || _state is "serving" or "unavailable"
+            ? _exports.Values.Select(Info)
+            // Before the restore: what the journal records, not served here (yet).
+            : _recovered.Exports.Values.Select(r => new BlockExportInfo(r.Name, r.Source, r.Mountpoint, r.Address, 0, 0, _state, null));
+        return new BlockExportList(_state, [.. entries]);
+    }
+
+    private static BlockExportInfo Info(ServedExport served) => new(
+        served.Record.Name, served.Record.Source, served.Record.Mountpoint, served.Record.Address,
+        served.Export?.Device.Size ?? 0, served.Export?.Connections ?? 0,
+        served.Error is null ? "serving" : "failed", served.Error);
+
+    /// <summary>A recorded export and what serves it; <see cref="Export"/> is null when it could not be served.</summary>
+    private sealed record ServedExport(BlockExportRecord Record, NbdExport? Export, string? Error);
+
+    private sealed record OpenResult(BlockExportRecord Record, ServedExport Served, BlockErrorKind? ErrorKind);
+
+    private sealed record Restored(List<OpenResult> Results);
+
+    private sealed record Opened(OpenResult Result, IActorRef ReplyTo);
+
+    private sealed record ExportRecorded(ServedExport Served, Exception? Failure, IActorRef ReplyTo);
+
+    private sealed record UnexportRecorded(ServedExport Served, Exception? Failure, IActorRef ReplyTo);
+}
