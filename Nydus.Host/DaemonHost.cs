@@ -118,6 +118,7 @@ public static class DaemonHost
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
                 config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
+            Bootstraps = new Nydus.Actors.Rafs.RafsBootstrapBlobTable(),
         };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);
@@ -199,6 +200,10 @@ public static class DaemonHost
                     Log.Information("Mount table: {Result}", restored.Message);
                 }
             }
+
+            // A singleton's --config may list blobs (upstream's BlobCacheList): added before it serves, not recorded.
+            if (options.Singleton && options.Config is { } singletonConfig && takeover is null)
+                await SingletonBlobs.AddAsync(daemon, singletonConfig, settings.ActionTimeout);
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
             // for the supervisor's takeover and start.

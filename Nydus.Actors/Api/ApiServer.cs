@@ -53,6 +53,7 @@ public sealed class ApiServer : IAsyncDisposable
             DaemonEndpoints.Map(routes, api);
             MountEndpoints.Map(routes, api);
             FuseHandoffEndpoints.Map(routes, api);
+            BlobEndpoints.Map(routes, api);
             MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             ConfigEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
             PendingEndpoints.Map(routes);

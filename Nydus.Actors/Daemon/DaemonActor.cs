@@ -5,6 +5,7 @@ using Akka.Event;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
 using Nydus.Actors.Storage.Cache;
+using Nydus.Actors.Storage.Cache.Blobs;
 
 namespace Nydus.Actors.Daemon;
 
@@ -21,6 +22,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly IActorRef? _service;
     private readonly IActorRef _journal;
     private readonly IActorRef _fsService;
+    private readonly IActorRef _blobCache;
+    // The blob cache manager's bootstrap entries as it last reported them: they go into the handoff state.
+    private ImmutableArray<string> _blobEntries = [];
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
@@ -47,7 +51,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
         _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.DeferStartRecord), "fs-service");
-        Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
+        _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, setup: settings.Bootstraps is null ? null
+            : new BlobCacheManagerSetup(_journal, settings.Bootstraps, settings.DeferStartRecord, JournalFailures.IsDiskFull)), "blob-cache");
         if (settings.ServiceProps is not null)
         {
             _service = Context.ActorOf(settings.ServiceProps, "service");
@@ -120,6 +125,11 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             Stash.UnstashAll();
         });
         Receive<IMountRequest>(r => _fsService.Forward(r));
+        // The blob cache manager (/api/v2/blobs), like the mount table, changes in any state.
+        Receive<AddBlobEntry>(r => _blobCache.Forward(r));
+        Receive<RemoveBlobEntry>(r => _blobCache.Forward(r));
+        Receive<ListBlobEntries>(r => _blobCache.Forward(r));
+        Receive<BlobEntriesChanged>(c => _blobEntries = c.Entries);
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {
@@ -131,7 +141,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
                 Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
                     $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
             else
-                _service.Tell(m with { Instances = _mountRecords }, Sender);
+                _service.Tell(m with { Instances = _mountRecords, BlobEntries = _blobEntries }, Sender);
         });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
@@ -233,6 +243,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     /// </summary>
     private void RestoreHandoffMounts(Upgrade.HandoffState state)
     {
+        if (state.BlobEntries is { } blobEntries) _blobCache.Tell(new RestoreBlobEntries([.. blobEntries]));
         var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
             .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
         var restore = new RestoreMounts
@@ -274,6 +285,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _startRecorded = true;
             _journal.Tell(RecordDaemonStart.Instance);
             _fsService.Tell(JournalIsOurs.Instance);
+            _blobCache.Tell(BlobJournalIsOurs.Instance);
         }
         if (previous != _reported)
             _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());

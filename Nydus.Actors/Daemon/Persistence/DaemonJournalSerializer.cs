@@ -24,6 +24,8 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
         ["FilesystemMounted.v1"] = typeof(FilesystemMounted),
         ["FilesystemUnmounted.v1"] = typeof(FilesystemUnmounted),
         ["DaemonRecord.v1"] = typeof(DaemonRecord),
+        ["BlobEntryAdded.v1"] = typeof(BlobEntryAdded),
+        ["BlobEntryRemoved.v1"] = typeof(BlobEntryRemoved),
     };
 
     private static readonly Dictionary<Type, string> ManifestsByType =
@@ -84,6 +86,6 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
 
     private JournalSeal Seal => _seal ?? throw new SerializationException(_keyProblem!);
 
-    /// <summary>Records whose JSON holds mount configs, and so possibly credentials.</summary>
-    private static bool CarriesConfigs(object o) => o is FilesystemMounted or DaemonRecord;
+    /// <summary>Records whose JSON holds mount or blob configs, and so possibly credentials.</summary>
+    private static bool CarriesConfigs(object o) => o is FilesystemMounted or DaemonRecord or BlobEntryAdded;
 }

@@ -57,6 +57,8 @@ internal sealed class RafsV5Image : RafsImage
 
     public IReadOnlyList<string> BlobIds => _blobIds;
 
+    public override IReadOnlyList<string> DataBlobIds => _blobIds;
+
     public uint ChunkSize => _sb.ChunkSize;
 
     public override InodeAttr GetAttr(ulong ino)

@@ -67,6 +67,8 @@ internal sealed partial class ErofsImage : RafsImage
 
     public override IReadOnlyList<BlobRef> Blobs { get; }
 
+    public override IReadOnlyList<string> DataBlobIds => _sb.IsRafsV6 ? [.. _blobEntries.Select(e => e.BlobId)] : [];
+
     public override RafsFormat Format => _sb.IsRafsV6 ? RafsFormat.RafsV6 : RafsFormat.Erofs;
 
     public override ulong RootInode => _sb.RootNid;

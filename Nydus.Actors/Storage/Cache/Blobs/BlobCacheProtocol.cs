@@ -1,0 +1,70 @@
+using System.Collections.Immutable;
+using Nydus.Actors.Config;
+
+namespace Nydus.Actors.Storage.Cache.Blobs;
+
+// ---- To the blob cache actor (from the API, through the daemon actor) ----
+
+/// <summary>Add a bootstrap entry and its data blobs. Answered with <see cref="BlobCacheResult"/>.</summary>
+/// <param name="Record">False for entries of a singleton's <c>--config</c>: upstream does not record those (they are
+/// added again from the file at every start).</param>
+public sealed record AddBlobEntry(BlobCacheEntry Entry, bool Record = true);
+
+/// <summary>Remove a domain (<paramref name="BlobId"/> empty) or one entry. Answered with <see cref="BlobCacheResult"/>.</summary>
+public sealed record RemoveBlobEntry(string DomainId, string BlobId);
+
+/// <summary>List every entry, or one domain's (<paramref name="DomainId"/> not null). Answered with <see cref="BlobCacheListing"/>.</summary>
+public sealed record ListBlobEntries(string? DomainId = null);
+
+public sealed record BlobCacheListing(IReadOnlyList<BlobCacheItem> Items);
+
+/// <summary>A successor's entries from its predecessor's handoff state (entry texts as added).</summary>
+public sealed record RestoreBlobEntries(ImmutableArray<string> Entries);
+
+/// <summary>The journal is this process's now (a successor reached RUNNING): changes may be recorded.</summary>
+public sealed record BlobJournalIsOurs
+{
+    public static readonly BlobJournalIsOurs Instance = new();
+}
+
+// ---- From the blob cache actor ----
+
+/// <summary>To the parent after every change: the bootstrap entries as added, for the handoff state.</summary>
+public sealed record BlobEntriesChanged(ImmutableArray<string> Entries);
+
+// ---- Between the blob cache actor and the daemon journal (the journal implements these) ----
+
+/// <summary>Record an added bootstrap entry (its text may hold registry secrets: the journal seals it).
+/// Answered with <see cref="BlobJournalRecorded"/> or a <c>Status.Failure</c>.</summary>
+public sealed record RecordBlobEntryAdded(string Key, string Entry);
+
+/// <summary>Record a removal with upstream's rules (a domain, or one key). Answered like <see cref="RecordBlobEntryAdded"/>.</summary>
+public sealed record RecordBlobEntryRemoved(string DomainId, string BlobId);
+
+/// <summary>The recorded bootstrap entries, key to entry text: answered with <see cref="RecordedBlobEntries"/>
+/// once the journal is read.</summary>
+public sealed record GetRecordedBlobEntries
+{
+    public static readonly GetRecordedBlobEntries Instance = new();
+}
+
+public sealed record RecordedBlobEntries(ImmutableSortedDictionary<string, string> Entries);
+
+/// <summary>The journal took the change.</summary>
+public sealed record BlobJournalRecorded
+{
+    public static readonly BlobJournalRecorded Instance = new();
+}
+
+/// <summary>
+/// Reads the blob table of a bootstrap, for the manager (implemented by the RAFS layer and handed down by the host,
+/// so that storage never imports RAFS).
+/// </summary>
+public interface IBootstrapBlobTable
+{
+    /// <summary>The bootstrap's format and data blob ids; throws with a message naming the file when it cannot be read.</summary>
+    BootstrapBlobs Read(string bootstrapPath);
+}
+
+/// <param name="IsRafsV5">Upstream's manager refuses RAFS v5 (its consumers, fscache and the block device, need v6).</param>
+public sealed record BootstrapBlobs(bool IsRafsV5, IReadOnlyList<string> DataBlobIds);
