@@ -42,7 +42,7 @@ public sealed record DaemonSettings(
 
     /// <summary>Reads a bootstrap's blob table for the blob cache manager (<c>/api/v2/blobs</c>); handed down by the
     /// host so that the storage layer never imports RAFS. Null: the daemon has no blob cache manager (501).</summary>
-    public Storage.Cache.Blobs.IBootstrapBlobTable? Bootstraps { get; init; }
+    public Storage.IBootstrapBlobTable? Bootstraps { get; init; }
 
     /// <summary>The persistence id of this daemon's journal. Without an <c>--id</c> the work dir is private to the
     /// process, so a fixed name cannot collide with another daemon.</summary>

@@ -1,4 +1,4 @@
-using Nydus.Actors.Storage.Cache.Blobs;
+using Nydus.Actors.Storage;
 
 namespace Nydus.Actors.Rafs;
 

@@ -79,6 +79,8 @@ public sealed class FilesystemInstance : IDisposable
                 ValidateDigests = config.IsChunkValidationEnabled,
                 // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
+                // The image reads through the cache it was opened on, which heals what fails validation.
+                ChunkReader = backend is BlobFileCache cachedBackend ? new CachedChunkReader(cachedBackend) : Storage.DirectChunkReader.Instance,
             });
             // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
             IPrefetcher? prefetcher = null;

@@ -177,7 +177,40 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
             ReadBootstraps(r.Entries, "handoff");
             BecomeStacked(Changing);
         });
-        Receive<BlobJournalIsOurs>(_ => _journalDeferred = false);
+        Receive<BlobJournalIsOurs>(_ =>
+        {
+            // A successor may have taken its entries from the handoff onto a journal that lacks them (a lost work
+            // dir): now that the journal is ours, write what it does not record, and drop what it records in excess.
+            _journalDeferred = false;
+            _setup!.Journal.Ask<RecordedBlobEntries>(GetRecordedBlobEntries.Instance, _setup.RecordTimeout)
+                .PipeTo(Self, success: r => new JournalKeys([.. r.Entries.Keys], null), failure: e => new JournalKeys([], e.Message));
+        });
+        Receive<JournalKeys>(r =>
+        {
+            if (r.Error is not null)
+            {
+                _log.Warning("The blob entries could not be compared with the journal: {0}", r.Error);
+                return;
+            }
+            var recorded = r.Keys.ToHashSet(StringComparer.Ordinal);
+            var held = _manager.Bootstraps().ToDictionary(e => e.Key(), StringComparer.Ordinal);
+            int changes = 0;
+            foreach (var (key, entry) in held.Where(h => !recorded.Contains(h.Key)))
+            {
+                _setup!.Journal.Tell(new RecordBlobEntryAdded(key, entry.Text));
+                changes++;
+            }
+            foreach (var key in recorded.Where(k => !held.ContainsKey(k)))
+            {
+                var slash = key.IndexOf(BlobCacheEntry.KeySeparator);
+                _setup!.Journal.Tell(slash < 0 ? new RecordBlobEntryRemoved("", key) : new RecordBlobEntryRemoved(key[..slash], key[(slash + 1)..]));
+                changes++;
+            }
+            if (changes > 0) _log.Info("Blob entries written to the journal now ours: {0} change(s)", changes);
+        });
+        // The acknowledgements of those writes (a failure is logged by the journal itself).
+        Receive<BlobJournalRecorded>(_ => { });
+        Receive<Status.Failure>(f => _log.Warning("A blob entry was not written to the journal: {0}", f.Cause.Message));
     }
 
     /// <summary>A change in progress: its steps come back as messages; everything else waits.</summary>
@@ -194,8 +227,10 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         {
             if (c.Error is null)
             {
-                c.ReplyTo.Tell(c.Apply());
+                // The parent learns first: a sendfd asked right after the answer must carry the change.
+                var result = c.Apply();
                 Changed();
+                c.ReplyTo.Tell(result);
             }
             else
             {
@@ -365,7 +400,11 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         return freed;
     }
 
+    /// <summary>The recorded entry texts at start.</summary>
     private sealed record JournalRead(ImmutableArray<string> Entries, string? Error);
+
+    /// <summary>The recorded keys, once a successor's journal is its own.</summary>
+    private sealed record JournalKeys(ImmutableArray<string> Keys, string? Error);
 
     private sealed record BootstrapRead(string? Path, IReadOnlyList<string> DataBlobIds, string? Error)
     {

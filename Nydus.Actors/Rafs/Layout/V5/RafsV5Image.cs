@@ -1,4 +1,3 @@
-using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
@@ -301,7 +300,7 @@ internal sealed class RafsV5Image : RafsImage
                 requests[used++] = BuildRequest(ino, record, recordOffset, offset, end, fileOffset, uncompressedSize);
             }
 
-            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            Options.ChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {

@@ -1,4 +1,3 @@
-using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
@@ -552,7 +551,7 @@ internal sealed partial class ErofsImage : RafsImage
                 };
             }
 
-            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            Options.ChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {
