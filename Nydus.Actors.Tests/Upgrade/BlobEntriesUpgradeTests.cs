@@ -57,7 +57,7 @@ public sealed class BlobEntriesUpgradeTests(ITestOutputHelper output)
         await PutAsync(rig.CurrentSocket, Entry("d1", "img1", cache));
         await PutAsync(rig.CurrentSocket, Entry("d1", "img2", cache));
         await PutAsync(rig.CurrentSocket, Entry("d2", "img1", cache));
-        string[] expected = ["d1/img1:0", "d1/img2:0", $"d1/{BlobA}:2", "d2/img1:0", $"d2/{BlobA}:1"];
+        string[] expected = [$"d1/{BlobA}:2", "d1/img1:0", "d1/img2:0", $"d2/{BlobA}:1", "d2/img1:0"];
         Assert.Equal(expected, await KeysAsync(rig.CurrentSocket));
         await rig.SendFdAsync();
 
@@ -69,7 +69,7 @@ public sealed class BlobEntriesUpgradeTests(ITestOutputHelper output)
             Assert.Equal(204, (await api.SendAsync("DELETE", "/api/v2/blobs?domain_id=d1&blob_id=img2")).Status);
         await rig.SendFdAsync();
         await rig.UpgradeAsync();
-        string[] afterRemoval = ["d1/img1:0", $"d1/{BlobA}:1", "d2/img1:0", $"d2/{BlobA}:1"];
+        string[] afterRemoval = [$"d1/{BlobA}:1", "d1/img1:0", $"d2/{BlobA}:1", "d2/img1:0"];
         Assert.Equal(afterRemoval, await KeysAsync(rig.CurrentSocket));
 
         // A successor on an empty work dir takes the entries from the handoff, writes them into its own journal once

@@ -50,7 +50,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
-        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.DeferStartRecord), "fs-service");
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.DeferStartRecord), "fs-service");
         _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, setup: settings.Bootstraps is null ? null
             : new BlobCacheManagerSetup(_journal, settings.Bootstraps, settings.DeferStartRecord, JournalFailures.IsDiskFull)), "blob-cache");
         if (settings.ServiceProps is not null)

@@ -37,6 +37,9 @@ public sealed record DaemonSettings(
     /// same journal.</summary>
     public bool DeferStartRecord { get; init; }
 
+    /// <summary>The daemon's table of mounted instances (and its error log), shared with the API by the host.</summary>
+    public Mounts.MountMetricsRegistry Metrics { get; init; } = new();
+
     /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>
     public Storage.Cache.BlobCacheLimits CacheLimits { get; init; } = Storage.Cache.BlobCacheLimits.Unlimited;
 

@@ -42,11 +42,12 @@ public sealed record DaemonRecord(
     int StartCount,
     ImmutableSortedDictionary<string, MountRecord> Mounts) : IDaemonJournalPersisted
 {
-    public static readonly DaemonRecord Empty = new(null, null, 0,
-        ImmutableSortedDictionary<string, MountRecord>.Empty.WithComparers(StringComparer.Ordinal));
-
+    // Declared before Empty, which is built with it (static fields initialize in order).
     private static readonly ImmutableSortedDictionary<string, string> NoBlobs =
         ImmutableSortedDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
+
+    public static readonly DaemonRecord Empty = new(null, null, 0,
+        ImmutableSortedDictionary<string, MountRecord>.Empty.WithComparers(StringComparer.Ordinal));
 
     /// <summary>The blob cache manager's bootstrap entries, key (domain/blob) to entry text. Absent in the snapshots
     /// of older builds (read as none); an added member rather than a new record, since every old record reads.</summary>

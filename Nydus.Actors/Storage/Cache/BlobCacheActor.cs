@@ -350,6 +350,9 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
     {
         var key = entry.Key();
         if (entry.MetadataPath.Length == 0) return BootstrapRead.Fail($"blob {key}: config.metadata_path is empty");
+        // Looked at before anything opens it (a FIFO would block the opener), following links as upstream's canonicalize.
+        if (Interop.InputFile.NotRegular(entry.MetadataPath, out _) is { } notFile)
+            return BootstrapRead.Fail($"blob {key}: config.metadata_path {entry.MetadataPath} {notFile}");
         string path;
         try
         {
@@ -361,8 +364,6 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         {
             return BootstrapRead.Fail($"blob {key}: config.metadata_path {entry.MetadataPath} is invalid: {e.Message}");
         }
-        if (Interop.InputFile.NotRegular(path, out _) is { } notFile)
-            return BootstrapRead.Fail($"blob {key}: config.metadata_path {entry.MetadataPath} {notFile}");
         if (entry.WorkDir is not { } workDir || !Directory.Exists(workDir))
             return BootstrapRead.Fail($"blob {key}: the cache work_dir {entry.WorkDir ?? "(none)"} is not a directory");
         try
