@@ -23,8 +23,6 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly IActorRef _journal;
     private readonly IActorRef _fsService;
     private readonly IActorRef _blobCache;
-    // The blob cache manager's bootstrap entries as it last reported them: they go into the handoff state.
-    private ImmutableArray<string> _blobEntries = [];
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
@@ -129,7 +127,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<AddBlobEntry>(r => _blobCache.Forward(r));
         Receive<RemoveBlobEntry>(r => _blobCache.Forward(r));
         Receive<ListBlobEntries>(r => _blobCache.Forward(r));
-        Receive<BlobEntriesChanged>(c => _blobEntries = c.Entries);
+        // Its reports after each change; a sendfd asks for the entries instead (below), so that a state saved while the
+        // manager still reads them back waits for them rather than carrying none.
+        Receive<BlobEntriesChanged>(_ => { });
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {
@@ -141,7 +141,20 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
                 Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
                     $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
             else
-                _service.Tell(m with { Instances = _mountRecords, BlobEntries = _blobEntries }, Sender);
+            {
+                var replyTo = Sender;
+                var withMounts = m with { Instances = _mountRecords };
+                _blobCache.Ask<BlobEntriesChanged>(GetBlobEntries.Instance, _settings.ActionTimeout).PipeTo(Self,
+                    success: b => new SendFdWithBlobEntries(withMounts with { BlobEntries = b.Entries }, replyTo),
+                    failure: e => new SendFdWithBlobEntries(null, replyTo, e.Message));
+            }
+        });
+        Receive<SendFdWithBlobEntries>(s =>
+        {
+            if (s.Message is null)
+                s.ReplyTo.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.ActionFailed, $"the blob cache manager did not give its entries: {s.Error}")));
+            else
+                _service!.Tell(s.Message, s.ReplyTo);
         });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
@@ -317,6 +330,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private sealed record ActionTimedOut(int Generation);
 }
+
+/// <summary>A sendfd with the blob cache manager's entries added, on its way to the service.</summary>
+internal sealed record SendFdWithBlobEntries(SendFuseFd? Message, IActorRef ReplyTo, string? Error = null);
 
 /// <summary>The fs-service's answer to restoring a taken-over mount table.</summary>
 internal sealed record HandoffMountsRestored(MountOperationResult Result);

@@ -109,6 +109,7 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         Receive<AddBlobEntry>(_ => Sender.Tell(NoManager()));
         Receive<RemoveBlobEntry>(_ => Sender.Tell(NoManager()));
         Receive<ListBlobEntries>(_ => Sender.Tell(new BlobCacheListing([])));
+        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntriesChanged([])));
     }
 
     private static BlobCacheResult NoManager() =>
@@ -135,6 +136,7 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
     {
         ReceiveTrim();
         Receive<ListBlobEntries>(l => Sender.Tell(new BlobCacheListing(_manager.List(l.DomainId))));
+        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntriesChanged([.. _manager.Bootstraps().Select(e => e.Text)])));
         Receive<AddBlobEntry>(a =>
         {
             if (a.Record && Refused(out var why))

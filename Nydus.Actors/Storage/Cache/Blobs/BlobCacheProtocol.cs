@@ -18,6 +18,13 @@ public sealed record ListBlobEntries(string? DomainId = null);
 
 public sealed record BlobCacheListing(IReadOnlyList<BlobCacheItem> Items);
 
+/// <summary>The bootstrap entries as added, once the manager has read them back (answered after a restore in
+/// progress): what a sendfd puts in the handoff state. Answered with <see cref="BlobEntriesChanged"/>.</summary>
+public sealed record GetBlobEntries
+{
+    public static readonly GetBlobEntries Instance = new();
+}
+
 /// <summary>A successor's entries from its predecessor's handoff state (entry texts as added).</summary>
 public sealed record RestoreBlobEntries(ImmutableArray<string> Entries);
 
