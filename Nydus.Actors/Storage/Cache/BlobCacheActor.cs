@@ -196,23 +196,26 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
             }
             var recorded = r.Keys.ToHashSet(StringComparer.Ordinal);
             var held = _manager.Bootstraps().ToDictionary(e => e.Key(), StringComparer.Ordinal);
-            int changes = 0;
+            var writes = new List<object>();
             foreach (var (key, entry) in held.Where(h => !recorded.Contains(h.Key)))
-            {
-                _setup!.Journal.Tell(new RecordBlobEntryAdded(key, entry.Text));
-                changes++;
-            }
+                writes.Add(new RecordBlobEntryAdded(key, entry.Text));
             foreach (var key in recorded.Where(k => !held.ContainsKey(k)))
             {
                 var slash = key.IndexOf(BlobCacheEntry.KeySeparator);
-                _setup!.Journal.Tell(slash < 0 ? new RecordBlobEntryRemoved("", key) : new RecordBlobEntryRemoved(key[..slash], key[(slash + 1)..]));
-                changes++;
+                writes.Add(slash < 0 ? new RecordBlobEntryRemoved("", key) : new RecordBlobEntryRemoved(key[..slash], key[(slash + 1)..]));
             }
-            if (changes > 0) _log.Info("Blob entries written to the journal now ours: {0} change(s)", changes);
+            if (writes.Count == 0) return;
+            // Reported once every write is acknowledged (a stop right after a "written" line must not lose them).
+            var journal = _setup!.Journal;
+            var timeout = _setup.RecordTimeout;
+            Task.WhenAll(writes.Select(w => journal.Ask<BlobJournalRecorded>(w, timeout)))
+                .PipeTo(Self, success: _ => new CaughtUp(writes.Count, null), failure: e => new CaughtUp(writes.Count, e.Message));
         });
-        // The acknowledgements of those writes (a failure is logged by the journal itself).
-        Receive<BlobJournalRecorded>(_ => { });
-        Receive<Status.Failure>(f => _log.Warning("A blob entry was not written to the journal: {0}", f.Cause.Message));
+        Receive<CaughtUp>(c =>
+        {
+            if (c.Error is null) _log.Info("Blob entries written to the journal now ours: {0} change(s)", c.Changes);
+            else _log.Warning("Blob entries could not all be written to the journal now ours: {0}", c.Error);
+        });
     }
 
     /// <summary>A change in progress: its steps come back as messages; everything else waits.</summary>
@@ -405,6 +408,9 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
 
     /// <summary>The recorded entry texts at start.</summary>
     private sealed record JournalRead(ImmutableArray<string> Entries, string? Error);
+
+    /// <summary>A successor's catch-up writes, all acknowledged (or the first failure).</summary>
+    private sealed record CaughtUp(int Changes, string? Error);
 
     /// <summary>The recorded keys, once a successor's journal is its own.</summary>
     private sealed record JournalKeys(ImmutableArray<string> Keys, string? Error);
