@@ -96,15 +96,17 @@ public static class DaemonHost
         var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
         // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
         // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
+        // The daemon's table of instances and its error log: one per daemon, handed to the FUSE setup, the daemon and the API.
+        var mountMetrics = new Nydus.Actors.Daemon.Mounts.MountMetricsRegistry();
         var fuse = options.Singleton ? null
             : FuseServiceSetup.Prepare(options,
-                UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover);
+                UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
         if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline);
+            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline, mountMetrics);
         ActorSystem system;
         try
         {
@@ -128,10 +130,12 @@ public static class DaemonHost
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
+            Metrics = mountMetrics,
             DeferStartRecord = takeover is not null,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,
                 config.GetTimeSpan("nydus.blob-cache.check-interval", TimeSpan.FromSeconds(60))),
+            Bootstraps = new Nydus.Actors.Rafs.RafsBootstrapBlobTable(),
         };
         var daemon = system.ActorOf(DaemonActor.Props(settings), "daemon");
         daemonReady.SetResult(daemon);
@@ -217,6 +221,10 @@ public static class DaemonHost
                     timeline.Mark("mounts-restored");
                 }
             }
+
+            // A singleton's --config may list blobs (upstream's BlobCacheList): added before it serves, not recorded.
+            if (options.Singleton && options.Config is { } singletonConfig && takeover is null)
+                await SingletonBlobs.AddAsync(daemon, singletonConfig, settings.ActionTimeout);
 
             // A normal start sends itself Mount then Start (upstream: every daemon kind does); a takeover waits in INIT
             // for the supervisor's takeover and start.
@@ -315,11 +323,12 @@ public static class DaemonHost
     }
 
     private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
-        LoggingLevelSwitch levelSwitch, StartupTimeline timeline)
+        LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
-        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), ErrorEventLog.Shared)
+        var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), mountMetrics.Events)
         {
+            Metrics = mountMetrics,
             IdleTimeout = ApiIdleTimeout(config),
             MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
         };

@@ -47,7 +47,9 @@ public sealed class FuseServiceSetup
 
     /// <param name="handoff">Supervisor settings for sendfd and takeover.</param>
     /// <param name="takeover">Non-null when this daemon is to take over an existing kernel mount instead of making one.</param>
-    public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover)
+    /// <param name="metrics">The daemon's table of instances: gets the session's in-flight requests.</param>
+    public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover,
+        MountMetricsRegistry metrics)
     {
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
         // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing. Never
@@ -58,7 +60,7 @@ public sealed class FuseServiceSetup
         if (takeover is null && !Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var opened = OpenFilesystem(options);
+        var opened = OpenFilesystem(options, metrics.Events);
         var instance = opened?.Opened.Instance;
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
         // virtual mountpoint, the API's instances beside it. The workers start only after the host has mounted the
@@ -104,11 +106,11 @@ public sealed class FuseServiceSetup
             Log.Information("Mounted {Kind} at {MountPoint}", instance?.Type.ToDisplayString() ?? "an empty root", mountpoint);
             session = new FuseSession(device.Handle, vfs, sessionOptions);
             vfs.Notifier = session.Notifier;
-            MountMetricsRegistry.Shared.Inflight = session.Inflight;
+            metrics.Inflight = session.Inflight;
         }
         catch
         {
-            if (session is not null && MountMetricsRegistry.Shared.Inflight == session.Inflight) MountMetricsRegistry.Shared.Inflight = null;
+            if (session is not null && metrics.Inflight == session.Inflight) metrics.Inflight = null;
             session?.Dispose();
             if (device is not null)
             {
@@ -134,7 +136,7 @@ public sealed class FuseServiceSetup
 
     /// <summary>Opens what the command line names through the same mount command as the API's (so that the
     /// instance's actor can open it again); null when the command line names nothing.</summary>
-    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options)
+    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options, ErrorEventLog events)
     {
         FsBackendMountCmd command;
         string configSource;
@@ -166,6 +168,6 @@ public sealed class FuseServiceSetup
         }
         else return null;
 
-        return (MountCommands.Open(command, configSource), command);
+        return (MountCommands.Open(command, configSource, events), command);
     }
 }

@@ -21,4 +21,8 @@ public sealed record ApiContext(
     /// enough to open a big image, short enough that a stuck request cannot hold the queue behind it for good. A
     /// request past it (or whose client hangs up) is answered 504 and is not carried out later.</summary>
     public TimeSpan MountTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The daemon's table of mounted instances, read by the metrics and config endpoints (the host hands the
+    /// daemon the same one).</summary>
+    public Daemon.Mounts.MountMetricsRegistry Metrics { get; init; } = new();
 }

@@ -95,4 +95,15 @@ public static class ApiErrorMap
         BlockErrorKind.InsufficientStorage => ApiErrorKind.InsufficientStorage,
         _ => ApiErrorKind.Internal,
     };
+
+    /// <summary>The blob cache manager's answers (upstream: 400 for a bad entry, 500 for the rest, a panic for GET).</summary>
+    public static ApiErrorKind Of(Storage.Cache.Blobs.BlobCacheErrorKind kind) => kind switch
+    {
+        Storage.Cache.Blobs.BlobCacheErrorKind.Invalid => ApiErrorKind.BadRequest,
+        Storage.Cache.Blobs.BlobCacheErrorKind.AlreadyExists => ApiErrorKind.AlreadyExists,
+        Storage.Cache.Blobs.BlobCacheErrorKind.NotFound => ApiErrorKind.NotFound,
+        Storage.Cache.Blobs.BlobCacheErrorKind.NotReady => ApiErrorKind.NotReady,
+        Storage.Cache.Blobs.BlobCacheErrorKind.InsufficientStorage => ApiErrorKind.InsufficientStorage,
+        _ => ApiErrorKind.Internal,
+    };
 }

@@ -56,8 +56,9 @@ public sealed class ApiServer : IAsyncDisposable
             MountEndpoints.Map(routes, api);
             FuseHandoffEndpoints.Map(routes, api);
             BlockEndpoints.Map(routes, api);
-            MetricsEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
-            ConfigEndpoints.Map(routes, Daemon.Mounts.MountMetricsRegistry.Shared);
+            BlobEndpoints.Map(routes, api);
+            MetricsEndpoints.Map(routes, api.Metrics);
+            ConfigEndpoints.Map(routes, api.Metrics);
             PendingEndpoints.Map(routes);
         }, cancellationToken, api.IdleTimeout);
 

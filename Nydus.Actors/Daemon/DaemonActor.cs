@@ -6,6 +6,7 @@ using Nydus.Actors.Daemon.Block;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
 using Nydus.Actors.Storage.Cache;
+using Nydus.Actors.Storage.Cache.Blobs;
 
 namespace Nydus.Actors.Daemon;
 
@@ -23,6 +24,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly IActorRef _journal;
     private readonly IActorRef _fsService;
     private readonly IActorRef _blockService;
+    private readonly IActorRef _blobCache;
 
     private DaemonFsmState _fsm = DaemonFsmState.Init;
     // Between RestoreMounts and its answer: takeover and start wait (stashed) until the table is mounted again.
@@ -49,8 +51,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
-        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, MountMetricsRegistry.Shared, settings.DeferStartRecord), "fs-service");
-        Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits), "blob-cache");
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.DeferStartRecord), "fs-service");
+        _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, setup: settings.Bootstraps is null ? null
+            : new BlobCacheManagerSetup(_journal, settings.Bootstraps, settings.DeferStartRecord, JournalFailures.IsDiskFull)), "blob-cache");
         _blockService = Context.ActorOf(BlockServiceActor.Props(settings.PersistenceId + "-block", settings.DeferStartRecord), "block-service");
         if (settings.ServiceProps is not null)
         {
@@ -126,6 +129,13 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<IMountRequest>(r => _fsService.Forward(r));
         Receive<ExportBlockDevice>(ExportBlockDevice);
         Receive<IBlockServiceMessage>(m => _blockService.Forward(m));
+        // The blob cache manager (/api/v2/blobs), like the mount table, changes in any state.
+        Receive<AddBlobEntry>(r => _blobCache.Forward(r));
+        Receive<RemoveBlobEntry>(r => _blobCache.Forward(r));
+        Receive<ListBlobEntries>(r => _blobCache.Forward(r));
+        // Its reports after each change; a sendfd asks for the entries instead (below), so that a state saved while the
+        // manager still reads them back waits for them rather than carrying none.
+        Receive<BlobEntriesChanged>(_ => { });
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {
@@ -137,7 +147,20 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
                 Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported,
                     $"handing over a passthrough mount ({shared.Mountpoint}) is not supported yet: its node ids are not stable across processes")));
             else
-                _service.Tell(m with { Instances = _mountRecords }, Sender);
+            {
+                var replyTo = Sender;
+                var withMounts = m with { Instances = _mountRecords };
+                _blobCache.Ask<BlobEntriesChanged>(GetBlobEntries.Instance, _settings.ActionTimeout).PipeTo(Self,
+                    success: b => new SendFdWithBlobEntries(withMounts with { BlobEntries = b.Entries }, replyTo),
+                    failure: e => new SendFdWithBlobEntries(null, replyTo, e.Message));
+            }
+        });
+        Receive<SendFdWithBlobEntries>(s =>
+        {
+            if (s.Message is null)
+                s.ReplyTo.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.ActionFailed, $"the blob cache manager did not give its entries: {s.Error}")));
+            else
+                _service!.Tell(s.Message, s.ReplyTo);
         });
         Receive<GetDaemonRecord>(g => _journal.Forward(g));
         Receive<Terminated>(t => t.ActorRef.Equals(_service), _ =>
@@ -258,6 +281,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     /// </summary>
     private void RestoreHandoffMounts(Upgrade.HandoffState state)
     {
+        if (state.BlobEntries is { } blobEntries) _blobCache.Tell(new RestoreBlobEntries([.. blobEntries]));
         var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
             .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
         var restore = new RestoreMounts
@@ -300,6 +324,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _journal.Tell(RecordDaemonStart.Instance);
             _fsService.Tell(JournalIsOurs.Instance);
             _blockService.Tell(BlockServiceMayServe.Instance);
+            _blobCache.Tell(BlobJournalIsOurs.Instance);
         }
         if (previous != _reported)
             _log.Info("Daemon state {Previous} -> {State}", previous.ToApiName(), _reported.ToApiName());
@@ -359,6 +384,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private sealed record ActionTimedOut(int Generation);
 }
+
+/// <summary>A sendfd with the blob cache manager's entries added, on its way to the service.</summary>
+internal sealed record SendFdWithBlobEntries(SendFuseFd? Message, IActorRef ReplyTo, string? Error = null);
 
 /// <summary>The fs-service's answer to restoring a taken-over mount table.</summary>
 internal sealed record HandoffMountsRestored(MountOperationResult Result);

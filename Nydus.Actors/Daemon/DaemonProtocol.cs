@@ -36,6 +36,9 @@ public sealed record SendFuseFd : IDaemonMessage
     /// <summary>The mount table (filled in by the daemon actor on the way to its service): it goes into the handoff
     /// state, so a successor serves the same table without waiting for the journal.</summary>
     public ImmutableArray<Persistence.MountRecord> Instances { get; init; } = [];
+
+    /// <summary>The blob cache manager's bootstrap entries (filled in likewise), for the handoff state.</summary>
+    public ImmutableArray<string> BlobEntries { get; init; } = [];
 }
 
 /// <summary>The answer to <see cref="SendFuseFd"/>; <see cref="Error"/> is null when the supervisor has the fd.</summary>

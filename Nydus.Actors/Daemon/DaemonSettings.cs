@@ -37,8 +37,15 @@ public sealed record DaemonSettings(
     /// same journal.</summary>
     public bool DeferStartRecord { get; init; }
 
+    /// <summary>The daemon's table of mounted instances (and its error log), shared with the API by the host.</summary>
+    public Mounts.MountMetricsRegistry Metrics { get; init; } = new();
+
     /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>
     public Storage.Cache.BlobCacheLimits CacheLimits { get; init; } = Storage.Cache.BlobCacheLimits.Unlimited;
+
+    /// <summary>Reads a bootstrap's blob table for the blob cache manager (<c>/api/v2/blobs</c>); handed down by the
+    /// host so that the storage layer never imports RAFS. Null: the daemon has no blob cache manager (501).</summary>
+    public Storage.IBootstrapBlobTable? Bootstraps { get; init; }
 
     /// <summary>The persistence id of this daemon's journal. Without an <c>--id</c> the work dir is private to the
     /// process, so a fixed name cannot collide with another daemon.</summary>

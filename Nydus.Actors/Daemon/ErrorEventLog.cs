@@ -9,9 +9,6 @@ public sealed class ErrorEventLog
     public const int MaxErrors = 500;
     public const int MaxSize = 51200;
 
-    /// <summary>The process-wide log, as upstream keeps one.</summary>
-    public static readonly ErrorEventLog Shared = new();
-
     private readonly object _gate = new();
     private readonly Queue<string> _errors = new();
     private long _totalErrors;

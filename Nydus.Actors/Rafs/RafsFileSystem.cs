@@ -30,7 +30,8 @@ public sealed class RafsFileSystem : IFuseFileSystem
     {
         _image = image;
         _attrTimeout = _entryTimeout = cacheTimeout ?? TimeSpan.FromHours(1);
-        _events = events ?? ErrorEventLog.Shared;
+        // Without a daemon's log (tools, tests) the errors are kept here alone.
+        _events = events ?? new ErrorEventLog();
     }
 
     public RafsImage Image => _image;

@@ -46,6 +46,10 @@ public abstract class RafsImage : IDisposable
     /// </summary>
     public abstract IReadOnlyList<BlobRef> Blobs { get; }
 
+    /// <summary>The ids of every data blob in the image's blob table, in table order, whether or not a backend was
+    /// given (the blob cache manager reads a bootstrap's table without reading any data). Empty for plain EROFS.</summary>
+    public abstract IReadOnlyList<string> DataBlobIds { get; }
+
     /// <summary>
     /// The image's own prefetch table (<c>nydus-image --prefetch-policy fs</c>): inode numbers (v5) or nids (v6) as
     /// this image addresses them, in table order, up to the first 0. Empty when the image has none.

@@ -19,4 +19,8 @@ public sealed record RafsOpenOptions
 
     /// <summary>Largest backend read that adjacent chunks are merged into (upstream's <c>amplify_io</c>).</summary>
     public int MergeSize { get; init; } = 1 << 20;
+
+    /// <summary>How chunk data is fetched: the opener injects a cache-aware reader when a cache sits under the
+    /// backend; plain backend reads by default.</summary>
+    public Storage.IChunkReader ChunkReader { get; init; } = Storage.DirectChunkReader.Instance;
 }

@@ -35,9 +35,11 @@ public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, s
 /// (added after v1's first shape; null when absent).</param>
 /// <param name="Instances">The whole mount table, the command line's instance included (added later; null from a
 /// predecessor that did not send it, whose successor then restores the table from the journal).</param>
+/// <param name="BlobEntries">The blob cache manager's bootstrap entries as added (upstream's <c>blob_entry_list</c>;
+/// added later; null from a predecessor that did not send them, whose successor keeps what the journal recorded).</param>
 public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
     IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null,
-    IReadOnlyList<HandoffInstance>? Instances = null)
+    IReadOnlyList<HandoffInstance>? Instances = null, IReadOnlyList<string>? BlobEntries = null)
 {
     public const int CurrentVersion = 1;
     private const string Magic = "NYDUS-HANDOFF";

@@ -53,7 +53,7 @@ public sealed class FilesystemInstance : IDisposable
     /// <c>rafs.prefetch.enable</c> they replace the image's own prefetch table. Null: use the table.
     /// </param>
     public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource,
-        IReadOnlyList<string>? prefetchFiles = null)
+        IReadOnlyList<string>? prefetchFiles = null, ErrorEventLog? events = null)
     {
         // Upstream also demands a file cache for RAFS v6 over FUSE because its reader needs one; ours does not.
         var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
@@ -79,6 +79,8 @@ public sealed class FilesystemInstance : IDisposable
                 ValidateDigests = config.IsChunkValidationEnabled,
                 // rafs.batch_size bounds how much adjacent chunk data one backend read may merge.
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
+                // The image reads through the cache it was opened on, which heals what fails validation.
+                ChunkReader = backend is BlobFileCache cachedBackend ? new CachedChunkReader(cachedBackend) : Storage.DirectChunkReader.Instance,
             });
             // Disposed first on unmount: the prefetcher stops before the image and the cache it reads through close.
             IPrefetcher? prefetcher = null;
@@ -89,7 +91,7 @@ public sealed class FilesystemInstance : IDisposable
                 prefetcher = StartPrefetch(mount, image, cache, prefetchFiles);
             }
             IDisposable[] owned = prefetcher is null ? [image, .. ownedBackends] : [prefetcher, image, .. ownedBackends];
-            return new FilesystemInstance(new RafsFileSystem(image), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
+            return new FilesystemInstance(new RafsFileSystem(image, events: events), FsBackendType.Rafs, FuseInitOptions.ReadOnlyImage,
                 metrics with
                 {
                     Prefetcher = prefetcher,

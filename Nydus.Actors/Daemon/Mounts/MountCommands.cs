@@ -21,7 +21,8 @@ public static class MountCommands
     /// whose <c>"writable": true</c> shares it writable (upstream ignores the config of passthrough mounts).
     /// </summary>
     /// <param name="configSource">Names the config in error messages (a file path); default "the config of &lt;mountpoint&gt;".</param>
-    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null)
+    /// <param name="events">Where the instance records read errors (the daemon's log).</param>
+    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null, ErrorEventLog? events = null)
     {
         configSource ??= $"the config of {command.Mountpoint}";
         switch (command.FsType)
@@ -39,7 +40,7 @@ public static class MountCommands
                         throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap {bootstrap} {what}");
                 }
                 var config = NydusConfigLoader.Parse(command.Config, configSource, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
-                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles);
+                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles, events);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
                     DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config)));
 

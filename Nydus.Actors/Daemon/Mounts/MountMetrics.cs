@@ -24,12 +24,15 @@ public sealed record MountMetrics(string BackendType, BackendMetrics? Backend, B
 }
 
 /// <summary>
-/// Process-wide table of the metrics of mounted instances, keyed by virtual mountpoint, as upstream keeps its
-/// metrics (utils/src/metrics.rs): the API reads an instance by id, or the only one when no id is given.
+/// The daemon's table of the metrics of mounted instances, keyed by virtual mountpoint, as upstream keeps its
+/// metrics (utils/src/metrics.rs): the API reads an instance by id, or the only one when no id is given. One per
+/// daemon, built by the host and handed to the API, the daemon actor and the FUSE setup (no process-wide instance).
 /// </summary>
 public sealed class MountMetricsRegistry
 {
-    public static readonly MountMetricsRegistry Shared = new();
+    /// <summary>The daemon's recent failures (<c>GET /api/v1/daemon/events</c>): the instances opened for this table
+    /// record their read errors here.</summary>
+    public ErrorEventLog Events { get; init; } = new();
 
     private readonly ConcurrentDictionary<string, MountMetrics> _byMountpoint = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Vfs.FsIoStats> _fsByMountpoint = new(StringComparer.Ordinal);

@@ -62,7 +62,7 @@ public sealed class MountedInstanceActor : ReceiveActor
         OpenedInstance opened;
         try
         {
-            opened = preopened ?? MountCommands.Open(command);
+            opened = preopened ?? MountCommands.Open(command, events: _metrics.Events);
         }
         catch (Exception e) when (MountCommands.IsExpected(e))
         {

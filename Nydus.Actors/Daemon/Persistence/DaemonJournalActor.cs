@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.Event;
 using Akka.Persistence;
+using Nydus.Actors.Storage.Cache.Blobs;
 
 namespace Nydus.Actors.Daemon.Persistence;
 
@@ -52,6 +53,8 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
         Command<RecordDaemonStart>(_ => RecordStart());
         Command<RecordMount>(c => PersistAndApply(new FilesystemMounted(c.Mount), Sender));
         Command<RecordUnmount>(c => PersistAndApply(new FilesystemUnmounted(c.Mountpoint), Sender));
+        Command<RecordBlobEntryAdded>(c => PersistAndApply(new BlobEntryAdded(c.Key, c.Entry), Sender, blobReply: true));
+        Command<RecordBlobEntryRemoved>(c => PersistAndApply(new BlobEntryRemoved(c.DomainId, c.BlobId), Sender, blobReply: true));
         Command<SaveSnapshotSuccess>(s =>
         {
             var upTo = s.Metadata.SequenceNr;
@@ -71,7 +74,8 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
     private void RecordStart() =>
         PersistAndApply(new DaemonStarted(_daemonId, DateTimeOffset.UtcNow, DaemonVersion.PackageVersion), null);
 
-    private void PersistAndApply(IDaemonJournalPersisted evt, IActorRef? replyTo)
+    /// <param name="blobReply">Answer with the blob cache's acknowledgement (its layer does not know the daemon record).</param>
+    private void PersistAndApply(IDaemonJournalPersisted evt, IActorRef? replyTo, bool blobReply = false)
     {
         _writeReplyTo = replyTo;
         Persist(evt, e =>
@@ -79,7 +83,7 @@ public sealed class DaemonJournalActor : ReceivePersistentActor
             _writeReplyTo = null;
             _record = _record.Apply(e);
             Context.Parent.Tell(new StoreState(_record));
-            replyTo?.Tell(new Recorded(_record));
+            replyTo?.Tell(blobReply ? BlobJournalRecorded.Instance : new Recorded(_record));
             if (LastSequenceNr % SnapshotInterval == 0) SaveSnapshot(_record);
         });
     }

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
+using Nydus.Actors.Storage.Cache.Blobs;
 
 namespace Nydus.Actors.Daemon.Persistence;
 
@@ -82,10 +83,13 @@ public sealed class DaemonJournalGuard : ReceiveActor, IWithUnboundedStash
         });
         Receive<RecordMount>(_ => _writeFailed, ForwardWrite);
         Receive<RecordUnmount>(_ => _writeFailed, ForwardWrite);
+        Receive<RecordBlobEntryAdded>(_ => _writeFailed, ForwardWrite);
+        Receive<RecordBlobEntryRemoved>(_ => _writeFailed, ForwardWrite);
         Receive<Terminated>(t => t.ActorRef.Equals(_store), _ => ReplaceStore("the journal stopped"));
         Receive<Terminated>(_ => { });
         Receive<StoreState>(_ => Sender.Equals(_store), s => _record = s.Record);
         Receive<GetDaemonRecord>(_ => Sender.Tell(_record));
+        Receive<GetRecordedBlobEntries>(_ => Sender.Tell(new RecordedBlobEntries(_record.Blobs)));
         Receive<StoreState>(_ => { });
         ReceiveAny(m => _store.Forward(m));
     }

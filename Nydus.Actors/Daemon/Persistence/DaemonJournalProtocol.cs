@@ -26,6 +26,13 @@ public sealed record MountRecord(
     ImmutableArray<string> PrefetchFiles,
     int VfsIndex);
 
+/// <summary>A bootstrap entry was added to the blob cache manager (PUT /api/v2/blobs): its key (domain/blob) and the
+/// entry as received. The entry's config may hold registry secrets: the record is sealed.</summary>
+public sealed record BlobEntryAdded(string Key, string Entry) : IDaemonJournalPersisted;
+
+/// <summary>A removal from the blob cache manager, with upstream's rules: a domain (empty blob id) or one key.</summary>
+public sealed record BlobEntryRemoved(string DomainId, string BlobId) : IDaemonJournalPersisted;
+
 // ---- State (also the snapshot) ----
 
 /// <summary>The durable state of a daemon, rebuilt by applying events in order.</summary>
@@ -35,8 +42,16 @@ public sealed record DaemonRecord(
     int StartCount,
     ImmutableSortedDictionary<string, MountRecord> Mounts) : IDaemonJournalPersisted
 {
+    // Declared before Empty, which is built with it (static fields initialize in order).
+    private static readonly ImmutableSortedDictionary<string, string> NoBlobs =
+        ImmutableSortedDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
+
     public static readonly DaemonRecord Empty = new(null, null, 0,
         ImmutableSortedDictionary<string, MountRecord>.Empty.WithComparers(StringComparer.Ordinal));
+
+    /// <summary>The blob cache manager's bootstrap entries, key (domain/blob) to entry text. Absent in the snapshots
+    /// of older builds (read as none); an added member rather than a new record, since every old record reads.</summary>
+    public ImmutableSortedDictionary<string, string> Blobs { get; init; } = NoBlobs;
 
     public DaemonRecord Apply(IDaemonJournalPersisted evt) => evt switch
     {
@@ -48,8 +63,20 @@ public sealed record DaemonRecord(
         },
         FilesystemMounted m => this with { Mounts = Mounts.SetItem(m.Mount.Mountpoint, m.Mount) },
         FilesystemUnmounted u => this with { Mounts = Mounts.Remove(u.Mountpoint) },
+        BlobEntryAdded b => this with { Blobs = (Blobs ?? NoBlobs).SetItem(b.Key, b.Entry) },
+        BlobEntryRemoved r => this with { Blobs = RemoveBlobs(Blobs ?? NoBlobs, r) },
         _ => this,
     };
+
+    private static ImmutableSortedDictionary<string, string> RemoveBlobs(ImmutableSortedDictionary<string, string> blobs, BlobEntryRemoved r)
+    {
+        if (r.BlobId.Length == 0 && r.DomainId.Length > 0)
+        {
+            var prefix = r.DomainId + Nydus.Actors.Config.BlobCacheEntry.KeySeparator;
+            return blobs.RemoveRange(blobs.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)));
+        }
+        return blobs.Remove(Nydus.Actors.Config.BlobCacheEntry.Key(r.DomainId, r.BlobId));
+    }
 }
 
 // ---- Commands and replies ----

@@ -27,6 +27,8 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
         ["BlockExportAdded.v1"] = typeof(BlockExportAdded),
         ["BlockExportRemoved.v1"] = typeof(BlockExportRemoved),
         ["BlockServiceRecord.v1"] = typeof(BlockServiceRecord),
+        ["BlobEntryAdded.v1"] = typeof(BlobEntryAdded),
+        ["BlobEntryRemoved.v1"] = typeof(BlobEntryRemoved),
     };
 
     private static readonly Dictionary<Type, string> ManifestsByType =
@@ -87,6 +89,7 @@ public sealed class DaemonJournalSerializer : SerializerWithStringManifest
 
     private JournalSeal Seal => _seal ?? throw new SerializationException(_keyProblem!);
 
-    /// <summary>Records whose JSON holds mount or export configs, and so possibly credentials.</summary>
-    private static bool CarriesConfigs(object o) => o is FilesystemMounted or DaemonRecord or BlockExportAdded or BlockServiceRecord;
+    /// <summary>Records whose JSON holds mount, export or blob configs, and so possibly credentials.</summary>
+    private static bool CarriesConfigs(object o) =>
+        o is FilesystemMounted or DaemonRecord or BlockExportAdded or BlockServiceRecord or BlobEntryAdded;
 }

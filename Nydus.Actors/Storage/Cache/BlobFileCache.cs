@@ -79,6 +79,16 @@ public sealed class BlobFileCache : IBlobBackend
         }
     }
 
+    /// <summary>Replaces this object's pins with <paramref name="blobIds"/> (the blob cache manager's blobs in use).</summary>
+    public void SetPins(IEnumerable<string> blobIds)
+    {
+        lock (_myPins)
+        {
+            UnpinAll();
+            Pin(blobIds);
+        }
+    }
+
     private void UnpinAll()
     {
         lock (_myPins)
@@ -246,10 +256,11 @@ public sealed class BlobFileCache : IBlobBackend
         long freed = 0;
         lock (_filesLock)
         {
+            freed += ForgetDeletedFiles();
             long usage = DiskUsageBytes;
             if (usage <= limitBytes)
             {
-                return 0;
+                return freed;
             }
 
             var candidates = new List<CachedBlobFile>(_files.Values);
@@ -284,6 +295,25 @@ public sealed class BlobFileCache : IBlobBackend
             }
         }
 
+        return freed;
+    }
+
+    /// <summary>
+    /// Drops blobs whose data file someone else deleted (nydus-snapshotter's cache GC removes blob files by name):
+    /// the open handle would otherwise keep the space allocated and the usage would count it. Caller holds the lock.
+    /// </summary>
+    private long ForgetDeletedFiles()
+    {
+        long freed = 0;
+        foreach (CachedBlobFile file in _files.Values)
+        {
+            if (File.Exists(file.DataPath) || Interlocked.CompareExchange(ref file.Readers, int.MinValue, 0) != 0) continue;
+            _files.TryRemove(file.BlobId, out _);
+            freed += file.PresentBytes;
+            file.Dispose();
+            File.Delete(file.MapPath);
+            Log.Information("Blob {BlobId} was deleted from the cache work dir by someone else; forgotten", file.BlobId);
+        }
         return freed;
     }
 

@@ -1,4 +1,3 @@
-using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
@@ -56,6 +55,8 @@ internal sealed class RafsV5Image : RafsImage
     public override ulong InodeCount => _sb.InodesCount;
 
     public IReadOnlyList<string> BlobIds => _blobIds;
+
+    public override IReadOnlyList<string> DataBlobIds => _blobIds;
 
     public uint ChunkSize => _sb.ChunkSize;
 
@@ -299,7 +300,7 @@ internal sealed class RafsV5Image : RafsImage
                 requests[used++] = BuildRequest(ino, record, recordOffset, offset, end, fileOffset, uncompressedSize);
             }
 
-            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            Options.ChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {

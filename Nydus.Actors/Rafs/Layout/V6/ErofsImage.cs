@@ -1,4 +1,3 @@
-using Nydus.Actors.Storage.Cache;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
@@ -66,6 +65,8 @@ internal sealed partial class ErofsImage : RafsImage
     }
 
     public override IReadOnlyList<BlobRef> Blobs { get; }
+
+    public override IReadOnlyList<string> DataBlobIds => _sb.IsRafsV6 ? [.. _blobEntries.Select(e => e.BlobId)] : [];
 
     public override RafsFormat Format => _sb.IsRafsV6 ? RafsFormat.RafsV6 : RafsFormat.Erofs;
 
@@ -550,7 +551,7 @@ internal sealed partial class ErofsImage : RafsImage
                 };
             }
 
-            CachedChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
+            Options.ChunkReader.Read(requests.AsSpan(0, used), target, Options.ValidateDigests, Options.MergeSize);
         }
         finally
         {
