@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs in the test VM for the blockdev benchmark (Nydus.Bench BlockDevBench): `tar` of the image's tree (piped
+# through `cat` to /dev/null: GNU tar does not read files when its archive is /dev/null) on the guest kernel's
+# EROFS over our NBD export (ioctl mode, /dev/nbd0) and on our FUSE mount of the same image, cold (page cache
+# dropped) and warm, ROUNDS times each. Writes "<contender> <cold|warm> <ms> <bytes>" lines to OUT/results.
+# Inputs (environment): NYDUSD IMAGE LOCALFS_DIR OUT ROUNDS; optional DOTNET_ROOT.
+set -u
+: > "$OUT/results"
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+measure() { # CONTENDER DIR
+  local kind round start end bytes
+  for round in $(seq 1 "$ROUNDS"); do
+    for kind in cold warm; do
+      [ "$kind" = cold ] && { sync; echo 3 > /proc/sys/vm/drop_caches; }
+      start=$(now_ms)
+      bytes=$(tar -C "$2" -cf - . | wc -c)
+      end=$(now_ms)
+      echo "$1 $kind $((end - start)) $bytes" | tee -a "$OUT/results"
+    done
+  done
+}
+wait_for() { # SECONDS COMMAND...: poll until the command succeeds
+  local limit=$(( $1 * 10 )); shift
+  for _ in $(seq 1 "$limit"); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+"$NYDUSD" nbd /dev/nbd0 --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" > "$OUT/nbd.log" 2>&1 &
+nbd=$!
+wait_for 300 grep -q "served on" "$OUT/nbd.log" || { echo "nydusd nbd did not start"; cat "$OUT/nbd.log"; exit 1; }
+mkdir -p /run/nbd-erofs /run/fuse
+mount -t erofs -o ro /dev/nbd0 /run/nbd-erofs || exit 1
+measure nbd-erofs /run/nbd-erofs
+umount /run/nbd-erofs
+kill -TERM "$nbd"; wait "$nbd"
+
+mkdir -p /run/empty
+"$NYDUSD" --apisock /run/api.sock -M /run/fuse --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" > "$OUT/fuse.log" 2>&1 &
+fuse=$!
+wait_for 300 mountpoint -q /run/fuse || { echo "nydusd fuse did not mount"; cat "$OUT/fuse.log"; kill -KILL "$fuse"; exit 1; }
+measure fuse /run/fuse
+kill -TERM "$fuse"; wait "$fuse"
+mountpoint -q /run/fuse && umount -l /run/fuse
+exit 0
