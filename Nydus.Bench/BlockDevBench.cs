@@ -180,6 +180,12 @@ public static class BlockDevBench
 
         var parsed = lines.Select(l => l.Split(' ')).ToArray();
         long bytes = long.Parse(parsed[0][3], CultureInfo.InvariantCulture);
+        // Both mounts must have produced the same archive size, else one of them did not serve the whole tree.
+        if (parsed.Any(p => long.Parse(p[3], CultureInfo.InvariantCulture) != bytes) || parsed.Select(p => p[0]).Distinct().Count() != 2)
+        {
+            throw new InvalidOperationException("the VM's tar runs differ in size or a contender is missing:\n" + string.Join("\n", lines));
+        }
+
         foreach (string kind in new[] { "cold", "warm" })
         {
             List<double> Times(string contender) => parsed.Where(p => p[0] == contender && p[1] == kind)

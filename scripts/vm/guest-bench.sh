@@ -19,25 +19,35 @@ measure() { # CONTENDER DIR
     done
   done
 }
-wait_for() { # SECONDS COMMAND...: poll until the command succeeds
-  local limit=$(( $1 * 10 )); shift
-  for _ in $(seq 1 "$limit"); do "$@" && return 0; sleep 0.1; done
+wait_for() { # PID SECONDS COMMAND...: poll until the command succeeds; give up when PID died or time is up
+  local pid=$1 limit=$(( $2 * 10 )); shift 2
+  for _ in $(seq 1 "$limit"); do "$@" && return 0; kill -0 "$pid" 2>/dev/null || return 1; sleep 0.1; done
   return 1
 }
 
 "$NYDUSD" nbd /dev/nbd0 --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" > "$OUT/nbd.log" 2>&1 &
 nbd=$!
-wait_for 300 grep -q "served on" "$OUT/nbd.log" || { echo "nydusd nbd did not start"; cat "$OUT/nbd.log"; exit 1; }
+wait_for "$nbd" 300 grep -q "served on" "$OUT/nbd.log" || { echo "nydusd nbd did not start"; cat "$OUT/nbd.log"; exit 1; }
 mkdir -p /run/nbd-erofs /run/fuse
 mount -t erofs -o ro /dev/nbd0 /run/nbd-erofs || exit 1
 measure nbd-erofs /run/nbd-erofs
 umount /run/nbd-erofs
 kill -TERM "$nbd"; wait "$nbd"
 
-mkdir -p /run/empty
-"$NYDUSD" --apisock /run/api.sock -M /run/fuse --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" > "$OUT/fuse.log" 2>&1 &
+# Under TCG the daemon's first SQLite journal recovery can take longer than the default 30 s bounds (seen: "Recovery
+# timed out, didn't get snapshot within 30s"); the measurement starts once it is mounted, so give it time.
+cat > /run/guest-timeouts.conf <<'CONF'
+akka.persistence.journal.sql.recovery-event-timeout = 600s
+akka.persistence.journal-plugin-fallback.recovery-event-timeout = 600s
+nydus.journal.recovery-timeout = 600s
+nydus.daemon.action-timeout = 600s
+nydus.api.ask-timeout = 600s
+nydus.api.mount-timeout = 600s
+CONF
+"$NYDUSD" --hocon /run/guest-timeouts.conf --apisock /run/api.sock -M /run/fuse --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" \
+  > "$OUT/fuse.log" 2>&1 &
 fuse=$!
-wait_for 300 mountpoint -q /run/fuse || { echo "nydusd fuse did not mount"; cat "$OUT/fuse.log"; kill -KILL "$fuse"; exit 1; }
+wait_for "$fuse" 600 grep -q "nydusd is RUNNING" "$OUT/fuse.log" || { echo "nydusd fuse did not mount"; cat "$OUT/fuse.log"; kill -KILL "$fuse"; exit 1; }
 measure fuse /run/fuse
 kill -TERM "$fuse"; wait "$fuse"
 mountpoint -q /run/fuse && umount -l /run/fuse
