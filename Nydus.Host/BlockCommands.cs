@@ -13,8 +13,8 @@ namespace Nydus.Host;
 /// <summary>
 /// The block-device verbs: <c>nydusd export --block</c> (upstream's <c>nydus-image export --block</c>: the image as a
 /// raw disk file, optionally with dm-verity) and <c>nydusd nbd</c> (the image served over NBD on a Unix socket
-/// and/or TCP, and/or attached to the kernel's /dev/nbdX, until SIGTERM). Both open the image as a FUSE mount would (--bootstrap with --config or
-/// --localfs-dir), so blobs come through the same backend and blob cache.
+/// and/or TCP, and/or attached to the kernel's /dev/nbdX, until SIGTERM). Both open the image as a FUSE mount would
+/// (--bootstrap with --config or --localfs-dir), so blobs come through the same backend and blob cache.
 /// </summary>
 public static class BlockCommands
 {
