@@ -5,6 +5,7 @@ using Nydus.Actors.Block;
 using Nydus.Actors.Block.Nbd;
 using Nydus.Actors.Block.Verity;
 using Nydus.Actors.Config;
+using Nydus.Actors.Interop;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Storage;
 
@@ -113,6 +114,14 @@ public static class BlockCommands
             // Attached to a device, detaching it from outside (`nbd-client -d`) also ends the service, as upstream.
             Task detached = kernel is null ? Task.Delay(Timeout.Infinite, token) : kernel.Detached;
             await Task.WhenAny(stop.Task, detached).WaitAsync(token);
+            if (!stop.Task.IsCompleted && kernel is not null)
+            {
+                // Detached from outside (`nbd-client -d`, or the kernel gave up on the socket): say so; an error is exit 1.
+                Errno result = await kernel.Detached;
+                Console.WriteLine($"NBD device {kernel.DevicePath} was detached ({result})");
+                if (result != Errno.Success) return 1;
+            }
+
             Console.WriteLine("NBD server stopping");
             return 0;
         }));
