@@ -10,7 +10,8 @@ target="${1:-Build}"; shift || true
 
 # Debian packages that the tests and the sample use as real peers. Installed only when missing,
 # so a second run on the same machine is quick.
-packages=(erofs-utils docker-registry libnbd-bin squashfuse squashfs-tools fio fuse3 libfuse3-dev pkg-config attr tree openssl systemd cryptsetup-bin zstd nbdkit)
+packages=(erofs-utils docker-registry libnbd-bin squashfuse squashfs-tools fio fuse3 libfuse3-dev pkg-config attr tree openssl systemd cryptsetup-bin zstd nbdkit
+          qemu-system-x86 busybox-static cpio nbd-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +24,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   else
     echo "warning: not root, cannot install ${missing[*]}; tests that need them will be skipped" >&2
   fi
+fi
+
+# The test VM's kernel (Debian's linux-image-6.1, unpacked, never installed) and initramfs, cached under
+# /var/cache/nydus-test-vm: the kernel-side block tests and the blockdev bench boot it (scripts/vm/).
+if [ "$(id -u)" = 0 ] && { [ "$target" = Test ] || [ "$target" = Bench ]; }; then
+  scripts/vm/prepare.sh >/dev/null || echo "warning: the test VM could not be prepared (scripts/vm/prepare.sh); its tests will fail" >&2
 fi
 
 dotnet tool restore >/dev/null

@@ -5,6 +5,7 @@ using Nydus.Actors.Block;
 using Nydus.Actors.Block.Nbd;
 using Nydus.Actors.Block.Verity;
 using Nydus.Actors.Config;
+using Nydus.Actors.Interop;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Storage;
 
@@ -13,8 +14,8 @@ namespace Nydus.Host;
 /// <summary>
 /// The block-device verbs: <c>nydusd export --block</c> (upstream's <c>nydus-image export --block</c>: the image as a
 /// raw disk file, optionally with dm-verity) and <c>nydusd nbd</c> (the image served over NBD on a Unix socket
-/// and/or TCP until SIGTERM). Both open the image as a FUSE mount would (--bootstrap with --config or
-/// --localfs-dir), so blobs come through the same backend and blob cache.
+/// and/or TCP, and/or attached to the kernel's /dev/nbdX, until SIGTERM). Both open the image as a FUSE mount would
+/// (--bootstrap with --config or --localfs-dir), so blobs come through the same backend and blob cache.
 /// </summary>
 public static class BlockCommands
 {
@@ -77,7 +78,7 @@ public static class BlockCommands
 
     public static Command BuildNbd()
     {
-        var device = new Argument<string?>("DEVICE") { Description = "/dev/nbdX for the kernel's NBD driver (not supported yet)", Arity = ArgumentArity.ZeroOrOne };
+        var device = new Argument<string?>("DEVICE") { Description = "/dev/nbdX: attach the kernel's NBD driver to the export (upstream's mode; needs the nbd module)", Arity = ArgumentArity.ZeroOrOne };
         var bootstrap = Bootstrap();
         var config = Config();
         var localfs = LocalfsDir();
@@ -90,26 +91,37 @@ public static class BlockCommands
         };
         command.Validators.Add(r =>
         {
-            if (r.GetValue(device) is not null)
-                r.AddError("the kernel NBD mode (DEVICE, ioctl NBD_SET_SOCK) is not supported yet: serve on --nbd-socket or --nbd-tcp and attach with nbd-client");
             if ((r.GetValue(config) is null) == (r.GetValue(localfs) is null)) r.AddError("give exactly one of --config and --localfs-dir");
-            if (r.GetValue(socket) is null && r.GetValue(tcp) is null) r.AddError("give --nbd-socket and/or --nbd-tcp");
+            if (r.GetValue(device) is null && r.GetValue(socket) is null && r.GetValue(tcp) is null)
+                r.AddError("give a DEVICE (/dev/nbdX), --nbd-socket and/or --nbd-tcp");
             if (r.GetValue(tcp) is { } t && !IPEndPoint.TryParse(t, out _)) r.AddError($"--nbd-tcp: '{t}' is not HOST:PORT (an IP address and a port)");
         });
         command.SetAction((r, token) => Run(async () =>
         {
             BlockAddressSpace space = BlockImages.OpenFromCommandLine(r.GetValue(bootstrap)!, r.GetValue(config), r.GetValue(localfs));
             using var exports = new NbdExportTable();
-            exports.TryAdd(new NbdExport(r.GetValue(name)!, Path.GetFileName(r.GetValue(bootstrap)!), space));
+            var export = new NbdExport(r.GetValue(name)!, Path.GetFileName(r.GetValue(bootstrap)!), space);
+            exports.TryAdd(export);
             using var server = new NbdServer(exports);
             if (r.GetValue(socket) is { } path) server.ListenUnix(Path.GetFullPath(path));
             if (r.GetValue(tcp) is { } address) server.ListenTcp(IPEndPoint.Parse(address));
+            using NbdKernelDevice? kernel = r.GetValue(device) is { } nbd ? NbdKernelDevice.Attach(nbd, export) : null;
 
             var stop = new TaskCompletionSource();
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-            Console.WriteLine($"NBD export '{r.GetValue(name)}' ({space.Size} bytes) served on {string.Join(", ", server.Addresses)}");
-            await stop.Task.WaitAsync(token);
+            Console.WriteLine($"NBD export '{r.GetValue(name)}' ({space.Size} bytes) served on {string.Join(", ", [.. server.Addresses, .. kernel is null ? Array.Empty<string>() : [kernel.DevicePath]])}");
+            // Attached to a device, detaching it from outside (`nbd-client -d`) also ends the service, as upstream.
+            Task detached = kernel is null ? Task.Delay(Timeout.Infinite, token) : kernel.Detached;
+            await Task.WhenAny(stop.Task, detached).WaitAsync(token);
+            if (!stop.Task.IsCompleted && kernel is not null)
+            {
+                // Detached from outside (`nbd-client -d`, or the kernel gave up on the socket): say so; an error is exit 1.
+                Errno result = await kernel.Detached;
+                Console.WriteLine($"NBD device {kernel.DevicePath} was detached ({result})");
+                if (result != Errno.Success) return 1;
+            }
+
             Console.WriteLine("NBD server stopping");
             return 0;
         }));

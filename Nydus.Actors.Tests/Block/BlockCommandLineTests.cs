@@ -71,6 +71,28 @@ public sealed partial class BlockCommandLineTests
         Assert.False(File.Exists(socket), "the NBD socket was left behind");
     }
 
+    [Fact]
+    public async Task Nbd_kernel_mode_refuses_a_missing_driver_and_a_device_that_is_not_nbd_clearly()
+    {
+        using var dir = new TempDir("cli-nbd-dev");
+        string[] image = ["--bootstrap", UpstreamBlockImage.Bootstrap, "--localfs-dir", UpstreamBlockImage.BlobDir];
+        if (!Directory.Exists("/sys/module/nbd"))
+        {
+            // This host: no NBD driver at all (the kernel mode itself is tested in the VM, GuestKernelBlockTests).
+            (int code, string text) = await NydusdProcess.RunAsync(Timeout, ["nbd", dir.Combine("nbd0"), .. image]);
+            Assert.True(code == 1, text);
+            Assert.Contains("no NBD driver", text);
+        }
+
+        // An ordinary file is no NBD device: the first ioctl says so (ENOTTY), and nothing is left behind.
+        string notADevice = dir.Combine("file");
+        File.WriteAllText(notADevice, "");
+        (int fileCode, string fileText) = await NydusdProcess.RunAsync(Timeout, ["nbd", notADevice, .. image, "--nbd-socket", dir.Combine("s")]);
+        Assert.True(fileCode == 1, fileText);
+        Assert.Contains("is not an NBD device", fileText);
+        Assert.False(File.Exists(dir.Combine("s")), "the NBD socket was left behind");
+    }
+
     [GeneratedRegex("dm-verity root hash: ([0-9a-f]{64})")]
     private static partial Regex RootHash();
 

@@ -27,6 +27,7 @@ public enum Errno
     EISDIR = 21,
     EINVAL = 22,
     ENFILE = 23,
+    ENOTTY = 25,
     EMFILE = 24,
     ETXTBSY = 26,
     EFBIG = 27,

@@ -57,6 +57,13 @@ internal sealed class NbdConnection
         }
     }
 
+    /// <summary>
+    /// The transmission phase alone, for the kernel's NBD driver attached through ioctls (<see cref="NbdKernelDevice"/>):
+    /// it was told the size and flags by NBD_SET_SIZE_BLOCKS/NBD_SET_FLAGS, so there is no handshake and replies are
+    /// simple. <paramref name="export"/> must be leased by the caller, who also releases it.
+    /// </summary>
+    public Task RunTransmissionAsync(NbdExport export, CancellationToken cancellation) => TransmitAsync(export, cancellation);
+
     // ---- handshake ---------------------------------------------------------------------------------------
 
     /// <returns>The leased export to serve, or null when the client ended the handshake.</returns>

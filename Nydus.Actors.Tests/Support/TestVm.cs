@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Text;
+using Nydus.Actors.Interop;
+using Xunit;
+
+namespace Nydus.Actors.Tests.Support;
+
+/// <summary>
+/// A fact that runs in the test VM (scripts/vm: Debian's 6.1 kernel under qemu, the host's root read-only over 9p).
+/// Skipped, with the reason, only where qemu cannot run at all (no qemu-system-x86_64, not root); a kernel that
+/// cannot be fetched or a VM that does not boot fails the test.
+/// </summary>
+public sealed class VmFactAttribute : FactAttribute
+{
+    public VmFactAttribute()
+    {
+        if (TestVm.MissingPrerequisite() is { } reason) Skip = reason;
+    }
+}
+
+/// <summary>
+/// Boots the test VM through scripts/vm/run.sh with a guest script and waits for it, bounded: past the timeout
+/// qemu (and the script around it) is killed, and it is killed as well when the wait fails for any other reason.
+/// </summary>
+public static class TestVm
+{
+    public static string ScriptsDirectory => Path.Combine(ImageFixtures.RepositoryRoot, "scripts", "vm");
+
+    internal static string? MissingPrerequisite()
+    {
+        if (!OperatingSystem.IsLinux()) return "the test VM needs Linux";
+        if (Libc.GetEffectiveUid() != 0) return "the test VM's set-up (apt-get download, /var/cache) needs root";
+        string[] path = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':');
+        return path.Any(d => File.Exists(Path.Combine(d, "qemu-system-x86_64")))
+            ? null
+            : "qemu-system-x86_64 is not installed (Debian package qemu-system-x86; build.sh installs it)";
+    }
+
+    /// <summary>Runs <paramref name="guestScript"/> (a host path) in a fresh VM; <paramref name="exchangeDirectory"/> is
+    /// shared read-write at the same path.</summary>
+    /// <returns>The guest script's exit code (125: the VM failed before it ran) and the serial console.</returns>
+    public static (int ExitCode, string Console) Run(string guestScript, string exchangeDirectory, TimeSpan timeout)
+    {
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (string a in new[] { Path.Combine(ScriptsDirectory, "run.sh"), guestScript, exchangeDirectory, ((int)timeout.TotalSeconds).ToString() })
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        var console = new StringBuilder();
+        using var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (console) console.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (console) console.AppendLine(e.Data); };
+        process.Start();
+        process.StandardInput.Close();
+        try
+        {
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            // run.sh kills qemu itself at the timeout; this is the backstop (the first boot also downloads the kernel).
+            if (!process.WaitForExit(timeout + TimeSpan.FromSeconds(120)))
+            {
+                throw new TimeoutException($"the test VM did not finish within {timeout}: {Tail(console)}");
+            }
+
+            process.WaitForExit();
+            return (process.ExitCode, console.ToString());
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit(10_000);
+            }
+        }
+    }
+
+    private static string Tail(StringBuilder console)
+    {
+        lock (console)
+        {
+            string text = console.ToString();
+            return text.Length > 4000 ? text[^4000..] : text;
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Boots the test VM (scripts/vm/prepare.sh) and runs a guest script in it; the serial console (the kernel's and
+# the script's output) goes to stdout, and the script's exit code becomes ours (125: the VM failed before it).
+# The guest sees the host's root read-only (the script, the published nydusd, the test's files, at the same
+# paths) and, with EXCHANGE_DIR, that directory read-write at its own path.
+# Killed after TIMEOUT seconds (default 300).
+# Usage: scripts/vm/run.sh GUEST_SCRIPT [EXCHANGE_DIR] [TIMEOUT]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+script="$(realpath "$1")"; xchg="${2:-}"; limit="${3:-300}"
+eval "$("$here/prepare.sh")"
+# TCG by default: on this (nested) host KVM starts but the guest hangs before its first line; NYDUS_VM_ACCEL=kvm
+# opts in where KVM works.
+accel=(-machine q35,accel=tcg -cpu max)
+if [ "${NYDUS_VM_ACCEL:-tcg}" = kvm ]; then accel=(-machine q35,accel=kvm -cpu host,-arch-capabilities); fi
+args=("${accel[@]}" -m "${NYDUS_VM_MEMORY:-2048}" -smp 2 -nographic -no-reboot -nodefaults
+      -serial stdio -kernel "$KERNEL" -initrd "$INITRD"
+      -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap)
+cmdline="console=ttyS0 panic=-1 quiet loglevel=3 nydus.script=$script"
+if [ -n "$xchg" ]; then
+  xchg="$(realpath "$xchg")"
+  args+=(-virtfs "local,path=$xchg,mount_tag=xchg,security_model=none,multidevs=remap")
+  cmdline+=" nydus.xchg=$xchg"
+fi
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+set +e
+timeout -k 5 "$limit" qemu-system-x86_64 "${args[@]}" -append "$cmdline" < /dev/null | tee "$out"
+set -e
+code="$(tr -d '\r' < "$out" | sed -n 's/^NYDUS-VM-EXIT=\([0-9]*\)$/\1/p' | tail -1)"
+exit "${code:-125}"
