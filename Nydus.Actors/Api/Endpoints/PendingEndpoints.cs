@@ -8,9 +8,6 @@ public static class PendingEndpoints
 {
     private static readonly (string Method, string Path, string What)[] Pending =
     [
-        ("GET", "/api/v1/daemon/backend", "RAFS superblock information"),
-        ("GET", "/api/v1/metrics/backend", "backend metrics"),
-        ("GET", "/api/v1/metrics/blobcache", "blob cache metrics"),
         ("GET", "/api/v2/blobs", "the blob cache service"),
         ("PUT", "/api/v2/blobs", "the blob cache service"),
         ("DELETE", "/api/v2/blobs", "the blob cache service"),
