@@ -11,6 +11,7 @@ namespace Nydus.Host;
 /// other levels <c>[...] WARN [origin:0] message</c>, where upstream prints source file and line and we print the
 /// logging class (line 0: unknown). <c>--log-rotation-size N</c> (MiB, 0 off) rolls the file when it reaches N MiB
 /// and keeps the 10 newest rolled files, as upstream's Cleanup::KeepCompressedFiles(10) (ours are not compressed).
+/// Log files are created 0600 whatever the umask (<see cref="OwnerOnlyRollingFile"/>).
 /// </summary>
 public static class NydusdLogging
 {
@@ -36,17 +37,18 @@ public static class NydusdLogging
                 formatProvider: System.Globalization.CultureInfo.InvariantCulture).CreateLogger();
 
         var path = Path.GetFullPath(LogFilePath(logFile));
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        return configuration.WriteTo.File(path, outputTemplate: Template,
-                formatProvider: System.Globalization.CultureInfo.InvariantCulture,
-                // Upstream never stops writing a file: no size limit unless rotation is asked for (Serilog's default
-                // would stop logging at 1 GiB).
-                fileSizeLimitBytes: rotationSizeMiB > 0 ? rotationSizeMiB * 1024L * 1024L : null,
-                rollOnFileSizeLimit: rotationSizeMiB > 0,
-                retainedFileCountLimit: rotationSizeMiB > 0 ? RolledFilesKept + 1 : null,
-                // Several processes may share one file (an upgrade's old and new daemon, with the same arguments).
-                shared: true)
-            .CreateLogger();
+        // A log dir nydusd makes is the owner's alone, as its state dirs; an existing one is left as it is.
+        var directory = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(directory)) Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var file = new OwnerOnlyRollingFile(path, rotationSizeMiB > 0 ? rotationSizeMiB * 1024L * 1024L : null, current =>
+            new LoggerConfiguration().MinimumLevel.Verbose().WriteTo.File(current, outputTemplate: Template,
+                    formatProvider: System.Globalization.CultureInfo.InvariantCulture,
+                    // Upstream never stops writing a file (Serilog's default would stop at 1 GiB); rolling is done above.
+                    fileSizeLimitBytes: null,
+                    // Several processes may share one file (an upgrade's old and new daemon, with the same arguments).
+                    shared: true)
+                .CreateLogger());
+        return configuration.WriteTo.Sink(file).CreateLogger();
     }
 
     /// <summary>Upstream's level names (Rust's log crate) and the origin shown for every level but INFO.</summary>

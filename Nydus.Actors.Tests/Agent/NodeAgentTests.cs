@@ -128,6 +128,11 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
     {
         await using var rig = await AgentRig.StartAsync(hotStandby: false);
         var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        // The logs the agent keeps (the daemon's output, the spawn log) are owner-only whatever the umask.
+        var logs = Directory.GetFiles(rig.StateDir, "*.log", SearchOption.AllDirectories);
+        Assert.Contains(logs, l => Path.GetFileName(l) == "daemon.log");
+        Assert.Contains(logs, l => Path.GetFileName(l) == "spawned.log");
+        Assert.All(logs, l => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(l)));
         rig.Agent.Signal(NydusdProcess.SIGKILL);
         await rig.Agent.WaitForExitAsync(AgentRig.Wait);
         Assert.Equal(0, AgentRig.Kill(pid));

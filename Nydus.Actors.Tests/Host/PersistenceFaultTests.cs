@@ -315,8 +315,8 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
                      + "\"cache\":{\"type\":\"blobcache\",\"filecache\":{\"work_dir\":" + NydusdMount.Json(dir.Combine("cache")) + "}},"
                      + "\"rafs\":{\"mode\":\"direct\"}}";
         var id = "psec-" + Guid.NewGuid().ToString("N")[..8];
+        // The log dir is nydusd's to make (0700), the log file in it 0600.
         var logFile = dir.Combine("logs", "nydusd.log");
-        Directory.CreateDirectory(dir.Combine("logs"));
         var consoles = new StringBuilder();
         await using (var first = await NydusdApiDaemon.StartAsync(dir, id, 0, "--log-file", logFile, "--log-level", "debug"))
         {
@@ -353,6 +353,10 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(work));
         foreach (var file in Directory.EnumerateFiles(work, "*", SearchOption.AllDirectories))
             Assert.True((File.GetUnixFileMode(file) & (UnixFileMode)0b000_111_111) == 0, $"{file} is {File.GetUnixFileMode(file)}");
+        // So are the logs: they name every mount's source and paths. (Rolled files: the log rotation test.)
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(dir.Combine("logs")));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(logFile));
+        Assert.All(Directory.GetFiles(dir.Combine("logs")), f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
     }
 
     // ---- the node agent's journal ----

@@ -147,6 +147,8 @@ public sealed class SnapshotterCompatTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.True(files.Length >= 3, $"expected the log to roll at least twice: {string.Join(", ", files)}");
         Assert.All(files, f => Assert.Matches(@"^nydusd(_\d{3})?\.log$", f));
         Assert.All(files, f => Assert.True(new FileInfo(Path.Combine(logDir, f!)).Length <= 1024 * 1024 + 128 * 1024, f));
+        // Rolled files too are created owner-only, whatever the umask (Serilog alone makes them 0644 under umask 022).
+        Assert.All(files, f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(logDir, f!))));
 
         var upstreamLine = new Regex(@"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} [+-]\d\d:\d\d\] (TRACE|DEBUG|INFO|WARN|ERROR) ");
         var all = files.Select(f => File.ReadAllText(Path.Combine(logDir, f!))).ToArray();

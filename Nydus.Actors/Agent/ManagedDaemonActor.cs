@@ -438,15 +438,30 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
 
     // ---------------------------------------------------------------- helpers
 
+    /// <summary>Appends to a log the agent keeps (a daemon's log, the spawn log), creating it 0600 whatever the umask:
+    /// a daemon's log holds its mount sources and paths. The daemon's output is appended after the first line, so
+    /// the file exists, with this mode, before the daemon writes to it.</summary>
+    private static void AppendOwnerOnly(string path, string text)
+    {
+        using var stream = new FileStream(path, new FileStreamOptions
+        {
+            Mode = FileMode.Append,
+            Access = FileAccess.Write,
+            Share = FileShare.ReadWrite | FileShare.Delete,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        });
+        stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
+    }
+
     private (int Pid, long StartTime) Launch(string binary, string apiSocket, bool upgrade, string role)
     {
         string[] args = ["--id", Id, "--apisock", apiSocket, "--supervisor", _record.SupervisorSocket, .. _record.Args];
         if (!HasFlag(_record.Args, "--work-dir")) args = [.. args, "--work-dir", _record.WorkDir];
         if (upgrade) args = [.. args, "--upgrade"];
-        File.AppendAllText(_record.LogFile, $"--- {DateTimeOffset.Now:O} nydusd-agent starts {role}: {binary} {string.Join(' ', args)}{Environment.NewLine}");
+        AppendOwnerOnly(_record.LogFile, $"--- {DateTimeOffset.Now:O} nydusd-agent starts {role}: {binary} {string.Join(' ', args)}{Environment.NewLine}");
         var (process, start) = AgentProcesses.Launch(binary, args, _record.LogFile);
         _children[process.Id] = process;
-        File.AppendAllText(_settings.SpawnLog, $"{process.Id} {start} {role} {Id}{Environment.NewLine}");
+        AppendOwnerOnly(_settings.SpawnLog, $"{process.Id} {start} {role} {Id}{Environment.NewLine}");
         _log.Info("Daemon {Id}: started {Role} pid {Pid} (API {Socket})", Id, role, process.Id, apiSocket);
         return (process.Id, start);
     }

@@ -59,7 +59,6 @@ public sealed class ApiServer : IAsyncDisposable
             BlobEndpoints.Map(routes, api);
             MetricsEndpoints.Map(routes, api.Metrics);
             ConfigEndpoints.Map(routes, api.Metrics);
-            PendingEndpoints.Map(routes);
         }, cancellationToken, api.IdleTimeout);
 
     /// <summary>An API with the given routes (the node agent's, for one), with the same socket handling and errors.</summary>

@@ -79,7 +79,9 @@ public sealed record DaemonInfo(
     ImmutableSortedDictionary<string, MountedBackend> Backends);
 
 /// <summary>One mounted filesystem as the API lists it (upstream's FsBackendDescriptor).</summary>
-public sealed record MountedBackend(string BackendType, string Mountpoint, DateTimeOffset MountedTime, string? RedactedConfigJson);
+/// <param name="SuperMeta">A RAFS instance's superblock as upstream reports it (GET /api/v1/daemon/backend); null for others.</param>
+public sealed record MountedBackend(string BackendType, string Mountpoint, DateTimeOffset MountedTime, string? RedactedConfigJson,
+    Rafs.RafsSuperMeta? SuperMeta = null);
 
 // ---- The service the daemon drives (FUSE session, or nothing for a singleton) ----
 

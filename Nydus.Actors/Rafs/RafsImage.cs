@@ -40,6 +40,9 @@ public abstract class RafsImage : IDisposable
     /// <summary>Number of inodes the superblock declares (statfs f_files).</summary>
     public abstract ulong InodeCount { get; }
 
+    /// <summary>The superblock as upstream reports it (GET /api/v1/daemon/backend).</summary>
+    public abstract RafsSuperMeta SuperMeta { get; }
+
     /// <summary>
     /// The data blobs this image reads through a backend, in blob-table order (slots without a backend are left
     /// out). What a blob-level prefetcher walks.

@@ -20,10 +20,18 @@ namespace Nydus.Actors.Daemon.Mounts;
 /// it opened before the kernel mount) and is recorded like the others. A successor that takes over restores the
 /// table from the handoff state (<see cref="RestoreMounts.FromHandoff"/>); until it runs (<see cref="JournalIsOurs"/>)
 /// its predecessor still writes the shared journal, so its own changes are written then.
+/// No request blocks the queue behind it: the open of an image has a time limit (HOCON
+/// <c>nydus.daemon.mount-open-timeout</c>), and a client that gives up ends its request's wait too. Past either,
+/// the request is answered <see cref="MountErrorKind.Timeout"/> and the next one starts; the open goes on on its own
+/// thread and, once it ends, is disposed there (see <see cref="OpenTicket"/>), so a late open changes nothing.
 /// </summary>
-public sealed class FsServiceActor : ReceiveActor
+public sealed class FsServiceActor : ReceiveActor, IWithTimers
 {
     private static readonly TimeSpan JournalTimeout = TimeSpan.FromSeconds(30);
+    // Reading the record waits for the journal's recovery, which HOCON allows 120 s on a busy host (persistence.conf).
+    private static readonly TimeSpan JournalReadTimeout = TimeSpan.FromSeconds(150);
+    private static readonly TimeSpan DefaultOpenTimeout = TimeSpan.FromSeconds(60);
+    private const string OpenLimitTimer = "open-limit";
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly VirtualFileSystem? _vfs;
@@ -32,6 +40,10 @@ public sealed class FsServiceActor : ReceiveActor
     private readonly Dictionary<string, Entry> _table = new(StringComparer.Ordinal);
     private readonly Queue<Operation> _queue = new();
     private Operation? _current;
+    private long _lastOperationId;
+    private readonly TimeSpan _openTimeout;
+    // Watches the current operation's client (its time limit, a hang-up) while one of its opens is under way.
+    private CancellationTokenRegistration? _clientGone;
     private RestoreProgress? _restore;
     private int _childNumber;
     // A successor waiting for a takeover must not write the journal its predecessor writes: changes wait for
@@ -43,8 +55,11 @@ public sealed class FsServiceActor : ReceiveActor
     /// <param name="vfs">The VFS at the FUSE root; null for a daemon without filesystem service (singleton).</param>
     /// <param name="journal">Where mount table changes are recorded.</param>
     /// <param name="journalDeferred">Write nothing to the journal until <see cref="JournalIsOurs"/>.</param>
-    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false)
+    /// <param name="openTimeout">Time limit of one open; null: HOCON nydus.daemon.mount-open-timeout (default 60 s).</param>
+    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false,
+        TimeSpan? openTimeout = null)
     {
+        _openTimeout = openTimeout ?? Context.System.Settings.Config.GetTimeSpan("nydus.daemon.mount-open-timeout", DefaultOpenTimeout);
         _vfs = vfs;
         _journal = journal;
         _metrics = metrics;
@@ -70,15 +85,13 @@ public sealed class FsServiceActor : ReceiveActor
         Receive<RecordToCatchUp>(OnRecordToCatchUp);
         Receive<CatchUpWritten>(OnCatchUpWritten);
 
-        Receive<InstanceAttached>(OnAttached);
-        Receive<InstanceDetached>(OnDetached);
+        // A child's answer counts only for the operation it was asked for: one that gave up has moved on.
+        Receive<InstanceAttached>(a => a.OperationId == _current?.Id, OnAttached);
+        Receive<InstanceDetached>(d => d.OperationId == _current?.Id, OnDetached);
         // The swap back of a remount the journal did not record failed: the new image keeps serving.
-        Receive<InstanceFailed>(_ => _current?.Undo is not null, f => Finish(_current!.Undo! with
-        {
-            Message = _current.Undo.Message.Replace(", so nothing changed", "")
-                      + $"; swapping the previous image back failed too ({f.Message}): the new image serves until a restart mounts the recorded one",
-        }));
-        Receive<InstanceFailed>(f => Finish(new MountOperationResult(f.Kind, f.Message)));
+        Receive<InstanceFailed>(f => f.OperationId == _current?.Id && _current.Undo is not null, f => Finish(SwapBackFailed(f.Message)));
+        Receive<InstanceFailed>(f => f.OperationId == _current?.Id, f => Finish(new MountOperationResult(f.Kind, f.Message)));
+        Receive<OpenLimitPassed>(OnOpenLimitPassed);
         Receive<JournalWritten>(w => w.Operation == _current, OnJournalWritten);
         Receive<JournalFailed>(f => f.Operation == _current, OnJournalFailed);
 
@@ -86,8 +99,11 @@ public sealed class FsServiceActor : ReceiveActor
         Receive<Terminated>(OnChildTerminated);
     }
 
-    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false) =>
-        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, journalDeferred));
+    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false,
+        TimeSpan? openTimeout = null) =>
+        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, journalDeferred, openTimeout));
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     /// <summary>A child that throws is restarted (it then opens its instance again); the others are left alone.</summary>
     protected override SupervisorStrategy SupervisorStrategy() =>
@@ -105,7 +121,7 @@ public sealed class FsServiceActor : ReceiveActor
 
     private void Enqueue(Operation operation)
     {
-        _queue.Enqueue(operation);
+        _queue.Enqueue(operation with { Id = ++_lastOperationId });
         StartNext();
     }
 
@@ -143,7 +159,7 @@ public sealed class FsServiceActor : ReceiveActor
                     // The same image with another config (refreshed credentials, other cache settings): take it.
                     _log.Info("{0} is mounted at {1} with another config: remounting it with the new one", op.Command!.Source, op.Mountpoint);
                     _current = op with { Kind = OperationKind.Remount, Child = entry.Child };
-                    entry.Child.Tell(new ReplaceInstance(op.Command!, op.Abandoned));
+                    entry.Child.Tell(new ReplaceInstance(op.Command!, StartOpenLimit()));
                     break;
                 case OperationKind.Mount when entry is not null:
                     op.Opened?.Instance.Dispose();
@@ -155,7 +171,7 @@ public sealed class FsServiceActor : ReceiveActor
                     continue;
                 case OperationKind.Mount:
                     _current = op with { Child = NewChild(op.Mountpoint) };
-                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index, op.Abandoned) { Opened = op.Opened });
+                    _current.Child.Tell(new OpenInstance(op.Command!, op.Index, StartOpenLimit()) { Opened = op.Opened });
                     break;
                 case OperationKind.Remount or OperationKind.Umount when entry is null:
                     Reply(op, new MountOperationResult(MountErrorKind.NotFound, $"nothing is mounted at {op.Mountpoint}"));
@@ -167,7 +183,7 @@ public sealed class FsServiceActor : ReceiveActor
                     continue;
                 case OperationKind.Remount:
                     _current = op with { Child = entry!.Child };
-                    entry.Child.Tell(new ReplaceInstance(op.Command!, op.Abandoned));
+                    entry.Child.Tell(new ReplaceInstance(op.Command!, StartOpenLimit()));
                     break;
                 case OperationKind.Umount:
                     _current = op with { Child = entry!.Child };
@@ -177,7 +193,7 @@ public sealed class FsServiceActor : ReceiveActor
                     else
                     {
                         if (op.Persist && entry.Persisted) _unmountedWhileDeferred.Add(op.Mountpoint);
-                        entry.Child.Tell(CloseInstance.Instance);
+                        entry.Child.Tell(new CloseInstance(op.Id));
                     }
                     break;
             }
@@ -235,7 +251,7 @@ public sealed class FsServiceActor : ReceiveActor
 
     private void OnJournalWritten(JournalWritten written)
     {
-        if (written.Operation.Kind == OperationKind.Umount) written.Operation.Child!.Tell(CloseInstance.Instance);
+        if (written.Operation.Kind == OperationKind.Umount) written.Operation.Child!.Tell(new CloseInstance(written.Operation.Id));
         else Finish(MountOperationResult.Done(written.Message));
     }
 
@@ -256,11 +272,11 @@ public sealed class FsServiceActor : ReceiveActor
                 break;
             case OperationKind.Mount:
                 _current = op with { Undo = undone };
-                op.Child!.Tell(CloseInstance.Instance);
+                op.Child!.Tell(new CloseInstance(op.Id));
                 break;
             case OperationKind.Remount when op.Previous is { } previous:
                 _current = op with { Undo = undone };
-                op.Child!.Tell(new ReplaceInstance(previous.Command));
+                op.Child!.Tell(new ReplaceInstance(previous.Command, StartOpenLimit()));
                 break;
             default:
                 Finish(undone);
@@ -279,9 +295,64 @@ public sealed class FsServiceActor : ReceiveActor
     {
         if (_current is not { } op) return;
         _current = null;
+        Timers.Cancel(OpenLimitTimer);
+        _clientGone?.Dispose();
+        _clientGone = null;
         Reply(op, result);
         StartNext();
     }
+
+    /// <summary>
+    /// The current operation's next open: a fresh ticket, the open's time limit started, and the client's hang-up
+    /// (its request's time limit, or a closed connection) watched. Whichever comes first ends the wait.
+    /// </summary>
+    private OpenTicket StartOpenLimit()
+    {
+        var op = _current!;
+        var ticket = new OpenTicket(op.Id);
+        _current = op with { Ticket = ticket };
+        Timers.StartSingleTimer(OpenLimitTimer, new OpenLimitPassed(ticket, ClientGone: false), _openTimeout);
+        if (_clientGone is null && op.Abandoned.CanBeCanceled)
+        {
+            var self = Self;
+            _clientGone = op.Abandoned.Register(() => self.Tell(new OpenLimitPassed(ticket, ClientGone: true)));
+        }
+        return ticket;
+    }
+
+    /// <summary>
+    /// The open of the current operation did not end in time (or its client gave up on it): answer 504 and start the
+    /// next request. The open goes on on its thread; its ticket, expired here, makes it dispose whatever it opens.
+    /// An open that ended already (claimed) is being attached: its answer is on its way and is waited for.
+    /// </summary>
+    private void OnOpenLimitPassed(OpenLimitPassed passed)
+    {
+        if (_current is not { } op || op.Id != passed.Ticket.OperationId) return;
+        // The client's hang-up comes through a callback registered once per operation: it expires the open current now.
+        var ticket = passed.ClientGone ? op.Ticket : passed.Ticket;
+        if (ticket is null || !ReferenceEquals(ticket, op.Ticket) || !ticket.TryExpire()) return;
+        var why = passed.ClientGone ? "its client gave up while the image was opened"
+            : $"opening {op.Command?.Source} did not end within {_openTimeout.TotalSeconds:0.#} s (nydus.daemon.mount-open-timeout)";
+        if (op.Kind == OperationKind.Mount && op.Undo is null)
+        {
+            // A new child that never attached anything: it goes; the open's late result disposes itself.
+            Context.Unwatch(op.Child!);
+            Context.Stop(op.Child!);
+        }
+        _log.Warning("{0} of {1} gave up: {2}; the next request starts, and the open's late result will be discarded",
+            op.Kind, op.Mountpoint, why);
+        Finish(op.Undo is not null
+            ? SwapBackFailed(why)
+            : new MountOperationResult(MountErrorKind.Timeout,
+                $"{op.Kind.ToString().ToLowerInvariant()} of {op.Mountpoint} was not carried out: {why}"
+                + (op.Kind == OperationKind.Remount ? "; the mounted image keeps serving" : "")));
+    }
+
+    private MountOperationResult SwapBackFailed(string why) => _current!.Undo! with
+    {
+        Message = _current.Undo.Message.Replace(", so nothing changed", "")
+                  + $"; swapping the previous image back failed too ({why}): the new image serves until a restart mounts the recorded one",
+    };
 
     private static bool SameMount(FsBackendMountCmd mounted, FsBackendMountCmd requested) =>
         mounted.FsType == requested.FsType && mounted.Source == requested.Source && mounted.Config == requested.Config
@@ -313,7 +384,7 @@ public sealed class FsServiceActor : ReceiveActor
             Restore(records, fromHandoff: true);
             return;
         }
-        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
+        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalReadTimeout).PipeTo(Self,
             success: record => new RecordToRestore(record, null),
             failure: e => new RecordToRestore(null, e));
     }
@@ -359,6 +430,7 @@ public sealed class FsServiceActor : ReceiveActor
             restore.Remaining++;
             _queue.Enqueue(new Operation(OperationKind.Mount, record.Mountpoint, command, record.VfsIndex, Persist: false, ActorRefs.Nobody)
             {
+                Id = ++_lastOperationId,
                 IsRestore = true,
                 FromHandoff = fromHandoff,
             });
@@ -403,7 +475,7 @@ public sealed class FsServiceActor : ReceiveActor
     {
         if (!_journalDeferred) return;
         _journalDeferred = false;
-        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
+        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalReadTimeout).PipeTo(Self,
             success: record => new RecordToCatchUp(record, null),
             failure: e => new RecordToCatchUp(null, e));
     }
@@ -499,6 +571,10 @@ public sealed class FsServiceActor : ReceiveActor
 
     private sealed record Operation(OperationKind Kind, string Mountpoint, FsBackendMountCmd? Command, int Index, bool Persist, IActorRef ReplyTo)
     {
+        /// <summary>Unique in this service: what the children's answers and the time limit are matched to.</summary>
+        public long Id { get; init; }
+        /// <summary>The open under way for this operation, if any.</summary>
+        public OpenTicket? Ticket { get; init; }
         public IActorRef? Child { get; init; }
         public CancellationToken Abandoned { get; init; }
         public bool IsRestore { get; init; }
@@ -512,6 +588,9 @@ public sealed class FsServiceActor : ReceiveActor
     }
 
     private sealed record CatchUpWritten(Exception? Failure);
+
+    /// <summary>The open of <see cref="Ticket"/> reached its time limit, or (ClientGone) the operation's client gave up.</summary>
+    private sealed record OpenLimitPassed(OpenTicket Ticket, bool ClientGone);
 
     private sealed class CatchUpProgress
     {

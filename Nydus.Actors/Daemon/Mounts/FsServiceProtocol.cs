@@ -94,29 +94,47 @@ public sealed record MountOperationResult(MountErrorKind? Error, string Message,
 
 // ---- Between the filesystem service and its instance children ----
 
+/// <summary>
+/// One open of an image for one operation of the filesystem service, shared by the service and the thread that opens
+/// it. Exactly one side wins: the opener claims it when the open ends (and then attaches, or reports the failure), or
+/// the service expires it when the operation's time limit passes or its client gives up (and then answers 504 and
+/// moves on). An opener that finds its ticket expired disposes what it opened: a late open changes nothing.
+/// </summary>
+internal sealed class OpenTicket(long operationId)
+{
+    private const int Pending = 0, Claimed = 1, Expired = 2;
+    private int _state;
+
+    /// <summary>The service's operation this open belongs to; the child's answers carry it.</summary>
+    public long OperationId { get; } = operationId;
+
+    /// <summary>The open ended in time: its result is the operation's.</summary>
+    public bool TryClaim() => Interlocked.CompareExchange(ref _state, Claimed, Pending) == Pending;
+
+    /// <summary>The operation gives up on this open: whatever it ends in is disposed or ignored.</summary>
+    public bool TryExpire() => Interlocked.CompareExchange(ref _state, Expired, Pending) == Pending;
+}
+
 /// <summary>Open the command's filesystem and attach it (at <see cref="Index"/>, 0 for any free index).</summary>
-internal sealed record OpenInstance(FsBackendMountCmd Command, int Index, CancellationToken Abandoned = default)
+internal sealed record OpenInstance(FsBackendMountCmd Command, int Index, OpenTicket Ticket)
 {
     /// <summary>Already opened by the host (the command line's instance): attached as is.</summary>
     public OpenedInstance? Opened { get; init; }
 }
 
 /// <summary>Open the command's filesystem and swap it in for the mounted one.</summary>
-internal sealed record ReplaceInstance(FsBackendMountCmd Command, CancellationToken Abandoned = default);
+internal sealed record ReplaceInstance(FsBackendMountCmd Command, OpenTicket Ticket);
 
 /// <summary>Detach the instance; the child stops once it has.</summary>
-internal sealed record CloseInstance
-{
-    public static readonly CloseInstance Instance = new();
-}
+internal sealed record CloseInstance(long OperationId);
 
 /// <summary>The instance is attached (after open or replace) at <see cref="Index"/>.</summary>
-internal sealed record InstanceAttached(string Mountpoint, int Index, MountedBackend Backend);
+internal sealed record InstanceAttached(long OperationId, string Mountpoint, int Index, MountedBackend Backend);
 
-internal sealed record InstanceDetached(string Mountpoint);
+internal sealed record InstanceDetached(long OperationId, string Mountpoint);
 
 /// <summary>Opening or attaching failed; nothing changed.</summary>
-internal sealed record InstanceFailed(string Mountpoint, MountErrorKind Kind, string Message);
+internal sealed record InstanceFailed(long OperationId, string Mountpoint, MountErrorKind Kind, string Message);
 
 /// <summary>A child was restarted after a fault and asks for its mount command, to open its instance afresh.</summary>
 internal sealed record InstanceRestarted(string Mountpoint, string Reason);

@@ -42,7 +42,7 @@ public static class MountCommands
                 var config = NydusConfigLoader.Parse(command.Config, configSource, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
                 var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles, events);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
-                    DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config)));
+                    DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config), (rafs.FileSystem as RafsFileSystem)?.Image.SuperMeta));
 
             case FsBackendType.PassthroughFs:
                 if (command.Source.Length == 0 || !Path.IsPathFullyQualified(command.Source))

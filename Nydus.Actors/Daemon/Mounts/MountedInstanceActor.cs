@@ -28,9 +28,16 @@ public sealed class MountedInstanceActor : ReceiveActor
         _vfs = vfs;
         _metrics = metrics;
 
-        Receive<OpenInstance>(o => Attach(o.Command, replace: false, o.Index, o.Opened, o.Abandoned));
-        Receive<ReplaceInstance>(r => Attach(r.Command, replace: true, 0, null, r.Abandoned));
-        Receive<CloseInstance>(_ =>
+        Receive<OpenInstance>(o => o.Opened is not null, o =>
+        {
+            // The host's instance, opened before the kernel mount: nothing to wait for, unless its operation expired.
+            if (o.Ticket.TryClaim()) Attach(new OpenEnded(o.Command, Replace: false, o.Index, o.Ticket, o.Opened, null));
+            else o.Opened!.Instance.Dispose();
+        });
+        Receive<OpenInstance>(o => BeginOpen(o.Command, replace: false, o.Index, o.Ticket));
+        Receive<ReplaceInstance>(r => BeginOpen(r.Command, replace: true, 0, r.Ticket));
+        Receive<OpenEnded>(Attach);
+        Receive<CloseInstance>(c =>
         {
             try
             {
@@ -42,7 +49,7 @@ public sealed class MountedInstanceActor : ReceiveActor
             }
             _metrics.Unregister(_mountpoint);
             _log.Info("Unmounted the instance at {0}", _mountpoint);
-            Sender.Tell(new InstanceDetached(_mountpoint));
+            Sender.Tell(new InstanceDetached(c.OperationId, _mountpoint));
             Context.Stop(Self);
         });
     }
@@ -56,35 +63,65 @@ public sealed class MountedInstanceActor : ReceiveActor
         Context.Parent.Tell(new InstanceRestarted(_mountpoint, reason.Message));
     }
 
-    /// <param name="preopened">The instance the host opened already (the command line's), or null to open it here.</param>
-    private void Attach(Config.FsBackendMountCmd command, bool replace, int index, OpenedInstance? preopened, CancellationToken abandoned)
+    /// <summary>
+    /// Opens the image on a thread of its own, never on this actor's: an open that never returns (a bootstrap whose
+    /// read hangs) then holds only that thread, while this actor still answers (an umount of the instance that serves)
+    /// and the service moves on once the operation's limit passes. The result comes back as <see cref="OpenEnded"/>
+    /// only if the ticket is still the operation's; a late one is disposed right there, so it changes nothing even
+    /// when this actor is gone.
+    /// </summary>
+    private void BeginOpen(Config.FsBackendMountCmd command, bool replace, int index, OpenTicket ticket)
     {
-        OpenedInstance opened;
-        try
+        var self = Self;
+        var log = _log;
+        var mountpoint = _mountpoint;
+        var events = _metrics.Events;
+        _ = Task.Factory.StartNew(() =>
         {
-            opened = preopened ?? MountCommands.Open(command, events: _metrics.Events);
-        }
-        catch (Exception e) when (MountCommands.IsExpected(e))
+            OpenedInstance? opened = null;
+            Exception? failure = null;
+            try
+            {
+                opened = MountCommands.Open(command, events: events);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+            if (ticket.TryClaim())
+            {
+                // A restarted actor keeps its address: the result still reaches it.
+                self.Tell(new OpenEnded(command, replace, index, ticket, opened, failure));
+                return;
+            }
+            opened?.Instance.Dispose();
+            log.Warning("The late {0} of {1} at {2} ended after its operation gave up on it ({3}); nothing changed",
+                replace ? "remount" : "mount", command.Source, mountpoint,
+                failure is null ? "the image opened and is closed again" : "it failed: " + failure.Message);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    private void Attach(OpenEnded ended)
+    {
+        var (command, replace, index, ticket, maybeOpened, failure) = ended;
+        var sender = Context.Parent;
+        if (failure is not null)
         {
-            var kind = MountCommands.IsCallersFault(e) ? MountErrorKind.Invalid : MountErrorKind.Failed;
-            _log.Warning("Cannot {0} {1} at {2}: {3}", replace ? "remount" : "mount", command.Source, _mountpoint, e.Message);
-            Sender.Tell(new InstanceFailed(_mountpoint, kind, e.Message));
+            if (!MountCommands.IsExpected(failure))
+            {
+                // A bug: the operation is answered (its ticket is claimed, no time limit would end it), then supervision
+                // sees it on this actor.
+                sender.Tell(new InstanceFailed(ticket.OperationId, _mountpoint, MountErrorKind.Failed, failure.Message));
+                throw new InvalidOperationException($"opening {command.Source} failed unexpectedly", failure);
+            }
+            var kind = MountCommands.IsCallersFault(failure) ? MountErrorKind.Invalid : MountErrorKind.Failed;
+            _log.Warning("Cannot {0} {1} at {2}: {3}", replace ? "remount" : "mount", command.Source, _mountpoint, failure.Message);
+            sender.Tell(new InstanceFailed(ticket.OperationId, _mountpoint, kind, failure.Message));
             if (!replace) Context.Stop(Self);
             return;
         }
 
-        // The client gave up while the image was opened (a big image, a slow disk): close it again rather than
-        // change the table behind the back of a caller that was told the request failed.
-        if (abandoned.IsCancellationRequested)
-        {
-            opened.Instance.Dispose();
-            _log.Warning("Not {0} {1} at {2}: its client gave up while it was opened", replace ? "remounting" : "mounting", command.Source, _mountpoint);
-            Sender.Tell(new InstanceFailed(_mountpoint, MountErrorKind.Timeout,
-                $"{(replace ? "remount" : "mount")} of {_mountpoint} was not carried out: its client gave up while the image was opened"));
-            if (!replace) Context.Stop(Self);
-            return;
-        }
-
+        var opened = maybeOpened!;
         int attachedAt;
         try
         {
@@ -97,7 +134,7 @@ public sealed class MountedInstanceActor : ReceiveActor
             opened.Instance.Dispose();
             var kind = e is KeyNotFoundException ? MountErrorKind.NotFound
                 : e is ArgumentException ? MountErrorKind.Invalid : MountErrorKind.AlreadyExists;
-            Sender.Tell(new InstanceFailed(_mountpoint, kind, e.Message));
+            sender.Tell(new InstanceFailed(ticket.OperationId, _mountpoint, kind, e.Message));
             if (!replace) Context.Stop(Self);
             return;
         }
@@ -111,6 +148,10 @@ public sealed class MountedInstanceActor : ReceiveActor
         }
         _log.Info("{0} {1} ({2}) at {3}, instance index {4}", replace ? "Remounted" : "Mounted", command.Source,
             opened.Backend.BackendType, _mountpoint, attachedAt);
-        Sender.Tell(new InstanceAttached(_mountpoint, attachedAt, opened.Backend));
+        sender.Tell(new InstanceAttached(ticket.OperationId, _mountpoint, attachedAt, opened.Backend));
     }
+
+    /// <summary>An open that ended while its ticket was still the operation's (claimed): attach it, or report why not.</summary>
+    private sealed record OpenEnded(Config.FsBackendMountCmd Command, bool Replace, int Index, OpenTicket Ticket,
+        OpenedInstance? Opened, Exception? Failure);
 }

@@ -48,6 +48,24 @@ internal sealed class RafsV5Image : RafsImage
 
     public override RafsFormat Format => RafsFormat.RafsV5;
 
+    public override RafsSuperMeta SuperMeta => new()
+    {
+        Magic = RafsV5SuperBlock.Magic,
+        Version = RafsV5SuperBlock.Version,
+        SbSize = RafsV5SuperBlock.Size,
+        ChunkSize = _sb.ChunkSize,
+        Flags = new RafsFlagBits((ulong)_sb.Flags),
+        InodesCount = _sb.InodesCount,
+        InodeTableEntries = _sb.InodeTableEntries,
+        InodeTableOffset = (ulong)_sb.InodeTableOffset,
+        BlobTableOffset = (ulong)_sb.BlobTableOffset,
+        BlobTableSize = _sb.BlobTableSize,
+        ExtendedBlobTableOffset = (ulong)_sb.ExtendedBlobTableOffset,
+        ExtendedBlobTableEntries = _sb.ExtendedBlobTableEntries,
+        PrefetchTableEntries = _sb.PrefetchTableEntries,
+        PrefetchTableOffset = (ulong)_sb.PrefetchTableOffset,
+    };
+
     public override ulong RootInode => 1;
 
     public override bool HasXattrs => (_sb.Flags & RafsSuperFlags.HasXattr) != 0;

@@ -70,6 +70,26 @@ internal sealed partial class ErofsImage : RafsImage
 
     public override RafsFormat Format => _sb.IsRafsV6 ? RafsFormat.RafsV6 : RafsFormat.Erofs;
 
+    /// <summary>As upstream's try_load_v6; a plain EROFS image has no RAFS extended superblock and reports version 0.</summary>
+    public override RafsSuperMeta SuperMeta => new()
+    {
+        Version = _sb.IsRafsV6 ? 0x600u : 0,
+        Magic = ErofsSuperBlock.Magic,
+        MetaBlkaddr = _sb.MetaBlockAddress,
+        RootNid = (ushort)_sb.RootNid,
+        BlobDeviceTableCount = _sb.ExtraDevices,
+        BlobDeviceTableOffset = (ulong)_sb.DeviceTableSlotOffset * 128,
+        InodesCount = _sb.Inodes,
+        ChunkSize = _ext?.ChunkSize ?? 0,
+        BlobTableOffset = (ulong)(_ext?.BlobTableOffset ?? 0),
+        BlobTableSize = _ext?.BlobTableSize ?? 0,
+        ChunkTableOffset = (ulong)(_ext?.ChunkTableOffset ?? 0),
+        ChunkTableSize = (ulong)(_ext?.ChunkTableSize ?? 0),
+        Flags = new RafsFlagBits((ulong)(_ext?.Flags ?? 0)),
+        PrefetchTableEntries = (_ext?.PrefetchTableSize ?? 0) / sizeof(uint),
+        PrefetchTableOffset = (ulong)(_ext?.PrefetchTableOffset ?? 0),
+    };
+
     public override ulong RootInode => _sb.RootNid;
 
     public override bool HasXattrs => _ext is null || (_ext.Flags & RafsSuperFlags.HasXattr) != 0;
