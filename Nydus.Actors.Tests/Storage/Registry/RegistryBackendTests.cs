@@ -177,8 +177,10 @@ public sealed class RegistryBackendTests
         Assert.Contains($"scope={Uri.EscapeDataString($"repository:{Repo}:pull")}", issuer.Queries[0]);
         Assert.Contains($"service={RegistryTokenIssuer.Service}", issuer.Queries[0]);
 
-        // expires_in = 2 s: a read after that asks for a new token before going to the registry.
-        while (started.Elapsed < TimeSpan.FromSeconds(2.2))
+        // expires_in = 2 s, and the token was issued within the first 1.5 s (asserted above): by 3.5 s it has expired
+        // whatever the load, so the next read asks for a new token before going to the registry. (Waiting 2.2 s from
+        // the start failed once under load: a token issued late in that window was still valid.)
+        while (started.Elapsed < TimeSpan.FromSeconds(3.5))
         {
             Thread.Sleep(100);
         }

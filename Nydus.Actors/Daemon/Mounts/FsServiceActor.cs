@@ -28,8 +28,6 @@ namespace Nydus.Actors.Daemon.Mounts;
 public sealed class FsServiceActor : ReceiveActor, IWithTimers
 {
     private static readonly TimeSpan JournalTimeout = TimeSpan.FromSeconds(30);
-    // Reading the record waits for the journal's recovery, which HOCON allows 120 s on a busy host (persistence.conf).
-    private static readonly TimeSpan JournalReadTimeout = TimeSpan.FromSeconds(150);
     private static readonly TimeSpan DefaultOpenTimeout = TimeSpan.FromSeconds(60);
     private const string OpenLimitTimer = "open-limit";
 
@@ -384,7 +382,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
             Restore(records, fromHandoff: true);
             return;
         }
-        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalReadTimeout).PipeTo(Self,
+        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
             success: record => new RecordToRestore(record, null),
             failure: e => new RecordToRestore(null, e));
     }
@@ -475,7 +473,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     {
         if (!_journalDeferred) return;
         _journalDeferred = false;
-        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalReadTimeout).PipeTo(Self,
+        _journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, JournalTimeout).PipeTo(Self,
             success: record => new RecordToCatchUp(record, null),
             failure: e => new RecordToCatchUp(null, e));
     }

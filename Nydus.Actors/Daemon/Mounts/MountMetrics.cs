@@ -92,10 +92,23 @@ public sealed class MountMetricsRegistry
     public bool TryFindFs(string? id, out string mountpoint, out Vfs.FsIoStats stats) => TryFind(_fsByMountpoint, id, out mountpoint, out stats);
 
     /// <summary>Every registered mountpoint's filesystem counters, sorted.</summary>
-    public KeyValuePair<string, Vfs.FsIoStats>[] AllFs() => _fsByMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
+    public KeyValuePair<string, Vfs.FsIoStats>[] AllFs() => Sorted(_fsByMountpoint);
 
     /// <summary>Every registered instance, by mountpoint (for the Prometheus page).</summary>
-    public KeyValuePair<string, MountMetrics>[] All() => _byMountpoint.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToArray();
+    public KeyValuePair<string, MountMetrics>[] All() => Sorted(_byMountpoint);
+
+    /// <summary>
+    /// A sorted copy taken by the dictionary's own ToArray, which holds its locks while it counts and copies. LINQ over
+    /// it (OrderBy, ToArray) reads Count and then CopyTo separately: a mount registered between the two made
+    /// <c>GET /metrics</c> fail with "the number of elements ... is greater than the available space" (seen by the
+    /// API fuzz test).
+    /// </summary>
+    private static KeyValuePair<string, T>[] Sorted<T>(ConcurrentDictionary<string, T> table)
+    {
+        var all = table.ToArray();
+        Array.Sort(all, (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        return all;
+    }
 
     /// <summary>The instance <paramref name="id"/> names, or the only instance when <paramref name="id"/> is null.</summary>
     public bool TryFind(string? id, out string mountpoint, out MountMetrics metrics) => TryFind(_byMountpoint, id, out mountpoint, out metrics);
