@@ -36,15 +36,15 @@ public static partial class MountsBench
                 File.WriteAllBytes(Path.Combine(dir, $"f{i}"), bytes);
             }
             var image = Path.Combine(work, "tree.erofs");
-            Run("mkfs.erofs", "--quiet", image, source);
+            BenchProcesses.Run("mkfs.erofs", "--quiet", image, source);
             var config = "{\"version\":2,\"backend\":{\"type\":\"localfs\",\"localfs\":{\"dir\":" + JsonSerializer.Serialize(work)
                          + "}},\"cache\":{\"type\":\"dummycache\"},\"rafs\":{\"mode\":\"direct\"}}";
 
             var socket = Path.Combine(work, "api.sock");
-            process = Start(nydusd, "--apisock", socket, "--id", "bench-mounts", "--work-dir", Path.Combine(work, "state"),
+            process = BenchProcesses.Start(nydusd, "--apisock", socket, "--id", "bench-mounts", "--work-dir", Path.Combine(work, "state"),
                 "-M", mountPoint, "--log-level", "warn");
             using var api = new ApiClient(socket, TimeSpan.FromSeconds(60));
-            await WaitRunningAsync(process, socket, api);
+            await BenchProcesses.WaitRunningAsync(process, socket, api);
 
             var rss = new List<double> { RssMb(process.Id) };
             var mountMs = new List<double>();
@@ -97,58 +97,12 @@ public static partial class MountsBench
         }
     }
 
-    private static Process Start(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitRunningAsync(Process process, string socket, ApiClient api)
-    {
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromSeconds(60))
-        {
-            if (process.HasExited) throw new InvalidOperationException($"nydusd exited with {process.ExitCode}");
-            if (ApiSocket.IsLive(socket))
-            {
-                try
-                {
-                    var (status, body) = await api.SendAsync("GET", "/api/v1/daemon");
-                    if (status == 200 && body.Contains("\"RUNNING\"")) return;
-                }
-                catch (HttpRequestException) { }
-            }
-            await Task.Delay(20);
-        }
-        throw new TimeoutException("nydusd did not reach RUNNING within 60 s");
-    }
-
     private static double RssMb(int pid)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
                 return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
         return double.NaN;
-    }
-
-    private static void Run(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(300_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} did not finish in 300 s");
-        }
-        if (process.ExitCode != 0) throw new InvalidOperationException($"{file} exited {process.ExitCode}: {stderr.Result}");
     }
 
     private static double Median(List<double> values)

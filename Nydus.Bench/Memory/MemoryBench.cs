@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Nydus.Actors.Api;
+using Nydus.Bench;
 
 namespace Nydus.Bench.Memory;
 
@@ -29,7 +30,7 @@ public static partial class MemoryBench
         }
         finally
         {
-            Run("rm", "-rf", "--one-file-system", work);
+            BenchProcesses.Run("rm", "-rf", "--one-file-system", work);
         }
     }
 
@@ -39,11 +40,11 @@ public static partial class MemoryBench
         string source = Path.Combine(work, "src");
         long bytes = MakeTree(source);
         string erofs = Path.Combine(work, "tree.erofs");
-        Run("mkfs.erofs", "--quiet", erofs, source);
+        BenchProcesses.Run("mkfs.erofs", "--quiet", erofs, source);
         string blobs = Path.Combine(work, "blobs");
         Directory.CreateDirectory(blobs);
         string rafs = Path.Combine(work, "tree.rafsv6");
-        RafsV6FromErofs.Build(source, rafs, blobs, (file, args) => Run(file, args));
+        RafsV6FromErofs.Build(source, rafs, blobs, (file, args) => BenchProcesses.Run(file, args));
         string config = "{\"version\":2,\"backend\":{\"type\":\"localfs\",\"localfs\":{\"dir\":" + JsonSerializer.Serialize(blobs)
                         + "}},\"cache\":{\"type\":\"dummycache\"},\"rafs\":{\"mode\":\"direct\"}}";
         Console.WriteLine($"  tree: {Files} files, {bytes / 1e6:F1} MB; images built in {clock.Elapsed.TotalSeconds:F0} s");
@@ -101,10 +102,10 @@ public static partial class MemoryBench
         Process? process = null;
         try
         {
-            process = Start(nydusd, "--apisock", socket, "--id", "bench-memory-" + name, "--work-dir", Path.Combine(work, "state-" + name),
+            process = BenchProcesses.Start(nydusd, "--apisock", socket, "--id", "bench-memory-" + name, "--work-dir", Path.Combine(work, "state-" + name),
                 "-M", mountPoint, "--log-level", "warn");
             using var api = new ApiClient(socket, TimeSpan.FromSeconds(120));
-            await WaitRunningAsync(process, socket, api);
+            await BenchProcesses.WaitRunningAsync(process, socket, api);
             await Task.Delay(2000);
             Status idle = Status.Of(process.Id);
             rows["idle: RSS / RssAnon (MiB)"] = $"{M(idle.Rss)} / {M(idle.Anon)}";
@@ -234,57 +235,6 @@ public static partial class MemoryBench
     {
         double v = bytes / (1024 * 1024);
         return v.ToString(Math.Abs(v) >= 100 ? "F0" : Math.Abs(v) >= 10 ? "F1" : "F2", CultureInfo.InvariantCulture);
-    }
-
-    private static Process Start(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in args) info.ArgumentList.Add(a);
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.WriteLine("    nydusd: " + e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return process;
-    }
-
-    private static async Task WaitRunningAsync(Process process, string socket, ApiClient api)
-    {
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromSeconds(60))
-        {
-            if (process.HasExited) throw new InvalidOperationException($"nydusd exited with {process.ExitCode}");
-            if (ApiSocket.IsLive(socket))
-            {
-                try
-                {
-                    var (status, body) = await api.SendAsync("GET", "/api/v1/daemon");
-                    if (status == 200 && body.Contains("\"RUNNING\"")) return;
-                }
-                catch (HttpRequestException)
-                {
-                }
-            }
-
-            await Task.Delay(20);
-        }
-
-        throw new TimeoutException("nydusd did not reach RUNNING within 60 s");
-    }
-
-    private static void Run(string file, params string[] args)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in args) info.ArgumentList.Add(a);
-        using var process = Process.Start(info)!;
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(300_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} did not finish in 300 s");
-        }
-
-        if (process.ExitCode != 0) throw new InvalidOperationException($"{file} exited {process.ExitCode}: {stderr.Result}");
     }
 
     [LibraryImport("libc", SetLastError = true)]
