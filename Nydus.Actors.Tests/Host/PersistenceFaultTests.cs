@@ -359,6 +359,14 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         Assert.All(Directory.GetFiles(dir.Combine("logs")), f => Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(f)));
     }
 
+    /// <summary>Waits (60 s at most) for an agent's API socket; fails with the agent's output if it never comes.</summary>
+    private static async Task WaitForAgentSocketAsync(NydusdProcess agent, string socket)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!File.Exists(socket) && !agent.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.True(File.Exists(socket), agent.Output);
+    }
+
     // ---- the node agent's journal ----
 
     [Fact]
@@ -369,9 +377,7 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         var socket = dir.Combine("agent.sock");
         await using (var agent = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket))
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (!File.Exists(socket) && !agent.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
-            Assert.True(File.Exists(socket), agent.Output);
+            await WaitForAgentSocketAsync(agent, socket);
             agent.Signal(NydusdProcess.SIGTERM);
             Assert.Equal(0, await agent.WaitForExitAsync(ExitTimeout));
         }
@@ -389,9 +395,7 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
 
         File.Delete(socket);
         await using var repaired = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket, "--journal-repair");
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!File.Exists(socket) && !repaired.HasExited && DateTime.UtcNow < until) await Task.Delay(50);
-        Assert.True(File.Exists(socket), repaired.Output);
+        await WaitForAgentSocketAsync(repaired, socket);
         Assert.Single(Directory.GetFiles(Path.Combine(stateDir, "quarantine"), "journal.db", SearchOption.AllDirectories));
         repaired.Signal(NydusdProcess.SIGTERM);
         Assert.Equal(0, await repaired.WaitForExitAsync(ExitTimeout));
@@ -405,9 +409,7 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         var socket = dir.Combine("agent.sock");
         await using (var agent = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket))
         {
-            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-            while (!File.Exists(socket) && !agent.HasExited && DateTime.UtcNow < deadline) await Task.Delay(50);
-            Assert.True(File.Exists(socket), agent.Output);
+            await WaitForAgentSocketAsync(agent, socket);
             agent.Signal(NydusdProcess.SIGTERM);
             Assert.Equal(0, await agent.WaitForExitAsync(ExitTimeout));
         }
@@ -433,9 +435,7 @@ public sealed class PersistenceFaultTests(ITestOutputHelper output)
         Assert.True(text.Split('\n').Length < 20, $"{text.Split('\n').Length} lines of output");
 
         await using var repaired = NydusdProcess.Start("agent", "--state-dir", stateDir, "--sock", socket, "--journal-repair");
-        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!File.Exists(socket) && !repaired.HasExited && DateTime.UtcNow < until) await Task.Delay(50);
-        Assert.True(File.Exists(socket), repaired.Output);
+        await WaitForAgentSocketAsync(repaired, socket);
         repaired.Signal(NydusdProcess.SIGTERM);
         Assert.Equal(0, await repaired.WaitForExitAsync(ExitTimeout));
     }
