@@ -133,9 +133,6 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<AddBlobEntry>(r => _blobCache.Forward(r));
         Receive<RemoveBlobEntry>(r => _blobCache.Forward(r));
         Receive<ListBlobEntries>(r => _blobCache.Forward(r));
-        // Its reports after each change; a sendfd asks for the entries instead (below), so that a state saved while the
-        // manager still reads them back waits for them rather than carrying none.
-        Receive<BlobEntriesChanged>(_ => { });
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {
@@ -150,7 +147,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             {
                 var replyTo = Sender;
                 var withMounts = m with { Instances = _mountRecords };
-                _blobCache.Ask<BlobEntriesChanged>(GetBlobEntries.Instance, _settings.ActionTimeout).PipeTo(Self,
+                _blobCache.Ask<BlobEntries>(GetBlobEntries.Instance, _settings.ActionTimeout).PipeTo(Self,
                     success: b => new SendFdWithBlobEntries(withMounts with { BlobEntries = b.Entries }, replyTo),
                     failure: e => new SendFdWithBlobEntries(null, replyTo, e.Message));
             }

@@ -109,7 +109,7 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         Receive<AddBlobEntry>(_ => Sender.Tell(NoManager()));
         Receive<RemoveBlobEntry>(_ => Sender.Tell(NoManager()));
         Receive<ListBlobEntries>(_ => Sender.Tell(new BlobCacheListing([])));
-        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntriesChanged([])));
+        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntries([])));
     }
 
     private static BlobCacheResult NoManager() =>
@@ -136,7 +136,7 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
     {
         ReceiveTrim();
         Receive<ListBlobEntries>(l => Sender.Tell(new BlobCacheListing(_manager.List(l.DomainId))));
-        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntriesChanged([.. _manager.Bootstraps().Select(e => e.Text)])));
+        Receive<GetBlobEntries>(_ => Sender.Tell(new BlobEntries([.. _manager.Bootstraps().Select(e => e.Text)])));
         Receive<AddBlobEntry>(a =>
         {
             if (a.Record && Refused(out var why))
@@ -292,12 +292,9 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         return _journalDeferred;
     }
 
-    /// <summary>After every change: the handoff state's copy, and the pins of the disk limit.</summary>
-    private void Changed()
-    {
-        Context.Parent.Tell(new BlobEntriesChanged([.. _manager.Bootstraps().Select(e => e.Text)]));
-        UpdatePins();
-    }
+    /// <summary>After every change: the pins of the disk limit. (The handoff state asks for the entries with
+    /// <see cref="GetBlobEntries"/> when a sendfd needs them; nothing is pushed to the parent.)</summary>
+    private void Changed() => UpdatePins();
 
     private void UpdatePins()
     {

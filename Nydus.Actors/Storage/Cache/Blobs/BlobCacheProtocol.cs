@@ -19,7 +19,7 @@ public sealed record ListBlobEntries(string? DomainId = null);
 public sealed record BlobCacheListing(IReadOnlyList<BlobCacheItem> Items);
 
 /// <summary>The bootstrap entries as added, once the manager has read them back (answered after a restore in
-/// progress): what a sendfd puts in the handoff state. Answered with <see cref="BlobEntriesChanged"/>.</summary>
+/// progress): what a sendfd puts in the handoff state. Answered with <see cref="BlobEntries"/>.</summary>
 public sealed record GetBlobEntries
 {
     public static readonly GetBlobEntries Instance = new();
@@ -36,8 +36,8 @@ public sealed record BlobJournalIsOurs
 
 // ---- From the blob cache actor ----
 
-/// <summary>To the parent after every change: the bootstrap entries as added, for the handoff state.</summary>
-public sealed record BlobEntriesChanged(ImmutableArray<string> Entries);
+/// <summary>The answer to <see cref="GetBlobEntries"/>: the bootstrap entries as added, for the handoff state.</summary>
+public sealed record BlobEntries(ImmutableArray<string> Entries);
 
 // ---- Between the blob cache actor and the daemon journal (the journal implements these) ----
 
