@@ -85,9 +85,10 @@ public static class BlockCommands
         var socket = new Option<string?>("--nbd-socket") { Description = "Serve the NBD protocol on this Unix socket (mode 0600)" };
         var tcp = new Option<string?>("--nbd-tcp") { Description = "Serve the NBD protocol on this TCP address, HOST:PORT (port 0 picks one)" };
         var name = new Option<string>("--export-name") { Description = "The export's name (clients may also ask for the default, \"\")", DefaultValueFactory = _ => "default" };
+        var threads = new Option<int>("--threads") { Description = "Requests of one connection served at once (1-1024)", DefaultValueFactory = _ => 4 };
         var command = new Command("nbd", "Serve an image as a read-only block device over the NBD protocol until SIGTERM")
         {
-            device, bootstrap, config, localfs, socket, tcp, name,
+            device, bootstrap, config, localfs, socket, tcp, name, threads,
         };
         command.Validators.Add(r =>
         {
@@ -95,6 +96,7 @@ public static class BlockCommands
             if (r.GetValue(device) is null && r.GetValue(socket) is null && r.GetValue(tcp) is null)
                 r.AddError("give a DEVICE (/dev/nbdX), --nbd-socket and/or --nbd-tcp");
             if (r.GetValue(tcp) is { } t && !IPEndPoint.TryParse(t, out _)) r.AddError($"--nbd-tcp: '{t}' is not HOST:PORT (an IP address and a port)");
+            if (r.GetValue(threads) is < 1 or > 1024) r.AddError($"invalid --threads {r.GetValue(threads)}: must be between 1 and 1024");
         });
         command.SetAction((r, token) => Run(async () =>
         {
@@ -102,10 +104,11 @@ public static class BlockCommands
             using var exports = new NbdExportTable();
             var export = new NbdExport(r.GetValue(name)!, Path.GetFileName(r.GetValue(bootstrap)!), space);
             exports.TryAdd(export);
-            using var server = new NbdServer(exports);
+            var options = new NbdServerOptions { Threads = r.GetValue(threads) };
+            using var server = new NbdServer(exports, options);
             if (r.GetValue(socket) is { } path) server.ListenUnix(Path.GetFullPath(path));
             if (r.GetValue(tcp) is { } address) server.ListenTcp(IPEndPoint.Parse(address));
-            using NbdKernelDevice? kernel = r.GetValue(device) is { } nbd ? NbdKernelDevice.Attach(nbd, export) : null;
+            using NbdKernelDevice? kernel = r.GetValue(device) is { } nbd ? NbdKernelDevice.Attach(nbd, export, options) : null;
 
             var stop = new TaskCompletionSource();
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });

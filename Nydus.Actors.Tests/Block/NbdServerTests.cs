@@ -3,6 +3,9 @@ using System.Net;
 using System.Text.Json;
 using Nydus.Actors.Block;
 using Nydus.Actors.Block.Nbd;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage;
+using Nydus.Actors.Storage.Backends;
 using Nydus.Actors.Tests.Support;
 using Xunit;
 
@@ -230,6 +233,127 @@ public sealed class NbdServerTests : IDisposable
         }
 
         WaitFor(() => _server.ConnectionCount == 0, "1000 connections to end");
+    }
+
+    [Fact]
+    public void Reads_of_one_connection_run_at_once_and_answer_in_any_order_with_their_cookies()
+    {
+        // The data blob's backend holds every read until the gate opens: a server serving one request at a time
+        // would answer the data read (after the gate's 30 s, with EIO) before the metadata read behind it.
+        byte[] expected = UpstreamBlockImage.ExpectedDevice;
+        // The export's device owns the backend: it is disposed with the device.
+        var gated = new GatedBackend(LocalFsBackend.ForDirectory(UpstreamBlockImage.BlobDir));
+        using var exports = new NbdExportTable();
+        exports.TryAdd(new NbdExport("gated", "", BlockAddressSpace.Open(UpstreamBlockImage.Bootstrap, new BlobSource(gated), new RafsOpenOptions(), gated)));
+        string socket = _dir.Combine("gated.sock");
+        using var server = new NbdServer(exports, new NbdServerOptions { Threads = 4 });
+        server.ListenUnix(socket);
+        gated.Close();
+
+        using var client = new NbdTestClient(socket);
+        client.Greet();
+        Assert.Equal(1u, client.Go("gated"));
+        const long data = 512 * 4096;
+        client.SendRequest(0, 1, data, 8192);
+        client.SendRequest(0, 2, 100, 3000);
+        WaitFor(() => gated.Waiting == 1, "the data read to reach the backend");
+        Assert.Equal((0u, 2ul), client.ReceiveSimpleReply());
+        Assert.Equal(expected.AsSpan(100, 3000).ToArray(), client.Receive(3000));
+
+        gated.Open();
+        Assert.Equal((0u, 1ul), client.ReceiveSimpleReply());
+        Assert.Equal(expected.AsSpan((int)data, 8192).ToArray(), client.Receive(8192));
+
+        // Pipelined: 64 reads sent before any reply is read, each answered once with its own bytes.
+        var random = new Random(7);
+        var requests = new Dictionary<ulong, (long Offset, int Length)>();
+        for (ulong cookie = 100; cookie < 164; cookie++)
+        {
+            int length = random.Next(1, 64 << 10);
+            long offset = random.NextInt64(expected.Length - length);
+            requests[cookie] = (offset, length);
+            client.SendRequest(0, cookie, (ulong)offset, (uint)length);
+        }
+
+        while (requests.Count > 0)
+        {
+            (uint error, ulong cookie) = client.ReceiveSimpleReply();
+            Assert.Equal(0u, error);
+            Assert.True(requests.Remove(cookie, out var request), $"reply for unknown or repeated cookie {cookie}");
+            Assert.True(expected.AsSpan((int)request.Offset, request.Length).SequenceEqual(client.Receive(request.Length)), $"cookie {cookie}: wrong bytes");
+        }
+    }
+
+    [Fact]
+    public void A_client_leaving_with_reads_in_flight_ends_only_its_connection()
+    {
+        // The export's device owns the backend: it is disposed with the device.
+        var gated = new GatedBackend(LocalFsBackend.ForDirectory(UpstreamBlockImage.BlobDir));
+        using var exports = new NbdExportTable();
+        exports.TryAdd(new NbdExport("gated", "", BlockAddressSpace.Open(UpstreamBlockImage.Bootstrap, new BlobSource(gated), new RafsOpenOptions(), gated)));
+        string socket = _dir.Combine("leaving.sock");
+        using var server = new NbdServer(exports, new NbdServerOptions { Threads = 4 });
+        server.ListenUnix(socket);
+        gated.Close();
+
+        using (var leaving = new NbdTestClient(socket))
+        {
+            leaving.Greet();
+            Assert.Equal(1u, leaving.Go("gated"));
+            for (ulong cookie = 1; cookie <= 6; cookie++) leaving.SendRequest(0, cookie, 512 * 4096, 4096);
+            WaitFor(() => gated.Waiting == 4, "four reads (the thread limit) to wait in the backend");
+        }
+
+        // The export is removed while its reads are still running: its device must outlive them.
+        Assert.True(exports.Remove("gated"));
+        Assert.Equal(1, server.ConnectionCount);
+        gated.Open();
+        WaitFor(() => server.ConnectionCount == 0, "the departed client's connection to end");
+        Assert.True(gated.Disposed, "the removed export's device (and its backend) was not disposed after its last read");
+
+        // The shared server keeps serving everyone else.
+        string copy = _dir.Combine("others.img");
+        TreeBuilder.Run("nbdcopy", UnixUri("fixture"), copy);
+        Assert.True(UpstreamBlockImage.ExpectedDevice.AsSpan().SequenceEqual(File.ReadAllBytes(copy)));
+    }
+
+    /// <summary>A backend whose reads wait, once closed, until it is opened again (bounded: 30 s, then an error).</summary>
+    private sealed class GatedBackend(IBlobBackend inner) : IBlobBackend
+    {
+        private readonly ManualResetEventSlim _open = new(true);
+        private int _waiting;
+
+        public int Waiting => Volatile.Read(ref _waiting);
+
+        public bool Disposed { get; private set; }
+
+        public void Close() => _open.Reset();
+
+        public void Open() => _open.Set();
+
+        public long GetBlobSize(string blobId) => inner.GetBlobSize(blobId);
+
+        public void Read(string blobId, long offset, Span<byte> destination)
+        {
+            Interlocked.Increment(ref _waiting);
+            try
+            {
+                if (!_open.Wait(TimeSpan.FromSeconds(30))) throw new StorageException(StorageErrorKind.BackendUnavailable, "gate never opened");
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _waiting);
+            }
+
+            inner.Read(blobId, offset, destination);
+        }
+
+        public void Dispose()
+        {
+            Disposed = true;
+            _open.Set();
+            inner.Dispose();
+        }
     }
 
     [Fact]

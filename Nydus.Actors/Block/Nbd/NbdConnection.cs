@@ -14,8 +14,9 @@ internal sealed class NbdProtocolException(string message) : Exception(message);
 /// One client of an <see cref="NbdServer"/>: the fixed newstyle handshake (options EXPORT_NAME, LIST, INFO, GO,
 /// STRUCTURED_REPLY, LIST/SET_META_CONTEXT base:allocation, ABORT), then the transmission phase: READ (simple or
 /// structured replies, holes as OFFSET_HOLE chunks), BLOCK_STATUS, DISC; writes, trims and write-zeroes answer
-/// EPERM (the export is read-only), anything else EINVAL. Requests are answered in order, one at a time; reads
-/// run on the calling pool thread against the device (blob cache / backend).
+/// EPERM (the export is read-only), anything else EINVAL. Reads and BLOCK_STATUS of one connection run on up to
+/// <see cref="NbdServerOptions.Threads"/> pool threads at once against the device (blob cache / backend) and are
+/// answered as they finish, each reply whole, with its cookie.
 /// </summary>
 internal sealed class NbdConnection
 {
@@ -25,6 +26,11 @@ internal sealed class NbdConnection
     private readonly NbdExportTable _exports;
     private readonly NbdServerOptions _options;
     private readonly byte[] _header = new byte[32];
+
+    // Replies of concurrent workers go out whole, one at a time.
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private CancellationTokenSource? _connectionFailed;
+    private Exception? _workerFault;
     private bool _noZeroes;
     private bool _structured;
     private bool _baseAllocation;
@@ -338,7 +344,38 @@ internal sealed class NbdConnection
 
     private async Task TransmitAsync(NbdExport export, CancellationToken cancellation)
     {
+        // Requests are read here, one after the other; reads and BLOCK_STATUS run on up to Threads pool threads at
+        // once and answer in any order with their cookies (the protocol allows it: libnbd and the kernel pipeline
+        // requests). Every reply goes out whole under the send lock. The slots also bound the memory one connection
+        // holds in read buffers (Threads x MaxRequestBytes).
         BlockAddressSpace device = export.Device;
+        int threads = Math.Max(1, _options.Threads);
+        using var slots = new SemaphoreSlim(threads, threads);
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+        _connectionFailed = failed;
+        Exception? loopError = null;
+        try
+        {
+            await ReceiveRequestsAsync(device, slots, failed.Token);
+        }
+        catch (Exception e)
+        {
+            // The client left or broke the protocol: replies still being sent are abandoned.
+            loopError = e;
+            failed.Cancel();
+        }
+
+        // The device must not be released under a running read, and NBD_CMD_DISC asks for the replies of the
+        // requests already sent: wait for every worker (each ends: a read returns or fails, a send is cancelled).
+        for (int i = 0; i < threads; i++) await slots.WaitAsync(CancellationToken.None);
+
+        // A worker's failure woke the loop with a cancellation: the worker's is the error to report.
+        Exception? error = loopError is OperationCanceledException && _workerFault is not null ? _workerFault : loopError ?? _workerFault;
+        if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+    }
+
+    private async Task ReceiveRequestsAsync(BlockAddressSpace device, SemaphoreSlim slots, CancellationToken cancellation)
+    {
         while (true)
         {
             await ReceiveAsync(_header.AsMemory(0, 28), cancellation);
@@ -359,7 +396,8 @@ internal sealed class NbdConnection
                         break;
                     }
 
-                    await ReadAsync(device, cookie, (long)offset, (int)length, (flags & CmdFlagDontFragment) != 0, cancellation);
+                    await slots.WaitAsync(cancellation);
+                    StartWorker(slots, new Request(device, cookie, (long)offset, length, (flags & CmdFlagDontFragment) != 0, false), cancellation);
                     break;
                 case CmdWrite:
                     // The payload follows the header: drain it to stay in step, or hang up if it is absurd.
@@ -387,13 +425,51 @@ internal sealed class NbdConnection
                         break;
                     }
 
-                    await BlockStatusAsync(device, cookie, (long)offset, length, (flags & CmdFlagReqOne) != 0, cancellation);
+                    await slots.WaitAsync(cancellation);
+                    StartWorker(slots, new Request(device, cookie, (long)offset, length, false, (flags & CmdFlagReqOne) != 0)
+                        { BlockStatus = true }, cancellation);
                     break;
                 default:
                     await SendErrorAsync(cookie, EInval, $"command {type} is not supported", cancellation);
                     break;
             }
         }
+    }
+
+    /// <summary>One read or BLOCK_STATUS request handed to a worker.</summary>
+    private readonly record struct Request(BlockAddressSpace Device, ulong Cookie, long Offset, uint Length, bool DontFragment, bool One)
+    {
+        public bool BlockStatus { get; init; }
+    }
+
+    private void StartWorker(SemaphoreSlim slots, Request request, CancellationToken cancellation)
+    {
+        // A pool thread, not the receive loop's continuation: the device read blocks (blob cache file, backend).
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                if (request.BlockStatus)
+                {
+                    await BlockStatusAsync(request.Device, request.Cookie, request.Offset, request.Length, request.One, cancellation);
+                }
+                else
+                {
+                    await ReadAsync(request.Device, request.Cookie, request.Offset, (int)request.Length, request.DontFragment, cancellation);
+                }
+            }
+            catch (Exception e)
+            {
+                // A reply that cannot be sent ends the connection: the receive loop is woken by the cancellation
+                // and rethrows the first fault after the other workers are done.
+                Interlocked.CompareExchange(ref _workerFault, e, null);
+                _connectionFailed?.Cancel();
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }, CancellationToken.None);
     }
 
     private async Task ReadAsync(BlockAddressSpace device, ulong cookie, long offset, int length, bool dontFragment,
@@ -420,7 +496,7 @@ internal sealed class NbdConnection
             {
                 int start = headerRoom - 16;
                 WriteSimpleHeader(buffer.AsSpan(start), cookie, 0);
-                await SendAsync(buffer.AsMemory(start, 16 + length), cancellation);
+                await SendReplyAsync(buffer.AsMemory(start, 16 + length), cancellation);
                 return;
             }
 
@@ -429,11 +505,19 @@ internal sealed class NbdConnection
                 int start = headerRoom - 28;
                 WriteChunkHeader(buffer.AsSpan(start), ReplyFlagDone, ReplyTypeOffsetData, cookie, 8 + (uint)length);
                 BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(start + 20), (ulong)offset);
-                await SendAsync(buffer.AsMemory(start, 28 + length), cancellation);
+                await SendReplyAsync(buffer.AsMemory(start, 28 + length), cancellation);
                 return;
             }
 
-            await SendFragmentedAsync(device, buffer, headerRoom, cookie, offset, length, cancellation);
+            await _sendLock.WaitAsync(cancellation);
+            try
+            {
+                await SendFragmentedAsync(device, buffer, headerRoom, cookie, offset, length, cancellation);
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
         }
         finally
         {
@@ -515,7 +599,7 @@ internal sealed class NbdConnection
             BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(28 + 8 * i), descriptors[i].Flags);
         }
 
-        await SendAsync(reply, cancellation);
+        await SendReplyAsync(reply, cancellation);
     }
 
     private async Task SendErrorAsync(ulong cookie, uint error, string message, CancellationToken cancellation)
@@ -532,14 +616,14 @@ internal sealed class NbdConnection
         BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(20), error);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(24), (ushort)text.Length);
         text.CopyTo(reply, 26);
-        await SendAsync(reply, cancellation);
+        await SendReplyAsync(reply, cancellation);
     }
 
     private async Task SendSimpleAsync(ulong cookie, uint error, CancellationToken cancellation)
     {
         var reply = new byte[16];
         WriteSimpleHeader(reply, cookie, error);
-        await SendAsync(reply, cancellation);
+        await SendReplyAsync(reply, cancellation);
     }
 
     private static void WriteSimpleHeader(Span<byte> target, ulong cookie, uint error)
@@ -585,6 +669,20 @@ internal sealed class NbdConnection
             int n = await _socket.ReceiveAsync(target, SocketFlags.None, cancellation);
             if (n == 0) throw new EndOfStreamException("the client closed the connection");
             target = target.Slice(n);
+        }
+    }
+
+    /// <summary>Sends one whole transmission-phase reply; replies of concurrent workers never interleave.</summary>
+    private async Task SendReplyAsync(ReadOnlyMemory<byte> reply, CancellationToken cancellation)
+    {
+        await _sendLock.WaitAsync(cancellation);
+        try
+        {
+            await SendAsync(reply, cancellation);
+        }
+        finally
+        {
+            _sendLock.Release();
         }
     }
 

@@ -18,6 +18,12 @@ public sealed record NbdServerOptions
     /// <summary>Largest read (and the maximum block size advertised); larger requests get EINVAL.</summary>
     public int MaxRequestBytes { get; init; } = 32 << 20;
 
+    /// <summary>
+    /// Requests of one connection served at once (upstream's <c>nydusd nbd --threads</c>, default 4): reads run on
+    /// pool threads and answer in any order. 1 serves one read at a time.
+    /// </summary>
+    public int Threads { get; init; } = 4;
+
     /// <summary>Largest handshake option payload; a client sending more is disconnected.</summary>
     public int MaxOptionBytes { get; init; } = 64 << 10;
 }
