@@ -4,7 +4,6 @@ using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Rafs.Layout.V6;
 using Nydus.Actors.Storage;
-using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Storage.Digest;
 
 namespace Nydus.Actors.Block;
@@ -20,7 +19,8 @@ namespace Nydus.Actors.Block;
 /// builders do, and the served copy of the device table says so (the superblock checksum of a plain image is
 /// recomputed), so the kernel's flat-device mode finds the data.
 /// </para>
-/// Reads come from the image's blob backend (blob cache, registry, local files) on the caller's thread; nothing
+/// Reads come from the image's blob backend (blob cache, registry, local files) through the chunk reader of the
+/// open options (<see cref="RafsOpenOptions.ChunkReader"/>: the one that heals its blob cache) on the caller's thread; nothing
 /// is loaded up front but the bootstrap. Thread-safe: every method may be called from many threads at once.
 /// </summary>
 public sealed class BlockAddressSpace : IDisposable
@@ -37,17 +37,19 @@ public sealed class BlockAddressSpace : IDisposable
     private readonly IDisposable[] _owned;
     private readonly bool _validateDigests;
     private readonly int _mergeSize;
+    private readonly IChunkReader _chunkReader;
 
     private BlockAddressSpace(SafeFileHandle bootstrap, long bootstrapLength, Dictionary<long, byte[]> patchedBlocks,
-        Source[] sources, IDisposable[] owned, bool validateDigests, int mergeSize)
+        Source[] sources, IDisposable[] owned, RafsOpenOptions options, bool validateDigests)
     {
+        _chunkReader = options.ChunkReader;
         _bootstrap = bootstrap;
         _bootstrapLength = bootstrapLength;
         _patchedBlocks = patchedBlocks;
         _sources = sources;
         _owned = owned;
         _validateDigests = validateDigests;
-        _mergeSize = mergeSize;
+        _mergeSize = options.MergeSize;
         Extents = Array.ConvertAll(sources, s => s.Extent);
         BlockCount = sources.Length == 0 ? 0 : sources[^1].Extent.EndBlock;
     }
@@ -93,7 +95,7 @@ public sealed class BlockAddressSpace : IDisposable
 
                 var passThrough = new BlockExtent(0, (length + BlockSize - 1) / BlockSize, BlockExtentKind.Metadata, bootstrapPath);
                 var result = new BlockAddressSpace(handle, length, new Dictionary<long, byte[]>(),
-                    [new Source(passThrough, null, null)], owned, false, options.MergeSize);
+                    [new Source(passThrough, null, null)], owned, options, validateDigests: false);
                 handle = null;
                 return result;
             }
@@ -193,8 +195,8 @@ public sealed class BlockAddressSpace : IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(block0.AsSpan(ErofsSuperBlock.Offset + 4), crc);
         }
 
-        return new BlockAddressSpace(handle, length, patches, sources.ToArray(), owned, image.OpenOptions.ValidateDigests,
-            image.OpenOptions.MergeSize);
+        return new BlockAddressSpace(handle, length, patches, sources.ToArray(), owned, image.OpenOptions,
+            image.OpenOptions.ValidateDigests);
     }
 
     private static void Patch(SafeFileHandle handle, long length, Dictionary<long, byte[]> patches, long offset, uint value)
@@ -329,7 +331,7 @@ public sealed class BlockAddressSpace : IDisposable
                 };
             }
 
-            CachedChunkReader.Read(requests.AsSpan(0, count), target, _validateDigests, _mergeSize);
+            _chunkReader.Read(requests.AsSpan(0, count), target, _validateDigests, _mergeSize);
         }
         finally
         {

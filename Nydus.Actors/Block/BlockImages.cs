@@ -27,6 +27,8 @@ public static class BlockImages
                 DefaultGid = Libc.GetEffectiveGid(),
                 ValidateDigests = config.IsChunkValidationEnabled,
                 MergeSize = mount.Rafs.BatchSize is > 0 and <= 64 << 20 ? (int)mount.Rafs.BatchSize : 1 << 20,
+                // As a mount's image: chunks read through the cache they were opened on, which heals what fails validation.
+                ChunkReader = backend is BlobFileCache cached ? new CachedChunkReader(cached) : Storage.DirectChunkReader.Instance,
             };
             var space = BlockAddressSpace.Open(bootstrap, new BlobSource(backend, devices), options, owned);
             if (backend is BlobFileCache cache)

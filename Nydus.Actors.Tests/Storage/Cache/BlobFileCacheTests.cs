@@ -150,7 +150,8 @@ public sealed class BlobFileCacheTests
             DestinationOffset = 0,
         };
         var destination = new byte[8000];
-        CachedChunkReader.Read([chunk], destination, validateDigests: true);
+        IChunkReader reader = new CachedChunkReader(cache);
+        reader.Read([chunk], destination, validateDigests: true, BlobChunkReader.DefaultMergeSize);
         Assert.Equal(1, backend.Reads);
 
         // Flip a byte of the chunk inside the cache file, as a disk fault would.
@@ -166,13 +167,13 @@ public sealed class BlobFileCacheTests
         StorageException plain = Assert.Throws<StorageException>(() => BlobChunkReader.Read([chunk], destination, true));
         Assert.Equal(StorageErrorKind.DigestMismatch, plain.Kind);
 
-        CachedChunkReader.Read([chunk], destination, validateDigests: true);
+        reader.Read([chunk], destination, validateDigests: true, BlobChunkReader.DefaultMergeSize);
         Assert.True(content.AsSpan(20_000, 8000).SequenceEqual(destination));
         Assert.Equal(2, backend.Reads);
         Assert.Equal(1, cache.Metrics.Invalidations);
 
         // Healed: the next read is a hit again.
-        CachedChunkReader.Read([chunk], destination, validateDigests: true);
+        reader.Read([chunk], destination, validateDigests: true, BlobChunkReader.DefaultMergeSize);
         Assert.Equal(2, backend.Reads);
     }
 

@@ -10,8 +10,7 @@ namespace Nydus.Actors.Storage.Cache;
 /// </summary>
 /// <remarks>
 /// An instance is the <see cref="IChunkReader"/> injected into an image whose backend is <paramref name="cache"/>:
-/// it knows its cache, nothing looks for one. The static <see cref="Read(ReadOnlySpan{ChunkRequest}, Span{byte}, bool, int)"/>
-/// finds the cache from each chunk's backend instead, for callers that are not given a reader (the block device).
+/// it knows its cache, nothing looks for one (FUSE mounts and block devices alike).
 /// </remarks>
 public sealed class CachedChunkReader(BlobFileCache cache) : IChunkReader
 {
@@ -29,38 +28,6 @@ public sealed class CachedChunkReader(BlobFileCache cache) : IChunkReader
             foreach (ref readonly ChunkRequest chunk in chunks)
                 cache.Invalidate(chunk.Blob.Id, chunk.CompressedOffset, chunk.CompressedSize);
             Log.Warning("Cached data failed validation ({Reason}); fetching {Chunks} chunks again", e.Message, chunks.Length);
-        }
-
-        BlobChunkReader.Read(chunks, destination, validateDigests, mergeSize);
-    }
-
-    public static void Read(ReadOnlySpan<ChunkRequest> chunks, Span<byte> destination, bool validateDigests,
-        int mergeSize = BlobChunkReader.DefaultMergeSize)
-    {
-        try
-        {
-            BlobChunkReader.Read(chunks, destination, validateDigests, mergeSize);
-            return;
-        }
-        catch (StorageException e) when (e.Kind is StorageErrorKind.DigestMismatch or StorageErrorKind.DecompressionFailed)
-        {
-            bool cached = false;
-            foreach (ref readonly ChunkRequest chunk in chunks)
-            {
-                if (chunk.Blob.Backend is BlobFileCache cache)
-                {
-                    cache.Invalidate(chunk.Blob.Id, chunk.CompressedOffset, chunk.CompressedSize);
-                    cached = true;
-                }
-            }
-
-            if (!cached)
-            {
-                throw;
-            }
-
-            Log.Warning("Cached data failed validation ({Reason}); fetching {Chunks} chunks again", e.Message,
-                chunks.Length);
         }
 
         BlobChunkReader.Read(chunks, destination, validateDigests, mergeSize);
