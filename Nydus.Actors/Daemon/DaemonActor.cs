@@ -147,15 +147,17 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             {
                 var replyTo = Sender;
                 var withMounts = m with { Instances = _mountRecords };
-                _blobCache.Ask<BlobEntries>(GetBlobEntries.Instance, _settings.ActionTimeout).PipeTo(Self,
-                    success: b => new SendFdWithBlobEntries(withMounts with { BlobEntries = b.Entries }, replyTo),
+                var blobs = _blobCache.Ask<BlobEntries>(GetBlobEntries.Instance, _settings.ActionTimeout);
+                var exports = _blockService.Ask<BlockExportRecords>(GetBlockExportRecords.Instance, _settings.ActionTimeout);
+                Task.WhenAll(blobs, exports).PipeTo(Self,
+                    success: () => new SendFdWithBlobEntries(withMounts with { BlobEntries = blobs.Result.Entries, BlockExports = exports.Result.Exports }, replyTo),
                     failure: e => new SendFdWithBlobEntries(null, replyTo, e.Message));
             }
         });
         Receive<SendFdWithBlobEntries>(s =>
         {
             if (s.Message is null)
-                s.ReplyTo.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.ActionFailed, $"the blob cache manager did not give its entries: {s.Error}")));
+                s.ReplyTo.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.ActionFailed, $"the blob cache manager or the block service did not give its entries: {s.Error}")));
             else
                 _service!.Tell(s.Message, s.ReplyTo);
         });
@@ -279,6 +281,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void RestoreHandoffMounts(Upgrade.HandoffState state)
     {
         if (state.BlobEntries is { } blobEntries) _blobCache.Tell(new RestoreBlobEntries([.. blobEntries]));
+        // The exports are served again as soon as this daemon runs (its predecessor holds their addresses until then).
+        if (state.BlockExports is { } blockExports)
+            _blockService.Tell(new RestoreBlockExports([.. blockExports.Select(e => new BlockExportRecord(e.Name, e.Source, e.Config, e.Mountpoint, e.Address))]));
         var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
             .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
         var restore = new RestoreMounts

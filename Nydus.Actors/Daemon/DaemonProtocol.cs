@@ -39,6 +39,9 @@ public sealed record SendFuseFd : IDaemonMessage
 
     /// <summary>The blob cache manager's bootstrap entries (filled in likewise), for the handoff state.</summary>
     public ImmutableArray<string> BlobEntries { get; init; } = [];
+
+    /// <summary>The block service's exports (filled in likewise), for the handoff state.</summary>
+    public ImmutableArray<Persistence.BlockExportRecord> BlockExports { get; init; } = [];
 }
 
 /// <summary>The answer to <see cref="SendFuseFd"/>; <see cref="Error"/> is null when the supervisor has the fd.</summary>

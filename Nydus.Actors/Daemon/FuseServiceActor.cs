@@ -47,7 +47,7 @@ public sealed class FuseServiceActor : ReceiveActor
         _restoreSession = restoreSession;
         if (session is not null) InstallSession(session);
 
-        Receive<SendFuseFd>(m => Sender.Tell(new FuseFdSent(SendFd(m.Instances, m.BlobEntries))));
+        Receive<SendFuseFd>(m => Sender.Tell(new FuseFdSent(SendFd(m.Instances, m.BlobEntries, m.BlockExports))));
         Receive<AbandonTakeover>(_ => Abandon());
 
         Receive<ServiceActionRequest>(r => _pending is null, OnAction);
@@ -186,7 +186,8 @@ public sealed class FuseServiceActor : ReceiveActor
     /// <summary>Upstream's save for <c>sendfd</c>: the state and a copy of the descriptor go to the supervisor; this
     /// daemon keeps serving. Returns the error, or null.</summary>
     private DaemonError? SendFd(System.Collections.Immutable.ImmutableArray<Persistence.MountRecord> instances,
-        System.Collections.Immutable.ImmutableArray<string> blobEntries)
+        System.Collections.Immutable.ImmutableArray<string> blobEntries,
+        System.Collections.Immutable.ImmutableArray<Persistence.BlockExportRecord> blockExports)
     {
         if (_handoff is null)
             return new DaemonError(DaemonErrorKind.Unsupported, $"the FUSE mount at {_mountpoint} cannot be handed over by this daemon");
@@ -200,7 +201,8 @@ public sealed class FuseServiceActor : ReceiveActor
         {
             var state = FuseHandoff.BuildState(_handoff, _mountpoint, connection,
                 [.. (instances.IsDefault ? [] : instances).Select(Mounts.MountCommands.ToHandoff)],
-                blobEntries.IsDefault ? [] : blobEntries);
+                blobEntries.IsDefault ? [] : blobEntries,
+                [.. (blockExports.IsDefault ? [] : blockExports).Select(e => new HandoffBlockExport(e.Name, e.Source, e.Config, e.Mountpoint, e.Address))]);
             FuseHandoff.Send(_handoff, state, _session.Device);
             _log.Info("Sent the FUSE fd of {MountPoint} and its state to supervisor {Supervisor}", _mountpoint, _handoff.SupervisorPath);
             return null;

@@ -15,7 +15,8 @@ public static class FuseHandoff
     /// <summary>The state a successor needs: negotiated INIT, the kernel mountpoint and connection, the mount table.</summary>
     /// <param name="instances">Every instance served, with its mount command and VFS index.</param>
     public static HandoffState BuildState(FuseHandoffSettings settings, string kernelMountpoint, FuseConnectionInfo connection,
-        IReadOnlyList<HandoffInstance> instances, IReadOnlyList<string>? blobEntries = null)
+        IReadOnlyList<HandoffInstance> instances, IReadOnlyList<string>? blobEntries = null,
+        IReadOnlyList<HandoffBlockExport>? blockExports = null)
     {
         var init = new FuseInitState(FuseProtocol.KernelMajor, connection.ProtocolMinor, (ulong)connection.Flags,
             connection.MaxWrite, connection.MaxReadahead, connection.MaxPages, NoOpen: false, NoOpenDir: false,
@@ -29,7 +30,7 @@ public static class FuseHandoff
             if (instance.Mountpoint != settings.Mount.Mountpoint)
                 mounts.Add(new HandoffMount(instance.Mountpoint, HandoffMountKinds.ApiInstance, null, null, null, false));
         }
-        return new HandoffState(connId, init, mounts, [], settings.DaemonId, kernelMountpoint, instances, blobEntries);
+        return new HandoffState(connId, init, mounts, [], settings.DaemonId, kernelMountpoint, instances, blobEntries, blockExports);
     }
 
     /// <summary>Sends the state and a copy of the descriptor (SCM_RIGHTS) to the supervisor.</summary>

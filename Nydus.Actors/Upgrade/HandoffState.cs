@@ -22,6 +22,13 @@ public sealed record HandoffMount(string Mountpoint, string Kind, string? Source
 public sealed record HandoffInstance(string Mountpoint, string FsType, string Source, string Config,
     IReadOnlyList<string>? PrefetchFiles, int VfsIndex);
 
+/// <summary>
+/// One NBD export of the block service, as recorded (image, its whole config text, the bound address), so a
+/// successor serves it again without reading the journal. Secrets in <see cref="Config"/> stay in the supervisor's
+/// memory and on the socket, as with <see cref="HandoffInstance.Config"/>.
+/// </summary>
+public sealed record HandoffBlockExport(string Name, string Source, string Config, string? Mountpoint, string Address);
+
 /// <summary>One open file/directory handle the kernel holds: the handle number and what it refers to.</summary>
 public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, string? HostPath);
 
@@ -37,9 +44,12 @@ public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, s
 /// predecessor that did not send it, whose successor then restores the table from the journal).</param>
 /// <param name="BlobEntries">The blob cache manager's bootstrap entries as added (upstream's <c>blob_entry_list</c>;
 /// added later; null from a predecessor that did not send them, whose successor keeps what the journal recorded).</param>
+/// <param name="BlockExports">The block service's NBD exports (added later; null from a predecessor that did not
+/// send them, whose successor restores its exports from the journal).</param>
 public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
     IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null,
-    IReadOnlyList<HandoffInstance>? Instances = null, IReadOnlyList<string>? BlobEntries = null)
+    IReadOnlyList<HandoffInstance>? Instances = null, IReadOnlyList<string>? BlobEntries = null,
+    IReadOnlyList<HandoffBlockExport>? BlockExports = null)
 {
     public const int CurrentVersion = 1;
     private const string Magic = "NYDUS-HANDOFF";

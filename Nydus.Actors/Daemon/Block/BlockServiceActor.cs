@@ -35,6 +35,12 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     private int _journalGeneration;
     private bool _mayServe;
     private BlockServiceRecord _recovered = BlockServiceRecord.Empty;
+    // Where _recovered came from: the handoff state of a takeover, or the journal.
+    private string _restoreSource = "the journal";
+    // The journal's first recovery has not arrived yet. A takeover serves the handoff state's table meanwhile; the
+    // journal, which the predecessor wrote up to its exit, may know changes made after the last sendfd, so the
+    // served table is brought in line with it once it is read (Reconcile).
+    private bool _journalPending = true;
     private string _state = "recovering";
     private string _unavailable = "";
 
@@ -69,7 +75,21 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     {
         Receive<BlockJournalRecovered>(r =>
         {
+            _journalPending = false;
             _recovered = r.Record;
+            Stash.UnstashAll();
+            if (_mayServe) BeginRestore();
+            else
+            {
+                _state = "waiting";
+                Become(Waiting);
+            }
+        });
+        Receive<RestoreBlockExports>(r =>
+        {
+            // A takeover: the predecessor's table is here, no need to wait for the journal (it goes on recovering,
+            // for the writes to come; what it recovers is not used).
+            TakeHandoffTable(r);
             Stash.UnstashAll();
             if (_mayServe) BeginRestore();
             else
@@ -88,20 +108,40 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     private void Waiting()
     {
         Receive<BlockServiceMayServe>(_ => BeginRestore());
+        Receive<RestoreBlockExports>(r =>
+        {
+            // The journal read already is newer than (or as new as) any saved handoff state.
+            if (_journalPending) TakeHandoffTable(r);
+        });
+        Receive<GetBlockExportRecords>(_ => Sender.Tell(new BlockExportRecords([.. _recovered.Exports.Values])));
+        Receive<BlockJournalRecovered>(_ => _journalPending, r =>
+        {
+            // Read before this daemon runs: nothing is served yet, so the journal (the truth) is what will be.
+            _journalPending = false;
+            _recovered = r.Record;
+            _restoreSource = "the journal";
+        });
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<ExportBlockDevice>(_ => Sender.Tell(NotYet()));
         Receive<UnexportBlockDevice>(_ => Sender.Tell(NotYet()));
         ReceiveJournalReplacement();
     }
 
+    private void TakeHandoffTable(RestoreBlockExports restore)
+    {
+        _recovered = new BlockServiceRecord(restore.Exports.ToImmutableSortedDictionary(e => e.Name, e => e, StringComparer.Ordinal));
+        _restoreSource = "the handoff state";
+    }
+
     private static BlockServiceResult NotYet() => BlockServiceResult.Fail(BlockErrorKind.NotReady,
         "the block service of a daemon waiting for a takeover changes nothing until it runs (its predecessor serves the exports)");
 
-    private void BeginRestore()
+    private void BeginRestore() => BeginRestore([.. _recovered.Exports.Values], _restoreSource);
+
+    private void BeginRestore(BlockExportRecord[] records, string source)
     {
         _state = "restoring";
-        var records = _recovered.Exports.Values.ToArray();
-        _log.Info("Restoring {0} block exports", records.Length);
+        _log.Info("Restoring {0} block exports from {1}", records.Length, source);
         // One step for all of them; each result is kept, so one image that fails does not keep the others down.
         Task.Run(async () =>
         {
@@ -110,6 +150,25 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
             return new Restored(results);
         }).PipeTo(Self, failure: e => new Restored([.. records.Select(r => new OpenResult(r, new ServedExport(r, null, e.Message), BlockErrorKind.Invalid))]));
         Become(Restoring);
+    }
+
+    /// <summary>
+    /// A takeover served the handoff state's table; now the journal is read: exports recorded since the last sendfd
+    /// are served too, and exports removed since are removed (the supervisor's state is only as new as its last save).
+    /// </summary>
+    private void Reconcile(BlockJournalRecovered recovered)
+    {
+        _journalPending = false;
+        var journal = recovered.Record.Exports;
+        foreach (var (name, served) in _exports.Where(e => !journal.ContainsKey(e.Key)).ToArray())
+        {
+            _exports.Remove(name);
+            if (served.Export is not null) _listeners.Detach(served.Record.Address, name);
+            _log.Info("Block export {0} was removed after the handoff state was saved: no longer served", name);
+        }
+        var missing = journal.Values.Where(e => !_exports.ContainsKey(e.Name)).ToArray();
+        if (missing.Length > 0) BeginRestore(missing, "the journal (recorded after the handoff state was saved)");
+        else _log.Info("The block journal agrees with the handoff state ({0} exports)", _exports.Count);
     }
 
     private void Restoring()
@@ -128,6 +187,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         });
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<BlockServiceMayServe>(_ => { });
+        Receive<BlockJournalRecovered>(_ => _journalPending, _ => Stash.Stash());
         ReceiveJournalReplacement();
         ReceiveAny(_ => Stash.Stash());
     }
@@ -144,6 +204,9 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<ExportBlockDevice>(OnExport);
         Receive<UnexportBlockDevice>(OnUnexport);
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
+        Receive<GetBlockExportRecords>(_ => Sender.Tell(Records()));
+        Receive<RestoreBlockExports>(_ => _log.Warning("Handoff exports received after the block service was restored; ignored"));
+        Receive<BlockJournalRecovered>(_ => _journalPending, Reconcile);
         Receive<BlockServiceMayServe>(_ => { });
         ReceiveJournalReplacement();
     }
@@ -156,6 +219,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<UnexportRecorded>(OnUnexportRecorded);
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<BlockServiceMayServe>(_ => { });
+        Receive<BlockJournalRecovered>(_ => _journalPending, _ => Stash.Stash());
         ReceiveJournalReplacement();
         ReceiveAny(_ => Stash.Stash());
     }
@@ -166,6 +230,19 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<ExportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
         Receive<UnexportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
         Receive<BlockServiceMayServe>(_ => { });
+        Receive<GetBlockExportRecords>(_ => Sender.Tell(new BlockExportRecords(default)));
+        Receive<RestoreBlockExports>(r =>
+        {
+            // The journal cannot be read, but a takeover brought the table: serve it (changes cannot be recorded).
+            TakeHandoffTable(r);
+            _log.Warning("The block journal is unreadable; serving the {0} exports of the handoff state", r.Exports.Length);
+            if (_mayServe) BeginRestore();
+            else
+            {
+                _state = "waiting";
+                Become(Waiting);
+            }
+        });
         Receive<Terminated>(_ => { });
         Receive<BlockJournalRecovered>(_ => { });
     }
@@ -181,7 +258,11 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         });
         Receive<Terminated>(_ => { });
         Receive<BlockJournalRecovered>(_ => { });
-        Receive<BlockJournalUnreadable>(u => _log.Error("The block journal cannot be read again: {0}", u.Description));
+        Receive<BlockJournalUnreadable>(u =>
+        {
+            _journalPending = false;
+            _log.Error("The block journal cannot be read again: {0}", u.Description);
+        });
     }
 
     private void BecomeUnavailable(string description)
@@ -366,6 +447,9 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
             : _recovered.Exports.Values.Select(r => new BlockExportInfo(r.Name, r.Source, r.Mountpoint, r.Address, 0, 0, _state, null));
         return new BlockExportList(_state, [.. entries]);
     }
+
+    /// <summary>Every recorded export, served or not, with the address as bound.</summary>
+    private BlockExportRecords Records() => new([.. _exports.Values.Select(e => e.Record)]);
 
     private static BlockExportInfo Info(ServedExport served) => new(
         served.Record.Name, served.Record.Source, served.Record.Mountpoint, served.Record.Address,

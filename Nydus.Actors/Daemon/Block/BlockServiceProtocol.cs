@@ -31,6 +31,22 @@ public sealed record BlockServiceMayServe : IBlockServiceMessage
     public static readonly BlockServiceMayServe Instance = new();
 }
 
+/// <summary>From the daemon actor for <c>sendfd</c>: the recorded exports, for the handoff state. Answered with
+/// <see cref="BlockExportRecords"/> once the service knows its table (after its journal is read).</summary>
+public sealed record GetBlockExportRecords : IBlockServiceMessage
+{
+    public static readonly GetBlockExportRecords Instance = new();
+}
+
+/// <summary>The answer to <see cref="GetBlockExportRecords"/>; default (not empty) when the service cannot know its
+/// table (its journal is unreadable): the handoff state then leaves the exports out and a successor reads its journal.</summary>
+public sealed record BlockExportRecords(ImmutableArray<Persistence.BlockExportRecord> Exports);
+
+/// <summary>From the daemon actor at a takeover: the exports of the handoff state, which the service serves once the
+/// daemon runs, without waiting for its journal to be read (what the journal recovers later is not used: the
+/// predecessor's table is the truth).</summary>
+public sealed record RestoreBlockExports(ImmutableArray<Persistence.BlockExportRecord> Exports) : IBlockServiceMessage;
+
 public enum BlockErrorKind
 {
     /// <summary>Bad name, address, config or image (400).</summary>
