@@ -33,6 +33,20 @@ public sealed class GuestKernelBlockTests : IClassFixture<GuestKernelFixture>
     }
 
     [VmFact]
+    public void Kernel_mode_ends_cleanly_when_nbd_client_detaches_the_device_from_outside()
+    {
+        GuestRun run = _fixture.Run;
+        AssertStep(run, "outside-size", (run.ImageBytes / 512).ToString());
+        AssertStep(run, "outside-read", "0");
+        AssertStep(run, "outside-detach", "0");
+        // The process noticed (NBD_DO_IT returned), said so and exited 0 within the bound, and the device is free.
+        AssertStep(run, "outside-ended", "0");
+        AssertStep(run, "outside-exit", "0");
+        AssertStep(run, "outside-said-detached", "0");
+        AssertStep(run, "outside-size-after", "0");
+    }
+
+    [VmFact]
     public void Nbd_client_attached_to_our_unix_socket_mounts_equal_to_the_source_tree()
     {
         GuestRun run = _fixture.Run;

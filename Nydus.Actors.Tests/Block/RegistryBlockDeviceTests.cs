@@ -10,8 +10,9 @@ namespace Nydus.Actors.Tests.Block;
 
 /// <summary>
 /// The block device of the upstream RAFS v6 image whose blob lives in a real docker-registry, read through a cold
-/// blob cache over NBD: the first nbdcopy fetches from the registry, the second is served with the registry
-/// stopped, so every block came from the registry once and from the cache after.
+/// blob cache over NBD: nothing is fetched before the first read; the first nbdcopy (many requests in flight)
+/// fetches every byte of the blob exactly once (the registry's access log); the second fetches nothing; the third is
+/// served with the registry stopped.
 /// </summary>
 public sealed class RegistryBlockDeviceTests : IDisposable
 {
@@ -22,7 +23,7 @@ public sealed class RegistryBlockDeviceTests : IDisposable
     public void Cold_cache_fetches_from_the_registry_once_then_serves_from_the_cache()
     {
         Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
-        using var registry = RegistryServer.Start();
+        using var registry = RegistryServer.Start(accessLog: true);
         // A registry names blobs by their SHA-256, which the fixture's blob id is not (it leaves the digest bytes
         // out): push the blob and point a copy of the bootstrap at the id the registry gives it.
         string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
@@ -30,6 +31,7 @@ public sealed class RegistryBlockDeviceTests : IDisposable
         string bootstrapPath = _dir.Combine("image.boot");
         File.WriteAllBytes(bootstrapPath, bootstrap);
         byte[] expected = Rename(UpstreamBlockImage.ExpectedDevice, UpstreamBlockImage.BlobId, id);
+        long blobLength = new FileInfo(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)).Length;
 
         string config = $$"""
             {
@@ -44,14 +46,43 @@ public sealed class RegistryBlockDeviceTests : IDisposable
         using var server = new NbdServer(exports);
         string socket = _dir.Combine("s");
         server.ListenUnix(socket);
-        // The cache work dir is new: nothing is cached before the first read.
+        // The cache work dir is new, and opening the export reads no blob data.
+        Assert.Empty(BlobGets(registry, id));
 
         TreeBuilder.Run("nbdcopy", $"nbd+unix:///img?socket={socket}", _dir.Combine("cold.img"));
         Assert.True(expected.AsSpan().SequenceEqual(File.ReadAllBytes(_dir.Combine("cold.img"))), "cold read differs");
+        var cold = BlobGets(registry, id);
+        Assert.True(cold.Count > 0 && cold.All(g => g.Status is 200 or 206), $"blob GETs: {string.Join(", ", cold)}");
+        // Every needed range once: the whole (small) blob is needed, and the bytes sent add up to its length, no more.
+        Assert.Equal(blobLength, cold.Sum(g => g.Bytes));
+
+        TreeBuilder.Run("nbdcopy", $"nbd+unix:///img?socket={socket}", _dir.Combine("warm.img"));
+        Assert.True(expected.AsSpan().SequenceEqual(File.ReadAllBytes(_dir.Combine("warm.img"))), "warm read differs");
+        Assert.Equal(cold.Count, BlobGets(registry, id).Count);
 
         registry.Stop();
-        TreeBuilder.Run("nbdcopy", $"nbd+unix:///img?socket={socket}", _dir.Combine("warm.img"));
-        Assert.True(expected.AsSpan().SequenceEqual(File.ReadAllBytes(_dir.Combine("warm.img"))), "read from the cache alone differs");
+        TreeBuilder.Run("nbdcopy", $"nbd+unix:///img?socket={socket}", _dir.Combine("offline.img"));
+        Assert.True(expected.AsSpan().SequenceEqual(File.ReadAllBytes(_dir.Combine("offline.img"))), "read from the cache alone differs");
+    }
+
+    /// <summary>
+    /// The blob GETs in the registry's access log (status, bytes sent). A marker request is logged first and waited
+    /// for (bounded), so every request made before it is in the log: the log is written in request order.
+    /// </summary>
+    private static List<(int Status, long Bytes)> BlobGets(RegistryServer registry, string id)
+    {
+        string marker = "/v2/marker-" + Guid.NewGuid().ToString("N");
+        using (var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) })
+            http.GetAsync(registry.BaseUrl + marker).GetAwaiter().GetResult().Dispose();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!registry.Output.Contains(marker, StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the registry's access log never showed {marker}:\n{registry.Output}");
+            Thread.Sleep(20);
+        }
+
+        var line = new System.Text.RegularExpressions.Regex($"\"GET /v2/{Repo}/blobs/sha256:{id} HTTP/[0-9.]+\" (\\d{{3}}) (\\d+)");
+        return line.Matches(registry.Output).Select(m => (int.Parse(m.Groups[1].Value), long.Parse(m.Groups[2].Value))).ToList();
     }
 
     private static byte[] Rename(byte[] bytes, string from, string to)

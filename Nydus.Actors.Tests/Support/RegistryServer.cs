@@ -53,7 +53,8 @@ public sealed class RegistryServer : IDisposable
 
     /// <summary>Starts a registry; <paramref name="authSection"/> is a YAML <c>auth:</c> block built with <see cref="Dir"/>.</summary>
     /// <param name="tls">Serve HTTPS with a self-signed certificate for 127.0.0.1 made by openssl (<see cref="CertificatePath"/>).</param>
-    public static RegistryServer Start(Func<TempDir, string>? authSection = null, bool tls = false)
+    /// <param name="accessLog">Log every request (method, path, status, bytes sent) to <see cref="Output"/>.</param>
+    public static RegistryServer Start(Func<TempDir, string>? authSection = null, bool tls = false, bool accessLog = false)
     {
         if (!IsAvailable)
         {
@@ -82,7 +83,7 @@ public sealed class RegistryServer : IDisposable
                 log:
                   level: warn
                   accesslog:
-                    disabled: true
+                    disabled: {(accessLog ? "false" : "true")}
                 storage:
                   filesystem:
                     rootdirectory: {storage}

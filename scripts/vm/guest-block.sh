@@ -62,4 +62,26 @@ nbd-client -d /dev/nbd1 >> "$OUT/nbd-client.log" 2>&1; result nbd-client-detach 
 kill -TERM "$nydusd"; wait "$nydusd"; result nydusd-exit $?
 # The kernel mode detached /dev/nbd0 at SIGTERM.
 result ioctl-size-after "$(cat /sys/block/nbd0/size)"
+
+# 4. Detached from outside: a kernel-mode nydusd on /dev/nbd2 (nothing else) ends by itself, exit 0, when
+# `nbd-client -d` detaches its device while a reader has it open.
+"$NYDUSD" nbd /dev/nbd2 --bootstrap "$IMAGE" --localfs-dir "$LOCALFS_DIR" > "$OUT/outside.log" 2>&1 &
+outside=$!
+for _ in $(seq 1 1800); do
+  grep -q "served on" "$OUT/outside.log" && break
+  kill -0 "$outside" 2>/dev/null || break
+  sleep 0.1
+done
+result outside-size "$(cat /sys/block/nbd2/size)"
+dd if=/dev/nbd2 of=/dev/null bs=4096 count=16 2>> "$OUT/outside.log"; result outside-read $?
+nbd-client -d /dev/nbd2 >> "$OUT/outside.log" 2>&1; result outside-detach $?
+ended=1
+for _ in $(seq 1 300); do # bounded: 30 s
+  kill -0 "$outside" 2>/dev/null || { ended=0; break; }
+  sleep 0.1
+done
+result outside-ended "$ended"
+if [ "$ended" = 0 ]; then wait "$outside"; result outside-exit $?; else kill -KILL "$outside"; result outside-exit killed; fi
+grep -q "was detached" "$OUT/outside.log"; result outside-said-detached $?
+result outside-size-after "$(cat /sys/block/nbd2/size)"
 stamp "end"
