@@ -37,10 +37,12 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     private BlockServiceRecord _recovered = BlockServiceRecord.Empty;
     // Where _recovered came from: the handoff state of a takeover, or the journal.
     private string _restoreSource = "the journal";
-    // The journal's first recovery has not arrived yet. A takeover serves the handoff state's table meanwhile; the
-    // journal, which the predecessor wrote up to its exit, may know changes made after the last sendfd, so the
-    // served table is brought in line with it once it is read (Reconcile).
-    private bool _journalPending = true;
+    // What the journal's first recovery read (null until then). A takeover serves the handoff state's table without
+    // waiting for it; the journal, which the predecessor wrote up to its exit, may know changes made after the last
+    // sendfd, so once both are there the served table is brought in line with it (Reconcile), whichever came first.
+    private BlockServiceRecord? _journalRecord;
+    private bool _tableFromHandoff;
+    private bool _reconciled;
     private string _state = "recovering";
     private string _unavailable = "";
 
@@ -75,7 +77,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     {
         Receive<BlockJournalRecovered>(r =>
         {
-            _journalPending = false;
+            _journalRecord = r.Record;
             _recovered = r.Record;
             Stash.UnstashAll();
             if (_mayServe) BeginRestore();
@@ -88,7 +90,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<RestoreBlockExports>(r =>
         {
             // A takeover: the predecessor's table is here, no need to wait for the journal (it goes on recovering,
-            // for the writes to come; what it recovers is not used).
+            // for the writes to come, and is compared with the served table once read).
             TakeHandoffTable(r);
             Stash.UnstashAll();
             if (_mayServe) BeginRestore();
@@ -108,18 +110,12 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     private void Waiting()
     {
         Receive<BlockServiceMayServe>(_ => BeginRestore());
-        Receive<RestoreBlockExports>(r =>
-        {
-            // The journal read already is newer than (or as new as) any saved handoff state.
-            if (_journalPending) TakeHandoffTable(r);
-        });
+        Receive<RestoreBlockExports>(TakeHandoffTable);
         Receive<GetBlockExportRecords>(_ => Sender.Tell(new BlockExportRecords([.. _recovered.Exports.Values])));
-        Receive<BlockJournalRecovered>(_ => _journalPending, r =>
+        Receive<BlockJournalRecovered>(_ => _journalRecord is null, r =>
         {
-            // Read before this daemon runs: nothing is served yet, so the journal (the truth) is what will be.
-            _journalPending = false;
-            _recovered = r.Record;
-            _restoreSource = "the journal";
+            _journalRecord = r.Record;
+            if (!_tableFromHandoff) _recovered = r.Record;
         });
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<ExportBlockDevice>(_ => Sender.Tell(NotYet()));
@@ -131,6 +127,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     {
         _recovered = new BlockServiceRecord(restore.Exports.ToImmutableSortedDictionary(e => e.Name, e => e, StringComparer.Ordinal));
         _restoreSource = "the handoff state";
+        _tableFromHandoff = true;
     }
 
     private static BlockServiceResult NotYet() => BlockServiceResult.Fail(BlockErrorKind.NotReady,
@@ -156,10 +153,10 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     /// A takeover served the handoff state's table; now the journal is read: exports recorded since the last sendfd
     /// are served too, and exports removed since are removed (the supervisor's state is only as new as its last save).
     /// </summary>
-    private void Reconcile(BlockJournalRecovered recovered)
+    private void Reconcile(BlockServiceRecord journalRecord)
     {
-        _journalPending = false;
-        var journal = recovered.Record.Exports;
+        _reconciled = true;
+        var journal = journalRecord.Exports;
         foreach (var (name, served) in _exports.Where(e => !journal.ContainsKey(e.Key)).ToArray())
         {
             _exports.Remove(name);
@@ -187,7 +184,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         });
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<BlockServiceMayServe>(_ => { });
-        Receive<BlockJournalRecovered>(_ => _journalPending, _ => Stash.Stash());
+        Receive<BlockJournalRecovered>(_ => _journalRecord is null, r => _journalRecord = r.Record);
         ReceiveJournalReplacement();
         ReceiveAny(_ => Stash.Stash());
     }
@@ -197,6 +194,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         _state = "serving";
         Become(Serving);
         Stash.UnstashAll();
+        if (_tableFromHandoff && !_reconciled && _journalRecord is { } journal) Reconcile(journal);
     }
 
     private void Serving()
@@ -206,7 +204,11 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<GetBlockExportRecords>(_ => Sender.Tell(Records()));
         Receive<RestoreBlockExports>(_ => _log.Warning("Handoff exports received after the block service was restored; ignored"));
-        Receive<BlockJournalRecovered>(_ => _journalPending, Reconcile);
+        Receive<BlockJournalRecovered>(_ => _journalRecord is null, r =>
+        {
+            _journalRecord = r.Record;
+            if (_tableFromHandoff && !_reconciled) Reconcile(r.Record);
+        });
         Receive<BlockServiceMayServe>(_ => { });
         ReceiveJournalReplacement();
     }
@@ -219,7 +221,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<UnexportRecorded>(OnUnexportRecorded);
         Receive<ListBlockExports>(_ => Sender.Tell(List()));
         Receive<BlockServiceMayServe>(_ => { });
-        Receive<BlockJournalRecovered>(_ => _journalPending, _ => Stash.Stash());
+        Receive<BlockJournalRecovered>(_ => _journalRecord is null, r => _journalRecord = r.Record);
         ReceiveJournalReplacement();
         ReceiveAny(_ => Stash.Stash());
     }
@@ -258,11 +260,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         });
         Receive<Terminated>(_ => { });
         Receive<BlockJournalRecovered>(_ => { });
-        Receive<BlockJournalUnreadable>(u =>
-        {
-            _journalPending = false;
-            _log.Error("The block journal cannot be read again: {0}", u.Description);
-        });
+        Receive<BlockJournalUnreadable>(u => _log.Error("The block journal cannot be read again: {0}", u.Description));
     }
 
     private void BecomeUnavailable(string description)
@@ -445,7 +443,9 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
             ? _exports.Values.Select(Info)
             // Before the restore: what the journal records, not served here (yet).
             : _recovered.Exports.Values.Select(r => new BlockExportInfo(r.Name, r.Source, r.Mountpoint, r.Address, 0, 0, _state, null));
-        return new BlockExportList(_state, [.. entries]);
+        // A takeover's table is served before the journal is read: the restore is done once both agree.
+        string state = _state == "serving" && _tableFromHandoff && !_reconciled ? "restoring" : _state;
+        return new BlockExportList(state, [.. entries]);
     }
 
     /// <summary>Every recorded export, served or not, with the address as bound.</summary>
