@@ -96,7 +96,9 @@ public static class BlockCommands
             if (r.GetValue(device) is null && r.GetValue(socket) is null && r.GetValue(tcp) is null)
                 r.AddError("give a DEVICE (/dev/nbdX), --nbd-socket and/or --nbd-tcp");
             if (r.GetValue(tcp) is { } t && !IPEndPoint.TryParse(t, out _)) r.AddError($"--nbd-tcp: '{t}' is not HOST:PORT (an IP address and a port)");
-            if (r.GetValue(threads) is < 1 or > 1024) r.AddError($"invalid --threads {r.GetValue(threads)}: must be between 1 and 1024");
+            // Only a value given is checked (the default is not applied while validating).
+            if (r.GetResult(threads) is { Implicit: false } given && given.GetValueOrDefault<int>() is var n && n is < 1 or > 1024)
+                r.AddError($"invalid --threads {n}: must be between 1 and 1024");
         });
         command.SetAction((r, token) => Run(async () =>
         {

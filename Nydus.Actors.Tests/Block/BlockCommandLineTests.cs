@@ -91,6 +91,12 @@ public sealed partial class BlockCommandLineTests
         Assert.True(fileCode == 1, fileText);
         Assert.Contains("is not an NBD device", fileText);
         Assert.False(File.Exists(dir.Combine("s")), "the NBD socket was left behind");
+
+        // --threads out of range is refused before anything is opened.
+        (int threadsCode, string threadsText) = await NydusdProcess.RunAsync(Timeout, ["nbd", .. image, "--nbd-socket", dir.Combine("t"), "--threads", "0"]);
+        Assert.True(threadsCode != 0, threadsText);
+        Assert.Contains("invalid --threads 0", threadsText);
+        Assert.False(File.Exists(dir.Combine("t")), "a socket was bound for a refused command line");
     }
 
     [GeneratedRegex("dm-verity root hash: ([0-9a-f]{64})")]
