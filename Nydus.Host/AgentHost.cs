@@ -79,6 +79,7 @@ public static class AgentHost
             config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)))
         {
             RecoveryFailed = why => recoveryFailure.TrySetResult(why),
+            PersistenceId = config.GetString("nydus.agent.persistence-id", "nydusd-agent") is { Length: > 0 } id ? id : "nydusd-agent",
         };
         // Read before anything starts: a cluster block with a bad value ends the start with the key named.
         var fleetSettings = FleetSettings.From(config);

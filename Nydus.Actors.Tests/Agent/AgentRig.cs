@@ -47,9 +47,9 @@ public sealed partial class AgentRig : IAsyncDisposable
     /// <summary>An agent with one managed daemon serving the tree, RUNNING, its fd held by the agent.</summary>
     public static Task<AgentRig> StartAsync(bool hotStandby, params string[] daemonArgs) => StartAsync(new AgentRig(), hotStandby, daemonArgs);
 
-    /// <summary>The same, with the agent inside network namespace <paramref name="networkNamespace"/> and given
-    /// <paramref name="hoconText"/> as its --hocon file (a fleet member).</summary>
-    public static Task<AgentRig> StartInNetworkNamespaceAsync(string networkNamespace, string hoconText)
+    /// <summary>The same, with the agent inside network namespace <paramref name="networkNamespace"/> (null: this
+    /// process's) and given <paramref name="hoconText"/> as its --hocon file (a fleet member, a journal elsewhere).</summary>
+    public static Task<AgentRig> StartInNetworkNamespaceAsync(string? networkNamespace, string hoconText)
     {
         var rig = new AgentRig { _networkNamespace = networkNamespace };
         var hocon = rig._dir.Combine("agent.conf");
