@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Akka.Actor;
 using Nydus.Actors.Agent;
+using Nydus.Actors.Agent.Fleet;
 using Nydus.Actors.Api;
 using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Persistence;
@@ -16,7 +17,8 @@ public sealed record AgentOptions(string StateDir, string Socket, bool HotStandb
 /// <summary>
 /// `nydusd agent`: the node agent process. Its actor system (journal in --state-dir), the <see cref="NodeAgentActor"/>
 /// and the agent API on --sock. SIGTERM/SIGINT end the agent only: the daemons it manages keep running (their own
-/// sessions), and a later agent on the same state dir re-attaches to them.
+/// sessions), and a later agent on the same state dir re-attaches to them. With <c>nydus.agent.cluster</c> enabled it
+/// is also a member of the fleet (<see cref="FleetNode"/>), which it leaves gracefully on those signals.
 /// </summary>
 public static class AgentHost
 {
@@ -77,7 +79,10 @@ public static class AgentHost
             config.GetTimeSpan("nydus.agent.step-timeout", TimeSpan.FromSeconds(30)))
         {
             RecoveryFailed = why => recoveryFailure.TrySetResult(why),
+            PersistenceId = config.GetString("nydus.agent.persistence-id", "nydusd-agent") is { Length: > 0 } id ? id : "nydusd-agent",
         };
+        // Read before anything starts: a cluster block with a bad value ends the start with the key named.
+        var fleetSettings = FleetSettings.From(config);
         Log.Information("nydusd agent {Version} starting: state dir {StateDir}, socket {Socket}, hot standby {HotStandby}, daemons from {Binary}",
             DaemonVersion.PackageVersion, stateDir, options.Socket, options.HotStandby, settings.DefaultBinary);
 
@@ -103,6 +108,7 @@ public static class AgentHost
         }
         using var ownedSystem = system;
         ApiServer? api = null;
+        FleetNode? fleet = null;
         try
         {
             var agent = system.ActorOf(NodeAgentActor.Props(settings), "agent");
@@ -116,7 +122,11 @@ public static class AgentHost
                 Log.Fatal("nydusd agent cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
                 return 1;
             }
-            api = await ApiServer.StartAsync(options.Socket, routes => AgentEndpoints.Map(routes, agent),
+            // The cluster only when configured: a single agent never loads Akka.Remote (start-up time, memory).
+            if (fleetSettings is not null)
+                fleet = FleetNode.Start(fleetSettings, config, Path.Combine(AppContext.BaseDirectory, "hocon"), agent,
+                    DaemonVersion.PackageVersion, Log.Logger);
+            api = await ApiServer.StartAsync(options.Socket, routes => AgentEndpoints.Map(routes, agent, fleet),
                 idleTimeout: DaemonHost.ApiIdleTimeout(config));
             served();
             systemd.Ready("serving the agent API");
@@ -127,6 +137,8 @@ public static class AgentHost
         }
         finally
         {
+            // Graceful leave first: the others see this node leave instead of becoming unreachable.
+            if (fleet is not null) await fleet.LeaveAsync(TimeSpan.FromSeconds(15));
             if (api is not null) await api.DisposeAsync();
             await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15)).ContinueWith(_ => { });
             registrations.ForEach(r => r.Dispose());

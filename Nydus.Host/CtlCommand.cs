@@ -98,6 +98,11 @@ public static class CtlCommand
         var remove = new Command("remove-daemon", "Stop a managed daemon (it unmounts) and forget it (DELETE /api/v1/agent/daemons/ID)") { id };
         remove.SetAction((r, token) => SendAsync(r.GetValue(sock)!, "DELETE", $"/api/v1/agent/daemons/{Uri.EscapeDataString(r.GetValue(id)!)}", null, token));
         ctl.Subcommands.Add(remove);
+        var fleet = new Command("fleet", "The fleet of node agents (nydus.agent.cluster)");
+        var fleetStatus = new Command("status", "What runs where: every agent's daemons, with the age of each entry (GET /api/v1/fleet)");
+        fleetStatus.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/fleet", r.GetValue(raw), FleetFormat.Status, token));
+        fleet.Subcommands.Add(fleetStatus);
+        ctl.Subcommands.Add(fleet);
         return ctl;
     }
 

@@ -28,6 +28,9 @@ public sealed partial class AgentRig : IAsyncDisposable
     private readonly HashSet<int> _listedPids = [];
     private readonly Timer _watchdog;
     private uint? _connection;
+    // A fleet test's agent: started inside this network namespace, with these arguments before `agent` (--hocon).
+    private string? _networkNamespace;
+    private string[] _globalArgs = [];
 
     private AgentRig()
     {
@@ -42,9 +45,21 @@ public sealed partial class AgentRig : IAsyncDisposable
     public uint? ConnectionId => _connection;
 
     /// <summary>An agent with one managed daemon serving the tree, RUNNING, its fd held by the agent.</summary>
-    public static async Task<AgentRig> StartAsync(bool hotStandby, params string[] daemonArgs)
+    public static Task<AgentRig> StartAsync(bool hotStandby, params string[] daemonArgs) => StartAsync(new AgentRig(), hotStandby, daemonArgs);
+
+    /// <summary>The same, with the agent inside network namespace <paramref name="networkNamespace"/> (null: this
+    /// process's) and given <paramref name="hoconText"/> as its --hocon file (a fleet member, a journal elsewhere).</summary>
+    public static Task<AgentRig> StartInNetworkNamespaceAsync(string? networkNamespace, string hoconText)
     {
-        var rig = new AgentRig();
+        var rig = new AgentRig { _networkNamespace = networkNamespace };
+        var hocon = rig._dir.Combine("agent.conf");
+        File.WriteAllText(hocon, hoconText);
+        rig._globalArgs = ["--hocon", hocon];
+        return StartAsync(rig, hotStandby: false, []);
+    }
+
+    private static async Task<AgentRig> StartAsync(AgentRig rig, bool hotStandby, string[] daemonArgs)
+    {
         try
         {
             await rig.StartAgentAsync(hotStandby);
@@ -68,8 +83,8 @@ public sealed partial class AgentRig : IAsyncDisposable
     /// <summary>Starts an agent process on the rig's state dir and waits until its API answers.</summary>
     public async Task StartAgentAsync(bool hotStandby)
     {
-        string[] args = ["agent", "--state-dir", StateDir, "--sock", Socket, .. hotStandby ? new[] { "--hot-standby" } : []];
-        var agent = NydusdProcess.Start(args);
+        string[] args = [.. _globalArgs, "agent", "--state-dir", StateDir, "--sock", Socket, .. hotStandby ? new[] { "--hot-standby" } : []];
+        var agent = _networkNamespace is null ? NydusdProcess.Start(args) : NydusdProcess.StartInNetworkNamespace(_networkNamespace, args);
         lock (_agents) _agents.Add(agent);
         Agent = agent;
         var deadline = Stopwatch.StartNew();

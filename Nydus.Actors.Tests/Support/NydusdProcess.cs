@@ -40,8 +40,16 @@ public sealed partial class NydusdProcess : IAsyncDisposable
 
     /// <summary>Starts nydusd with extra environment variables (a null value removes one).</summary>
     public static NydusdProcess StartWith(string? workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] args)
+        => Launch(BinaryPath, args, workingDirectory, environment);
+
+    /// <summary>Starts nydusd inside the network namespace <paramref name="name"/> (`ip netns`) and nothing else: nsenter
+    /// enters only the net namespace, so the mounts its daemons make are the host's, and it execs nydusd (same pid).</summary>
+    public static NydusdProcess StartInNetworkNamespace(string name, params string[] args)
+        => Launch("nsenter", [$"--net=/run/netns/{name}", "--", BinaryPath, .. args], null, null);
+
+    private static NydusdProcess Launch(string file, IEnumerable<string> args, string? workingDirectory, IReadOnlyDictionary<string, string?>? environment)
     {
-        var info = new ProcessStartInfo(BinaryPath)
+        var info = new ProcessStartInfo(file)
         {
             WorkingDirectory = workingDirectory ?? "",
             RedirectStandardOutput = true,

@@ -8,11 +8,13 @@ namespace Nydus.Actors.Agent;
 /// <summary>
 /// The node agent's API on its own socket (<c>nydusd agent --sock</c>), answered by <see cref="NodeAgentActor"/>:
 /// <c>POST /api/v1/agent/daemons</c> (start), <c>GET /api/v1/agent/daemons</c> (list), <c>GET .../{id}</c>,
-/// <c>PUT .../{id}/upgrade</c>, <c>DELETE .../{id}</c>.
+/// <c>PUT .../{id}/upgrade</c>, <c>DELETE .../{id}</c>; and <c>GET /api/v1/fleet</c>, every agent's daemons when the
+/// agent is in a cluster (<see cref="Fleet.FleetNode"/>), its own otherwise.
 /// </summary>
 public static class AgentEndpoints
 {
     public const string Daemons = "/api/v1/agent/daemons";
+    public const string FleetPath = "/api/v1/fleet";
 
     /// <summary>Starting a daemon waits for RUNNING and the first sendfd, a failover or upgrade for a few steps.</summary>
     private static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(3);
@@ -23,8 +25,25 @@ public static class AgentEndpoints
 
     private sealed record UpgradeBody([property: JsonPropertyName("binary")] string? Binary);
 
-    public static void Map(ApiRoutes routes, IActorRef agent)
+    public static void Map(ApiRoutes routes, IActorRef agent, Fleet.FleetNode? fleet = null)
     {
+        routes.Map("GET", FleetPath, async request =>
+        {
+            request.RequireNoBody();
+            if (fleet is not null)
+            {
+                try
+                {
+                    return new ApiResult(200, await fleet.ViewAsync(TimeSpan.FromSeconds(30)));
+                }
+                catch (AskTimeoutException)
+                {
+                    throw ApiError.Timeout("the fleet view did not come within 30 s");
+                }
+            }
+            var list = Answer(await AskAsync(agent, ListManagedDaemons.Instance, TimeSpan.FromSeconds(30)));
+            return new ApiResult(200, Fleet.FleetNode.Standalone((ManagedDaemonView[])list.Body!, Daemon.DaemonVersion.PackageVersion));
+        });
         routes.Map("GET", Daemons, async request =>
         {
             request.RequireNoBody();

@@ -20,6 +20,10 @@ public sealed record AgentSettings(string StateDir, bool HotStandby, string Defa
     /// <summary>Told, once, why the agent's journal could not be replayed (the host then refuses to start, naming the
     /// file, rather than serve an API with no agent behind it).</summary>
     public Action<string>? RecoveryFailed { get; init; }
+
+    /// <summary>The agent's persistence id (<c>nydus.agent.persistence-id</c>): every agent whose journal is in one
+    /// shared database (PostgreSQL for a fleet) needs its own.</summary>
+    public string PersistenceId { get; init; } = "nydusd-agent";
 }
 
 /// <summary>

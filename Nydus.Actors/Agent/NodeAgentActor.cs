@@ -22,7 +22,7 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
     private readonly Dictionary<string, ManagedDaemonView> _views = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IActorRef> _children = new(StringComparer.Ordinal);
 
-    public override string PersistenceId => "nydusd-agent";
+    public override string PersistenceId => _settings.PersistenceId;
 
     public NodeAgentActor(AgentSettings settings)
     {

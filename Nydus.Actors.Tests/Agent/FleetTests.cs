@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Nydus.Actors.Tests.Support;
+using Nydus.Actors.Tests.Upgrade;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Nydus.Actors.Tests.Agent;
+
+/// <summary>
+/// Node agents as one fleet (nydus.agent.cluster): three real `nydusd agent` processes, each in its own network
+/// namespace on a bridged private network, each with a daemon serving a mounted image under verifying readers. They
+/// form an Akka.Cluster and any agent's `ctl fleet status` lists every node's daemon; a node cut off (link down) is
+/// removed by the split-brain resolver while its daemon keeps serving, and joins again (a new cluster node) once its
+/// link is back; an agent stopped with SIGTERM leaves the cluster while its daemon keeps serving.
+/// </summary>
+[Collection("upgrade")]
+public sealed class FleetTests(ITestOutputHelper output)
+{
+    private const int Port = 4053;
+    private static readonly TimeSpan FleetWait = TimeSpan.FromSeconds(120);
+
+    private static string AddressOf(int node) => $"akka.tcp://nydus-fleet@{NamespaceNetwork.AddressOf(node)}:{Port}";
+
+    /// <summary>Every agent lists all three nodes as seeds; short timings so a partition resolves within the test.</summary>
+    private static string Hocon(int node) => $$"""
+        nydus.agent.cluster {
+          enabled = on
+          hostname = "{{NamespaceNetwork.AddressOf(node)}}"
+          port = {{Port}}
+          seed-nodes = ["{{NamespaceNetwork.AddressOf(0)}}:{{Port}}", "{{NamespaceNetwork.AddressOf(1)}}:{{Port}}", "{{NamespaceNetwork.AddressOf(2)}}:{{Port}}"]
+          roles = ["node-{{node}}"]
+          publish-interval = 1s
+          restart-delay = 2s
+        }
+        akka.cluster.split-brain-resolver.stable-after = 5s
+        """;
+
+    [FuseFact]
+    public async Task Three_agents_in_network_namespaces_form_a_fleet_survive_a_partition_and_a_graceful_leave()
+    {
+        using var network = NamespaceNetwork.Create(3);
+        var rigs = new List<AgentRig>();
+        var readers = new List<TreeReaders>();
+        try
+        {
+            for (int i = 0; i < 3; i++) rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(network.Nodes[i], Hocon(i)));
+            foreach (var rig in rigs)
+            {
+                var r = new TreeReaders(rig.Tree, 2);
+                readers.Add(r);
+                r.Start();
+            }
+            var pids = new List<int>();
+            foreach (var rig in rigs) pids.Add((await rig.DaemonAsync()).GetProperty("pid").GetInt32());
+
+            // 1. One fleet: every agent sees all three nodes up, each with its running daemon.
+            var formed = Stopwatch.StartNew();
+            foreach (var rig in rigs)
+                await WaitForFleetAsync(rig, view => Enumerable.Range(0, 3).All(i => IsServing(view, i, pids[i])), "all three nodes up with their daemons");
+            output.WriteLine($"fleet formed and published in {formed.Elapsed.TotalSeconds:F1} s");
+            for (int i = 0; i < 3; i++)
+            {
+                var (code, stdout, stderr) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60), "ctl", "-S", rigs[i].Socket, "fleet", "status");
+                Assert.True(code == 0, $"ctl fleet status on node {i} exited {code}: {stderr}");
+                if (i == 0) output.WriteLine(stdout);
+                for (int n = 0; n < 3; n++)
+                {
+                    var line = stdout.Split('\n').First(l => l.StartsWith(AddressOf(n), StringComparison.Ordinal));
+                    Assert.Contains("  up  ", line);
+                    Assert.Contains($"  d1  pid {pids[n]}  running  ", stdout);
+                }
+            }
+            foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
+
+            // 2. Node 2 cut off: the majority removes it (keep-majority), node 2 downs itself and restarts its cluster
+            // node; its daemon serves all along.
+            var cut = Stopwatch.StartNew();
+            network.SetLink(2, up: false);
+            var sawUnreachable = false;
+            await WaitForFleetAsync(rigs[0], view =>
+            {
+                var node = Node(view, 2);
+                sawUnreachable |= node is { } n && !n.GetProperty("reachable").GetBoolean();
+                return node is { } m && m.GetProperty("member_status").GetString() == "absent" && m.GetProperty("stale").GetBoolean();
+            }, "node 2 removed");
+            var removed = cut.Elapsed;
+            await WaitForOutputAsync(rigs[2], "Fleet: this node's cluster system ended", "node 2 downing itself");
+            var downed = cut.Elapsed;
+            // The cut-off node's entry is still listed (its last report, marked stale): what ran there before.
+            var seen = Node(await FleetAsync(rigs[1]), 2)!.Value;
+            Assert.Equal(pids[2], seen.GetProperty("daemons")[0].GetProperty("pid").GetInt32());
+            await readers[2].AdvanceAsync(100, AgentRig.Wait);
+            Assert.Equal("running", (await rigs[2].DaemonAsync()).GetProperty("state").GetString());
+            output.WriteLine($"partition of node 2: removed by the others after {removed.TotalSeconds:F1} s (unreachable seen: {sawUnreachable}), "
+                             + $"downed itself after {downed.TotalSeconds:F1} s; its daemon kept serving");
+
+            // 3. Link back: node 2's new cluster node joins, and every agent lists it up and fresh again.
+            var healed = Stopwatch.StartNew();
+            network.SetLink(2, up: true);
+            foreach (var rig in rigs)
+                await WaitForFleetAsync(rig, view => Enumerable.Range(0, 3).All(i => IsServing(view, i, pids[i])), "node 2 back in the fleet");
+            Assert.Contains("incarnation 2", rigs[2].Agent.Output);
+            output.WriteLine($"node 2 rejoined {healed.Elapsed.TotalSeconds:F1} s after its link came back");
+
+            // 4. SIGTERM of node 1's agent: it leaves gracefully; its daemon keeps serving without it.
+            rigs[1].Agent.Signal(NydusdProcess.SIGTERM);
+            Assert.Equal(0, await rigs[1].Agent.WaitForExitAsync(AgentRig.Wait));
+            Assert.Contains("Fleet: leaving the cluster", rigs[1].Agent.Output);
+            await WaitForFleetAsync(rigs[0], view => Node(view, 1) is { } n && n.GetProperty("member_status").GetString() == "absent",
+                "node 1 gone after its leave");
+            Assert.True(Directory.Exists($"/proc/{pids[1]}"), "node 1's daemon ended with its agent");
+            await readers[1].AdvanceAsync(100, AgentRig.Wait);
+
+            foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of node {i} is still blocked");
+                output.WriteLine($"node {i}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
+                                 + $"longest {readers[i].Longest.TotalMilliseconds:F0} ms ({readers[i].LongestWhat})");
+                Assert.True(readers[i].FailureCount == 0, string.Join("\n", readers[i].Failures.Take(20)));
+            }
+        }
+        finally
+        {
+            foreach (var r in readers) r.Dispose();
+            foreach (var rig in rigs) await rig.DisposeAsync();
+        }
+    }
+
+    [FuseFact]
+    public async Task A_standalone_agent_answers_the_fleet_view_with_its_own_daemons()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        var view = await FleetAsync(rig);
+        Assert.False(view.GetProperty("clustered").GetBoolean());
+        var node = Assert.Single(view.GetProperty("nodes").EnumerateArray());
+        Assert.Equal("standalone", node.GetProperty("member_status").GetString());
+        Assert.Equal(pid, node.GetProperty("daemons")[0].GetProperty("pid").GetInt32());
+        var (code, stdout, _) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60), "ctl", "-S", rig.Socket, "fleet", "status");
+        Assert.Equal(0, code);
+        Assert.Contains("not in a fleet", stdout);
+        Assert.Contains($"d1  pid {pid}  running", stdout);
+        // A single agent never loads the cluster.
+        Assert.DoesNotContain("Fleet:", rig.Agent.Output);
+        Assert.DoesNotContain(File.ReadLines($"/proc/{rig.Agent.Pid}/maps"), l => l.Contains("Akka.Remote.dll") || l.Contains("Akka.Cluster.dll"));
+    }
+
+    [Theory]
+    [InlineData("enabled = on, seed-nodes = [\"10.0.0.1:4053\"]", "nydus.agent.cluster.hostname is required")]
+    [InlineData("enabled = on, hostname = \"10.0.0.1\"", "nydus.agent.cluster.seed-nodes is empty")]
+    [InlineData("enabled = on, hostname = \"10.0.0.1\", seed-nodes = [\"10.0.0.1\"]", "'10.0.0.1' is not host:port")]
+    [InlineData("enabled = on, hostname = \"10.0.0.1\", seed-nodes = [\"akka.tcp://other@10.0.0.1:4053\"]", "the fleet's is 'nydus-fleet'")]
+    public async Task An_agent_with_a_bad_cluster_block_refuses_to_start_naming_the_key(string block, string expected)
+    {
+        using var dir = new TempDir("fleetcfg");
+        var hocon = dir.Combine("agent.conf");
+        await File.WriteAllTextAsync(hocon, "nydus.agent.cluster { " + block + " }");
+        var (code, outputText) = await NydusdProcess.RunAsync(TimeSpan.FromSeconds(60), "--hocon", hocon, "agent",
+            "--state-dir", dir.Combine("state"), "--sock", dir.Combine("agent.sock"));
+        Assert.Equal(1, code);
+        Assert.Contains(expected, outputText);
+        Assert.False(Directory.Exists(dir.Combine("state")), "a failed start left its state dir");
+    }
+
+    private static bool IsServing(JsonElement view, int node, int pid) =>
+        Node(view, node) is { } n && n.GetProperty("member_status").GetString() == "up" && n.GetProperty("reachable").GetBoolean()
+        && !n.GetProperty("stale").GetBoolean()
+        && n.GetProperty("daemons").EnumerateArray().Any(d => d.GetProperty("pid").GetInt32() == pid && d.GetProperty("healthy").GetBoolean());
+
+    private static JsonElement? Node(JsonElement view, int node)
+    {
+        foreach (var n in view.GetProperty("nodes").EnumerateArray())
+            if (n.GetProperty("address").GetString() == AddressOf(node)) return n;
+        return null;
+    }
+
+    private static async Task<JsonElement> FleetAsync(AgentRig rig)
+    {
+        var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet");
+        if (status != 200) throw new InvalidOperationException($"GET /api/v1/fleet answered {status}: {body}");
+        return JsonDocument.Parse(body).RootElement.Clone();
+    }
+
+    private static async Task<JsonElement> WaitForFleetAsync(AgentRig rig, Func<JsonElement, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        JsonElement last = default;
+        while (deadline.Elapsed < FleetWait)
+        {
+            last = await FleetAsync(rig);
+            if (condition(last)) return last;
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"{what}: not seen by {rig.Socket} within {FleetWait}; last view {last}\n{rig.Agent.Output}");
+    }
+
+    private static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!rig.Agent.Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (deadline.Elapsed > FleetWait) throw new TimeoutException($"{what}: '{text}' not logged within {FleetWait}\n{rig.Agent.Output}");
+            await Task.Delay(250);
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace Nydus.Actors.Agent.Fleet;
+
+/// <summary>
+/// The <c>nydus.agent.cluster</c> block: whether this agent is part of a fleet, the address it is reached at, the
+/// seed nodes it joins through, its roles and the fleet state's timings. A block that is off (the default) or missing
+/// yields null: the agent then runs exactly as a single host's agent and never loads Akka.Remote.
+/// </summary>
+public sealed record FleetSettings(
+    string Hostname,
+    int Port,
+    IReadOnlyList<Address> SeedNodes,
+    IReadOnlyList<string> Roles,
+    TimeSpan PublishInterval,
+    TimeSpan RestartDelay)
+{
+    /// <summary>The cluster's actor system name: every agent of a fleet must use the same one.</summary>
+    public const string SystemName = "nydus-fleet";
+
+    public const string ConfigPath = "nydus.agent.cluster";
+
+    /// <summary>This agent's own address in the fleet.</summary>
+    public Address SelfAddress => new("akka.tcp", SystemName, Hostname, Port);
+
+    /// <summary>Reads the block; null when the cluster is not enabled. A bad value throws
+    /// <see cref="ConfigurationException"/> naming the key.</summary>
+    public static FleetSettings? From(Akka.Configuration.Config config)
+    {
+        if (!config.HasPath(ConfigPath) || !config.GetBoolean(ConfigPath + ".enabled", false)) return null;
+        var block = config.GetConfig(ConfigPath);
+        var hostname = block.GetString("hostname", "");
+        if (string.IsNullOrWhiteSpace(hostname))
+            throw new ConfigurationException($"{ConfigPath}.hostname is required when the cluster is enabled: the address other agents reach this one at");
+        var port = block.GetInt("port", 4053);
+        if (port is < 1 or > 65535) throw new ConfigurationException($"{ConfigPath}.port must be 1-65535, not {port}");
+        var seeds = block.GetStringList("seed-nodes", []).Select(ParseSeed).ToList();
+        if (seeds.Count == 0) throw new ConfigurationException($"{ConfigPath}.seed-nodes is empty: list at least one agent to join through (this one's own host:port founds the cluster)");
+        var publish = block.GetTimeSpan("publish-interval", TimeSpan.FromSeconds(5));
+        if (publish <= TimeSpan.Zero) throw new ConfigurationException($"{ConfigPath}.publish-interval must be positive");
+        var restart = block.GetTimeSpan("restart-delay", TimeSpan.FromSeconds(5));
+        return new FleetSettings(hostname, port, seeds, block.GetStringList("roles", []).ToList(), publish, restart);
+    }
+
+    /// <summary>"host:port", or a full akka.tcp address of the fleet's system.</summary>
+    private static Address ParseSeed(string seed)
+    {
+        if (seed.Contains("://", StringComparison.Ordinal))
+        {
+            Address address;
+            try
+            {
+                address = Address.Parse(seed);
+            }
+            catch (Exception e) when (e is UriFormatException or ArgumentException)
+            {
+                throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' is not an address: {e.Message}");
+            }
+            if (address.System != SystemName)
+                throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' names system '{address.System}'; the fleet's is '{SystemName}'");
+            return address;
+        }
+        var colon = seed.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(seed[(colon + 1)..], out var port) || port is < 1 or > 65535)
+            throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' is not host:port");
+        return new Address("akka.tcp", SystemName, seed[..colon].Trim('[', ']'), port);
+    }
+
+    /// <summary>The seeds to join through. A first start uses the configured list as is (its first seed may found
+    /// the cluster). A restart after this node was downed leaves itself out, so it can only rejoin the cluster the
+    /// others kept, never found a second one while it is still cut off.</summary>
+    public IReadOnlyList<Address> SeedsFor(bool restart)
+    {
+        if (!restart) return SeedNodes;
+        var others = SeedNodes.Where(s => !s.Equals(SelfAddress)).ToList();
+        return others.Count > 0 ? others : SeedNodes;
+    }
+
+    /// <summary>The settings of the fleet's actor system that come from this block (above cluster.conf).</summary>
+    public Akka.Configuration.Config ToAkkaConfig()
+    {
+        static string Quote(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+        return ConfigurationFactory.ParseString($"""
+            akka.remote.dot-netty.tcp.hostname = {Quote(Hostname)}
+            akka.remote.dot-netty.tcp.port = {Port}
+            akka.cluster.roles = [{string.Join(", ", Roles.Select(Quote))}]
+            """);
+    }
+}
