@@ -31,7 +31,7 @@ public sealed class VhostUserFsServer : IDisposable
     private volatile bool _stopping;
     private long _connections;
 
-    /// <param name="socketPath">Where to listen (replaced if a stale socket file is there; mode 0600).</param>
+    /// <param name="socketPath">Where to listen (mode 0600); a stale socket there is replaced, any other file refused.</param>
     /// <param name="fileSystem">What the guest mounts (the daemon's VFS).</param>
     /// <param name="initOptions">INIT options, as for a FUSE session.</param>
     /// <param name="requestQueues">Request queues offered besides the hiprio queue.</param>
@@ -41,7 +41,9 @@ public sealed class VhostUserFsServer : IDisposable
         _initOptions = initOptions;
         _requestQueues = requestQueues;
         SocketPath = Path.GetFullPath(socketPath);
-        if (File.Exists(SocketPath) && (File.GetAttributes(SocketPath) & FileAttributes.Normal) == 0) File.Delete(SocketPath);
+        // A stale socket (of a killed daemon) is replaced; anything else at the path is someone's file and left alone.
+        if (InputFile.IsSocket(SocketPath)) File.Delete(SocketPath);
+        else if (Path.Exists(SocketPath)) throw new IOException($"vhost-user socket path {SocketPath} exists and is not a socket; it is left alone");
         _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
