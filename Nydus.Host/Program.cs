@@ -8,6 +8,7 @@ SignalDispositions.UnignoreAll(2, 3, 15);
 var root = NydusdCommandLine.Build(DaemonHost.RunAsync, CtlCommand.Build(), AgentHost.RunAsync);
 root.Subcommands.Add(BlockCommands.BuildExport());
 root.Subcommands.Add(BlockCommands.BuildNbd());
+root.Subcommands.Add(VirtioFsCommand.Build());
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true })
 {

@@ -76,6 +76,9 @@ public sealed class GuestRun(int exitCode, string console, string exchange, stri
 
     public long ImageBytes { get; } = imageBytes;
 
+    /// <summary>Where the guest wrote its results, manifests and logs.</summary>
+    public string ExchangeDirectory { get; } = exchange;
+
     /// <summary>The value the guest recorded for a step ("name value" lines of OUT/results), or null if it never ran.</summary>
     public string? Result(string step) =>
         File.Exists(Path.Combine(exchange, "results"))

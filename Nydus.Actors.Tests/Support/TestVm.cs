@@ -37,11 +37,13 @@ public static class TestVm
     }
 
     /// <summary>Runs <paramref name="guestScript"/> (a host path) in a fresh VM; <paramref name="exchangeDirectory"/> is
-    /// shared read-write at the same path.</summary>
+    /// shared read-write at the same path. <paramref name="environment"/> goes to run.sh (e.g. NYDUS_VM_VHOST_USER_FS).</summary>
     /// <returns>The guest script's exit code (125: the VM failed before it ran) and the serial console.</returns>
-    public static (int ExitCode, string Console) Run(string guestScript, string exchangeDirectory, TimeSpan timeout)
+    public static (int ExitCode, string Console) Run(string guestScript, string exchangeDirectory, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         foreach (string a in new[] { Path.Combine(ScriptsDirectory, "run.sh"), guestScript, exchangeDirectory, ((int)timeout.TotalSeconds).ToString() })
         {
             info.ArgumentList.Add(a);

@@ -46,6 +46,7 @@ public enum Errno
     ENODATA = 61,
     EPROTO = 71,
     EOVERFLOW = 75,
+    EMSGSIZE = 90,
     EOPNOTSUPP = 95,
     ENOTCONN = 107,
     ETIMEDOUT = 110,

@@ -3,6 +3,9 @@
 # the script's output) goes to stdout, and the script's exit code becomes ours (125: the VM failed before it).
 # The guest sees the host's root read-only (the script, the published nydusd, the test's files, at the same
 # paths) and, with EXCHANGE_DIR, that directory read-write at its own path.
+# With NYDUS_VM_VHOST_USER_FS="SOCKET..." the guest also gets one vhost-user-fs-pci device per socket, tagged nydus0,
+# nydus1, ... (a vhost-user backend such as `nydusd virtiofs` must listen on each); its RAM is then a shared memfd, as
+# vhost-user needs.
 # Killed after TIMEOUT seconds (default 300).
 # Usage: scripts/vm/run.sh GUEST_SCRIPT [EXCHANGE_DIR] [TIMEOUT]
 set -euo pipefail
@@ -16,6 +19,14 @@ if [ "${NYDUS_VM_ACCEL:-tcg}" = kvm ]; then accel=(-machine q35,accel=kvm -cpu h
 args=("${accel[@]}" -m "${NYDUS_VM_MEMORY:-2048}" -smp 2 -nographic -no-reboot -nodefaults
       -serial stdio -kernel "$KERNEL" -initrd "$INITRD"
       -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap)
+if [ -n "${NYDUS_VM_VHOST_USER_FS:-}" ]; then
+  args+=(-object "memory-backend-memfd,id=mem,size=${NYDUS_VM_MEMORY:-2048}M,share=on" -numa node,memdev=mem)
+  n=0
+  for sock in $NYDUS_VM_VHOST_USER_FS; do
+    args+=(-chardev "socket,id=vufs$n,path=$sock" -device "vhost-user-fs-pci,chardev=vufs$n,tag=nydus$n,queue-size=1024")
+    n=$((n + 1))
+  done
+fi
 cmdline="console=ttyS0 panic=-1 quiet loglevel=3 nydus.script=$script"
 if [ -n "$xchg" ]; then
   xchg="$(realpath "$xchg")"

@@ -1,0 +1,44 @@
+using Nydus.Actors.Tests.Support;
+using Xunit;
+
+namespace Nydus.Actors.Tests.VirtioFs;
+
+/// <summary><c>nydusd virtiofs</c>'s bad command lines: one clear line, nothing started, nobody's file touched.</summary>
+public sealed class VirtioFsCommandLineTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Missing_or_conflicting_sources_are_refused_before_anything_starts()
+    {
+        using var dir = new TempDir("virtiofs-cli");
+        string sock = dir.Combine("vfs.sock");
+        (int code, string output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock);
+        Assert.Equal(2, code);
+        Assert.Contains("give exactly one of --bootstrap and --shared-dir", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--bootstrap", "/nonexistent.boot");
+        Assert.Equal(2, code);
+        Assert.Contains("--bootstrap needs exactly one of --config and --localfs-dir", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--thread-num", "0");
+        Assert.Equal(2, code);
+        Assert.Contains("invalid --thread-num 0", output);
+        Assert.False(File.Exists(sock));
+    }
+
+    [Fact]
+    public async Task A_missing_image_or_a_regular_file_at_the_socket_path_is_one_clear_error()
+    {
+        using var dir = new TempDir("virtiofs-cli");
+        (int code, string output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", dir.Combine("vfs.sock"),
+            "--bootstrap", dir.Combine("missing.boot"), "--localfs-dir", dir.Path);
+        Assert.Equal(1, code);
+        Assert.Contains("missing.boot does not exist", output);
+
+        string someonesFile = dir.Combine("notes.txt");
+        File.WriteAllText(someonesFile, "keep me");
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", someonesFile, "--shared-dir", dir.Path);
+        Assert.Equal(1, code);
+        Assert.Contains("exists and is not a socket", output);
+        Assert.Equal("keep me", File.ReadAllText(someonesFile));
+    }
+}
