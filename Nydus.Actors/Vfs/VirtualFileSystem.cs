@@ -60,6 +60,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
 
     private TimeSpan PseudoTimeout => Notifier is null ? UnnotifiedTimeout : NotifiedTimeout;
 
+    /// <summary>
+    /// For a successor taking over a connection: its predecessor may have told the kernel that opens need no request
+    /// (a handed-over table holds images only: sendfd refuses passthrough), so instances that need handles are refused.
+    /// </summary>
+    public void AssumeZeroMessageOpen()
+    {
+        lock (_gate) _zeroMessageOpen = true;
+    }
+
     /// <summary>Whether the kernel was told that opens need no request on this connection (see <see cref="Open"/>).</summary>
     public bool ZeroMessageOpen
     {
