@@ -28,7 +28,10 @@ public static class PassthroughBench
     private const string Host = "backing dir";
     private const string Libfuse = "libfuse";
     private const string Nydus = "nydus";
-    private static readonly string[] Targets = [Host, Libfuse, Nydus];
+
+    /// <summary>The same passthrough served through FUSE alone (no FUSE_PASSTHROUGH): an empty-root daemon, mounted by the API.</summary>
+    private const string NydusFuse = "nydus, no kernel passthrough";
+    private static readonly string[] Targets = [Host, Libfuse, Nydus, NydusFuse];
 
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
     {
@@ -39,7 +42,8 @@ public static class PassthroughBench
         var backing = Path.Combine(scratch, "backing");
         var libfuseMount = Path.Combine(scratch, "mnt-libfuse");
         var nydusMount = Path.Combine(scratch, "mnt-nydus");
-        foreach (var dir in new[] { backing, libfuseMount, nydusMount }) Directory.CreateDirectory(dir);
+        var nydusFuseMount = Path.Combine(scratch, "mnt-nydus-fuse");
+        foreach (var dir in new[] { backing, libfuseMount, nydusMount, nydusFuseMount }) Directory.CreateDirectory(dir);
 
         var results = new Dictionary<string, Dictionary<string, List<double>>>();
         foreach (var measure in Measures) results[measure] = Targets.ToDictionary(t => t, _ => new List<double>());
@@ -57,7 +61,26 @@ public static class PassthroughBench
                 ["--apisock", Path.Combine(scratch, "api.sock"), "--work-dir", Path.Combine(scratch, "nydus-work"),
                  "--mountpoint", nydusMount, "--shared-dir", backing, "--writable", "--thread-num", NydusThreads.ToString(CultureInfo.InvariantCulture),
                  "--log-level", "warn"]);
-            var roots = new Dictionary<string, string> { [Host] = backing, [Libfuse] = libfuseMount, [Nydus] = nydusMount };
+            // INIT is settled before the API mount, by an empty root: no FUSE_PASSTHROUGH (and the image flags).
+            var fuseSocket = Path.Combine(scratch, "api-fuse.sock");
+            await using var nydusFuse = await FuseServerProcess.StartAsync(NydusFuse, nydusFuseMount, nydusd,
+                ["--apisock", fuseSocket, "--work-dir", Path.Combine(scratch, "nydus-fuse-work"),
+                 "--mountpoint", nydusFuseMount, "--writable", "--thread-num", NydusThreads.ToString(CultureInfo.InvariantCulture),
+                 "--log-level", "warn"]);
+            await global::Nydus.Actors.Api.ApiClient.WaitForStateAsync(fuseSocket, "RUNNING", TimeSpan.FromSeconds(60), () => null);
+            using (var api = new global::Nydus.Actors.Api.ApiClient(fuseSocket, TimeSpan.FromSeconds(60)))
+            {
+                var body = System.Text.Json.JsonSerializer.Serialize(new Dictionary<string, string>
+                {
+                    ["source"] = backing, ["fs_type"] = "passthrough_fs", ["config"] = "{\"writable\":true,\"kernel_passthrough\":false}",
+                });
+                var (status, answer) = await api.SendAsync("POST", "/api/v1/mount?mountpoint=/", body);
+                if (status != 204) throw new InvalidOperationException($"mounting the passthrough through the API answered {status}: {answer}");
+            }
+            var roots = new Dictionary<string, string>
+            {
+                [Host] = backing, [Libfuse] = libfuseMount, [Nydus] = nydusMount, [NydusFuse] = nydusFuseMount,
+            };
 
             for (var repeat = 0; repeat < Repeats; repeat++)
             {
@@ -81,7 +104,7 @@ public static class PassthroughBench
         }
         finally
         {
-            if (MountTable.IsFuseMount(libfuseMount) || MountTable.IsFuseMount(nydusMount))
+            if (MountTable.IsFuseMount(libfuseMount) || MountTable.IsFuseMount(nydusMount) || MountTable.IsFuseMount(nydusFuseMount))
                 Console.Error.WriteLine($"  a mount under {scratch} is still there: leaving the folder in place");
             else
                 Directory.Delete(scratch, recursive: true);
@@ -135,18 +158,21 @@ public static class PassthroughBench
     private static BenchReport Report(Dictionary<string, Dictionary<string, List<double>>> results, List<string> failures)
     {
         var report = new BenchReport("Passthrough mount: nydusd against libfuse passthrough_ll",
-            ["measure", Host, Libfuse, Nydus, "nydus/libfuse"]);
+            ["measure", Host, Libfuse, Nydus, NydusFuse, "nydus/libfuse", "nydus/backing dir"]);
         foreach (var measure in Measures)
         {
             var byTarget = results[measure];
             var libfuse = Median(byTarget[Libfuse]);
             var nydus = Median(byTarget[Nydus]);
+            var host = Median(byTarget[Host]);
             var ratio = double.IsNaN(libfuse) || double.IsNaN(nydus) ? "n/a" : (nydus / libfuse).ToString("F2", CultureInfo.InvariantCulture);
-            report.Add(measure, F(Median(byTarget[Host])), F(libfuse), F(nydus), ratio);
+            var ofHost = double.IsNaN(host) || double.IsNaN(nydus) ? "n/a" : (nydus / host).ToString("F2", CultureInfo.InvariantCulture);
+            report.Add(measure, F(host), F(libfuse), F(nydus), F(Median(byTarget[NydusFuse])), ratio, ofHost);
         }
         report.Note($"Medians of {Repeats} interleaved runs per target (order rotated each run); higher is better everywhere; nydus/libfuse >= 1.00 meets the aim.");
         report.Note($"libfuse: /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c built with `cc -O2` against the installed fuse3, run as `passthrough_ll -f -o source=DIR -o cache=auto MNT` (its default: 1 s entry/attr timeout, no keep_cache, no writeback, xattrs off, multi-threaded loop with libfuse's default cap of 10 threads).");
-        report.Note($"nydus: the published nydusd, `--shared-dir DIR --writable --thread-num {NydusThreads}` (1 s entry/attr timeout, no keep_cache, no writeback).");
+        report.Note($"nydus: the published nydusd, `--shared-dir DIR --writable --thread-num {NydusThreads}` (1 s entry/attr timeout, no keep_cache, no writeback), with FUSE passthrough (Linux 6.9+): opened files are read and written by the kernel from the host file.");
+        report.Note($"nydus, no kernel passthrough: the same nydusd with an empty root (`--mountpoint M --writable --thread-num {NydusThreads}`) and the directory mounted at / through the API with `{{\"writable\":true,\"kernel_passthrough\":false}}`: every read and write is a FUSE request (INIT was settled by the empty root: image flags).");
         report.Note("fio 1 MiB sequential jobs use psync, direct=0; write MiB/s is 1 GiB over the wall time of the fio run including its end_fsync; `sync; echo 3 > /proc/sys/vm/drop_caches` before the write and the cold read. Random reads: psync, 4 jobs on the same 1 GiB file, 64 MiB each, after the cold read filled the host cache.");
         report.Note($"Small files: one thread calls open(O_CREAT|O_EXCL)+write 1 KiB+close, then lstat, then unlink directly (no .NET file APIs), in batches of 4,000 with `echo 2 > /proc/sys/vm/drop_caches` (untimed) before each batch: every lstat/unlink is a fresh LOOKUP, and the servers (one O_PATH descriptor per known inode) stay under this machine's RLIMIT_NOFILE of 20,000, which root cannot raise here (no CAP_SYS_RESOURCE).");
         report.Note("The backing dir is ext4 on a virtio disk; the machine's 2 cores were shared with other helpers' builds and tests during the run, so expect noise of several per cent.");

@@ -84,6 +84,7 @@ public sealed class FuseServiceSetup
             {
                 var restored = new FuseSession(descriptor, vfs, sessionOptions);
                 vfs.Notifier = restored.Notifier;
+                vfs.AssumeZeroMessageOpen();
                 return restored;
             }, mountpoint, handoff, vfs);
             Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",

@@ -27,6 +27,8 @@ internal sealed class FuseFaultInjectingFileSystem : IFuseFileSystem, IDisposabl
 
     public bool SupportsReadDirPlus => _inner.SupportsReadDirPlus;
 
+    public bool SupportsZeroMessageOpen => _inner.SupportsZeroMessageOpen;
+
     public Errno Lookup(in FuseContext context, ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
     {
         if (name.SequenceEqual("boom"u8))

@@ -1,4 +1,6 @@
 using Nydus.Actors.Passthrough;
+using Nydus.Actors.Rafs;
+using Nydus.Actors.Storage;
 using Nydus.Actors.Tests.Support;
 using Nydus.Actors.Vfs;
 using Xunit;
@@ -117,6 +119,61 @@ public sealed class VirtualFileSystemMountTests : IDisposable
         Assert.Equal("root instance", File.ReadAllText(mount.Mounted("root.txt")));
         Assert.Equal(["/", "/b"], vfs.Mounts.Keys);
         Assert.Throws<KeyNotFoundException>(() => vfs.Umount("/a"));
+    }
+
+    /// <summary>Mounts an EROFS image of <paramref name="source"/> as a RAFS instance (its data is in the image).</summary>
+    private void MountImage(VirtualFileSystem vfs, string mountpoint, string source)
+    {
+        string file = Path.Combine(_trees, Guid.NewGuid().ToString("N") + ".img");
+        TreeBuilder.Run("mkfs.erofs", "--quiet", file, source);
+        var image = RafsImage.Open(file, BlobSource.None);
+        vfs.Mount(mountpoint, new RafsFileSystem(image), owner: image);
+    }
+
+    [FuseFact]
+    public void An_image_beside_a_passthrough_is_opened_with_handles_so_the_passthrough_keeps_working()
+    {
+        string img = Tree("img", ("i.txt", "from the image"), ("sub/j.txt", "deeper"));
+        string rw = Tree("rw", ("w.txt", "host file"), ("d/x.txt", "host dir"));
+        using var mount = StartVfs(out var vfs, v =>
+        {
+            v.Mount("/rw", new PassthroughFileSystem(rw, writable: false));
+            MountImage(v, "/img", img);
+        });
+
+        // The image answers OPEN and OPENDIR with ENOSYS; passed on, the kernel would stop opening the passthrough too.
+        Assert.Equal("from the image", File.ReadAllText(mount.Mounted("img", "i.txt")));
+        Assert.Equal(["i.txt", "sub"], Directory.GetFileSystemEntries(mount.Mounted("img")).Select(Path.GetFileName).Order());
+        Assert.Equal("deeper", File.ReadAllText(mount.Mounted("img", "sub", "j.txt")));
+        Assert.False(vfs.ZeroMessageOpen);
+
+        // The passthrough reads through the handles its OPEN and OPENDIR return.
+        Assert.Equal("host file", File.ReadAllText(mount.Mounted("rw", "w.txt")));
+        Assert.Equal(["d", "w.txt"], Directory.GetFileSystemEntries(mount.Mounted("rw")).Select(Path.GetFileName).Order());
+        Assert.Equal("host dir", File.ReadAllText(mount.Mounted("rw", "d", "x.txt")));
+        Assert.Equal("from the image", File.ReadAllText(mount.Mounted("img", "i.txt")));
+    }
+
+    [FuseFact]
+    public void Images_alone_are_opened_without_requests_and_then_a_passthrough_is_refused_with_a_clear_error()
+    {
+        string img = Tree("img", ("i.txt", "from the image"));
+        string other = Tree("other", ("o.txt", "other"));
+        using var mount = StartVfs(out var vfs, v => { });
+        // The root instance of StartVfs is a passthrough: take it away, so that only images are served.
+        vfs.Umount("/");
+        MountImage(vfs, "/img", img);
+
+        Assert.Equal("from the image", File.ReadAllText(mount.Mounted("img", "i.txt")));
+        Assert.True(vfs.ZeroMessageOpen);
+
+        var refused = Assert.Throws<InvalidOperationException>(() => vfs.Mount("/other", new PassthroughFileSystem(other, writable: false)));
+        Assert.Contains("without OPEN", refused.Message);
+        Assert.Equal(["/img"], vfs.Mounts.Keys);
+        // Another image is welcome, and the first still serves.
+        MountImage(vfs, "/img2", other);
+        Assert.Equal("other", File.ReadAllText(mount.Mounted("img2", "o.txt")));
+        Assert.Equal("from the image", File.ReadAllText(mount.Mounted("img", "i.txt")));
     }
 
     [Fact]

@@ -31,6 +31,7 @@ public sealed partial class PassthroughFileSystem
 
         result.Handle = NextHandle();
         _files[result.Handle] = file;
+        AttachBacking(inode, file, ref result);
         return Errno.Success;
     }
 
@@ -75,12 +76,18 @@ public sealed partial class PassthroughFileSystem
 
         result.Handle = NextHandle();
         _files[result.Handle] = file;
+        if (TryGetInode(entry.NodeId, out PassthroughInode created, out _))
+        {
+            AttachBacking(created, file, ref result);
+        }
+
         return Errno.Success;
     }
 
     public Errno Read(in FuseContext context, ulong nodeId, ulong handle, long offset, Span<byte> buffer, out int bytesRead)
     {
         bytesRead = 0;
+        Interlocked.Increment(ref _readRequests);
         if (!_files.TryGetValue(handle, out SafeFileHandle? file))
         {
             return Errno.EBADF;
@@ -115,6 +122,7 @@ public sealed partial class PassthroughFileSystem
     public Errno Write(in FuseContext context, ulong nodeId, ulong handle, long offset, ReadOnlySpan<byte> data, uint writeFlags, out int bytesWritten)
     {
         bytesWritten = 0;
+        Interlocked.Increment(ref _writeRequests);
         if (!Writable)
         {
             return Errno.EROFS;
@@ -166,6 +174,7 @@ public sealed partial class PassthroughFileSystem
 
     public Errno Release(in FuseContext context, ulong nodeId, ulong handle, int flags)
     {
+        DetachBacking(handle);
         if (_files.TryRemove(handle, out SafeFileHandle? file))
         {
             file.Dispose();

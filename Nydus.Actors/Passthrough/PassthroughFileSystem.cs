@@ -27,10 +27,13 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     /// <param name="root">The host directory to share.</param>
     /// <param name="writable">False answers every modifying request with EROFS.</param>
     /// <param name="cacheTimeout">How long the kernel may cache entries and attributes (default 1 s).</param>
-    public PassthroughFileSystem(string root, bool writable, TimeSpan? cacheTimeout = null)
+    /// <param name="kernelPassthrough">Back open files by their host files in the kernel when INIT granted
+    /// FUSE_PASSTHROUGH (see PassthroughFileSystem.Backing.cs).</param>
+    public PassthroughFileSystem(string root, bool writable, TimeSpan? cacheTimeout = null, bool kernelPassthrough = true)
     {
         Root = Path.GetFullPath(root);
         Writable = writable;
+        KernelPassthrough = kernelPassthrough;
         CacheTimeout = cacheTimeout ?? TimeSpan.FromSeconds(1);
 
         SafeFileHandle rootHandle = Libc.Own(Libc.Open(PathBytes.FromString(Root), Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0))
@@ -65,13 +68,17 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
 
     public int OpenFiles => _files.Count;
 
-    public void Init(FuseConnectionInfo connection) =>
+    public void Init(FuseConnectionInfo connection)
+    {
         _writebackCache = (connection.Flags & FuseInitFlags.WritebackCache) != 0;
+        InitBacking(connection);
+    }
 
     public void Forget(ulong nodeId, ulong lookupCount) => _inodes.Forget(nodeId, lookupCount);
 
     public void Destroy()
     {
+        ForgetBacking();
         foreach (ulong handle in _files.Keys)
         {
             if (_files.TryRemove(handle, out SafeFileHandle? file))

@@ -40,6 +40,9 @@ public sealed class RafsFileSystem : IFuseFileSystem
 
     public bool SupportsReadDirPlus => true;
 
+    /// <summary>Images need no handles: <see cref="Open"/> and <see cref="OpenDir"/> answer ENOSYS.</summary>
+    public bool SupportsZeroMessageOpen => true;
+
     private ulong ToNodeId(ulong ino) =>
         ino == _image.RootInode ? FuseProtocol.RootId : ino == FuseProtocol.RootId ? _image.RootInode : ino;
 

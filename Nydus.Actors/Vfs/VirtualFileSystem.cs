@@ -24,7 +24,12 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     public const ulong InodeMask = (1UL << IndexShift) - 1;
     private const int MaxIndex = 255;
     private const ulong RootId = 1;
-    private static readonly TimeSpan PseudoTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long the kernel may cache pseudo directories when nobody tells it of changes (no notifier).</summary>
+    private static readonly TimeSpan UnnotifiedTimeout = TimeSpan.FromSeconds(1);
+
+    /// <summary>With a notifier every change of the pseudo tree is announced, so the kernel may keep it as images keep theirs.</summary>
+    private static readonly TimeSpan NotifiedTimeout = TimeSpan.FromHours(1);
 
     private readonly Slot?[] _slots = new Slot?[MaxIndex + 1];
     private readonly object _gate = new();
@@ -35,6 +40,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     private FuseNotifier? _notifier;
     private FuseConnectionInfo? _connection;
 
+    /// <summary>Live instances that need OPEN and its handle (a passthrough directory); under the gate.</summary>
+    private int _handleInstances;
+
+    /// <summary>
+    /// The kernel was answered ENOSYS to an OPEN or OPENDIR, so it stopped sending them on this connection for good
+    /// (zero-message open): from then on no instance that needs handles can be served. Under the gate.
+    /// </summary>
+    private bool _zeroMessageOpen;
+
     public VirtualFileSystem()
     {
         _root = new PseudoNode(RootId, "", null);
@@ -44,7 +58,30 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     /// <summary>Where cache invalidations go once the session runs (optional: without it the kernel's caches time out).</summary>
     public FuseNotifier? Notifier { get => Volatile.Read(ref _notifier); set => Volatile.Write(ref _notifier, value); }
 
+    private TimeSpan PseudoTimeout => Notifier is null ? UnnotifiedTimeout : NotifiedTimeout;
+
+    /// <summary>
+    /// For a successor taking over a connection: its predecessor may have told the kernel that opens need no request
+    /// (a handed-over table holds images only: sendfd refuses passthrough), so instances that need handles are refused.
+    /// </summary>
+    public void AssumeZeroMessageOpen()
+    {
+        lock (_gate) _zeroMessageOpen = true;
+    }
+
+    /// <summary>Whether the kernel was told that opens need no request on this connection (see <see cref="Open"/>).</summary>
+    public bool ZeroMessageOpen
+    {
+        get
+        {
+            lock (_gate) return _zeroMessageOpen;
+        }
+    }
+
     public bool IsReadOnly => false;
+
+    /// <summary>Instances that list with attributes get READDIRPLUS routed; the others answer it as READDIR.</summary>
+    public bool SupportsReadDirPlus => true;
 
     /// <summary>The mounted instances by mountpoint.</summary>
     public IReadOnlyDictionary<string, IFuseFileSystem> Mounts
@@ -89,6 +126,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             if (FindLive(path) is not null)
                 throw new InvalidOperationException($"mountpoint {path} is already in use");
+            RefuseIfNeedsHandles(path, fileSystem);
             if (path == "/" && _root.Children.Count > 0)
                 throw new InvalidOperationException($"mountpoint / lies above the mounts below it, which it would hide");
             // Below the root's instance, a new top-level pseudo directory must not hide one of the instance's names
@@ -122,9 +160,10 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             _slots[slot.Index] = slot;
             if (node is null) _rootSlot = slot;
             else node.Mounted = slot;
+            if (!fileSystem.SupportsZeroMessageOpen) _handleInstances++;
             index = slot.Index;
         }
-        Invalidate(path);
+        Invalidate(path, replaced: null);
         return index;
     }
 
@@ -138,6 +177,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         lock (_gate)
         {
             old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
+            RefuseIfNeedsHandles(path, fileSystem);
             if (path == "/")
             {
                 // A new root image must not bring names that the pseudo directories of the other mounts would hide.
@@ -152,9 +192,11 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             if (old.Node is null) _rootSlot = slot;
             else old.Node.Mounted = slot;
             old.Retired = true;
+            if (!fileSystem.SupportsZeroMessageOpen) _handleInstances++;
+            if (!old.FileSystem.SupportsZeroMessageOpen) _handleInstances--;
             index = slot.Index;
         }
-        Invalidate(path);
+        Invalidate(path, replaced: old);
         old.Release();
         return index;
     }
@@ -168,6 +210,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             old = FindLive(path) ?? throw new KeyNotFoundException($"nothing is mounted at {path}");
             old.Retired = true;
+            if (!old.FileSystem.SupportsZeroMessageOpen) _handleInstances--;
             if (old.Node is null) _rootSlot = null;
             else
             {
@@ -180,8 +223,17 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
                 }
             }
         }
-        Invalidate(path);
+        Invalidate(path, replaced: old);
         old.Release();
+    }
+
+    /// <summary>Refuses an instance that needs OPEN once the kernel stopped sending it on this connection. Under the gate.</summary>
+    private void RefuseIfNeedsHandles(string path, IFuseFileSystem fileSystem)
+    {
+        if (_zeroMessageOpen && !fileSystem.SupportsZeroMessageOpen)
+            throw new InvalidOperationException($"{path}: this FUSE connection serves read-only images without OPEN requests "
+                + "(the kernel was told so at the first open, for the connection's lifetime), and this filesystem needs them; "
+                + "serve it from a daemon of its own, or mount it before any image file is opened");
     }
 
     /// <summary>True when <paramref name="fileSystem"/>'s root has an entry <paramref name="name"/> (a lookup, forgotten again).</summary>
@@ -224,26 +276,73 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         throw new InvalidOperationException($"all {MaxIndex} instance slots are in use");
     }
 
-    /// <summary>Tells the kernel to forget what it cached of a mountpoint's entry and of the root's attributes.</summary>
-    private void Invalidate(string path)
+    /// <summary>
+    /// Tells the kernel to forget what it cached of a changed mountpoint: its name in its parent (which drops the whole
+    /// cached subtree below it), the listings and attributes of the pseudo directories above it, and the first pseudo
+    /// directory an umount pruned. The instance at "/" is FUSE's node 1 itself, which no name invalidation reaches: the
+    /// names its replaced instance had in the root are dropped one by one. Sent outside the gate: a notification waits
+    /// for the kernel's directory lock, which a request being served (and maybe waiting for the gate) may hold.
+    /// </summary>
+    /// <param name="replaced">The instance that left the mountpoint (still leased by the caller), or null.</param>
+    private void Invalidate(string path, Slot? replaced)
     {
         if (Notifier is not { } notifier) return;
-        ulong parent = RootId;
+        var inodes = new List<ulong>();
+        var entries = new List<(ulong Parent, string Name)>();
+        var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
         lock (_gate)
         {
-            var parts = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
             var node = _root;
-            foreach (var part in parts[..^Math.Min(1, parts.Length)])
+            inodes.Add(node.Id);
+            int depth = 0;
+            for (; depth < parts.Length - 1 && node.Children.TryGetValue(parts[depth], out var child); depth++)
             {
-                if (!node.Children.TryGetValue(part, out var child)) break;
                 node = child;
+                inodes.Add(node.Id);
             }
-            parent = node.Id;
-            if (parts.Length > 0)
-                _ = notifier.InvalidateEntry(parent, Encoding.UTF8.GetBytes(parts[^1]));
+            // The leaf in its parent, or the highest pruned directory in the deepest one left.
+            if (parts.Length > 0) entries.Add((node.Id, parts[depth]));
+            if (parts.Length == 0 && replaced is not null)
+            {
+                foreach (var name in RootNames(replaced.FileSystem))
+                    if (!_root.Children.ContainsKey(name)) entries.Add((RootId, name));
+            }
         }
-        _ = notifier.InvalidateInode(parent);
-        if (path == "/") _ = notifier.InvalidateInode(RootId);
+        foreach (var (parent, name) in entries) _ = notifier.InvalidateEntry(parent, Encoding.UTF8.GetBytes(name));
+        foreach (var inode in inodes) _ = notifier.InvalidateInode(inode);
+    }
+
+    /// <summary>The names in <paramref name="fileSystem"/>'s root directory (without "." and "..").</summary>
+    private static List<string> RootNames(IFuseFileSystem fileSystem)
+    {
+        var names = new List<string>();
+        var context = new FuseContext(FuseOpcode.ReadDir, 0, RootId, 0, 0, 0);
+        var opened = fileSystem.OpenDir(context, RootId, 0, out var handle);
+        if (opened is not (Errno.Success or Errno.ENOSYS)) return names;
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            long offset = 0;
+            while (true)
+            {
+                var writer = new FuseDirectoryWriter(buffer, plus: false);
+                if (fileSystem.ReadDir(context, RootId, handle.Handle, offset, ref writer) != Errno.Success || writer.BytesWritten == 0) break;
+                // fuse_dirent: ino u64, off u64, namelen u32, type u32, name, padded to 8 bytes.
+                for (int at = 0; at + 24 <= writer.BytesWritten;)
+                {
+                    offset = BitConverter.ToInt64(buffer, at + 8);
+                    int length = BitConverter.ToInt32(buffer, at + 16);
+                    var name = Encoding.UTF8.GetString(buffer, at + 24, length);
+                    if (name is not ("." or "..")) names.Add(name);
+                    at += (24 + length + 7) & ~7;
+                }
+            }
+        }
+        finally
+        {
+            if (opened == Errno.Success) fileSystem.ReleaseDir(context, RootId, handle.Handle);
+        }
+        return names;
     }
 
     private static string Normalize(string mountpoint)
@@ -530,9 +629,32 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.EISDIR;
         if (slot == Slot.Stale) return Errno.ESTALE;
         var rc = slot!.Stats.Count(FsIoStats.Open, started, slot.FileSystem.Open(Inner(context, ino), ino, flags, out result), ino);
+        if (rc == Errno.ENOSYS) rc = ZeroMessageOpenOr(slot, FuseOpenFlags.KeepCache, ref result);
         // A successful open keeps its lease until RELEASE: the instance outlives a remount while the file is open.
         if (rc != Errno.Success) slot.Release();
         return rc;
+    }
+
+    /// <summary>
+    /// An instance that needs no handles (an image) answered OPEN or OPENDIR with ENOSYS. Passed on, the kernel stops
+    /// sending OPEN (or OPENDIR) and its RELEASE for the whole connection and keeps pages (and listings) cached across
+    /// opens; that is only right while no mounted instance needs handles, and it cannot be taken back (later such
+    /// mounts are refused). Otherwise the open succeeds here with handle 0 and the flags the kernel would have
+    /// assumed, at the cost of the OPEN and RELEASE round trips. Runs once or twice per connection when passed on.
+    /// </summary>
+    private Errno ZeroMessageOpenOr(Slot slot, FuseOpenFlags cacheFlags, ref FuseOpenResult result)
+    {
+        if (!slot.FileSystem.SupportsZeroMessageOpen) return Errno.ENOSYS;
+        lock (_gate)
+        {
+            if (_handleInstances == 0)
+            {
+                _zeroMessageOpen = true;
+                return Errno.ENOSYS;
+            }
+        }
+        result = new FuseOpenResult { Handle = 0, Flags = cacheFlags };
+        return Errno.Success;
     }
 
     public Errno Read(in FuseContext context, ulong nodeId, ulong handle, long offset, Span<byte> buffer, out int bytesRead)
@@ -654,6 +776,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (!TryRoute(nodeId, out var slot, out var ino)) return Errno.Success;
         if (slot == Slot.Stale) return Errno.ESTALE;
         var rc = slot!.Stats.Count(FsIoStats.Opendir, started, slot.FileSystem.OpenDir(Inner(context, ino), ino, flags, out result), ino);
+        if (rc == Errno.ENOSYS) rc = ZeroMessageOpenOr(slot, FuseOpenFlags.KeepCache | FuseOpenFlags.CacheDir, ref result);
         if (rc != Errno.Success) slot.Release();
         return rc;
     }
@@ -683,6 +806,29 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         if (slot == Slot.Stale) return Errno.ESTALE;
         try { return slot!.Stats.Count(FsIoStats.Readdir, started, slot.FileSystem.ReadDir(Inner(context, ino), ino, handle, offset, ref writer), ino); }
         finally { slot!.Release(); }
+    }
+
+    /// <summary>
+    /// Routed like <see cref="ReadDir"/> when the instance lists with attributes; its node ids get the instance's index
+    /// as in <see cref="Lookup"/>. Pseudo directories and instances without READDIRPLUS list plain entries (node id 0:
+    /// the kernel looks each up when it needs it).
+    /// </summary>
+    public Errno ReadDirPlus(in FuseContext context, ulong nodeId, ulong handle, long offset, ref FuseDirectoryWriter writer)
+    {
+        long started = Stopwatch.GetTimestamp();
+        if (!TryRoute(nodeId, out var slot, out var ino) || slot == Slot.Stale || !slot!.FileSystem.SupportsReadDirPlus)
+        {
+            if (slot is not null && slot != Slot.Stale) slot.Release();
+            return ReadDir(context, nodeId, handle, offset, ref writer);
+        }
+        try
+        {
+            var rc = slot.Stats.Count(FsIoStats.Readdirplus, started, slot.FileSystem.ReadDirPlus(Inner(context, ino), ino, handle, offset, ref writer), ino);
+            // The instance's root is the FUSE root only at "/", and no entry of a listing is a root: every node moves.
+            writer.SetNodeIdHighBits(0, (ulong)slot.Index << IndexShift);
+            return rc;
+        }
+        finally { slot.Release(); }
     }
 
     public Errno FsyncDir(in FuseContext context, ulong nodeId, ulong handle, bool dataOnly) => Errno.Success;

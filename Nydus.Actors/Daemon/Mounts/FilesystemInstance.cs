@@ -153,12 +153,16 @@ public sealed class FilesystemInstance : IDisposable
     }
 
     /// <summary>Shares a host directory (upstream's passthroughfs), read-only unless <paramref name="writable"/>.</summary>
-    public static FilesystemInstance OpenPassthrough(string directory, bool writable)
+    /// <param name="kernelPassthrough">Let the kernel read and write open files' host files itself (FUSE_PASSTHROUGH,
+    /// Linux 6.9+; the config's <c>kernel_passthrough</c>, default on).</param>
+    public static FilesystemInstance OpenPassthrough(string directory, bool writable, bool kernelPassthrough = true)
     {
         if (!Directory.Exists(directory))
             throw new DirectoryNotFoundException($"shared directory {directory} does not exist");
-        var fs = new PassthroughFileSystem(directory, writable);
-        var init = writable ? FuseInitOptions.WritablePassthrough() : FuseInitOptions.ReadOnlyImage;
+        var fs = new PassthroughFileSystem(directory, writable, kernelPassthrough: kernelPassthrough);
+        var init = writable
+            ? FuseInitOptions.WritablePassthrough(kernelPassthrough: kernelPassthrough)
+            : FuseInitOptions.ReadOnlyPassthrough(kernelPassthrough);
         return new FilesystemInstance(fs, FsBackendType.PassthroughFs, init, null, fs);
     }
 

@@ -47,7 +47,8 @@ public static class MountCommands
             case FsBackendType.PassthroughFs:
                 if (command.Source.Length == 0 || !Path.IsPathFullyQualified(command.Source))
                     throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the shared directory '{command.Source}' must be absolute");
-                var passthrough = FilesystemInstance.OpenPassthrough(command.Source, IsWritablePassthrough(command.Config));
+                var passthrough = FilesystemInstance.OpenPassthrough(command.Source, IsWritablePassthrough(command.Config),
+                    PassthroughOption(command.Config, "kernel_passthrough", fallback: true));
                 return new OpenedInstance(passthrough, new MountedBackend(FsBackendType.PassthroughFs.ToDisplayString(),
                     command.Mountpoint, DateTimeOffset.UtcNow, null));
 
@@ -92,14 +93,23 @@ public static class MountCommands
         instance.Source, instance.Config, instance.PrefetchFiles is null ? ImmutableArray<string>.Empty : [.. instance.PrefetchFiles],
         instance.VfsIndex);
 
-    private static bool IsWritablePassthrough(string config)
+    private static bool IsWritablePassthrough(string config) => PassthroughOption(config, "writable", fallback: false);
+
+    /// <summary>A boolean of a passthrough mount's config object (<c>writable</c>, <c>kernel_passthrough</c>).</summary>
+    private static bool PassthroughOption(string config, string name, bool fallback)
     {
-        if (string.IsNullOrWhiteSpace(config)) return false;
+        if (string.IsNullOrWhiteSpace(config)) return fallback;
         try
         {
             using var doc = System.Text.Json.JsonDocument.Parse(config);
-            return doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
-                   && doc.RootElement.TryGetProperty("writable", out var w) && w.ValueKind == System.Text.Json.JsonValueKind.True;
+            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object || !doc.RootElement.TryGetProperty(name, out var value))
+                return fallback;
+            return value.ValueKind switch
+            {
+                System.Text.Json.JsonValueKind.True => true,
+                System.Text.Json.JsonValueKind.False => false,
+                _ => throw new ConfigException(ConfigErrorKind.Malformed, $"config of a passthrough_fs mount: {name} must be true or false"),
+            };
         }
         catch (System.Text.Json.JsonException e)
         {

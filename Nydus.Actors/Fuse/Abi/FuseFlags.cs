@@ -62,6 +62,9 @@ public enum FuseOpenFlags : uint
     Stream = 1 << 4,
     NoFlush = 1 << 5,
     ParallelDirectWrites = 1 << 6,
+
+    /// <summary>Reads and writes go straight to the backing file named by fuse_open_out.backing_id (Linux 6.9+).</summary>
+    Passthrough = 1 << 7,
 }
 
 /// <summary>fuse_setattr_in.valid (FATTR_*): which fields of a SETATTR request are meaningful.</summary>

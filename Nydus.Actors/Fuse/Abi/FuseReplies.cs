@@ -18,8 +18,12 @@ public struct FuseInitOut
     public ushort MaxPages;
     public ushort MapAlignment;
     public uint Flags2;
-    /// <summary>Protocol 7.40 made unused[0] max_stack_depth (FUSE_PASSTHROUGH); zero here.</summary>
-    private uint _unused0, _unused1, _unused2, _unused3, _unused4, _unused5, _unused6;
+    /// <summary>
+    /// With FUSE_PASSTHROUGH (7.40): how deeply the backing files' file systems may be stacked below this mount
+    /// (1: a backing file must not be on a stacked file system such as overlayfs). Passthrough needs it above 0.
+    /// </summary>
+    public uint MaxStackDepth;
+    private uint _unused1, _unused2, _unused3, _unused4, _unused5, _unused6;
 
     /// <summary>Reply size understood by kernels speaking a minor below 23.</summary>
     public const int Compat22Size = 24;
@@ -30,7 +34,9 @@ public struct FuseOpenOut
 {
     public ulong Fh;
     public FuseOpenFlags OpenFlags;
-    private uint _padding;
+
+    /// <summary>With FOPEN_PASSTHROUGH: the id FUSE_DEV_IOC_BACKING_OPEN gave for the backing file (7.40).</summary>
+    public int BackingId;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -15,4 +15,8 @@ public sealed record FuseConnectionInfo(
     FuseInitFlags Flags,
     uint MaxWrite,
     uint MaxReadahead,
-    ushort MaxPages);
+    ushort MaxPages)
+{
+    /// <summary>Where backing files are registered when the kernel granted FUSE_PASSTHROUGH on this connection, else null.</summary>
+    public Session.FuseBackingFiles? BackingFiles { get; init; }
+}

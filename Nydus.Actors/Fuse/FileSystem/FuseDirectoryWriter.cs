@@ -95,6 +95,33 @@ public ref struct FuseDirectoryWriter
         return true;
     }
 
+    /// <summary>
+    /// Moves the node ids of the READDIRPLUS entries written from byte <paramref name="from"/> on into another id
+    /// space: <c>nodeId | high</c>, also as the attributes' and the dirent's inode number (a VFS prefixes its
+    /// instance index). Entries without a node (".", "..", TryAdd) stay as they are.
+    /// </summary>
+    public void SetNodeIdHighBits(int from, ulong high)
+    {
+        if (!IsPlus)
+        {
+            return;
+        }
+
+        for (int at = from; at + DirentPlusSize <= _written;)
+        {
+            Span<byte> record = _buffer[at..];
+            ref FuseDirentPlus plus = ref MemoryMarshal.AsRef<FuseDirentPlus>(record[..DirentPlusSize]);
+            if (plus.EntryOut.NodeId != 0)
+            {
+                plus.EntryOut.NodeId |= high;
+                plus.EntryOut.Attr.Ino = plus.EntryOut.NodeId;
+                plus.Dirent.Ino = plus.EntryOut.NodeId;
+            }
+
+            at += RecordSize((int)plus.Dirent.NameLength);
+        }
+    }
+
     private readonly int RecordSize(int nameLength) =>
         ((IsPlus ? DirentPlusSize : DirentSize) + nameLength + 7) & ~7;
 }

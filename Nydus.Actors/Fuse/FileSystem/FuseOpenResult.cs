@@ -7,4 +7,7 @@ public struct FuseOpenResult
 {
     public ulong Handle;
     public FuseOpenFlags Flags;
+
+    /// <summary>With <see cref="FuseOpenFlags.Passthrough"/>: the registered backing file (see FuseBackingFiles).</summary>
+    public int BackingId;
 }

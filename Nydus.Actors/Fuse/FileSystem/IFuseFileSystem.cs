@@ -20,6 +20,14 @@ public interface IFuseFileSystem
     /// <summary>Whether <see cref="ReadDirPlus"/> is implemented (the session asks the kernel for READDIRPLUS only then).</summary>
     bool SupportsReadDirPlus => false;
 
+    /// <summary>
+    /// Whether this file system keeps nothing per open file or directory and answers OPEN and OPENDIR with ENOSYS,
+    /// so the kernel may stop sending them and their RELEASEs (FUSE's zero-message open; the kernel then keeps file
+    /// pages and directory listings cached across opens). Such a reply holds for the whole connection, so a session
+    /// shared with file systems that need handles must not pass it on (the VFS decides).
+    /// </summary>
+    bool SupportsZeroMessageOpen => false;
+
     /// <summary>Called once per connection when INIT has been answered.</summary>
     void Init(FuseConnectionInfo connection)
     {

@@ -23,7 +23,7 @@ public sealed partial class FuseDispatcher
             return FuseReplyWriter.Error(reply, context.Unique, errno);
         }
 
-        var output = new FuseOpenOut { Fh = result.Handle, OpenFlags = result.Flags };
+        var output = new FuseOpenOut { Fh = result.Handle, OpenFlags = result.Flags, BackingId = result.BackingId };
         return FuseReplyWriter.Struct(reply, context.Unique, in output);
     }
 

@@ -159,7 +159,7 @@ public sealed partial class FuseDispatcher
         // CREATE answers fuse_entry_out followed by fuse_open_out.
         var entryOut = default(FuseEntryOut);
         FuseReplyWriter.FillEntryOut(ref entryOut, in entry);
-        var openOut = new FuseOpenOut { Fh = open.Handle, OpenFlags = open.Flags };
+        var openOut = new FuseOpenOut { Fh = open.Handle, OpenFlags = open.Flags, BackingId = open.BackingId };
         Span<byte> output = FuseReplyWriter.Body(reply);
         MemoryMarshal.Write(output, in entryOut);
         int entrySize = Unsafe.SizeOf<FuseEntryOut>();

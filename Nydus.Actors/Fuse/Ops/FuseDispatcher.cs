@@ -19,17 +19,26 @@ public sealed partial class FuseDispatcher
 
     private readonly IFuseFileSystem _fileSystem;
     private readonly FuseInitOptions _initOptions;
+    private readonly Session.FuseBackingFiles? _backingFiles;
     private long _requests;
     private long _failures;
     private long _interrupts;
     private long _resent;
     private long _refusedResends;
 
-    public FuseDispatcher(IFuseFileSystem fileSystem, FuseInitOptions initOptions)
+    /// <param name="backingFiles">The session's backing file registry, handed to the file system (in
+    /// <see cref="FuseConnectionInfo.BackingFiles"/>) when INIT granted FUSE_PASSTHROUGH.</param>
+    public FuseDispatcher(IFuseFileSystem fileSystem, FuseInitOptions initOptions, Session.FuseBackingFiles? backingFiles = null)
     {
         _fileSystem = fileSystem;
         _initOptions = initOptions;
+        _backingFiles = backingFiles;
     }
+
+    private FuseConnectionInfo WithBackingFiles(FuseConnectionInfo connection) =>
+        (connection.Flags & FuseInitFlags.Passthrough) != 0 && _backingFiles is not null
+            ? connection with { BackingFiles = _backingFiles }
+            : connection;
 
     /// <summary>What INIT agreed, once the kernel has sent it on this connection.</summary>
     public FuseConnectionInfo? Connection { get; private set; }
@@ -42,6 +51,7 @@ public sealed partial class FuseDispatcher
     /// </summary>
     public void Restore(FuseConnectionInfo connection)
     {
+        connection = WithBackingFiles(connection);
         Connection = connection;
         _fileSystem.Init(connection);
     }
@@ -195,6 +205,7 @@ public sealed partial class FuseDispatcher
         }
 
         FuseInitOut answer = FuseInitNegotiation.Negotiate(in offer, _initOptions, _fileSystem.SupportsReadDirPlus, out FuseConnectionInfo connection);
+        connection = WithBackingFiles(connection);
         Connection = connection;
         _fileSystem.Init(connection);
         int length = FuseReplyWriter.Struct(reply, context.Unique, in answer);

@@ -34,6 +34,12 @@ public static class FuseInitNegotiation
         }
 
         FuseInitFlags granted = offered & wanted;
+        if ((granted & FuseInitFlags.WritebackCache) != 0 || options.MaxStackDepth == 0)
+        {
+            // The kernel turns passthrough off beside the writeback cache, and without a stack depth.
+            granted &= ~FuseInitFlags.Passthrough;
+        }
+
         uint minor = Math.Min(offer.Minor, FuseProtocol.KernelMinor);
 
         uint maxPages = (granted & FuseInitFlags.MaxPages) != 0
@@ -53,6 +59,7 @@ public static class FuseInitNegotiation
             MaxWrite = maxWrite,
             TimeGran = 1,
             MaxPages = (ushort)maxPages,
+            MaxStackDepth = (granted & FuseInitFlags.Passthrough) != 0 ? options.MaxStackDepth : 0,
         };
 
         connection = new FuseConnectionInfo(minor, offered, granted, maxWrite, reply.MaxReadahead, (ushort)maxPages);

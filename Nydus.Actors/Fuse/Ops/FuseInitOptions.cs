@@ -21,6 +21,9 @@ public sealed record FuseInitOptions
 
     public FuseInitFlags WantedFlags { get; init; } = ReadOnlyImageFlags;
 
+    /// <summary>max_stack_depth for FUSE_PASSTHROUGH (1: backing files on unstacked file systems); 0 without it.</summary>
+    public uint MaxStackDepth { get; init; }
+
     /// <summary>
     /// What a read-mostly image server wants: parallel async reads and lookups, readdirplus to save the
     /// per-entry LOOKUP, cached symlink targets, NFS export (LOOKUP of "." and ".."), big requests.
@@ -42,12 +45,28 @@ public sealed record FuseInitOptions
     /// <summary>Options for a read-only image (RAFS) or read-only passthrough.</summary>
     public static FuseInitOptions ReadOnlyImage { get; } = new();
 
+    /// <summary>
+    /// Options for a read-only passthrough: an image's, plus kernel passthrough of open files' reads to their host
+    /// files when <paramref name="kernelPassthrough"/> (Linux 6.9+, granted only where the kernel offers it).
+    /// </summary>
+    public static FuseInitOptions ReadOnlyPassthrough(bool kernelPassthrough = true) => kernelPassthrough
+        ? new FuseInitOptions { WantedFlags = ReadOnlyImageFlags | FuseInitFlags.Passthrough, MaxStackDepth = 1 }
+        : ReadOnlyImage;
+
     /// <summary>Options for a writable passthrough.</summary>
-    /// <param name="writebackCache">Let the kernel buffer writes (faster, but the host sees them late).</param>
+    /// <param name="writebackCache">Let the kernel buffer writes (faster, but the host sees them late). The kernel
+    /// then refuses passthrough.</param>
     /// <param name="posixAcl">Let the kernel enforce POSIX ACLs from system.posix_acl_* xattrs (off by default).</param>
-    public static FuseInitOptions WritablePassthrough(bool writebackCache = false, bool posixAcl = false)
+    /// <param name="kernelPassthrough">Ask for FUSE_PASSTHROUGH: reads and writes of open files go from the kernel
+    /// to the host file without this server (Linux 6.9+, needs CAP_SYS_ADMIN).</param>
+    public static FuseInitOptions WritablePassthrough(bool writebackCache = false, bool posixAcl = false, bool kernelPassthrough = true)
     {
         FuseInitFlags flags = WritablePassthroughFlags;
+        if (kernelPassthrough && !writebackCache)
+        {
+            flags |= FuseInitFlags.Passthrough;
+        }
+
         if (writebackCache)
         {
             flags |= FuseInitFlags.WritebackCache;
@@ -58,6 +77,6 @@ public sealed record FuseInitOptions
             flags |= FuseInitFlags.PosixAcl;
         }
 
-        return new FuseInitOptions { WantedFlags = flags };
+        return new FuseInitOptions { WantedFlags = flags, MaxStackDepth = (flags & FuseInitFlags.Passthrough) != 0 ? 1u : 0u };
     }
 }

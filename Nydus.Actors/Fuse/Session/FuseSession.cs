@@ -34,7 +34,7 @@ public sealed class FuseSession : IDisposable
 
         _device = device;
         _options = options;
-        Dispatcher = new FuseDispatcher(fileSystem, options.InitOptions);
+        Dispatcher = new FuseDispatcher(fileSystem, options.InitOptions, new FuseBackingFiles(device));
         Notifier = new FuseNotifier(device);
         Inflight = new FuseInflight(options.WorkerCount);
 
