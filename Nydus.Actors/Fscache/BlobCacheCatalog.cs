@@ -32,7 +32,9 @@ public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : 
         string bootstrapKey = item.Entry.Key();
         string path = listing.Items.FirstOrDefault(i => i.Key == bootstrapKey)?.MetadataPath ?? item.Entry.MetadataPath;
         var lazy = _images.GetOrAdd(bootstrapKey, _ => new Lazy<BlockAddressSpace>(
-            () => BlockImages.Open(path, item.Entry.Config, $"blob entry {bootstrapKey}")));
+            // Entries need no rafs section (they serve no filesystem here); the image reader wants one: defaults.
+            () => BlockImages.Open(path, item.Entry.Config with { Rafs = item.Entry.Config.Rafs ?? new RafsConfigV2() },
+                $"blob entry {bootstrapKey}")));
         BlockAddressSpace image;
         try
         {
