@@ -144,6 +144,25 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.False(_nydusd!.HasExited);
     }
 
+    /// <summary>
+    /// The closest this machine gets to the real thing: the cache files the daemon filled are what cachefiles would
+    /// hand to EROFS, so the kernel's own EROFS driver mounts them (bootstrap object as the image, data blob object as
+    /// its device) and `cat` reads the image's files from them.
+    /// </summary>
+    [FuseFact]
+    public async Task The_kernel_erofs_driver_mounts_the_filled_cache_files()
+    {
+        await AddAsync(LocalEntry("k", "img", UpstreamBlockImage.Bootstrap));
+        var boot = await _kernel.OpenAsync("erofs,k", "img", Wait);
+        var data = await _kernel.OpenAsync("erofs,k", UpstreamBlockImage.BlobId, Wait);
+        await ReadAllAsync(boot, 8192);
+        await ReadAllAsync(data, 8192);
+
+        using var kernel = new KernelErofsMount(boot.CachePath, data.CachePath);
+        Assert.Equal(UpstreamBlockImage.LibRsMd5, UpstreamBlockImage.Md5(File.ReadAllBytes(Path.Combine(kernel.MountPoint, "lib.rs"))));
+        Assert.Equal(UpstreamBlockImage.SyncIoRsMd5, UpstreamBlockImage.Md5(File.ReadAllBytes(Path.Combine(kernel.MountPoint, "sync_io.rs"))));
+    }
+
     [Fact]
     public async Task Many_objects_of_several_domains_are_served_at_once()
     {
