@@ -20,7 +20,7 @@ namespace Nydus.Bench.Registry;
 /// </summary>
 public static partial class RegistryBench
 {
-    private const string Repo = "library/bench-tree";
+    internal const string Repo = "library/bench-tree";
     private const int Dirs = 50;
     private const int FilesPerDir = 100;
     private const int MaxFileSize = 8192;
@@ -286,7 +286,7 @@ public static partial class RegistryBench
         return (process, Stop);
     }
 
-    private static Process StartRegistry(string work, int port)
+    internal static Process StartRegistry(string work, int port)
     {
         string storage = Path.Combine(work, "registry");
         Directory.CreateDirectory(storage);
@@ -329,7 +329,7 @@ public static partial class RegistryBench
     }
 
     /// <summary>Monolithic blob upload: POST uploads/, then PUT with ?digest=.</summary>
-    private static async Task PushAsync(string host, string blobPath, string blobId)
+    internal static async Task PushAsync(string host, string blobPath, string blobId)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(120) };
         using var started = await http.PostAsync($"http://{host}/v2/{Repo}/blobs/uploads/", null);
@@ -356,7 +356,7 @@ public static partial class RegistryBench
 
     private static string LoadAverage() => File.ReadAllText("/proc/loadavg").Split(' ')[0];
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
