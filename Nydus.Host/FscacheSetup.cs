@@ -18,7 +18,14 @@ public static class FscacheSetup
         {
             Serilog.Log.Warning("fscache: using the simulated cachefiles device at {Socket} ({Variable} is a test hook)",
                 socket, SimulatedCachefilesDevice.SocketVariable);
-            return SimulatedCachefilesDevice.ConnectAndBind(socket, dir, options.FscacheTag);
+            try
+            {
+                return SimulatedCachefilesDevice.ConnectAndBind(socket, dir, options.FscacheTag);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw new IOException($"cannot connect to the simulated cachefiles device {socket}: {e.Message}", e);
+            }
         }
 
         return CachefilesDevice.OpenAndBind(dir, options.FscacheTag);

@@ -238,6 +238,12 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.True(tail.Filled);
         Assert.Equal(Bootstrap[^4096..], tail.Bytes);
 
+        // Offset and length whose sum wraps 64 bits: nothing lies inside, completed at once, nothing written.
+        uint hugeId = _kernel.NextMessageId();
+        var huge = _kernel.Expect(hugeId);
+        _kernel.SendRaw(CachefilesMessage.EncodeRead(hugeId, boot.ObjectId, ulong.MaxValue - 10, 100));
+        Assert.Equal($"cread {hugeId},{boot.ObjectId}", await huge.WaitAsync(Wait));
+
         Assert.Equal(Bootstrap, await ReadAllAsync(boot, 4096));
         Assert.Empty(_kernel.UnexpectedReplies);
         Assert.False(_nydusd!.HasExited);

@@ -180,9 +180,10 @@ public sealed class FscacheService : IDisposable
         }
 
         long size = obj.Source.Size;
+        // Only what lies inside the object is filled; written so that no sum of two 64-bit fields can wrap.
         long offset = (long)Math.Min(read.Offset, (ulong)size);
-        long end = (long)Math.Min(read.Offset + Math.Min(read.Length, (ulong)long.MaxValue), (ulong)size);
-        if (read.Offset > (ulong)size || read.Offset + read.Length > (ulong)size)
+        long end = offset + (long)Math.Min(read.Length, (ulong)(size - offset));
+        if (read.Offset > (ulong)size || read.Length > (ulong)size - read.Offset)
             Log.Warning("fscache: READ {Id} of [{Offset}, +{Length}) goes past the end of {Source} ({Size} bytes): only what lies inside is filled",
                 message.MessageId, read.Offset, read.Length, obj.Source.Describe(), size);
         byte[] buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(CopySize, Math.Max(1, end - offset)));

@@ -240,8 +240,8 @@ public sealed class SimulatedCachefilesKernel : IDisposable
             }
 
             if (!_pending.TryGetValue(msg, out var read)) { Complete(msg, text, out _); return; }
-            uint expected = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(read.Message.AsSpan(12));
-            if (read.Message.Length > 0 && objectId != expected)
+            if (read.Message.Length >= CachefilesMessage.HeaderSize
+                && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(read.Message.AsSpan(12)) is var expected && objectId != expected)
                 _unexpected.Enqueue($"{text}: issued on the fd of object {objectId}, the READ was for object {expected}");
             if (Complete(msg, text, out var pending)) pending.Answer.TrySetResult(text);
             return;
