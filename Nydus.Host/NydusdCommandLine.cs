@@ -169,7 +169,7 @@ public static class NydusdCommandLine
         if (Given(r, Supervisor)) r.AddError(NotYet("--supervisor for a singleton (fscache handoff)"));
         if (Given(r, Upgrade)) r.AddError(NotYet("--upgrade for a singleton (fscache takeover)"));
         if (Given(r, FscacheTag) && !Given(r, Fscache)) r.AddError("--fscache-tag requires --fscache");
-        if (r.GetValue(FscacheThreads) is < 1 or > 1024) r.AddError("--fscache-threads must be between 1 and 1024");
+        if (Given(r, FscacheThreads) && r.GetValue(FscacheThreads) is < 1 or > 1024) r.AddError("--fscache-threads must be between 1 and 1024");
     }
 
     private sealed class PrintVersionAction : SynchronousCommandLineAction
