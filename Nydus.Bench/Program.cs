@@ -1,7 +1,7 @@
 using Nydus.Bench;
 
 // Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
-// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev] ; prints a table per suite and writes bench/results-<suite>.md.
+// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache] ; prints a table per suite and writes bench/results-<suite>.md.
 var suite = args.Length > 0 ? args[0] : "all";
 var repoRoot = RepoPaths.FindRoot();
 var nydusd = Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
@@ -21,6 +21,7 @@ var suites = new Dictionary<string, Func<string, string, Task<BenchReport>>>
     ["registry"] = Nydus.Bench.Registry.RegistryBench.RunAsync,
     ["upgrade"] = UpgradeBench.RunAsync,
     ["blockdev"] = BlockDevBench.RunAsync,
+    ["fscache"] = FscacheBench.RunAsync,
 };
 foreach (var (name, run) in suites)
 {

@@ -102,6 +102,9 @@ public static class DaemonHost
             : FuseServiceSetup.Prepare(options,
                 UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
         if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
+        // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
+        // daemon's mount is (a refused bind ends the start here).
+        var fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
@@ -115,6 +118,7 @@ public static class DaemonHost
         catch (Exception e)
         {
             fuse?.Undo();
+            fscacheDevice?.Dispose();
             daemonReady.SetCanceled();
             await DisposeQuietlyAsync(apiStarting);
             // Akka reports a bad setting (e.g. akka.loglevel from --hocon) as an ArgumentException: a configuration error.
@@ -126,7 +130,8 @@ public static class DaemonHost
             options.Supervisor,
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
-            ServiceProps: fuse?.ServiceProps,
+            ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
+                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30))),
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,

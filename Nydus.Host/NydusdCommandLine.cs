@@ -165,11 +165,11 @@ public static class NydusdCommandLine
 
     private static void ValidateSingleton(CommandResult r)
     {
-        if (Given(r, Fscache)) r.AddError(NotYet("--fscache (EROFS over fscache)"));
-        // A singleton's handoff carries the /dev/cachefiles fd and blob entries, which need fscache first.
+        // A singleton's handoff would carry the /dev/cachefiles fd and the open objects: not built yet.
         if (Given(r, Supervisor)) r.AddError(NotYet("--supervisor for a singleton (fscache handoff)"));
         if (Given(r, Upgrade)) r.AddError(NotYet("--upgrade for a singleton (fscache takeover)"));
         if (Given(r, FscacheTag) && !Given(r, Fscache)) r.AddError("--fscache-tag requires --fscache");
+        if (Given(r, FscacheThreads) && r.GetValue(FscacheThreads) is < 1 or > 1024) r.AddError("--fscache-threads must be between 1 and 1024");
     }
 
     private sealed class PrintVersionAction : SynchronousCommandLineAction
@@ -223,5 +223,8 @@ public static class NydusdCommandLine
         SharedDir = singleton ? null : r.GetValue(SharedDir),
         PrefetchFiles = singleton ? null : r.GetValue(PrefetchFiles),
         VirtualMountpoint = singleton ? "/" : r.GetValue(VirtualMountpoint)!,
+        Fscache = singleton ? r.GetValue(Fscache) : null,
+        FscacheTag = singleton ? r.GetValue(FscacheTag) : null,
+        FscacheThreads = singleton ? r.GetValue(FscacheThreads) : 4,
     };
 }

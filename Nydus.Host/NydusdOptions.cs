@@ -29,4 +29,10 @@ public sealed record NydusdOptions
     public string? SharedDir { get; init; }
     public string? PrefetchFiles { get; init; }
     public string VirtualMountpoint { get; init; } = "/";
+
+    // Singleton: EROFS over fscache (cachefiles on-demand)
+    /// <summary>--fscache: the cachefiles cache directory; null: no fscache service.</summary>
+    public string? Fscache { get; init; }
+    public string? FscacheTag { get; init; }
+    public int FscacheThreads { get; init; } = 4;
 }

@@ -155,7 +155,7 @@ public sealed class NydusdProcessTests : IDisposable
     [InlineData("invalid --failover-policy 'sometimes'", "--failover-policy", "sometimes", "--mountpoint", "/tmp")]
     [InlineData("--bootstrap and --shared-dir cannot be used together", "-M", "/tmp", "-B", "/x", "--shared-dir", "/y")]
     [InlineData("--upgrade for a singleton (fscache takeover) is not supported yet", "singleton", "--upgrade")]
-    [InlineData("--fscache (EROFS over fscache) is not supported yet", "singleton", "--fscache", "/tmp")]
+    [InlineData("--fscache-threads must be between 1 and 1024", "singleton", "--fscache", "/tmp", "--fscache-threads", "0")]
     public async Task Bad_command_lines_exit_2_with_a_message(string expected, params string[] args)
     {
         var (code, output) = await NydusdProcess.RunAsync(Wait, args);

@@ -26,6 +26,7 @@ public enum Errno
     ENOTDIR = 20,
     EISDIR = 21,
     EINVAL = 22,
+    EALREADY = 114,
     ENFILE = 23,
     ENOTTY = 25,
     EMFILE = 24,

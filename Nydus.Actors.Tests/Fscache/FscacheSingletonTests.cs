@@ -1,0 +1,258 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Nydus.Actors.Api;
+using Nydus.Actors.Fscache;
+using Nydus.Actors.Fscache.Simulation;
+using Nydus.Actors.Tests.Block;
+using Nydus.Actors.Tests.Support;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Nydus.Actors.Tests.Fscache;
+
+/// <summary>
+/// The real nydusd (<c>singleton --fscache</c>) serving a simulated kernel (<see cref="SimulatedCachefilesKernel"/>,
+/// reached through the test hook <c>NYDUS_TEST_CACHEFILES_SOCKET</c>; this machine has no cachefiles module): images
+/// added with <c>PUT /api/v2/blobs</c>, opened and read by cookie as EROFS would, every byte read back from the
+/// cache files compared with the upstream RAFS v6 fixture built without our readers (<see cref="UpstreamBlockImage"/>).
+/// </summary>
+public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private const string Repo = "fscache/image";
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
+    private readonly TempDir _dir = new("fscache");
+    private SimulatedCachefilesKernel _kernel = null!;
+    private NydusdProcess? _nydusd;
+    private string ApiSocket => _dir.Combine("api.sock");
+
+    private static byte[] Bootstrap => File.ReadAllBytes(UpstreamBlockImage.Bootstrap);
+
+    /// <summary>The data blob object: the blob's uncompressed form, 9 blocks (MANIFEST.md §V6).</summary>
+    private static byte[] DataObject => UpstreamBlockImage.ExpectedDevice.AsSpan(512 * 4096, 9 * 4096).ToArray();
+
+    public async Task InitializeAsync()
+    {
+        _kernel = SimulatedCachefilesKernel.Listen(_dir.Combine("cachefiles.sock"), _dir.Combine("kernel-cache"));
+        _nydusd = NydusdProcess.StartIn(null, new Dictionary<string, string> { [SimulatedCachefilesDevice.SocketVariable] = _dir.Combine("cachefiles.sock") },
+            "singleton", "--apisock", ApiSocket, "--id", "fscache-test", "--work-dir", _dir.Combine("work"),
+            "--fscache", _dir.Combine("fscache"), "--fscache-tag", "nydus-test", "--fscache-threads", "4");
+        await _nydusd.WaitForStateAsync(ApiSocket, "RUNNING", Wait);
+        await _kernel.Bound.WaitAsync(Wait);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_nydusd is not null)
+        {
+            output.WriteLine(_nydusd.Output);
+            await _nydusd.DisposeAsync();
+        }
+
+        _kernel.Dispose();
+        _dir.Dispose();
+    }
+
+    private string Dir(string name)
+    {
+        string path = _dir.Combine(name);
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    private string LocalEntry(string domain, string id, string bootstrap) => new JsonObject
+    {
+        ["type"] = "bootstrap",
+        ["id"] = id,
+        ["domain_id"] = domain,
+        ["config_v2"] = new JsonObject
+        {
+            ["version"] = 2,
+            ["id"] = id,
+            ["backend"] = new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = UpstreamBlockImage.BlobDir } },
+            ["cache"] = new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") } },
+            ["metadata_path"] = bootstrap,
+        },
+    }.ToJsonString();
+
+    private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => new JsonObject
+    {
+        ["type"] = "bootstrap",
+        ["id"] = id,
+        ["domain_id"] = domain,
+        ["config_v2"] = new JsonObject
+        {
+            ["version"] = 2,
+            ["id"] = id,
+            ["backend"] = new JsonObject
+            {
+                ["type"] = "registry",
+                ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
+            },
+            ["cache"] = new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } },
+            ["metadata_path"] = bootstrap,
+        },
+    }.ToJsonString();
+
+    private async Task AddAsync(string entry)
+    {
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, body) = await api.SendAsync("PUT", "/api/v2/blobs", entry);
+        Assert.True(status == 204, $"PUT /api/v2/blobs answered {status} {body}");
+    }
+
+    /// <summary>READs the whole object in <paramref name="piece"/>-byte requests, all in flight at once.</summary>
+    private async Task<byte[]> ReadAllAsync(SimulatedObject obj, int piece)
+    {
+        var reads = new List<(long Offset, Task<string> Done)>();
+        for (long at = 0; at < obj.Size; at += piece) reads.Add((at, _kernel.StartRead(obj, at, piece)));
+        await Task.WhenAll(reads.Select(r => r.Done)).WaitAsync(Wait);
+        var result = SimulatedCachefilesKernel.ReadBack(obj, 0, obj.Size);
+        Assert.True(result.Filled, $"{obj.CookieKey}: the daemon left part of the object unwritten");
+        return result.Bytes;
+    }
+
+    [Fact]
+    public async Task Bootstrap_and_data_blob_objects_read_back_equal_the_image_localfs()
+    {
+        Assert.Equal([CachefilesCommands.Dir(_dir.Combine("fscache")), CachefilesCommands.Tag("nydus-test"), CachefilesCommands.BindOnDemand],
+            _kernel.Commands);
+        await AddAsync(LocalEntry("d1", "img1", UpstreamBlockImage.Bootstrap));
+
+        var boot = await _kernel.OpenAsync("erofs,d1", "img1", Wait);
+        Assert.Equal(Bootstrap.Length, boot.Size);
+        var data = await _kernel.OpenAsync("erofs,d1", UpstreamBlockImage.BlobId, Wait);
+        Assert.Equal(DataObject.Length, data.Size);
+
+        Assert.Equal(Bootstrap, await ReadAllAsync(boot, 4096));
+        byte[] blob = await ReadAllAsync(data, 4096);
+        Assert.Equal(DataObject, blob);
+        Assert.Equal(UpstreamBlockImage.LibRsMd5, UpstreamBlockImage.Md5(blob[..16931]));
+        Assert.Equal(UpstreamBlockImage.SyncIoRsMd5, UpstreamBlockImage.Md5(blob[20480..(20480 + 13400)]));
+
+        // Unknown cookies and domains are refused with -ENOENT, as upstream answers them.
+        Assert.Equal(-2, (await _kernel.OpenAsync("erofs,d1", "no-such-blob", Wait)).Answer);
+        Assert.Equal(-2, (await _kernel.OpenAsync("erofs,d9", "img1", Wait)).Answer);
+
+        // Closed objects can be opened again (a new object id, a new fd).
+        _kernel.Close(boot);
+        _kernel.Close(data);
+        var again = await _kernel.OpenAsync("erofs,d1", "img1", Wait);
+        Assert.Equal(Bootstrap, await ReadAllAsync(again, 65536));
+        Assert.Empty(_kernel.UnexpectedReplies);
+        Assert.False(_nydusd!.HasExited);
+    }
+
+    /// <summary>
+    /// The closest this machine gets to the real thing: the cache files the daemon filled are what cachefiles would
+    /// hand to EROFS, so the kernel's own EROFS driver mounts them (bootstrap object as the image, data blob object as
+    /// its device) and `cat` reads the image's files from them.
+    /// </summary>
+    [FuseFact]
+    public async Task The_kernel_erofs_driver_mounts_the_filled_cache_files()
+    {
+        await AddAsync(LocalEntry("k", "img", UpstreamBlockImage.Bootstrap));
+        var boot = await _kernel.OpenAsync("erofs,k", "img", Wait);
+        var data = await _kernel.OpenAsync("erofs,k", UpstreamBlockImage.BlobId, Wait);
+        await ReadAllAsync(boot, 8192);
+        await ReadAllAsync(data, 8192);
+
+        using var kernel = new KernelErofsMount(boot.CachePath, data.CachePath);
+        Assert.Equal(UpstreamBlockImage.LibRsMd5, UpstreamBlockImage.Md5(File.ReadAllBytes(Path.Combine(kernel.MountPoint, "lib.rs"))));
+        Assert.Equal(UpstreamBlockImage.SyncIoRsMd5, UpstreamBlockImage.Md5(File.ReadAllBytes(Path.Combine(kernel.MountPoint, "sync_io.rs"))));
+    }
+
+    [Fact]
+    public async Task Many_objects_of_several_domains_are_served_at_once()
+    {
+        string[] domains = ["a", "b", "c", "d"];
+        foreach (var domain in domains) await AddAsync(LocalEntry(domain, "img-" + domain, UpstreamBlockImage.Bootstrap));
+
+        // Every OPEN in flight together, then every READ of every object in flight together.
+        var opens = domains.SelectMany(d => new[] { _kernel.StartOpen("erofs," + d, "img-" + d), _kernel.StartOpen("erofs," + d, UpstreamBlockImage.BlobId) }).ToList();
+        await Task.WhenAll(opens.Select(o => o.Answer)).WaitAsync(Wait);
+        var reads = opens.Select(o => ReadAllAsync(o.Object, 1024)).ToList();
+        var contents = await Task.WhenAll(reads).WaitAsync(Wait);
+        for (int i = 0; i < opens.Count; i++)
+            Assert.Equal(i % 2 == 0 ? Bootstrap : DataObject, contents[i]);
+        Assert.Equal(0, _kernel.InFlight);
+        Assert.Empty(_kernel.UnexpectedReplies);
+    }
+
+    [Fact]
+    public async Task Registry_blobs_are_fetched_into_the_cache_file_and_a_down_registry_fails_only_its_reads()
+    {
+        using var registry = RegistryServer.Start();
+        string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
+        string bootstrap = _dir.Combine("registry.boot");
+        File.WriteAllBytes(bootstrap, Rename(Bootstrap, UpstreamBlockImage.BlobId, id));
+        byte[] expectedData = Rename(DataObject, UpstreamBlockImage.BlobId, id);
+        await AddAsync(RegistryEntry("reg", "img", bootstrap, registry.Host, "blobcache-1"));
+        await AddAsync(RegistryEntry("down", "img", bootstrap, registry.Host, "blobcache-2"));
+        await AddAsync(LocalEntry("local", "img", UpstreamBlockImage.Bootstrap));
+
+        var data = await _kernel.OpenAsync("erofs,reg", id, Wait);
+        Assert.Equal(expectedData, await ReadAllAsync(data, 8192));
+
+        // The second domain's blob cache is cold; with the registry gone its READs complete with nothing written
+        // (the kernel's reader gets EIO), and another domain's objects are served meanwhile.
+        var cold = await _kernel.OpenAsync("erofs,down", id, Wait);
+        Assert.Equal(expectedData.Length, cold.Size);
+        registry.Stop();
+        var failing = Enumerable.Range(0, 8).Select(i => _kernel.StartRead(cold, i * 4096, 4096)).ToList();
+        var local = await _kernel.OpenAsync("erofs,local", UpstreamBlockImage.BlobId, Wait);
+        Assert.Equal(DataObject, await ReadAllAsync(local, 4096));
+        await Task.WhenAll(failing).WaitAsync(Wait);
+        var after = SimulatedCachefilesKernel.ReadBack(cold, 0, cold.Size);
+        Assert.False(after.Filled, "the daemon wrote data it could not have fetched");
+        Assert.All(after.Bytes, b => Assert.Equal(0, b));
+        // The warm domain is still served from its blob cache with the registry down.
+        var warm = await _kernel.OpenAsync("erofs,reg", id, Wait);
+        Assert.Equal(expectedData, await ReadAllAsync(warm, 36864));
+        Assert.Empty(_kernel.UnexpectedReplies);
+    }
+
+    [Fact]
+    public async Task Malformed_requests_are_dropped_or_refused_and_the_service_goes_on()
+    {
+        await AddAsync(LocalEntry("d1", "img1", UpstreamBlockImage.Bootstrap));
+        var boot = await _kernel.OpenAsync("erofs,d1", "img1", Wait);
+
+        _kernel.SendRaw(new byte[7]); // shorter than a header
+        _kernel.SendRaw([1, 0, 0, 0, 9, 0, 0, 0, 16, 0, 0, 0, 1, 0, 0, 0]); // unknown opcode
+        uint readId = _kernel.NextMessageId();
+        _kernel.SendRaw(CachefilesMessage.EncodeRead(readId, 999, 0, 4096)); // no such object
+
+        // An OPEN whose keys overrun the message: refused with -EINVAL, its fd closed.
+        uint openId = _kernel.NextMessageId();
+        byte[] open = CachefilesMessage.EncodeOpen(openId, 77, "erofs,d1", "img1", -1);
+        open[20] = 200; // cookie_key_size
+        var refused = _kernel.Expect(openId);
+        using (var fd = File.OpenHandle(_dir.Combine("stray"), FileMode.Create, FileAccess.ReadWrite))
+            _kernel.SendRaw(open, fd);
+        Assert.Equal("copen " + openId + ",-22", await refused.WaitAsync(Wait));
+
+        // A READ past the end fills what lies inside the object and completes.
+        var tail = await _kernel.ReadAsync(boot, Bootstrap.Length - 4096, 16384, Wait);
+        Assert.True(tail.Filled);
+        Assert.Equal(Bootstrap[^4096..], tail.Bytes);
+
+        // Offset and length whose sum wraps 64 bits: nothing lies inside, completed at once, nothing written.
+        uint hugeId = _kernel.NextMessageId();
+        var huge = _kernel.Expect(hugeId);
+        _kernel.SendRaw(CachefilesMessage.EncodeRead(hugeId, boot.ObjectId, ulong.MaxValue - 10, 100));
+        Assert.Equal($"cread {hugeId},{boot.ObjectId}", await huge.WaitAsync(Wait));
+
+        Assert.Equal(Bootstrap, await ReadAllAsync(boot, 4096));
+        Assert.Empty(_kernel.UnexpectedReplies);
+        Assert.False(_nydusd!.HasExited);
+        Assert.Contains("dropped a malformed request", _nydusd.Output);
+    }
+
+    internal static byte[] Rename(byte[] bytes, string from, string to)
+    {
+        byte[] copy = (byte[])bytes.Clone();
+        byte[] old = System.Text.Encoding.ASCII.GetBytes(from), replacement = System.Text.Encoding.ASCII.GetBytes(to);
+        for (int at = copy.AsSpan().IndexOf(old); at >= 0; at = copy.AsSpan().IndexOf(old)) replacement.CopyTo(copy, at);
+        return copy;
+    }
+}

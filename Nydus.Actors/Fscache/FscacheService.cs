@@ -1,0 +1,291 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using Microsoft.Win32.SafeHandles;
+using Nydus.Actors.Interop;
+using Serilog;
+
+namespace Nydus.Actors.Fscache;
+
+/// <summary>
+/// Serves cachefiles on-demand requests (upstream's <c>FsCacheHandler</c>, service/src/fs_cache.rs) on
+/// <c>--fscache-threads</c> dedicated threads, each a blocking read loop on the device (never Akka's dispatcher):
+/// <list type="bullet">
+/// <item>OPEN: the volume key's domain and the cookie key's blob id are looked up in the blob cache manager;
+/// answered <c>copen id,size</c>, or <c>copen id,-ENOENT</c> for an unknown cookie, <c>-EALREADY</c> for an object id
+/// already open, <c>-EIO</c> when the entry's files cannot be opened. The anonymous fd is kept until CLOSE.</item>
+/// <item>READ: the range is read from the object's source (bootstrap file, or data blob through the blob
+/// cache/backend) and written into the anonymous fd at the same offset, then READ_COMPLETE. When the data cannot
+/// be had the read is completed with nothing written: the kernel finds the hole and fails that one read (EIO),
+/// and nothing else waits for it.</item>
+/// <item>CLOSE: the object and its fd are dropped.</item>
+/// </list>
+/// A malformed message is logged and dropped (an OPEN whose header was readable is refused, its fd closed); the
+/// service goes on. Only a failing device ends it (<see cref="Ended"/>).
+/// </summary>
+public sealed class FscacheService : IDisposable
+{
+    private static readonly ILogger Log = Serilog.Log.ForContext<FscacheService>();
+
+    /// <summary>Largest piece read from a source and written to a cache file at once.</summary>
+    private const int CopySize = 1 << 20;
+
+    private readonly ICachefilesDevice _device;
+    private readonly IFscacheCatalog _catalog;
+    private readonly int _threadCount;
+    private readonly ConcurrentDictionary<uint, OpenObject> _objects = new();
+    private readonly List<Thread> _threads = [];
+    private int _ended;
+
+    private sealed record OpenObject(FscacheObjectSource Source, SafeFileHandle Fd);
+
+    public FscacheService(ICachefilesDevice device, IFscacheCatalog catalog, int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        _device = device;
+        _catalog = catalog;
+        _threadCount = threads;
+    }
+
+    public FscacheMetrics Metrics { get; } = new();
+
+    /// <summary>Objects open now.</summary>
+    public int OpenObjects => _objects.Count;
+
+    /// <summary>Called once, from a worker, when the device fails (the service cannot go on).</summary>
+    public Action<string>? Ended { get; set; }
+
+    public void Start()
+    {
+        lock (_threads)
+        {
+            if (_threads.Count > 0) return;
+            for (int i = 0; i < _threadCount; i++)
+            {
+                var thread = new Thread(Work) { IsBackground = true, Name = $"fscache-{i}" };
+                _threads.Add(thread);
+                thread.Start();
+            }
+        }
+    }
+
+    /// <summary>Stops the workers (the device stays open: a takeover needs it) and waits for them.</summary>
+    public void Stop()
+    {
+        _device.Wake();
+        lock (_threads)
+        {
+            foreach (var thread in _threads) thread.Join();
+            _threads.Clear();
+        }
+    }
+
+    private void Work()
+    {
+        var buffer = new byte[CachefilesMessage.MaxSize];
+        try
+        {
+            while (true)
+            {
+                int n = _device.Read(buffer);
+                if (n == 0) return;
+                Handle(buffer.AsSpan(0, n));
+            }
+        }
+        catch (IOException e)
+        {
+            Log.Error("fscache: the cachefiles device failed: {Error}", e.Message);
+            if (Interlocked.Exchange(ref _ended, 1) == 0) Ended?.Invoke($"the cachefiles device failed: {e.Message}");
+        }
+    }
+
+    /// <summary>One message: never throws but for the device itself failing.</summary>
+    internal void Handle(ReadOnlySpan<byte> bytes)
+    {
+        CachefilesMessage message;
+        try
+        {
+            message = CachefilesMessage.Parse(bytes);
+        }
+        catch (CachefilesProtocolException e)
+        {
+            Metrics.CountMalformed();
+            Log.Warning("fscache: dropped a malformed request: {Error}", e.Message);
+            if (e.Fd >= 0) Libc.Close(e.Fd);
+            if (e.Header is { Opcode: CachefilesOpcode.Open } header) _device.Write(CachefilesCommands.Copen(header.MessageId, -(int)Errno.EINVAL));
+            return;
+        }
+
+        switch (message.Opcode)
+        {
+            case CachefilesOpcode.Open:
+                OnOpen(message, message.Open!);
+                break;
+            case CachefilesOpcode.Read:
+                OnRead(message, message.Read!);
+                break;
+            case CachefilesOpcode.Close:
+                OnClose(message);
+                break;
+        }
+    }
+
+    private void OnOpen(CachefilesMessage message, CachefilesOpen open)
+    {
+        var fd = new SafeFileHandle(open.Fd, ownsHandle: true);
+        long answer;
+        FscacheObjectSource? source = null;
+        try
+        {
+            source = _catalog.Resolve(open.DomainId, open.CookieKey);
+            if (source is null)
+            {
+                Log.Warning("fscache: OPEN {Id}: no blob {Blob} in domain '{Domain}' of the blob cache manager", message.MessageId, open.CookieKey, open.DomainId);
+                answer = -(int)Errno.ENOENT;
+            }
+            else if (!_objects.TryAdd(message.ObjectId, new OpenObject(source, fd)))
+            {
+                Log.Warning("fscache: OPEN {Id}: object {Object} is already open", message.MessageId, message.ObjectId);
+                answer = -(int)Errno.EALREADY;
+            }
+            else
+            {
+                answer = source.Size;
+                Metrics.CountOpen();
+                Log.Debug("fscache: object {Object} = {Source}, {Size} bytes", message.ObjectId, source.Describe(), answer);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Log.Error("fscache: OPEN {Id} of {Blob} in domain '{Domain}' failed: {Error}", message.MessageId, open.CookieKey, open.DomainId, e.Message);
+            answer = -(int)Errno.EIO;
+        }
+
+        if (answer < 0)
+        {
+            fd.Dispose();
+            if (source is not null && !_objects.ContainsKey(message.ObjectId)) (source as IDisposable)?.Dispose();
+        }
+
+        _device.Write(CachefilesCommands.Copen(message.MessageId, answer));
+    }
+
+    private void OnRead(CachefilesMessage message, CachefilesRead read)
+    {
+        if (!_objects.TryGetValue(message.ObjectId, out var obj))
+        {
+            // No fd to complete it on: the kernel fails it when the object closes. Upstream logs and drops it too.
+            Metrics.CountMalformed();
+            Log.Warning("fscache: READ {Id} for object {Object}, which is not open: dropped", message.MessageId, message.ObjectId);
+            return;
+        }
+
+        long size = obj.Source.Size;
+        // Only what lies inside the object is filled; written so that no sum of two 64-bit fields can wrap.
+        long offset = (long)Math.Min(read.Offset, (ulong)size);
+        long end = offset + (long)Math.Min(read.Length, (ulong)(size - offset));
+        if (read.Offset > (ulong)size || read.Length > (ulong)size - read.Offset)
+            Log.Warning("fscache: READ {Id} of [{Offset}, +{Length}) goes past the end of {Source} ({Size} bytes): only what lies inside is filled",
+                message.MessageId, read.Offset, read.Length, obj.Source.Describe(), size);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(CopySize, Math.Max(1, end - offset)));
+        try
+        {
+            for (long at = offset; at < end;)
+            {
+                int length = (int)Math.Min(buffer.Length, end - at);
+                obj.Source.Read(at, buffer.AsSpan(0, length));
+                WriteAll(obj.Fd, buffer.AsSpan(0, length), at);
+                at += length;
+            }
+
+            Metrics.CountRead(end - offset);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Complete anyway: the kernel sees the range still missing and fails this read alone.
+            Metrics.CountFailedRead();
+            Log.Error("fscache: READ {Id} of [{Offset}, +{Length}) of {Source} failed: {Error}",
+                message.MessageId, read.Offset, read.Length, obj.Source.Describe(), e.Message);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        try
+        {
+            _device.CompleteRead(obj.Fd, message.MessageId);
+        }
+        catch (IOException e) when (obj.Fd.IsClosed)
+        {
+            Log.Debug("fscache: READ {Id}: object closed meanwhile: {Error}", message.MessageId, e.Message);
+        }
+    }
+
+    private static void WriteAll(SafeFileHandle fd, ReadOnlySpan<byte> data, long offset)
+    {
+        while (data.Length > 0)
+        {
+            nint n = Libc.PWriteFrom(fd, data, offset);
+            if (n < 0)
+            {
+                var errno = Libc.LastErrno;
+                if (errno == Errno.EINTR) continue;
+                throw new IOException($"writing the cache file at {offset} failed: {errno}");
+            }
+
+            data = data[(int)n..];
+            offset += n;
+        }
+    }
+
+    private void OnClose(CachefilesMessage message)
+    {
+        if (_objects.TryRemove(message.ObjectId, out var obj))
+        {
+            obj.Fd.Dispose();
+            (obj.Source as IDisposable)?.Dispose();
+            Metrics.CountClose();
+        }
+        else
+        {
+            Log.Warning("fscache: CLOSE {Id} for object {Object}, which is not open", message.MessageId, message.ObjectId);
+        }
+    }
+
+    /// <summary>Stops the workers and closes every object's fd (the device is the caller's).</summary>
+    public void Dispose()
+    {
+        Stop();
+        foreach (var (_, obj) in _objects)
+        {
+            obj.Fd.Dispose();
+            (obj.Source as IDisposable)?.Dispose();
+        }
+
+        _objects.Clear();
+    }
+}
+
+/// <summary>Counters of an fscache service (what the bench reads; GET /metrics does not show them yet).</summary>
+public sealed class FscacheMetrics
+{
+    private long _opens, _closes, _reads, _readBytes, _failedReads, _malformed;
+
+    public long Opens => Interlocked.Read(ref _opens);
+    public long Closes => Interlocked.Read(ref _closes);
+    public long Reads => Interlocked.Read(ref _reads);
+    public long ReadBytes => Interlocked.Read(ref _readBytes);
+    public long FailedReads => Interlocked.Read(ref _failedReads);
+    public long Malformed => Interlocked.Read(ref _malformed);
+
+    internal void CountOpen() => Interlocked.Increment(ref _opens);
+    internal void CountClose() => Interlocked.Increment(ref _closes);
+    internal void CountFailedRead() => Interlocked.Increment(ref _failedReads);
+    internal void CountMalformed() => Interlocked.Increment(ref _malformed);
+
+    internal void CountRead(long bytes)
+    {
+        Interlocked.Increment(ref _reads);
+        Interlocked.Add(ref _readBytes, bytes);
+    }
+}
