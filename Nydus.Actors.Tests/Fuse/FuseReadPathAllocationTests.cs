@@ -3,6 +3,7 @@ using Nydus.Actors.Fuse.Abi;
 using Nydus.Actors.Fuse.Ops;
 using Nydus.Actors.Fuse.Session;
 using Nydus.Actors.Passthrough;
+using Nydus.Actors.Tests.Support;
 using Xunit;
 using static Nydus.Actors.Tests.Fuse.FuseDispatcherTests;
 
@@ -36,7 +37,7 @@ public class FuseReadPathAllocationTests
                 dispatcher.Dispatch(getattr, reply);
             }
 
-            long allocated = FewestBytesAllocated(() =>
+            long allocated = Allocations.FewestBytesAllocated(() =>
             {
                 for (int i = 0; i < 1000; i++)
                 {
@@ -87,7 +88,7 @@ public class FuseReadPathAllocationTests
             dispatcher.Dispatch(lookup, reply);
         }
 
-        long allocated = FewestBytesAllocated(() =>
+        long allocated = Allocations.FewestBytesAllocated(() =>
         {
             for (int i = 0; i < 1000; i++)
             {
@@ -120,22 +121,5 @@ public class FuseReadPathAllocationTests
         BitConverter.TryWriteBytes(raw.AsSpan(8), offset);
         BitConverter.TryWriteBytes(raw.AsSpan(16), size);
         return raw;
-    }
-
-    /// <summary>
-    /// The fewest bytes one round allocated on this thread, over up to three rounds. A per-request allocation shows
-    /// in every round (a thousand times over); a one-time one on this thread (a lazy initialisation, a tier-up while
-    /// the machine is loaded) in one round only, which failed this test once in a full run.
-    /// </summary>
-    private static long FewestBytesAllocated(Action round)
-    {
-        long fewest = long.MaxValue;
-        for (int r = 0; r < 3 && fewest != 0; r++)
-        {
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            round();
-            fewest = Math.Min(fewest, GC.GetAllocatedBytesForCurrentThread() - before);
-        }
-        return fewest;
     }
 }
