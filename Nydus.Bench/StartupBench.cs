@@ -162,7 +162,7 @@ public static partial class StartupBench
     /// <summary>The daemon's "Start-up:" line: <c>phase=wall ms/cpu ms/RSS MiB</c> marks and the JIT's count.</summary>
     private static (List<Phase> Phases, int Jit) ParseTimeline(string log)
     {
-        var line = File.ReadLines(log).FirstOrDefault(l => l.Contains("Start-up:", StringComparison.Ordinal));
+        var line = File.ReadLines(log).LastOrDefault(l => l.Contains("Start-up:", StringComparison.Ordinal));
         if (line is null) return ([], 0);
         var phases = PhaseMark().Matches(line).Select(m => new Phase(m.Groups[1].Value,
             double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture), double.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture),

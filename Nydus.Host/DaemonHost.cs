@@ -74,6 +74,13 @@ public static class DaemonHost
         // Refuse a live socket before anything else starts: a second daemon must not disturb the first.
         if (options.ApiSock is not null && ApiSocket.IsLive(options.ApiSock))
             throw new IOException($"API socket {options.ApiSock} is in use by a running daemon");
+        // Crash detection reads the old socket file, so it runs before the socket is bound again.
+        var takeover = UpgradeStart.Detect(options);
+        // The socket listens from here on: a client's request waits in its backlog until the API server answers it,
+        // instead of failing ("connection refused" on a crashed predecessor's socket file, which nydus-snapshotter
+        // counts against its 20 tries) while the runtime, the actor system and Kestrel come up.
+        using var apiListener = options.ApiSock is null ? null : ApiListener.Bind(options.ApiSock);
+        if (apiListener is not null) timeline.Mark("api-socket");
         // The actor system takes a few hundred milliseconds of CPU to come up (assembly loading, code that runs only
         // now) and needs nothing of what follows (its persistence plugin starts only with the daemon's journal, after
         // the files are checked): it comes up on another core while this thread checks the journal files and mounts.
@@ -84,32 +91,42 @@ public static class DaemonHost
             timeline.Mark("actor-system");
             return created;
         });
-        // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
-        JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
-        timeline.Mark("journal-files");
-
-        // Read before any image is opened (the command line's is opened next).
-        Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
-            Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
-        // Crash detection reads the old socket file, so it runs before the API server rebinds it.
-        var takeover = UpgradeStart.Detect(options);
-        var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
-        // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
-        // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
         // The daemon's table of instances and its error log: one per daemon, handed to the FUSE setup, the daemon and the API.
         var mountMetrics = new Nydus.Actors.Daemon.Mounts.MountMetricsRegistry();
-        var fuse = options.Singleton ? null
-            : FuseServiceSetup.Prepare(options,
-                UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
-        if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
-        // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
-        // daemon's mount is (a refused bind ends the start here).
-        var fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
-        // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
+        // The API server takes a few hundred milliseconds of CPU to come up, as the actor system does: it starts now, on
+        // the socket already listening, and answers once the daemon actor exists (GET /api/v1/daemon then says INIT).
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var apiStarting = options.ApiSock is null
+        var apiStarting = apiListener is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline, mountMetrics);
+            : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics);
+        FuseServiceSetup? fuse;
+        Nydus.Actors.Fscache.ICachefilesDevice? fscacheDevice;
+        try
+        {
+            // Before anything is mounted: a damaged journal ends the start here, with the file and what to do.
+            JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
+            timeline.Mark("journal-files");
+
+            // Read before any image is opened (the command line's is opened next).
+            Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
+                Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
+            var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
+            // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
+            // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
+            fuse = options.Singleton ? null
+                : FuseServiceSetup.Prepare(options,
+                    UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
+            if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
+            // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
+            // daemon's mount is (a refused bind ends the start here).
+            fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
+        }
+        catch
+        {
+            daemonReady.SetCanceled();
+            await DisposeQuietlyAsync(apiStarting);
+            throw;
+        }
         ActorSystem system;
         try
         {
@@ -148,9 +165,16 @@ public static class DaemonHost
         var daemonStopped = daemon.WatchAsync();
         // The command line's instance takes the API's path (upstream: service.mount(cmd)): attached and recorded by
         // the filesystem service like any other; meanwhile the API comes up.
+        // A cold start is answered once the instance serves: its journal record follows once the journal has recovered.
         var commandLineMounted = fuse?.CommandLine is { } commandLine
-            ? daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(commandLine, TimeSpan.FromMinutes(5))
+            ? daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(commandLine with { AnswerWhenAttached = true }, TimeSpan.FromMinutes(5))
             : null;
+        // A supervised FUSE daemon's cold start serves before its journal has recovered (Akka.Persistence.Sql's first
+        // use takes a second of CPU, many seconds on a loaded machine, and nydus-snapshotter polls for RUNNING 20 times
+        // only): the command line's instance is in hand, and what the API had mounted is mounted again right after
+        // (catch-up); its supervisor mounts every instance again after a restart anyway (nydus-snapshotter does).
+        // Without a supervisor the journal is the only copy of the table, and the start serves only once it is mounted.
+        var restoreAfterRunning = takeover is null && fuse is not null && options.Supervisor is not null;
 
         ApiServer? api = null;
         // Until the daemon runs, any way out of this method takes the kernel mount back (a daemon waiting for a
@@ -189,42 +213,15 @@ public static class DaemonHost
             }
 
             // A takeover does not wait for the journal: its predecessor's table comes with the handoff state, and the
-            // journal catches up once it runs. Every other start reads the journal before it serves: one that cannot be
-            // read ends the start here (a mount table that cannot be read is never served as an empty one).
-            if (takeover is null)
+            // journal catches up once it runs. A supervised FUSE cold start reads it right after it runs. Any other
+            // start reads it before it serves: one that cannot be read ends the start here (a mount table that
+            // cannot be read is never served as an empty one).
+            if (takeover is null && !restoreAfterRunning
+                && !await RecoverAndRestoreAsync(daemon, daemonStopped, settings, journalFiles, config, timeline, restoreMounts: fuse is not null))
             {
-                var restoring = fuse is null ? null
-                    : daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5));
-                var record = await RecoverJournalAsync(daemon, daemonStopped,
-                    config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
-                timeline.Mark("journal-recovered");
-                if (record is null)
-                {
-                    var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
-                    Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
-                    daemon.Tell(TriggerStop.Instance);
-                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                    return 1;
-                }
-                Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
-
-                // A daemon restarted with the same --id and work dir mounts again what the API had mounted, at the same
-                // virtual mountpoints and instance indexes, before it serves (a failed one is logged; the rest serve).
-                // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
-                if (restoring is not null && await Task.WhenAny(restoring, daemonStopped) == restoring)
-                {
-                    var restored = await restoring;
-                    // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
-                    if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
-                    {
-                        Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
-                        daemon.Tell(TriggerStop.Instance);
-                        await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
-                        return 1;
-                    }
-                    Log.Information("Mount table: {Result}", restored.Message);
-                    timeline.Mark("mounts-restored");
-                }
+                daemon.Tell(TriggerStop.Instance);
+                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                return 1;
             }
 
             // A singleton's --config may list blobs (upstream's BlobCacheList): added before it serves, not recorded.
@@ -262,6 +259,7 @@ public static class DaemonHost
                 timeline.Mark("running");
                 Log.Information("{Timeline}", timeline.Summary());
             }
+            if (restoreAfterRunning) _ = CatchUpAfterRunningAsync(daemon, daemonStopped, settings, journalFiles, config, timeline);
             // The watchdog is fed only while the daemon actor answers.
             systemd.StartWatchdog(async token =>
                 await daemon.Ask<DaemonInfo>(GetDaemonInfo.Instance, TimeSpan.FromSeconds(5), token) is not null);
@@ -327,7 +325,7 @@ public static class DaemonHost
         }
     }
 
-    private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
+    private static Task<ApiServer?> StartApiAsync(ApiListener socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
         LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
@@ -361,6 +359,69 @@ public static class DaemonHost
         catch (Exception e) when (e is IOException or InvalidOperationException)
         {
         }
+    }
+
+    /// <summary>
+    /// Reads the journal and, with <paramref name="restoreMounts"/>, mounts again what the API had mounted, at the
+    /// same virtual mountpoints and instance indexes (a failed one is logged; the rest serve). False, with the cause
+    /// logged, when the journal or its mount table cannot be read, or the daemon stopped first.
+    /// </summary>
+    private static async Task<bool> RecoverAndRestoreAsync(IActorRef daemon, Task daemonStopped, DaemonSettings settings,
+        JournalFiles journalFiles, Akka.Configuration.Config config, StartupTimeline timeline, bool restoreMounts)
+    {
+        var restoring = restoreMounts
+            ? daemon.Ask<Nydus.Actors.Daemon.Mounts.MountOperationResult>(Nydus.Actors.Daemon.Mounts.RestoreMounts.Instance, TimeSpan.FromMinutes(5))
+            : null;
+        var record = await RecoverJournalAsync(daemon, daemonStopped,
+            config.GetTimeSpan("nydus.journal.recovery-timeout", TimeSpan.FromSeconds(60)));
+        timeline.Mark("journal-recovered");
+        if (record is null)
+        {
+            if (daemonStopped.IsCompleted && settings.Outcome.Failure is null) return false;
+            var why = settings.Outcome.Failure ?? "the daemon stopped before its journal was read";
+            Log.Fatal("nydusd cannot start: {Error} (journal {Journal}); {Hint}", why, journalFiles.JournalPath, journalFiles.RepairHint);
+            return false;
+        }
+        Log.Information("Daemon record: {StartCount} starts, {MountCount} mounts recorded", record.StartCount, record.Mounts.Count);
+        // A daemon told to stop meanwhile (exit, a signal) never answers: stop waiting.
+        if (restoring is null || await Task.WhenAny(restoring, daemonStopped) != restoring) return true;
+        var restored = await restoring;
+        // Failures of single mounts are listed (the rest serve); none listed means the table itself was not read.
+        if (!restored.Succeeded && restored.Failures.IsDefaultOrEmpty)
+        {
+            Log.Fatal("nydusd cannot start: {Error} (journal {Journal})", restored.Message, journalFiles.JournalPath);
+            return false;
+        }
+        Log.Information("Mount table: {Result}", restored.Message);
+        timeline.Mark("mounts-restored");
+        return true;
+    }
+
+    /// <summary>
+    /// The rest of a FUSE cold start, once it serves: the journal recovers, the instances it records that are not
+    /// mounted yet are mounted again (an API mount made meanwhile wins over its record), and every write asked meanwhile
+    /// (the command line's instance, API changes) lands in the journal in order, so the journal ends up recording what is
+    /// served. sendfd waits until the restore is done (a handoff state must list every instance). A journal that cannot
+    /// be read stops the daemon (its kernel mount goes with it): a table that cannot be read is not served as an empty one.
+    /// </summary>
+    private static async Task CatchUpAfterRunningAsync(IActorRef daemon, Task daemonStopped, DaemonSettings settings,
+        JournalFiles journalFiles, Akka.Configuration.Config config, StartupTimeline timeline)
+    {
+        try
+        {
+            if (await RecoverAndRestoreAsync(daemon, daemonStopped, settings, journalFiles, config, timeline, restoreMounts: true))
+            {
+                Log.Information("Journal caught up after the start: {Timeline}", timeline.Summary());
+                return;
+            }
+        }
+        catch (Exception e) when (e is AskTimeoutException or IOException)
+        {
+            Log.Fatal("nydusd cannot restore its mount table: {Error} (journal {Journal})", e.Message, journalFiles.JournalPath);
+        }
+        if (daemonStopped.IsCompleted) return;
+        settings.Outcome.Fail("the daemon journal could not be read after the start");
+        daemon.Tell(TriggerStop.Instance);
     }
 
     /// <summary>The recovered record, or null when the daemon stopped first (a journal that cannot be read stops it,

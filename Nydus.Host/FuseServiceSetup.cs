@@ -85,6 +85,8 @@ public sealed class FuseServiceSetup
                 var restored = new FuseSession(descriptor, vfs, sessionOptions);
                 vfs.Notifier = restored.Notifier;
                 vfs.AssumeZeroMessageOpen();
+                metrics.Inflight = restored.Inflight;
+                metrics.Dispatcher = restored.Dispatcher;
                 return restored;
             }, mountpoint, handoff, vfs);
             Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",
@@ -108,10 +110,12 @@ public sealed class FuseServiceSetup
             session = new FuseSession(device.Handle, vfs, sessionOptions);
             vfs.Notifier = session.Notifier;
             metrics.Inflight = session.Inflight;
+            metrics.Dispatcher = session.Dispatcher;
         }
         catch
         {
             if (session is not null && metrics.Inflight == session.Inflight) metrics.Inflight = null;
+            if (session is not null && metrics.Dispatcher == session.Dispatcher) metrics.Dispatcher = null;
             session?.Dispose();
             if (device is not null)
             {

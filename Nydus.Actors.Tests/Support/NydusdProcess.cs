@@ -136,6 +136,19 @@ public sealed partial class NydusdProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until the daemon has written <paramref name="text"/> (e.g. a supervised cold start's "Journal caught
+    /// up", after which the instances its journal records serve again).</summary>
+    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Output.Contains(text, StringComparison.Ordinal))
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"nydusd exited with {_process.ExitCode} before writing '{text}':\n{Output}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"nydusd did not write '{text}' within {timeout}:\n{Output}");
+            await Task.Delay(25);
+        }
+    }
+
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

@@ -238,12 +238,7 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         // Once it runs, the successor writes the table it took over into its journal (in the background: it may
         // still be recovering the fresh journal). Then SIGTERM unmounts, and a plain start on the successor's work
         // dir finds /sub/img in the journal it wrote.
-        var caughtUp = DateTime.UtcNow + UpgradeRig.Wait;
-        while (!next.Output.Contains("The journal is this daemon's now", StringComparison.Ordinal))
-        {
-            if (DateTime.UtcNow > caughtUp) throw new TimeoutException($"the successor's journal never caught up:\n{next.Output}");
-            await Task.Delay(50);
-        }
+        await next.WaitForOutputAsync("The journal is this daemon's now", UpgradeRig.Wait);
         Assert.Contains("The journal is this daemon's now: 2 change(s)", next.Output);
         next.Signal(NydusdProcess.SIGTERM);
         Assert.Equal(0, await next.WaitForExitAsync(UpgradeRig.Wait));
@@ -252,6 +247,8 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         restartArgs[restartArgs.IndexOf("--work-dir") + 1] = emptyWork;
         await using var restarted = NydusdProcess.Start([.. restartArgs]);
         await restarted.WaitForStateAsync(again, "RUNNING", UpgradeRig.Wait);
+        // A supervised start serves before its journal has recovered, and mounts what it records right after.
+        await restarted.WaitForOutputAsync("Journal caught up after the start", UpgradeRig.Wait);
         await AssertServesAsync(rig, "/sub/img");
         restarted.Signal(NydusdProcess.SIGTERM);
         Assert.Equal(0, await restarted.WaitForExitAsync(UpgradeRig.Wait));

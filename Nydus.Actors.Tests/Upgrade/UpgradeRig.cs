@@ -217,6 +217,22 @@ public sealed class UpgradeRig : IAsyncDisposable
         return elapsed;
     }
 
+    /// <summary>The serving daemon's FUSE request counters (GET /api/v1/metrics/failover): requests it was sent,
+    /// those that came back with the resend bit after a failover, and those refused as unsafe to repeat.</summary>
+    public async Task<(long Requests, long Resent, long RefusedResends)> FailoverCountersAsync()
+    {
+        using var client = new ApiClient(CurrentSocket, Wait);
+        var (status, body) = await client.SendAsync("GET", "/api/v1/metrics/failover");
+        if (status != 200) throw new InvalidOperationException($"GET /api/v1/metrics/failover answered {status}: {body}");
+        var root = JsonDocument.Parse(body).RootElement;
+        return (root.GetProperty("requests").GetInt64(), root.GetProperty("resent").GetInt64(), root.GetProperty("refused_resends").GetInt64());
+    }
+
+    /// <summary>Requests of the rig's connection that the kernel still waits an answer for (fusectl's <c>waiting</c>:
+    /// queued or read by a daemon and not answered).</summary>
+    public int WaitingRequests() =>
+        int.Parse(File.ReadAllText(Path.Combine("/sys/fs/fuse/connections", _connection!.Value.ToString(), "waiting")).Trim());
+
     public static void Check((int Status, string Body) answer, string what)
     {
         if (answer.Status != 204) throw new InvalidOperationException($"{what} answered {answer.Status}: {answer.Body}");

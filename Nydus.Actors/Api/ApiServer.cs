@@ -50,7 +50,12 @@ public sealed class ApiServer : IAsyncDisposable
 
     /// <summary>The daemon's API: upstream's endpoints, answered by the daemon actor.</summary>
     public static Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default) =>
-        StartAsync(socketPath, routes =>
+        StartAsync(ApiListener.Bind(socketPath), api, cancellationToken);
+
+    /// <summary>The daemon's API on a socket bound early (<see cref="ApiListener"/>): clients that connected
+    /// meanwhile are answered now.</summary>
+    public static Task<ApiServer> StartAsync(ApiListener listener, ApiContext api, CancellationToken cancellationToken = default) =>
+        StartAsync(listener, routes =>
         {
             DaemonEndpoints.Map(routes, api);
             MountEndpoints.Map(routes, api);
@@ -62,14 +67,19 @@ public sealed class ApiServer : IAsyncDisposable
         }, cancellationToken, api.IdleTimeout);
 
     /// <summary>An API with the given routes (the node agent's, for one), with the same socket handling and errors.</summary>
+    public static Task<ApiServer> StartAsync(string socketPath, Action<ApiRoutes> map, CancellationToken cancellationToken = default,
+        TimeSpan? idleTimeout = null) =>
+        StartAsync(ApiListener.Bind(socketPath), map, cancellationToken, idleTimeout);
+
+    /// <param name="listener">The bound socket; the server owns it from now on (it is disposed here either way).</param>
     /// <param name="idleTimeout">How long a connection may sit idle between requests before the server closes it;
     /// null (the default) never closes it. nydus-snapshotter holds one connection per daemon and takes its hang-up
     /// for the daemon's death, so only shutdown may end a client's connection (Kestrel's own default is 130 s).</param>
-    public static async Task<ApiServer> StartAsync(string socketPath, Action<ApiRoutes> map, CancellationToken cancellationToken = default,
+    public static async Task<ApiServer> StartAsync(ApiListener listener, Action<ApiRoutes> map, CancellationToken cancellationToken = default,
         TimeSpan? idleTimeout = null)
     {
-        ApiSocket.PrepareForBind(socketPath);
-
+        using var bound = listener;
+        var socketPath = listener.Path;
         var routes = new ApiRoutes();
         map(routes);
 
@@ -83,8 +93,9 @@ public sealed class ApiServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new SerilogLoggerProvider(Serilog.Log.Logger));
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        // Only the daemon's owner may drive it (the API can unmount and stop it), from the socket's first moment.
-        var privatePath = ApiSocket.BindPrivately(socketPath);
+        // Only the daemon's owner may drive it (the API can unmount and stop it): the listener was bound privately
+        // and published 0600 (ApiSocket), and is adopted here as it is.
+        var descriptor = listener.Adopt();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -93,7 +104,7 @@ public sealed class ApiServer : IAsyncDisposable
             // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
             kestrel.Limits.MaxConcurrentConnections = null;
             kestrel.Limits.MaxRequestBodySize = ApiLimits.MaxBodyBytes;
-            kestrel.ListenUnixSocket(privatePath);
+            kestrel.ListenHandle(descriptor);
         });
         var app = builder.Build();
         var inFlight = new RequestsInFlight();
@@ -115,12 +126,11 @@ public sealed class ApiServer : IAsyncDisposable
         try
         {
             await app.StartAsync(cancellationToken);
-            ApiSocket.Publish(privatePath, socketPath);
         }
         catch
         {
             await app.DisposeAsync();
-            ApiSocket.RemovePrivateDirectory(privatePath);
+            try { File.Delete(socketPath); } catch (IOException) { }
             throw;
         }
         Log.Information("API server listening on {ApiSocket}", socketPath);

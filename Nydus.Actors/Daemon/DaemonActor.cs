@@ -104,6 +104,9 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void ReceiveCommon()
     {
+        // A restart serves before its journal has recovered; until the recorded instances are mounted again, a
+        // handoff state would leave them out (a successor would not serve them): sendfd waits for the restore.
+        Receive<SendFuseFd>(_ => _restoringMounts, _ => Stash.Stash());
         Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
         Receive<BackendsChanged>(b =>
         {

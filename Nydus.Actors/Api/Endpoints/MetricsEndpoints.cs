@@ -46,6 +46,18 @@ public static class MetricsEndpoints
             }).ToList();
             return Task.FromResult(ApiResult.Ok(body));
         });
+        // Nydus.NET's own: what this process's FUSE session was sent, and how many requests came back with the resend
+        // bit after a crash failover (FUSE_NOTIFY_RESEND) and how many of those were refused as unsafe to repeat.
+        routes.Map("GET", "/api/v1/metrics/failover", _ =>
+        {
+            var dispatcher = registry.Dispatcher ?? throw ApiError.Unsupported("failover counters: this daemon serves no FUSE session (yet)");
+            return Task.FromResult(ApiResult.Ok(new Dictionary<string, object>
+            {
+                ["requests"] = dispatcher.Requests,
+                ["resent"] = dispatcher.Resent,
+                ["refused_resends"] = dispatcher.RefusedResends,
+            }));
+        });
         routes.Map("GET", "/api/v1/metrics/backend", request =>
         {
             var (mountpoint, metrics) = Find(registry, request);

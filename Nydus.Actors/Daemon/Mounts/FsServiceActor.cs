@@ -74,6 +74,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
         {
             Opened = m.Opened,
             Abandoned = m.Abandoned,
+            AnswerWhenAttached = m.AnswerWhenAttached,
         }));
         Receive<RemountFilesystem>(r => Enqueue(new Operation(OperationKind.Remount, r.Command.Mountpoint, r.Command, 0, Persist: true, Sender) { Abandoned = r.Abandoned }));
         Receive<UmountFilesystem>(u => Enqueue(new Operation(OperationKind.Umount, u.Mountpoint, null, 0, Persist: true, Sender) { Abandoned = u.Abandoned }));
@@ -167,6 +168,13 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
                 case OperationKind.Mount when NestingConflict(op.Mountpoint) is { } conflict:
                     Reply(op, new MountOperationResult(MountErrorKind.AlreadyExists, conflict));
                     continue;
+                case OperationKind.Mount when op.IsRestore && !op.FromHandoff && op.Index != 0 && _table.Values.Any(e => e.Index == op.Index):
+                    // A restart's restore runs while the daemon serves already: an API mount made meanwhile may hold the
+                    // recorded index. A cold start's kernel holds no node ids of it, so any index serves; the journal
+                    // then records the one it got, so that it stays equal to what is served.
+                    _log.Info("{0}: its recorded instance index {1} is taken by a mount made meanwhile; restoring it at a free one", op.Mountpoint, op.Index);
+                    _queue.Enqueue(op with { Index = 0, Persist = true, Id = ++_lastOperationId });
+                    continue;
                 case OperationKind.Mount:
                     _current = op with { Child = NewChild(op.Mountpoint) };
                     _current.Child.Tell(new OpenInstance(op.Command!, op.Index, StartOpenLimit()) { Opened = op.Opened });
@@ -234,7 +242,16 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
         PublishTable();
         var message = $"{op.Command!.Source} is {(op.Kind == OperationKind.Mount ? "mounted" : "remounted")} at {op.Mountpoint}";
         // Deferred: written at JournalIsOurs, with everything else changed meanwhile.
-        if (persisted && !_journalDeferred) Record(op, new RecordMount(MountCommands.ToRecord(op.Command, attached.Index)), message);
+        if (persisted && !_journalDeferred)
+        {
+            if (op.AnswerWhenAttached)
+            {
+                // Serving now; the queue still waits for the write, so the journal records changes in their order.
+                Reply(op, MountOperationResult.Done(message));
+                _current = op = op with { ReplyTo = ActorRefs.Nobody };
+            }
+            Record(op, new RecordMount(MountCommands.ToRecord(op.Command, attached.Index)), message);
+        }
         else Finish(MountOperationResult.Done(message));
     }
 
@@ -263,6 +280,13 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
         var kind = JournalFailures.IsDiskFull(failed.Cause) ? MountErrorKind.InsufficientStorage : MountErrorKind.Failed;
         var cause = failed.Cause is AskTimeoutException ? "the journal did not answer in time" : JournalFailures.Describe(failed.Cause);
         var undone = new MountOperationResult(kind, $"{op.Kind.ToString().ToLowerInvariant()} of {op.Mountpoint} was not recorded in the daemon journal ({cause}), so nothing changed");
+        if (op.AnswerWhenAttached)
+        {
+            // Answered as served already (the command line's instance): it keeps serving, unrecorded.
+            _log.Error("{0} serves but is not recorded in the daemon journal ({1}); the command line mounts it again at the next start", op.Mountpoint, cause);
+            Finish(MountOperationResult.Done($"{op.Mountpoint} serves, not recorded"));
+            return;
+        }
         switch (op.Kind)
         {
             case OperationKind.Umount:
@@ -583,6 +607,8 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
         /// <summary>A takeover's restore: the recorded index is required, not just preferred.</summary>
         public bool FromHandoff { get; init; }
         public OpenedInstance? Opened { get; init; }
+        /// <summary>Answered once attached; the journal write follows (<see cref="MountFilesystem.AnswerWhenAttached"/>).</summary>
+        public bool AnswerWhenAttached { get; init; }
     }
 
     private sealed record CatchUpWritten(Exception? Failure);

@@ -36,6 +36,12 @@ public sealed record MountFilesystem(FsBackendMountCmd Command) : MountChangeReq
     /// <summary>The instance already opened from <see cref="Command"/> (the host opens the command line's before the
     /// kernel mount, so a bad image or config fails the start before anything is mounted); null to open it here.</summary>
     public OpenedInstance? Opened { get; init; }
+
+    /// <summary>Answer as soon as the instance is attached (it serves), and record it in the journal afterwards: the
+    /// host's command-line instance, so that a cold start reports RUNNING without waiting for the journal to recover
+    /// (the write waits for that). A write that fails then is logged; the instance keeps serving, and the command line
+    /// names it again at the next start.</summary>
+    public bool AnswerWhenAttached { get; init; }
 }
 
 /// <summary>PUT /api/v1/mount: replace the RAFS image under a mounted virtual mountpoint.</summary>

@@ -42,6 +42,12 @@ public sealed class MountMetricsRegistry
 
     private Fuse.Session.FuseInflight? _inflight;
 
+    /// <summary>The FUSE session's request dispatcher (its counters: requests, and those resent after a failover);
+    /// null without a FUSE session, and in a successor until its takeover built one.</summary>
+    public Fuse.Ops.FuseDispatcher? Dispatcher { get => Volatile.Read(ref _dispatcher); set => Volatile.Write(ref _dispatcher, value); }
+
+    private Fuse.Ops.FuseDispatcher? _dispatcher;
+
     /// <summary>Runtime values set through <c>PUT /api/v1/config</c>, per virtual mountpoint.</summary>
     public RuntimeConfigStore RuntimeConfig { get; } = new();
 
