@@ -49,6 +49,10 @@ public static partial class UpgradeBench
             var quietLoad = LoadAverage();
             var quiet = await RoundAsync(rig, reader, Upgrades, Kills, StandbyKills, "quiet");
 
+            // The same sequences on a registry-backed RAFS image with a cold blob cache, so that backend reads are
+            // under way when a daemon hands over or is killed.
+            var (registry, registryNotes) = await RegistryRoundAsync(nydusd);
+
             // The same sequences with the machine loaded: 12 busy-looping processes on 2 cores, the load average
             // waited for until it is at least 10 (it is a one-minute average).
             Round loaded;
@@ -65,12 +69,14 @@ public static partial class UpgradeBench
             var report = new BenchReport("Live upgrade and crash failover (nydusd, EROFS image over FUSE)",
                 ["measure", "median", "min", "max", "aim"]);
             quiet.AddTo(report, "", full: true);
+            registry.AddTo(report, "registry image, cold cache: ", full: false);
             loaded.AddTo(report, $"under load ({loadSeen}): ", full: false);
             report.Add("longest reader operation without an upgrade (ms, 1 s window)", F(idle.TotalMilliseconds), "", "", "");
             report.Note($"Image: {rig.FileCount} files of 64 KiB (mkfs.erofs, plain), served with --localfs-dir; one reader thread, posix_fadvise(DONTNEED) before every 4 KiB read at a random offset, so each read is a FUSE READ; failed reader operations: {reader.Failures} (of {reader.Operations}).");
             report.Note("Upgrade as nydus-snapshotter drives it: new process (`--upgrade`, own API socket) polled to INIT, takeover, READY, `exit` to the old one, then, once the old process has ended (the snapshotter waits for it), `start` to the new one. Stall: the longest reader operation that overlapped the window from `exit` to the new one answering RUNNING; requests that arrive meanwhile wait in the kernel's queue.");
             report.Note("Failover: SIGKILL, then the same command line again (crash detected: mountpoint mounted, API socket dead), takeover (restore + FUSE_NOTIFY_RESEND), start; the time is to the reader's first successful read after the kill. Hot standby: a process started beforehand with `--upgrade` and its own socket, settled in INIT ('waiting for a takeover'); after the kill `takeover?failover=true` and `start`, as `nydusd agent --hot-standby` does.");
             report.Note($"Windows of nydus-snapshotter: a state must come within {PollWindowMs / 1000:0} s of the first poll (20 tries 100-200 ms apart); the supervisor serves the state for {SupervisorWindowMs / 1000:0} s. 'inside' counts the rounds that met them (exec → INIT, and exec → takeover answered).");
+            foreach (var note in registryNotes) report.Note(note);
             report.Note($"Load: quiet rounds at load average {quietLoad} (other sessions share this 2-core machine); loaded rounds with 12 busy-looping `sh` processes started by the bench.");
             report.Note("Published ReadyToRun Release build.");
             return report;
@@ -78,6 +84,61 @@ public static partial class UpgradeBench
         finally
         {
             await rig.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// The sequences on a ~5,000-file RAFS v5 image (Registry/RafsV5TreeWriter) whose blob is served by docker-registry on
+    /// 127.0.0.1, with a fresh blob cache, no read amplification and no read-ahead: nearly every read of the reader is a
+    /// registry GET at first, so backend reads are in flight at the handoffs and kills.
+    /// </summary>
+    private static async Task<(Round Round, List<string> Notes)> RegistryRoundAsync(string nydusd)
+    {
+        var dir = Path.Combine("/var/tmp", $"nydus-bench-upgreg-{Guid.NewGuid():N}"[..32]);
+        Directory.CreateDirectory(dir);
+        Process? registry = null;
+        var rig = new Rig(nydusd, dir);
+        try
+        {
+            var image = Registry.RafsV5TreeWriter.Write(dir, dirs: 50, filesPerDir: 100, maxFileSize: 16384);
+            int port = Registry.RegistryBench.FreePort();
+            registry = Registry.RegistryBench.StartRegistry(dir, port);
+            var host = $"127.0.0.1:{port}";
+            await Registry.RegistryBench.PushAsync(host, image.BlobPath, image.BlobId);
+            var config = Path.Combine(dir, "registry.json");
+            var cacheDir = System.Text.Json.JsonSerializer.Serialize(Path.Combine(dir, "cache"));
+            File.WriteAllText(config,
+                "{ \"version\": 2, \"backend\": { \"type\": \"registry\", \"registry\": { \"scheme\": \"http\", \"host\": \"" + host
+                + "\", \"repo\": \"" + Registry.RegistryBench.Repo + "\", \"timeout\": 10, \"connect_timeout\": 5, \"retry_limit\": 2 } }, "
+                + "\"cache\": { \"type\": \"blobcache\", \"filecache\": { \"work_dir\": " + cacheDir + " } }, "
+                + "\"rafs\": { \"mode\": \"direct\", \"batch_size\": 0 } }");
+            var hocon = Path.Combine(dir, "no-read-ahead.conf");
+            File.WriteAllText(hocon, "nydus.blob-cache.read-ahead = 0\n");
+            rig.UseRegistryImage(image.BootstrapPath, config, "--hocon", hocon);
+            await rig.StartFirstAsync();
+            rig.ListServedFiles();
+            using var reader = new Reader(rig);
+            reader.Start();
+            await reader.WaitForOperationsAsync(100);
+            var round = await RoundAsync(rig, reader, LoadedRounds, LoadedRounds, LoadedRounds, "registry");
+            long backend = await rig.BackendRequestsAsync();
+            reader.Stop();
+            return (round, [
+                $"Registry rounds: {image.Files} files of 1 B to 16 KiB (RAFS v5, one {image.BlobSize / 1e6:F1} MB blob) in docker-registry on 127.0.0.1; "
+                + "registry backend, blobcache in a fresh directory, batch_size 0, read-ahead 0; the same reader (4 KiB at a random offset, page cache dropped). "
+                + $"Reader operations {reader.Operations}, failed {reader.Failures}; the last daemon alone made {backend} registry requests.",
+            ]);
+        }
+        finally
+        {
+            await rig.DisposeAsync();
+            if (registry is not null)
+            {
+                try { registry.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+                registry.WaitForExit(10_000);
+                registry.Dispose();
+            }
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
         }
     }
 
@@ -202,9 +263,38 @@ public static partial class UpgradeBench
         public SupervisorServer Supervisor { get; } = new(Path.Combine(dir, "sup.sock"), TimeSpan.FromSeconds(10));
         public string MountPoint => Path.Combine(dir, "mnt");
         public string Source => Path.Combine(dir, "src");
-        public string Image => Path.Combine(dir, "image.erofs");
+        public string Image { get; private set; } = Path.Combine(dir, "image.erofs");
         public string[] Files { get; private set; } = [];
+        public long[] FileSizes { get; private set; } = [];
         public int FileCount => Files.Length;
+        // How the image's data is reached: local files by default, a registry config for the cold-cache rounds.
+        private string[] _backendArgs = ["--localfs-dir", Path.Combine(dir, "src")];
+
+        /// <summary>Serve a RAFS image whose blob is in a registry, with <paramref name="configPath"/> (registry backend,
+        /// a fresh blob cache) and further daemon arguments; the files are listed once the first daemon serves.</summary>
+        public void UseRegistryImage(string bootstrap, string configPath, params string[] more)
+        {
+            Image = bootstrap;
+            _backendArgs = ["--config", configPath, .. more];
+            Directory.CreateDirectory(MountPoint);
+        }
+
+        /// <summary>Lists the served tree (metadata only: no blob data is read).</summary>
+        public void ListServedFiles()
+        {
+            var files = Directory.EnumerateFiles(MountPoint, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToArray();
+            Files = [.. files.Select(f => f[MountPoint.Length..])];
+            FileSizes = [.. files.Select(f => new FileInfo(f).Length)];
+        }
+
+        /// <summary>Backend requests (registry GETs) of the serving daemon since it started.</summary>
+        public async Task<long> BackendRequestsAsync()
+        {
+            using var client = new ApiClient(CurrentSocket, Wait);
+            var (status, body) = await client.SendAsync("GET", "/api/v1/metrics/backend");
+            if (status != 200) return 0;
+            return System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("read_count").GetInt64();
+        }
         public Process Current { get; private set; } = null!;
         public string CurrentSocket { get; private set; } = "";
 
@@ -225,6 +315,7 @@ public static partial class UpgradeBench
                 }
             }
             Files = [.. files];
+            FileSizes = [.. files.Select(_ => 65536L)];
             Directory.CreateDirectory(MountPoint);
             var mkfs = Process.Start(new ProcessStartInfo("mkfs.erofs") { ArgumentList = { "--quiet", Image, Source }, UseShellExecute = false })!;
             if (!mkfs.WaitForExit(60_000) || mkfs.ExitCode != 0) throw new InvalidOperationException("mkfs.erofs failed");
@@ -235,9 +326,9 @@ public static partial class UpgradeBench
         private Process Launch(string socket, bool upgrade, string logLevel = "warn")
         {
             var info = new ProcessStartInfo(nydusd) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in new[] { "--apisock", socket, "--id", "bench-upgrade", "--supervisor", Supervisor.Path, "--work-dir",
-                         Path.Combine(dir, "work"), "-M", MountPoint, "--bootstrap", Image, "--localfs-dir", Source, "--log-level", logLevel })
-                info.ArgumentList.Add(a);
+            string[] args = ["--apisock", socket, "--id", "bench-upgrade", "--supervisor", Supervisor.Path, "--work-dir",
+                Path.Combine(dir, "work"), "-M", MountPoint, "--bootstrap", Image, .. _backendArgs, "--log-level", logLevel];
+            foreach (var a in args) info.ArgumentList.Add(a);
             if (upgrade) info.ArgumentList.Add("--upgrade");
             var process = Process.Start(info)!;
             var log = Path.Combine(dir, $"daemon-{process.Id}.log");
@@ -436,13 +527,15 @@ public static partial class UpgradeBench
             var buffer = new byte[4096];
             while (!_stop)
             {
-                var file = rig.MountPoint + rig.Files[random.Next(rig.Files.Length)];
+                int which = random.Next(rig.Files.Length);
+                var file = rig.MountPoint + rig.Files[which];
+                long size = rig.FileSizes[which];
                 long start = Stopwatch.GetTimestamp();
                 try
                 {
                     using var handle = File.OpenHandle(file);
                     _ = PosixFadvise((int)handle.DangerousGetHandle(), 0, 0, 4);
-                    RandomAccess.Read(handle, buffer, random.Next(0, 65536 - 4096));
+                    RandomAccess.Read(handle, buffer, size > buffer.Length ? random.NextInt64(0, size - buffer.Length) : 0);
                     long end = Stopwatch.GetTimestamp();
                     lock (_done) _done.Add((start, end));
                 }
