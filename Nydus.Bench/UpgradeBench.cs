@@ -158,29 +158,30 @@ public static partial class UpgradeBench
             Console.WriteLine($"  {label} upgrade {i + 1}: stall {round.Stalls[^1]:F1} ms, exec→INIT {upgrade.ExecToInit:F0} ms, "
                               + $"takeover→READY {upgrade.TakeoverToReady:F0} ms, exit answered→gone {upgrade.ExitToGone:F0} ms, whole {upgrade.Total.TotalMilliseconds:F0} ms");
         }
-        for (int i = 0; i < kills; i++)
-        {
-            var failover = await rig.KillAndFailOverAsync();
-            // Reads the dying daemon still answered complete before its exit was seen; the first one completing
-            // after that was answered by the successor (a request the killed one had read comes back by resend).
-            var firstRead = await reader.FirstSuccessAfterAsync(failover.DeadAt, Wait);
-            round.Failovers.Add(Ms(failover.KilledAt, firstRead));
-            round.FailoverExecToInit.Add(failover.ExecToInit);
-            round.FailoverTakeover.Add(failover.TakeoverToReady);
-            await reader.WaitForOperationsAsync(100);
-            Console.WriteLine($"  {label} failover {i + 1}: SIGKILL to first read {round.Failovers[^1]:F0} ms, exec→INIT {failover.ExecToInit:F0} ms, takeover→READY {failover.TakeoverToReady:F0} ms");
-        }
-        for (int i = 0; i < standbyKills; i++)
-        {
-            var failover = await rig.KillAndTakeOverByStandbyAsync();
-            var firstRead = await reader.FirstSuccessAfterAsync(failover.DeadAt, Wait);
-            round.Standby.Add(Ms(failover.KilledAt, firstRead));
-            round.StandbyExecToInit.Add(failover.ExecToInit);
-            round.StandbyTakeover.Add(failover.TakeoverToReady);
-            await reader.WaitForOperationsAsync(100);
-            Console.WriteLine($"  {label} hot standby {i + 1}: SIGKILL to first read {round.Standby[^1]:F0} ms, takeover→READY {failover.TakeoverToReady:F0} ms");
-        }
+        // Reads the dying daemon still answered complete before its exit was seen; the first one completing after that
+        // was answered by the successor (a request the killed one had read comes back by resend).
+        await FailoversAsync(kills, rig.KillAndFailOverAsync, reader, $"{label} failover by restart",
+            round.Failovers, round.FailoverExecToInit, round.FailoverTakeover);
+        await FailoversAsync(standbyKills, rig.KillAndTakeOverByStandbyAsync, reader, $"{label} hot standby",
+            round.Standby, round.StandbyExecToInit, round.StandbyTakeover);
         return round;
+    }
+
+    /// <summary>Kills and fail-overs, each timed from the kill to the reader's first successful read after it.</summary>
+    private static async Task FailoversAsync(int count, Func<Task<Failover>> killAndFailOver, Reader reader, string what,
+        List<double> toFirstRead, List<double> execToInit, List<double> takeoverToReady)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            var failover = await killAndFailOver();
+            var firstRead = await reader.FirstSuccessAfterAsync(failover.DeadAt, Wait);
+            toFirstRead.Add(Ms(failover.KilledAt, firstRead));
+            execToInit.Add(failover.ExecToInit);
+            takeoverToReady.Add(failover.TakeoverToReady);
+            await reader.WaitForOperationsAsync(100);
+            Console.WriteLine($"  {what} {i + 1}: SIGKILL to first read {toFirstRead[^1]:F0} ms, exec→INIT {failover.ExecToInit:F0} ms, "
+                              + $"takeover→READY {failover.TakeoverToReady:F0} ms");
+        }
     }
 
     /// <summary>The timings of one round of sequences.</summary>
