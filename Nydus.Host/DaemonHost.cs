@@ -104,7 +104,8 @@ public static class DaemonHost
         if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
         // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
         // daemon's mount is (a refused bind ends the start here).
-        var fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
+        // A successor opens nothing: the predecessor's descriptor comes with the takeover.
+        var fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir && takeover is null ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
@@ -131,7 +132,7 @@ public static class DaemonHost
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
-                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30))),
+                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null),
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,

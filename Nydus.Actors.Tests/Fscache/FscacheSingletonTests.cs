@@ -25,10 +25,9 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     private NydusdProcess? _nydusd;
     private string ApiSocket => _dir.Combine("api.sock");
 
-    private static byte[] Bootstrap => File.ReadAllBytes(UpstreamBlockImage.Bootstrap);
+    private static byte[] Bootstrap => FscacheFixture.Bootstrap;
 
-    /// <summary>The data blob object: the blob's uncompressed form, 9 blocks (MANIFEST.md §V6).</summary>
-    private static byte[] DataObject => UpstreamBlockImage.ExpectedDevice.AsSpan(512 * 4096, 9 * 4096).ToArray();
+    private static byte[] DataObject => FscacheFixture.DataObject;
 
     public async Task InitializeAsync()
     {
@@ -59,20 +58,8 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         return path;
     }
 
-    private string LocalEntry(string domain, string id, string bootstrap) => new JsonObject
-    {
-        ["type"] = "bootstrap",
-        ["id"] = id,
-        ["domain_id"] = domain,
-        ["config_v2"] = new JsonObject
-        {
-            ["version"] = 2,
-            ["id"] = id,
-            ["backend"] = new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = UpstreamBlockImage.BlobDir } },
-            ["cache"] = new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") } },
-            ["metadata_path"] = bootstrap,
-        },
-    }.ToJsonString();
+    private string LocalEntry(string domain, string id, string bootstrap) =>
+        FscacheFixture.LocalEntry(domain, id, bootstrap, Dir("fscache-work"));
 
     private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => new JsonObject
     {
@@ -93,12 +80,7 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         },
     }.ToJsonString();
 
-    private async Task AddAsync(string entry)
-    {
-        using var api = new ApiClient(ApiSocket, Wait);
-        var (status, body) = await api.SendAsync("PUT", "/api/v2/blobs", entry);
-        Assert.True(status == 204, $"PUT /api/v2/blobs answered {status} {body}");
-    }
+    private Task AddAsync(string entry) => FscacheFixture.AddAsync(ApiSocket, entry, Wait);
 
     /// <summary>READs the whole object in <paramref name="piece"/>-byte requests, all in flight at once.</summary>
     private async Task<byte[]> ReadAllAsync(SimulatedObject obj, int piece)
