@@ -286,6 +286,12 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _blockService.Tell(new RestoreBlockExports([.. blockExports.Select(e => new BlockExportRecord(e.Name, e.Source, e.Config, e.Mountpoint, e.Address))]));
         var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
             .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
+        if (required.Length == 0 && state.Instances is { Count: 0 })
+        {
+            // Nothing mounted (an fscache singleton's state): nothing for the fs-service, which a singleton has not.
+            Self.Tell(new HandoffMountsRestored(MountOperationResult.Done("no mounts in the handoff state")));
+            return;
+        }
         var restore = new RestoreMounts
         {
             FromHandoff = state.Instances is { } instances ? [.. instances.Select(MountCommands.FromHandoff)] : null,
