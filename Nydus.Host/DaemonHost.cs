@@ -106,11 +106,13 @@ public static class DaemonHost
         // daemon's mount is (a refused bind ends the start here).
         // A successor opens nothing: the predecessor's descriptor comes with the takeover.
         var fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir && takeover is null ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
+        // The fscache counters: one set per daemon, read by the API, counted by the service.
+        var fscacheMetrics = options.Singleton && options.Fscache is not null ? new Nydus.Actors.Fscache.FscacheMetrics() : null;
         // The actor system and the API server each take a few hundred milliseconds to come up: start both at once.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = options.ApiSock is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline, mountMetrics);
+            : StartApiAsync(options.ApiSock, daemonReady.Task, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
         ActorSystem system;
         try
         {
@@ -132,7 +134,7 @@ public static class DaemonHost
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
-                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null),
+                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics),
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
@@ -329,12 +331,14 @@ public static class DaemonHost
     }
 
     private static Task<ApiServer?> StartApiAsync(string socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
-        LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics)
+        LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics,
+        Nydus.Actors.Fscache.FscacheMetrics? fscacheMetrics)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
         var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), mountMetrics.Events)
         {
             Metrics = mountMetrics,
+            Fscache = fscacheMetrics,
             IdleTimeout = ApiIdleTimeout(config),
             MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
         };

@@ -122,6 +122,29 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Equal(Bootstrap, await ReadAllAsync(again, 65536));
         Assert.Empty(_kernel.UnexpectedReplies);
         Assert.False(_nydusd!.HasExited);
+
+        // The counters: 3 objects opened (the refused ones are not), 2 closed, every READ counted with its bytes.
+        var counters = await FscacheCountersAsync();
+        Assert.Equal(3, counters["opens"]);
+        Assert.Equal(2, counters["closes"]);
+        long reads = (Bootstrap.Length + 4095) / 4096 + (DataObject.Length + 4095) / 4096 + (Bootstrap.Length + 65535) / 65536;
+        Assert.Equal(reads, counters["reads"]);
+        Assert.Equal(2L * Bootstrap.Length + DataObject.Length, counters["read_bytes"]);
+        Assert.Equal(0, counters["failed_reads"]);
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, prometheus) = await api.SendAsync("GET", "/metrics");
+        Assert.Equal(200, status);
+        Assert.Contains($"\nnydus_fscache_reads_total {reads}\n", prometheus);
+        Assert.Contains("# TYPE nydus_fscache_failed_reads_total counter", prometheus);
+    }
+
+    /// <summary>GET /api/v1/metrics/fscache: the service's counters.</summary>
+    private async Task<Dictionary<string, long>> FscacheCountersAsync()
+    {
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, body) = await api.SendAsync("GET", "/api/v1/metrics/fscache");
+        Assert.True(status == 200, $"GET /api/v1/metrics/fscache answered {status} {body}");
+        return JsonSerializer.Deserialize<Dictionary<string, long>>(body)!;
     }
 
     /// <summary>
@@ -191,6 +214,7 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         var warm = await _kernel.OpenAsync("erofs,reg", id, Wait);
         Assert.Equal(expectedData, await ReadAllAsync(warm, 36864));
         Assert.Empty(_kernel.UnexpectedReplies);
+        Assert.Equal(8, (await FscacheCountersAsync())["failed_reads"]);
     }
 
     [Fact]

@@ -33,15 +33,19 @@ public sealed class FscacheServiceActor : ReceiveActor
     private readonly BlobCacheCatalog _catalog;
     private readonly int _threads;
     private readonly FscacheHandoffSettings? _handoff;
+    private readonly FscacheMetrics? _metrics;
     private ICachefilesDevice? _device;
     private FscacheService? _service;
     // Set by a takeover: the first StartService writes `restore` before the workers read.
     private bool _restorePending;
 
     /// <param name="device">The bound device; null for a successor that waits for a takeover.</param>
-    public FscacheServiceActor(ICachefilesDevice? device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff)
+    /// <param name="metrics">The counters the API reads (made by the host).</param>
+    public FscacheServiceActor(ICachefilesDevice? device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff,
+        FscacheMetrics? metrics)
     {
         _threads = threads;
+        _metrics = metrics;
         _handoff = handoff;
         // The blob cache manager is the daemon's blob-cache child, created before this one.
         _catalog = new BlobCacheCatalog(Context.ActorSelection("../blob-cache"), askTimeout);
@@ -58,17 +62,18 @@ public sealed class FscacheServiceActor : ReceiveActor
     }
 
     /// <summary>A singleton serving a device it bound itself.</summary>
-    public static Props Props(ICachefilesDevice device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff) =>
-        Akka.Actor.Props.Create(() => new FscacheServiceActor(device, threads, askTimeout, handoff)).WithDispatcher("nydus.blocking-io");
+    public static Props Props(ICachefilesDevice device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff,
+        FscacheMetrics? metrics = null) =>
+        Akka.Actor.Props.Create(() => new FscacheServiceActor(device, threads, askTimeout, handoff, metrics)).WithDispatcher("nydus.blocking-io");
 
     /// <summary>A successor (<c>--upgrade</c>): no device until Restore receives the predecessor's.</summary>
-    public static Props PropsForTakeover(int threads, TimeSpan askTimeout, FscacheHandoffSettings handoff) =>
-        Akka.Actor.Props.Create(() => new FscacheServiceActor(null, threads, askTimeout, handoff)).WithDispatcher("nydus.blocking-io");
+    public static Props PropsForTakeover(int threads, TimeSpan askTimeout, FscacheHandoffSettings handoff, FscacheMetrics? metrics = null) =>
+        Akka.Actor.Props.Create(() => new FscacheServiceActor(null, threads, askTimeout, handoff, metrics)).WithDispatcher("nydus.blocking-io");
 
     private void Install(ICachefilesDevice device)
     {
         _device = device;
-        _service = new FscacheService(device, _catalog, _threads);
+        _service = new FscacheService(device, _catalog, _threads, _metrics);
         var self = Self;
         _service.Ended = reason => self.Tell(new DeviceFailed(reason));
     }
