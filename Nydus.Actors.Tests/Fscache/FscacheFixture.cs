@@ -17,7 +17,12 @@ internal static class FscacheFixture
     public static byte[] DataObject => UpstreamBlockImage.ExpectedDevice.AsSpan(512 * 4096, 9 * 4096).ToArray();
 
     /// <summary>A bootstrap entry whose blobs are read from the fixture's localfs directory.</summary>
-    public static string LocalEntry(string domain, string id, string bootstrap, string workDir) => new JsonObject
+    public static string LocalEntry(string domain, string id, string bootstrap, string workDir) => Entry(domain, id, bootstrap,
+        new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = UpstreamBlockImage.BlobDir } },
+        new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = workDir } });
+
+    /// <summary>A bootstrap entry (<c>PUT /api/v2/blobs</c>) with the given backend and cache sections.</summary>
+    public static string Entry(string domain, string id, string bootstrap, JsonObject backend, JsonObject cache) => new JsonObject
     {
         ["type"] = "bootstrap",
         ["id"] = id,
@@ -26,8 +31,8 @@ internal static class FscacheFixture
         {
             ["version"] = 2,
             ["id"] = id,
-            ["backend"] = new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = UpstreamBlockImage.BlobDir } },
-            ["cache"] = new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = workDir } },
+            ["backend"] = backend,
+            ["cache"] = cache,
             ["metadata_path"] = bootstrap,
         },
     }.ToJsonString();

@@ -61,24 +61,13 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     private string LocalEntry(string domain, string id, string bootstrap) =>
         FscacheFixture.LocalEntry(domain, id, bootstrap, Dir("fscache-work"));
 
-    private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => new JsonObject
-    {
-        ["type"] = "bootstrap",
-        ["id"] = id,
-        ["domain_id"] = domain,
-        ["config_v2"] = new JsonObject
+    private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => FscacheFixture.Entry(domain, id, bootstrap,
+        new JsonObject
         {
-            ["version"] = 2,
-            ["id"] = id,
-            ["backend"] = new JsonObject
-            {
-                ["type"] = "registry",
-                ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
-            },
-            ["cache"] = new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } },
-            ["metadata_path"] = bootstrap,
+            ["type"] = "registry",
+            ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
         },
-    }.ToJsonString();
+        new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } });
 
     private Task AddAsync(string entry) => FscacheFixture.AddAsync(ApiSocket, entry, Wait);
 
