@@ -28,6 +28,8 @@ public sealed class FscacheHandoffTests(ITestOutputHelper output) : IAsyncLifeti
     private SimulatedCachefilesKernel _kernel = null!;
     private SupervisorServer _supervisor = null!;
     private int _sockets;
+    // READs sent and not answered right after the predecessor of an upgrade exited: they wait for the successor.
+    private int _inFlightAtExit = -1;
 
     public Task InitializeAsync()
     {
@@ -104,6 +106,7 @@ public sealed class FscacheHandoffTests(ITestOutputHelper output) : IAsyncLifeti
         {
             await PutAsync(oldSocket!, "/api/v1/daemon/exit");
             Assert.Equal(0, await old.WaitForExitAsync(Wait));
+            _inFlightAtExit = _kernel.InFlight;
         }
 
         await PutAsync(socket, "/api/v1/daemon/start");
@@ -170,9 +173,9 @@ public sealed class FscacheHandoffTests(ITestOutputHelper output) : IAsyncLifeti
 
         await CompletedAtLeastAsync(100);
 
-        // Live upgrade while READs go on.
-        int beforeUpgrade = _kernel.InFlight;
+        // Live upgrade while READs go on: those sent after the old daemon stopped reading wait for the new one.
         var (next, nextSocket) = await TakeOverAsync(current, socket, keys);
+        Assert.True(_inFlightAtExit > 0, "no READ was in flight when the old daemon had exited");
         (current, socket) = (next, nextSocket);
         int sent;
         lock (reads) sent = reads.Count;
@@ -206,7 +209,7 @@ public sealed class FscacheHandoffTests(ITestOutputHelper output) : IAsyncLifeti
             Assert.Equal(expected.AsSpan((int)offset, back.Bytes.Length).ToArray(), back.Bytes);
         }
 
-        output.WriteLine($"{all.Count} READs; in flight at the upgrade {beforeUpgrade}, at the kill {beforeKill}; restores {_kernel.Restores}, "
+        output.WriteLine($"{all.Count} READs; in flight when the upgraded daemon had exited {_inFlightAtExit}, at the kill {beforeKill}; restores {_kernel.Restores}, "
                          + $"requests offered again {_kernel.Redelivered}, objects re-opened {_kernel.Reopens}, stale READ copies {_kernel.StaleReads}");
         Assert.Equal(2, _kernel.Restores);
         // Each successor re-opened objects the kernel had open with its predecessor (their fds died with it).
