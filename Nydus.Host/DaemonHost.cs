@@ -93,12 +93,15 @@ public static class DaemonHost
         });
         // The daemon's table of instances and its error log: one per daemon, handed to the FUSE setup, the daemon and the API.
         var mountMetrics = new Nydus.Actors.Daemon.Mounts.MountMetricsRegistry();
+        // The fscache counters: one set per daemon, read by the API, counted by the service.
+        var fscacheMetrics = options.Singleton && options.Fscache is not null ? new Nydus.Actors.Fscache.FscacheMetrics() : null;
         // The API server takes a few hundred milliseconds of CPU to come up, as the actor system does: it starts now, on
         // the socket already listening, and answers once the daemon actor exists (GET /api/v1/daemon then says INIT).
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
         var apiStarting = apiListener is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics);
+            : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
+        var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
         FuseServiceSetup? fuse;
         Nydus.Actors.Fscache.ICachefilesDevice? fscacheDevice;
         try
@@ -110,7 +113,6 @@ public static class DaemonHost
             // Read before any image is opened (the command line's is opened next).
             Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
                 Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
-            var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
             // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
             // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
             fuse = options.Singleton ? null
@@ -118,8 +120,9 @@ public static class DaemonHost
                     UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
             if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
             // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
-            // daemon's mount is (a refused bind ends the start here).
-            fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
+            // daemon's mount is (a refused bind ends the start here). A successor opens nothing: the predecessor's
+            // descriptor comes with the takeover.
+            fscacheDevice = options.Singleton && options.Fscache is { } fscacheDir && takeover is null ? FscacheSetup.OpenDevice(options, fscacheDir) : null;
         }
         catch
         {
@@ -148,7 +151,7 @@ public static class DaemonHost
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
-                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30))),
+                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics),
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
@@ -326,12 +329,14 @@ public static class DaemonHost
     }
 
     private static Task<ApiServer?> StartApiAsync(ApiListener socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
-        LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics)
+        LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics,
+        Nydus.Actors.Fscache.FscacheMetrics? fscacheMetrics)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
         var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), mountMetrics.Events)
         {
             Metrics = mountMetrics,
+            Fscache = fscacheMetrics,
             IdleTimeout = ApiIdleTimeout(config),
             MountTimeout = config.GetTimeSpan("nydus.api.mount-timeout", TimeSpan.FromMinutes(2)),
         };

@@ -6,7 +6,8 @@ namespace Nydus.Host;
 /// <summary>
 /// <c>nydusd singleton --fscache DIR [--fscache-tag T] [--fscache-threads N]</c>: opens and binds the cachefiles
 /// device, or, when the test hook <c>NYDUS_TEST_CACHEFILES_SOCKET</c> names a socket, connects to a simulated kernel
-/// there instead (<see cref="SimulatedCachefilesDevice"/>; this machine's kernel has no cachefiles module).
+/// there instead (<see cref="SimulatedCachefilesDevice"/>; this machine's kernel has no cachefiles module). A
+/// successor (<c>--upgrade</c>) opens nothing: it takes the predecessor's descriptor from the supervisor.
 /// </summary>
 public static class FscacheSetup
 {
@@ -31,6 +32,22 @@ public static class FscacheSetup
         return CachefilesDevice.OpenAndBind(dir, options.FscacheTag);
     }
 
-    public static Props? ServiceProps(ICachefilesDevice? device, NydusdOptions options, TimeSpan askTimeout) =>
-        device is null ? null : FscacheServiceActor.Props(device, options.FscacheThreads, askTimeout);
+    /// <summary>The service child: on the bound device, or, for a successor (<paramref name="takeover"/>), waiting for
+    /// the predecessor's; null for a singleton without --fscache.</summary>
+    public static Props? ServiceProps(ICachefilesDevice? device, NydusdOptions options, TimeSpan askTimeout, TimeSpan transferTimeout, bool takeover,
+        FscacheMetrics? metrics)
+    {
+        if (options.Fscache is not { } cacheDir) return null;
+        var handoff = new FscacheHandoffSettings(options.Supervisor, transferTimeout, options.Id ?? "", Path.GetFullPath(cacheDir),
+            options.FscacheTag, AdoptDevice);
+        return takeover
+            ? FscacheServiceActor.PropsForTakeover(options.FscacheThreads, askTimeout, handoff, metrics)
+            : FscacheServiceActor.Props(device!, options.FscacheThreads, askTimeout, handoff, metrics);
+    }
+
+    /// <summary>A received descriptor as the device kind this process uses (the test hook picks the simulation).</summary>
+    private static ICachefilesDevice AdoptDevice(Microsoft.Win32.SafeHandles.SafeFileHandle descriptor) =>
+        Environment.GetEnvironmentVariable(SimulatedCachefilesDevice.SocketVariable) is { Length: > 0 }
+            ? SimulatedCachefilesDevice.Adopt(descriptor)
+            : CachefilesDevice.Adopt(descriptor);
 }

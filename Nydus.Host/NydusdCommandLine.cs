@@ -165,9 +165,10 @@ public static class NydusdCommandLine
 
     private static void ValidateSingleton(CommandResult r)
     {
-        // A singleton's handoff would carry the /dev/cachefiles fd and the open objects: not built yet.
-        if (Given(r, Supervisor)) r.AddError(NotYet("--supervisor for a singleton (fscache handoff)"));
-        if (Given(r, Upgrade)) r.AddError(NotYet("--upgrade for a singleton (fscache takeover)"));
+        // A singleton hands over its /dev/cachefiles fd (and its blob entries); without --fscache there is no fd.
+        if (Given(r, Supervisor) && !Given(r, Fscache)) r.AddError("--supervisor for a singleton requires --fscache (the cachefiles fd is what it hands over)");
+        if (Given(r, Upgrade) && !Given(r, Fscache)) r.AddError("--upgrade for a singleton requires --fscache (the cachefiles fd is what it takes over)");
+        if (Given(r, Upgrade) && !Given(r, Supervisor)) r.AddError("--upgrade requires --supervisor (where the predecessor's fd is)");
         if (Given(r, FscacheTag) && !Given(r, Fscache)) r.AddError("--fscache-tag requires --fscache");
         if (Given(r, FscacheThreads) && r.GetValue(FscacheThreads) is < 1 or > 1024) r.AddError("--fscache-threads must be between 1 and 1024");
     }

@@ -27,7 +27,9 @@ public static class UpgradeStart
     /// </summary>
     public static TakeoverReason? Detect(NydusdOptions options)
     {
-        if (options.Singleton) return null;
+        // An fscache singleton has no mount to find a crash by: a supervisor starts its successor with --upgrade,
+        // after an upgrade and after a crash alike (the kernel's restore makes both the same takeover).
+        if (options.Singleton) return options.Upgrade && options.Fscache is not null ? TakeoverReason.Upgrade : null;
         if (options.Upgrade) return TakeoverReason.Upgrade;
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
         if (options.ApiSock is not null && CrashDetector.PredecessorCrashed(mountpoint, options.ApiSock))

@@ -25,10 +25,9 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     private NydusdProcess? _nydusd;
     private string ApiSocket => _dir.Combine("api.sock");
 
-    private static byte[] Bootstrap => File.ReadAllBytes(UpstreamBlockImage.Bootstrap);
+    private static byte[] Bootstrap => FscacheFixture.Bootstrap;
 
-    /// <summary>The data blob object: the blob's uncompressed form, 9 blocks (MANIFEST.md §V6).</summary>
-    private static byte[] DataObject => UpstreamBlockImage.ExpectedDevice.AsSpan(512 * 4096, 9 * 4096).ToArray();
+    private static byte[] DataObject => FscacheFixture.DataObject;
 
     public async Task InitializeAsync()
     {
@@ -59,46 +58,18 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         return path;
     }
 
-    private string LocalEntry(string domain, string id, string bootstrap) => new JsonObject
-    {
-        ["type"] = "bootstrap",
-        ["id"] = id,
-        ["domain_id"] = domain,
-        ["config_v2"] = new JsonObject
-        {
-            ["version"] = 2,
-            ["id"] = id,
-            ["backend"] = new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = UpstreamBlockImage.BlobDir } },
-            ["cache"] = new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") } },
-            ["metadata_path"] = bootstrap,
-        },
-    }.ToJsonString();
+    private string LocalEntry(string domain, string id, string bootstrap) =>
+        FscacheFixture.LocalEntry(domain, id, bootstrap, Dir("fscache-work"));
 
-    private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => new JsonObject
-    {
-        ["type"] = "bootstrap",
-        ["id"] = id,
-        ["domain_id"] = domain,
-        ["config_v2"] = new JsonObject
+    private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => FscacheFixture.Entry(domain, id, bootstrap,
+        new JsonObject
         {
-            ["version"] = 2,
-            ["id"] = id,
-            ["backend"] = new JsonObject
-            {
-                ["type"] = "registry",
-                ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
-            },
-            ["cache"] = new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } },
-            ["metadata_path"] = bootstrap,
+            ["type"] = "registry",
+            ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
         },
-    }.ToJsonString();
+        new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } });
 
-    private async Task AddAsync(string entry)
-    {
-        using var api = new ApiClient(ApiSocket, Wait);
-        var (status, body) = await api.SendAsync("PUT", "/api/v2/blobs", entry);
-        Assert.True(status == 204, $"PUT /api/v2/blobs answered {status} {body}");
-    }
+    private Task AddAsync(string entry) => FscacheFixture.AddAsync(ApiSocket, entry, Wait);
 
     /// <summary>READs the whole object in <paramref name="piece"/>-byte requests, all in flight at once.</summary>
     private async Task<byte[]> ReadAllAsync(SimulatedObject obj, int piece)
@@ -140,6 +111,29 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Equal(Bootstrap, await ReadAllAsync(again, 65536));
         Assert.Empty(_kernel.UnexpectedReplies);
         Assert.False(_nydusd!.HasExited);
+
+        // The counters: 3 objects opened (the refused ones are not), 2 closed, every READ counted with its bytes.
+        var counters = await FscacheCountersAsync();
+        Assert.Equal(3, counters["opens"]);
+        Assert.Equal(2, counters["closes"]);
+        long reads = (Bootstrap.Length + 4095) / 4096 + (DataObject.Length + 4095) / 4096 + (Bootstrap.Length + 65535) / 65536;
+        Assert.Equal(reads, counters["reads"]);
+        Assert.Equal(2L * Bootstrap.Length + DataObject.Length, counters["read_bytes"]);
+        Assert.Equal(0, counters["failed_reads"]);
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, prometheus) = await api.SendAsync("GET", "/metrics");
+        Assert.Equal(200, status);
+        Assert.Contains($"\nnydus_fscache_reads_total {reads}\n", prometheus);
+        Assert.Contains("# TYPE nydus_fscache_failed_reads_total counter", prometheus);
+    }
+
+    /// <summary>GET /api/v1/metrics/fscache: the service's counters.</summary>
+    private async Task<Dictionary<string, long>> FscacheCountersAsync()
+    {
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, body) = await api.SendAsync("GET", "/api/v1/metrics/fscache");
+        Assert.True(status == 200, $"GET /api/v1/metrics/fscache answered {status} {body}");
+        return JsonSerializer.Deserialize<Dictionary<string, long>>(body)!;
     }
 
     /// <summary>
@@ -209,6 +203,7 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         var warm = await _kernel.OpenAsync("erofs,reg", id, Wait);
         Assert.Equal(expectedData, await ReadAllAsync(warm, 36864));
         Assert.Empty(_kernel.UnexpectedReplies);
+        Assert.Equal(8, (await FscacheCountersAsync())["failed_reads"]);
     }
 
     [Fact]

@@ -154,7 +154,8 @@ public sealed class NydusdProcessTests : IDisposable
     [InlineData("invalid --log-level 'loud'", "singleton", "--log-level", "loud")]
     [InlineData("invalid --failover-policy 'sometimes'", "--failover-policy", "sometimes", "--mountpoint", "/tmp")]
     [InlineData("--bootstrap and --shared-dir cannot be used together", "-M", "/tmp", "-B", "/x", "--shared-dir", "/y")]
-    [InlineData("--upgrade for a singleton (fscache takeover) is not supported yet", "singleton", "--upgrade")]
+    [InlineData("--upgrade for a singleton requires --fscache", "singleton", "--upgrade")]
+    [InlineData("--upgrade requires --supervisor", "singleton", "--fscache", "/tmp", "--upgrade")]
     [InlineData("--fscache-threads must be between 1 and 1024", "singleton", "--fscache", "/tmp", "--fscache-threads", "0")]
     public async Task Bad_command_lines_exit_2_with_a_message(string expected, params string[] args)
     {

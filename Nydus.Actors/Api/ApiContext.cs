@@ -25,4 +25,8 @@ public sealed record ApiContext(
     /// <summary>The daemon's table of mounted instances, read by the metrics and config endpoints (the host hands the
     /// daemon the same one).</summary>
     public Daemon.Mounts.MountMetricsRegistry Metrics { get; init; } = new();
+
+    /// <summary>The fscache service's counters (a singleton with --fscache; the host hands the service the same
+    /// object); null otherwise.</summary>
+    public Fscache.FscacheMetrics? Fscache { get; init; }
 }

@@ -62,7 +62,7 @@ public sealed class ApiServer : IAsyncDisposable
             FuseHandoffEndpoints.Map(routes, api);
             BlockEndpoints.Map(routes, api);
             BlobEndpoints.Map(routes, api);
-            MetricsEndpoints.Map(routes, api.Metrics);
+            MetricsEndpoints.Map(routes, api.Metrics, api.Fscache);
             ConfigEndpoints.Map(routes, api.Metrics);
         }, cancellationToken, api.IdleTimeout);
 

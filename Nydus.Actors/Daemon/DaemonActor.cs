@@ -69,11 +69,11 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void Idle()
     {
-        // A singleton's takeover would restore fscache state, which this build does not have: refuse it before the
-        // machine moves, rather than report READY with nothing restored.
+        // A singleton without --fscache has no descriptor to take over: refuse before the machine moves, rather than
+        // report READY with nothing restored. (An fscache singleton's service takes over the cachefiles fd.)
         Receive<DaemonCommand>(c => c.Input == DaemonInput.Takeover && _service is null, _ =>
             Sender.Tell(new DaemonCommandResult(_reported,
-                new DaemonError(DaemonErrorKind.Unsupported, "takeover of a daemon without a FUSE service (singleton) is not supported yet"))));
+                new DaemonError(DaemonErrorKind.Unsupported, "a singleton without --fscache has no FUSE or cachefiles fd to take over"))));
         // A successor must not serve a taken-over connection before it has mounted again what the journal records:
         // the kernel's node ids of those instances would answer ESTALE meanwhile. Held until the restore is done.
         Receive<DaemonCommand>(c => _restoringMounts && c.Input is DaemonInput.Takeover or DaemonInput.Start, _ => Stash.Stash());
@@ -140,7 +140,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<SendFuseFd>(m =>
         {
             if (_service is null)
-                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported, "this daemon has no FUSE fd to send (singleton)")));
+                Sender.Tell(new FuseFdSent(new DaemonError(DaemonErrorKind.Unsupported, "this daemon has no FUSE or cachefiles fd to send (a singleton without --fscache)")));
             else if (_backends.Values.FirstOrDefault(b => b.BackendType == FsBackendType.PassthroughFs.ToDisplayString()) is { } shared)
                 // A passthrough instance's node ids are this process's O_PATH handles: a successor could not serve
                 // what the kernel holds of it, so refuse rather than hand over a mount that would answer ESTALE.
@@ -289,6 +289,12 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _blockService.Tell(new RestoreBlockExports([.. blockExports.Select(e => new BlockExportRecord(e.Name, e.Source, e.Config, e.Mountpoint, e.Address))]));
         var required = state.Mounts.Where(m => m.Kind != Upgrade.HandoffMountKinds.None).Select(m => m.Mountpoint)
             .Concat(state.Instances?.Select(i => i.Mountpoint) ?? []).Distinct().ToArray();
+        if (required.Length == 0 && state.Instances is { Count: 0 })
+        {
+            // Nothing mounted (an fscache singleton's state): nothing for the fs-service, which a singleton has not.
+            Self.Tell(new HandoffMountsRestored(MountOperationResult.Done("no mounts in the handoff state")));
+            return;
+        }
         var restore = new RestoreMounts
         {
             FromHandoff = state.Instances is { } instances ? [.. instances.Select(MountCommands.FromHandoff)] : null,

@@ -38,15 +38,17 @@ public sealed class FscacheService : IDisposable
 
     private sealed record OpenObject(FscacheObjectSource Source, SafeFileHandle Fd);
 
-    public FscacheService(ICachefilesDevice device, IFscacheCatalog catalog, int threads)
+    /// <param name="metrics">Counters to add to (the host's, which the API reads); a fresh set when null.</param>
+    public FscacheService(ICachefilesDevice device, IFscacheCatalog catalog, int threads, FscacheMetrics? metrics = null)
     {
+        Metrics = metrics ?? new FscacheMetrics();
         ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
         _device = device;
         _catalog = catalog;
         _threadCount = threads;
     }
 
-    public FscacheMetrics Metrics { get; } = new();
+    public FscacheMetrics Metrics { get; }
 
     /// <summary>Objects open now.</summary>
     public int OpenObjects => _objects.Count;
@@ -266,7 +268,8 @@ public sealed class FscacheService : IDisposable
     }
 }
 
-/// <summary>Counters of an fscache service (what the bench reads; GET /metrics does not show them yet).</summary>
+/// <summary>Counters of an fscache service: GET /metrics (nydus_fscache_*) and GET /api/v1/metrics/fscache. Made
+/// by the host and handed to the service and the API; a successor's counters start from zero.</summary>
 public sealed class FscacheMetrics
 {
     private long _opens, _closes, _reads, _readBytes, _failedReads, _malformed;

@@ -9,97 +9,71 @@ namespace Nydus.Actors.Fscache;
 /// The daemon's end of a simulated <c>/dev/cachefiles</c> (a test double; see <see cref="Simulation.SimulatedCachefilesKernel"/>):
 /// a Unix SOCK_SEQPACKET connection on which each request is one message in the uapi layout and an OPEN carries
 /// the object's anonymous fd as SCM_RIGHTS (this device writes the received descriptor's number into the OPEN's fd
-/// field, as the kernel installs it). Commands are sent as the text written to the real device. The read
-/// completion ioctl, which has no socket equivalent, is sent as <c>cread &lt;msg_id&gt;,&lt;object_id&gt;</c>: the
-/// object id is the one whose OPEN brought that descriptor, so the simulation checks the ioctl was issued on the
-/// right object's fd, as the kernel does.
+/// field, as the kernel installs it). Commands are sent as the text written to the real device. Two things the real
+/// device learns from syscalls are sent as messages instead:
+/// <list type="bullet">
+/// <item>the read completion ioctl, as <c>cread &lt;msg_id&gt;,&lt;object_id&gt;</c>: the object id is the one whose
+/// OPEN brought that descriptor, so the simulation checks the ioctl was issued on the right object's fd;</item>
+/// <item>the read(2) itself, as <c>read &lt;msg_id&gt;</c> as soon as a request is taken off the socket: the kernel
+/// knows which requests a daemon has read (it clears their "new" mark), and <c>restore</c> offers again only
+/// those read and not answered; a request still in the socket queue has not been read.</item>
+/// </list>
 /// </summary>
 /// <remarks>Selected by the test hook <c>NYDUS_TEST_CACHEFILES_SOCKET</c> (see README); never in production.</remarks>
-public sealed class SimulatedCachefilesDevice : ICachefilesDevice
+public sealed class SimulatedCachefilesDevice : CachefilesChannel
 {
     /// <summary>Environment variable naming the simulated kernel's socket: the test hook that replaces /dev/cachefiles.</summary>
     public const string SocketVariable = "NYDUS_TEST_CACHEFILES_SOCKET";
 
-    private readonly SafeFileHandle _socket;
-    private readonly SafeFileHandle _stop;
+    /// <summary>The stand-in for the read(2) the kernel sees: <c>read &lt;msg_id&gt;</c>.</summary>
+    public const string ReadNotice = "read ";
+
     // Descriptor number -> object id of the OPEN that delivered it (dropped at that object's CLOSE).
     private readonly ConcurrentDictionary<int, uint> _objectOfFd = new();
 
-    private SimulatedCachefilesDevice(SafeFileHandle socket)
+    private SimulatedCachefilesDevice(SafeFileHandle socket) : base(socket, SocketVariable)
     {
-        _socket = socket;
-        _stop = CachefilesPolling.CreateStopEvent();
     }
 
-    public SafeFileHandle Handle => _socket;
+    public static SimulatedCachefilesDevice ConnectAndBind(string socketPath, string cacheDir, string? tag) =>
+        Bind(new SimulatedCachefilesDevice(SeqPacket.Connect(socketPath)), cacheDir, tag);
 
-    public static SimulatedCachefilesDevice ConnectAndBind(string socketPath, string cacheDir, string? tag)
-    {
-        var device = new SimulatedCachefilesDevice(SeqPacket.Connect(socketPath));
-        try
-        {
-            CachefilesPolling.Bind(device, cacheDir, tag);
-            return device;
-        }
-        catch
-        {
-            device.Dispose();
-            throw;
-        }
-    }
+    /// <summary>A successor's device on the predecessor's connection (<c>restore</c> is written when it starts serving).</summary>
+    public static SimulatedCachefilesDevice Adopt(SafeFileHandle inherited) => new(inherited);
 
-    /// <summary>A successor's device on the predecessor's connection, then <c>restore</c>.</summary>
-    public static SimulatedCachefilesDevice Adopt(SafeFileHandle inherited)
+    protected override int TryReceive(Span<byte> buffer)
     {
-        var device = new SimulatedCachefilesDevice(inherited);
-        device.Write(CachefilesCommands.Restore);
-        return device;
-    }
-
-    public int Read(Span<byte> buffer)
-    {
-        while (true)
+        int n = SeqPacket.Receive(Handle, buffer, nonBlocking: true, out int fd);
+        if (n < 0) return -1; // another worker took it
+        if (n == 0) throw new IOException("the simulated cachefiles kernel closed the connection");
+        if (n >= CachefilesMessage.HeaderSize)
         {
-            if (!CachefilesPolling.WaitReadable(_socket, _stop)) return 0;
-            int n = SeqPacket.Receive(_socket, buffer, nonBlocking: true, out int fd);
-            if (n < 0) continue; // another worker took it
-            if (n == 0) throw new IOException("the simulated cachefiles kernel closed the connection");
-            if (n >= CachefilesMessage.HeaderSize)
+            uint messageId = BinaryPrimitives.ReadUInt32LittleEndian(buffer);
+            uint opcode = BinaryPrimitives.ReadUInt32LittleEndian(buffer[4..]);
+            uint objectId = BinaryPrimitives.ReadUInt32LittleEndian(buffer[12..]);
+            if (fd >= 0 && opcode == (uint)CachefilesOpcode.Open && n >= CachefilesMessage.OpenFdOffset + 4)
             {
-                uint opcode = BinaryPrimitives.ReadUInt32LittleEndian(buffer[4..]);
-                uint objectId = BinaryPrimitives.ReadUInt32LittleEndian(buffer[12..]);
-                if (fd >= 0 && opcode == (uint)CachefilesOpcode.Open && n >= CachefilesMessage.OpenFdOffset + 4)
-                {
-                    _objectOfFd[fd] = objectId;
-                    BinaryPrimitives.WriteInt32LittleEndian(buffer[CachefilesMessage.OpenFdOffset..], fd);
-                    fd = -1;
-                }
-                else if (opcode == (uint)CachefilesOpcode.Close)
-                {
-                    foreach (var (number, id) in _objectOfFd)
-                        if (id == objectId) _objectOfFd.TryRemove(new KeyValuePair<int, uint>(number, id));
-                }
+                _objectOfFd[fd] = objectId;
+                BinaryPrimitives.WriteInt32LittleEndian(buffer[CachefilesMessage.OpenFdOffset..], fd);
+                fd = -1;
+            }
+            else if (opcode == (uint)CachefilesOpcode.Close)
+            {
+                foreach (var (number, id) in _objectOfFd)
+                    if (id == objectId) _objectOfFd.TryRemove(new KeyValuePair<int, uint>(number, id));
             }
 
-            // A descriptor on anything but an OPEN is not the kernel's way: do not leak it.
-            if (fd >= 0) Interop.Libc.Close(fd);
-            return n;
+            Write(string.Create(CultureInfo.InvariantCulture, $"{ReadNotice}{messageId}"));
         }
+
+        // A descriptor on anything but an OPEN is not the kernel's way: do not leak it.
+        if (fd >= 0) Interop.Libc.Close(fd);
+        return n;
     }
 
-    public void Write(string command) => CachefilesPolling.WriteCommand(_socket, command, SocketVariable);
-
-    public void CompleteRead(SafeFileHandle objectFd, uint messageId)
+    public override void CompleteRead(SafeFileHandle objectFd, uint messageId)
     {
         long objectId = _objectOfFd.TryGetValue((int)objectFd.DangerousGetHandle(), out uint id) ? id : -1;
         Write(string.Create(CultureInfo.InvariantCulture, $"cread {messageId},{objectId}"));
-    }
-
-    public void Wake() => Interop.Libc.SignalEvent(_stop);
-
-    public void Dispose()
-    {
-        _socket.Dispose();
-        _stop.Dispose();
     }
 }

@@ -24,6 +24,23 @@ internal static partial class Libc
     public const int F_GETFL = 3;
     public const int F_SETFL = 4;
     public const int F_DUPFD_CLOEXEC = 1030;
+    /// <summary>Open file description locks (Linux 3.15): held by the open file, released when its last descriptor
+    /// closes, in whatever process that is.</summary>
+    public const int F_OFD_GETLK = 36;
+    public const int F_OFD_SETLK = 37;
+    public const short F_WRLCK = 1;
+    public const short F_UNLCK = 2;
+
+    /// <summary><c>struct flock</c> (x86_64 and arm64 layout: 32 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FileLock
+    {
+        public short Type;
+        public short Whence;
+        public long Start;
+        public long Length;
+        public int Pid;
+    }
 
     /// <summary>The "current directory" pseudo descriptor for the *at() calls.</summary>
     public const int AT_FDCWD = -100;
@@ -51,6 +68,9 @@ internal static partial class Libc
 
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(SafeFileHandle fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int FcntlLock(SafeFileHandle fd, int command, ref FileLock fileLock);
 
     [LibraryImport("libc", EntryPoint = "lseek64", SetLastError = true)]
     public static partial long LSeek(SafeFileHandle fd, long offset, int whence);

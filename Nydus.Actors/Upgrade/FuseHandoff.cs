@@ -52,6 +52,8 @@ public static class FuseHandoff
         try
         {
             var state = HandoffState.Decode(bytes);
+            if (state.Fscache is { } fscache)
+                throw Mismatch($"the supervisor's state is an fscache singleton's (cache {fscache.CacheDir}), not a FUSE daemon's");
             if (state.KernelMountpoint is { } saved && saved != kernelMountpoint)
                 throw Mismatch($"the supervisor's state is for mountpoint {saved}, not {kernelMountpoint}");
             if (state.Mounts.FirstOrDefault(m => m.Mountpoint == settings.Mount.Mountpoint) is { } mount

@@ -29,6 +29,14 @@ public sealed record HandoffInstance(string Mountpoint, string FsType, string So
 /// </summary>
 public sealed record HandoffBlockExport(string Name, string Source, string Config, string? Mountpoint, string Address);
 
+/// <summary>
+/// An fscache singleton's cache (issue 18 item 4): the state travels with the <c>/dev/cachefiles</c> descriptor
+/// instead of /dev/fuse, so a successor refuses a state for another cache directory or tag, and a FUSE daemon
+/// refuses it altogether. The open objects do not travel: their anonymous fds die with the old process, and the
+/// kernel re-opens an object with a new OPEN when it is read again.
+/// </summary>
+public sealed record HandoffFscache(string CacheDir, string? Tag);
+
 /// <summary>One open file/directory handle the kernel holds: the handle number and what it refers to.</summary>
 public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, string? HostPath);
 
@@ -46,10 +54,11 @@ public sealed record HandoffHandle(ulong Handle, ulong NodeId, bool Directory, s
 /// added later; null from a predecessor that did not send them, whose successor keeps what the journal recorded).</param>
 /// <param name="BlockExports">The block service's NBD exports (added later; null from a predecessor that did not
 /// send them, whose successor restores its exports from the journal).</param>
+/// <param name="Fscache">Set when the descriptor is an fscache singleton's <c>/dev/cachefiles</c> (added later).</param>
 public sealed record HandoffState(ulong FuseConnId, FuseInitState? FuseInit, IReadOnlyList<HandoffMount> Mounts,
     IReadOnlyList<HandoffHandle> Handles, string DaemonId, string? KernelMountpoint = null,
     IReadOnlyList<HandoffInstance>? Instances = null, IReadOnlyList<string>? BlobEntries = null,
-    IReadOnlyList<HandoffBlockExport>? BlockExports = null)
+    IReadOnlyList<HandoffBlockExport>? BlockExports = null, HandoffFscache? Fscache = null)
 {
     public const int CurrentVersion = 1;
     private const string Magic = "NYDUS-HANDOFF";

@@ -11,9 +11,15 @@ namespace Nydus.Actors.Api.Endpoints;
 /// </summary>
 public static class MetricsEndpoints
 {
-    public static void Map(ApiRoutes routes, MountMetricsRegistry registry)
+    public static void Map(ApiRoutes routes, MountMetricsRegistry registry, Fscache.FscacheMetrics? fscache = null)
     {
-        routes.Map("GET", "/metrics", _ => Task.FromResult(new ApiResult(200, new PrometheusPage(PrometheusText(registry)))));
+        routes.Map("GET", "/metrics", _ => Task.FromResult(new ApiResult(200, new PrometheusPage(PrometheusText(registry, fscache)))));
+        // Nydus.NET's own: upstream keeps no fscache counters.
+        routes.Map("GET", "/api/v1/metrics/fscache", _ =>
+        {
+            var metrics = fscache ?? throw ApiError.NotFound("this daemon serves no fscache (a singleton started with --fscache does)");
+            return Task.FromResult(ApiResult.Ok(FscacheBody(metrics)));
+        });
         routes.Map("GET", "/api/v1/metrics", request =>
         {
             var (mountpoint, stats) = FindFs(registry, request);
@@ -124,8 +130,19 @@ public static class MetricsEndpoints
         return body;
     }
 
-    /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance.</summary>
-    public static string PrometheusText(MountMetricsRegistry registry)
+    private static Dictionary<string, long> FscacheBody(Fscache.FscacheMetrics metrics) => new()
+    {
+        ["opens"] = metrics.Opens,
+        ["closes"] = metrics.Closes,
+        ["reads"] = metrics.Reads,
+        ["read_bytes"] = metrics.ReadBytes,
+        ["failed_reads"] = metrics.FailedReads,
+        ["malformed_requests"] = metrics.Malformed,
+    };
+
+    /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance, and the
+    /// fscache service's (unlabelled: one per daemon) when there is one.</summary>
+    public static string PrometheusText(MountMetricsRegistry registry, Fscache.FscacheMetrics? fscache = null)
     {
         var text = new System.Text.StringBuilder();
         void Counter(string name, string help)
@@ -166,6 +183,15 @@ public static class MetricsEndpoints
         foreach (var (mountpoint, stats) in registry.AllFs()) Sample("nydus_fs_data_read_bytes_total", mountpoint, stats.DataRead);
         Counter("nydus_fs_lookups_total", "Lookups served");
         foreach (var (mountpoint, stats) in registry.AllFs()) Sample("nydus_fs_lookups_total", mountpoint, stats.Hits(Vfs.FsIoStats.Lookup));
+        if (fscache is not null)
+        {
+            foreach (var (key, value) in FscacheBody(fscache))
+            {
+                string name = $"nydus_fscache_{key}_total";
+                Counter(name, $"fscache on-demand: {key.Replace('_', ' ')}");
+                text.Append(name).Append(' ').Append(value.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
+            }
+        }
         return text.ToString();
     }
 

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
@@ -8,34 +10,65 @@ namespace Nydus.Actors.Fscache.Simulation;
 
 /// <summary>
 /// A test double for the kernel's side of cachefiles on-demand mode (no cachefiles module on the test machines):
-/// listens on a Unix SOCK_SEQPACKET socket for one daemon (<see cref="SimulatedCachefilesDevice"/>), sends it
-/// requests in the exact uapi layout, and checks its answers as the kernel would. Each object is a real file under
+/// listens on a Unix SOCK_SEQPACKET socket for one daemon connection (<see cref="SimulatedCachefilesDevice"/>), sends
+/// it requests in the exact uapi layout, and checks its answers as the kernel would. Each object is a real file under
 /// <see cref="CacheDir"/> (the cache file), whose read-write descriptor is sent with the OPEN as the anonymous fd;
 /// <c>copen</c> truncates it to the size the daemon gave; a READ is complete when the daemon's <c>cread</c> (the
 /// READ_COMPLETE ioctl) names it and the object of the fd it was issued on; the kernel then reads the cache file
-/// back, and a range the daemon left as a hole is what the kernel turns into EIO. <c>restore</c> resends every
-/// request not answered yet, as the kernel's restore marks them new. Replies to requests already answered, or
-/// never sent, are counted (<see cref="UnexpectedReplies"/>).
+/// back, and a range the daemon left as a hole is what the kernel turns into EIO. Replies to requests already
+/// answered, or never sent, are counted (<see cref="UnexpectedReplies"/>).
+/// <para>
+/// Takeover, as fs/cachefiles/ondemand.c (Linux 6.8+) does it: a request is "new" until the daemon reads it (the
+/// device's <c>read</c> notice); <c>restore</c> makes every request read and not answered new again, and an OPEN is
+/// then sent with a fresh anonymous fd and a fresh object id. An object whose anonymous fd was closed (its daemon
+/// exited or was killed: every descriptor of that delivery gone, which an open file description lock taken on it
+/// tells) is closed for the kernel; a READ for it is not delivered but makes the kernel re-open the object first
+/// (a new OPEN, a new object id), and goes out once the daemon answered that OPEN. The real kernel fills a READ's
+/// object id when the daemon reads it; here a READ already queued on the socket when its object's fd died reaches
+/// the daemon with the old id, so it is offered again once the daemon has read that copy (which it cannot serve and drops).
+/// </para>
+/// All sends go through one queue and one thread, so a daemon that is not reading never blocks the test.
 /// </summary>
 public sealed class SimulatedCachefilesKernel : IDisposable
 {
+    // Each delivery of an anonymous fd holds a one-byte lock at its own offset past any object's end.
+    private const long LockBase = 1L << 40;
+
     private readonly Socket _listener;
     private readonly string _socketPath;
     private readonly Thread _acceptor;
-    private readonly ConcurrentDictionary<uint, Pending> _pending = new();
+    private readonly Thread _sender;
+    private readonly BlockingCollection<Outgoing> _outbox = new();
+    private readonly object _gate = new();
+    private readonly Dictionary<uint, Pending> _pending = new();
     private readonly ConcurrentDictionary<uint, byte> _answered = new();
-    private readonly ConcurrentDictionary<uint, SimulatedObject> _objects = new();
+    private readonly List<SimulatedObject> _objects = [];
     private readonly ConcurrentQueue<string> _commands = new();
     private readonly ConcurrentQueue<string> _unexpected = new();
     private readonly TaskCompletionSource _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly object _sendLock = new();
-    private Socket? _daemon;
+    private readonly TaskCompletionSource<Socket> _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _nextMessage;
     private int _nextObject;
-    private int _restores;
+    private long _nextLockSlot;
+    private int _restores, _reopens, _redelivered, _staleReads;
     private volatile bool _disposed;
 
-    private sealed record Pending(byte[] Message, SimulatedObject? Opening, TaskCompletionSource<string> Answer);
+    private sealed class Pending(byte[] message, SimulatedObject? opening, SimulatedObject? reading)
+    {
+        public byte[] Message { get; } = message;
+        public SimulatedObject? Opening { get; } = opening;
+        public SimulatedObject? Reading { get; } = reading;
+        public TaskCompletionSource<string> Answer { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>The daemon has read it (the kernel's "new" mark cleared).</summary>
+        public bool Delivered { get; set; }
+        /// <summary>A READ waiting for its object's re-open.</summary>
+        public bool Held { get; set; }
+        /// <summary>An OPEN the kernel sent by itself, to re-open an object whose fd was closed.</summary>
+        public bool IsReopen { get; init; }
+        public uint ObjectIdSent => BinaryPrimitives.ReadUInt32LittleEndian(Message.AsSpan(12));
+    }
+
+    private sealed record Outgoing(byte[] Message, SafeFileHandle? Fd);
 
     private SimulatedCachefilesKernel(string socketPath, string cacheDir)
     {
@@ -47,6 +80,8 @@ public sealed class SimulatedCachefilesKernel : IDisposable
         _listener.Listen(4);
         _acceptor = new Thread(AcceptLoop) { IsBackground = true, Name = "sim-cachefiles" };
         _acceptor.Start();
+        _sender = new Thread(SendLoop) { IsBackground = true, Name = "sim-cachefiles-send" };
+        _sender.Start();
     }
 
     /// <summary>Listens on <paramref name="socketPath"/>; cache files go to <paramref name="cacheDir"/>.</summary>
@@ -62,8 +97,23 @@ public sealed class SimulatedCachefilesKernel : IDisposable
 
     public int Restores => Volatile.Read(ref _restores);
 
+    /// <summary>Objects the kernel re-opened because their anonymous fd had been closed while READs were pending.</summary>
+    public int Reopens => Volatile.Read(ref _reopens);
+
+    /// <summary>Requests sent again by a <c>restore</c>: read by a daemon that never answered them.</summary>
+    public int Redelivered => Volatile.Read(ref _redelivered);
+
+    /// <summary>READ copies a daemon read after their object's fd was gone (offered again with the new object id).</summary>
+    public int StaleReads => Volatile.Read(ref _staleReads);
+
     /// <summary>Requests sent and not answered yet.</summary>
-    public int InFlight => _pending.Count;
+    public int InFlight
+    {
+        get
+        {
+            lock (_gate) return _pending.Count;
+        }
+    }
 
     /// <summary>Completes once the daemon wrote <c>bind ondemand</c>.</summary>
     public Task Bound => _bound.Task;
@@ -71,12 +121,18 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     /// <summary>Sends an OPEN for <paramref name="cookieKey"/> in volume <paramref name="volumeKey"/> without waiting.</summary>
     public (SimulatedObject Object, Task<string> Answer) StartOpen(string volumeKey, string cookieKey)
     {
-        uint objectId = (uint)Interlocked.Increment(ref _nextObject);
+        uint objectId = NextObjectId();
         var obj = new SimulatedObject(objectId, Path.Combine(CacheDir, $"object-{objectId}"), volumeKey, cookieKey);
         File.WriteAllBytes(obj.CachePath, []);
         uint id = NextMessageId();
-        var message = CachefilesMessage.EncodeOpen(id, objectId, volumeKey, cookieKey, fd: -1);
-        return (obj, Send(id, message, obj));
+        var pending = new Pending(CachefilesMessage.EncodeOpen(id, objectId, volumeKey, cookieKey, fd: -1), obj, null);
+        lock (_gate)
+        {
+            _objects.Add(obj);
+            _pending[id] = pending;
+            DeliverOpen(pending, firstTime: true);
+        }
+        return (obj, pending.Answer.Task);
     }
 
     /// <summary>OPEN and wait for the <c>copen</c>: the object with its size, or with the errno the daemon refused it with.</summary>
@@ -87,11 +143,18 @@ public sealed class SimulatedCachefilesKernel : IDisposable
         return obj;
     }
 
-    /// <summary>Sends a READ of [<paramref name="offset"/>, +<paramref name="length"/>) without waiting.</summary>
+    /// <summary>Sends a READ of [<paramref name="offset"/>, +<paramref name="length"/>) without waiting (or, when the
+    /// object's fd was closed, re-opens the object first).</summary>
     public Task<string> StartRead(SimulatedObject obj, long offset, long length)
     {
         uint id = NextMessageId();
-        return Send(id, CachefilesMessage.EncodeRead(id, obj.ObjectId, (ulong)offset, (ulong)length), null);
+        var pending = new Pending(CachefilesMessage.EncodeRead(id, obj.ObjectId, (ulong)offset, (ulong)length), null, obj);
+        lock (_gate)
+        {
+            _pending[id] = pending;
+            DeliverRead(pending);
+        }
+        return pending.Answer.Task;
     }
 
     /// <summary>READ and wait for its completion, then read the cache file back as the kernel would.</summary>
@@ -125,51 +188,111 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     /// <summary>CLOSE: no answer is expected; the daemon drops the object and its fd.</summary>
     public void Close(SimulatedObject obj)
     {
-        _objects.TryRemove(obj.ObjectId, out _);
-        uint id = NextMessageId();
-        SendRaw(CachefilesMessage.EncodeClose(id, obj.ObjectId));
+        lock (_gate)
+        {
+            obj.State = ObjectState.Closed;
+            _outbox.Add(new Outgoing(CachefilesMessage.EncodeClose(NextMessageId(), obj.ObjectId), null));
+        }
     }
 
-    /// <summary>Sends any bytes as one message (malformed requests), with a descriptor when <paramref name="fd"/> is given.</summary>
+    /// <summary>Sends any bytes as one message (malformed requests), with a copy of <paramref name="fd"/> when given.</summary>
     public void SendRaw(byte[] message, SafeFileHandle? fd = null)
     {
-        var daemon = _daemon ?? throw new InvalidOperationException("no daemon is connected");
-        lock (_sendLock)
-        {
-            SeqPacket.Send(daemon.SafeHandle, message, fd is null ? -1 : (int)fd.DangerousGetHandle());
-        }
+        if (!_connected.Task.IsCompleted) throw new InvalidOperationException("no daemon is connected");
+        _outbox.Add(new Outgoing(message, fd is null ? null : Libc.Duplicate(fd)));
     }
 
     /// <summary>A message id for <see cref="SendRaw"/> callers that then wait with <see cref="Expect"/>.</summary>
     public uint NextMessageId() => (uint)Interlocked.Increment(ref _nextMessage);
 
+    private uint NextObjectId() => (uint)Interlocked.Increment(ref _nextObject);
+
     /// <summary>Registers a request sent with <see cref="SendRaw"/>, to wait for its answer.</summary>
     public Task<string> Expect(uint messageId)
     {
-        var pending = new Pending([], null, new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously));
-        _pending[messageId] = pending;
+        var pending = new Pending([], null, null);
+        lock (_gate) _pending[messageId] = pending;
         return pending.Answer.Task;
     }
 
-    private Task<string> Send(uint id, byte[] message, SimulatedObject? opening)
+    /// <summary>Queues an OPEN with a fresh anonymous fd (locked, so the kernel can tell when every copy of it is
+    /// closed); a resent one gets a fresh object id too, as <c>cachefiles_ondemand_get_fd</c> allocates one per read.</summary>
+    private void DeliverOpen(Pending pending, bool firstTime)
     {
-        var pending = new Pending(message, opening, new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously));
-        _pending[id] = pending;
-        Deliver(pending);
-        return pending.Answer.Task;
-    }
-
-    private void Deliver(Pending pending)
-    {
-        if (pending.Opening is { } obj)
+        var obj = pending.Opening!;
+        if (!firstTime)
         {
-            // A fresh anonymous fd each time the OPEN is (re)sent: the daemon owns and closes what it receives.
-            using var fd = File.OpenHandle(obj.CachePath, FileMode.Open, FileAccess.ReadWrite);
-            SendRaw(pending.Message, fd);
+            obj.ObjectId = NextObjectId();
+            BinaryPrimitives.WriteUInt32LittleEndian(pending.Message.AsSpan(12), obj.ObjectId);
         }
-        else
+        pending.Delivered = false;
+        var fd = File.OpenHandle(obj.CachePath, FileMode.Open, FileAccess.ReadWrite);
+        long slot = Interlocked.Increment(ref _nextLockSlot);
+        var held = new Libc.FileLock { Type = Libc.F_WRLCK, Start = LockBase + slot, Length = 1 };
+        if (Libc.FcntlLock(fd, Libc.F_OFD_SETLK, ref held) < 0)
         {
-            SendRaw(pending.Message);
+            var errno = Libc.LastErrno;
+            fd.Dispose();
+            throw new IOException($"F_OFD_SETLK on {obj.CachePath} failed: {errno}");
+        }
+        obj.LockSlot = slot;
+        _outbox.Add(new Outgoing(pending.Message, fd));
+    }
+
+    /// <summary>Queues a READ with the object's current id, or holds it while its object is (re-)opened.</summary>
+    private void DeliverRead(Pending pending)
+    {
+        var obj = pending.Reading!;
+        pending.Delivered = false;
+        if (obj.State == ObjectState.Reopening || (obj.State == ObjectState.Open && !HasLiveFd(obj) && Reopen(obj)))
+        {
+            pending.Held = true;
+            return;
+        }
+        pending.Held = false;
+        BinaryPrimitives.WriteUInt32LittleEndian(pending.Message.AsSpan(12), obj.ObjectId);
+        _outbox.Add(new Outgoing(pending.Message, null));
+    }
+
+    /// <summary>The kernel's reopen work: a new OPEN for an object whose fd is gone. Always true (held).</summary>
+    private bool Reopen(SimulatedObject obj)
+    {
+        obj.State = ObjectState.Reopening;
+        Interlocked.Increment(ref _reopens);
+        uint id = NextMessageId();
+        var pending = new Pending(CachefilesMessage.EncodeOpen(id, obj.ObjectId, obj.VolumeKey, obj.CookieKey, fd: -1), obj, null) { IsReopen = true };
+        _pending[id] = pending;
+        DeliverOpen(pending, firstTime: false);
+        return true;
+    }
+
+    /// <summary>Whether some process still holds the anonymous fd of the object's last delivery.</summary>
+    private static bool HasLiveFd(SimulatedObject obj)
+    {
+        obj.Probe ??= File.OpenHandle(obj.CachePath, FileMode.Open, FileAccess.ReadWrite);
+        var query = new Libc.FileLock { Type = Libc.F_WRLCK, Start = LockBase + obj.LockSlot, Length = 1 };
+        if (Libc.FcntlLock(obj.Probe, Libc.F_OFD_GETLK, ref query) < 0)
+            throw new IOException($"F_OFD_GETLK on {obj.CachePath} failed: {Libc.LastErrno}");
+        return query.Type != Libc.F_UNLCK;
+    }
+
+    private void SendLoop()
+    {
+        try
+        {
+            var daemon = _connected.Task.GetAwaiter().GetResult();
+            foreach (var outgoing in _outbox.GetConsumingEnumerable())
+            {
+                using (outgoing.Fd)
+                    SeqPacket.Send(daemon.SafeHandle, outgoing.Message, outgoing.Fd is null ? -1 : (int)outgoing.Fd.DangerousGetHandle());
+            }
+        }
+        catch (Exception e) when (_disposed && e is IOException or ObjectDisposedException or SocketException or OperationCanceledException)
+        {
+        }
+        catch (Exception e) when (e is IOException or SocketException)
+        {
+            _unexpected.Enqueue($"the simulated kernel could not send to the daemon: {e.Message}");
         }
     }
 
@@ -181,7 +304,7 @@ public sealed class SimulatedCachefilesKernel : IDisposable
             while (!_disposed)
             {
                 var daemon = _listener.Accept();
-                _daemon = daemon;
+                _connected.TrySetResult(daemon);
                 while (true)
                 {
                     int n;
@@ -212,55 +335,98 @@ public sealed class SimulatedCachefilesKernel : IDisposable
 
     private void OnCommand(string text)
     {
-        if (CachefilesCommands.TryParseCopen(text, out uint id, out long size))
+        Pending? answered = null;
+        lock (_gate)
         {
-            if (!Complete(id, text, out var pending)) return;
-            if (pending.Opening is { } obj)
+            if (text.StartsWith(SimulatedCachefilesDevice.ReadNotice, StringComparison.Ordinal))
             {
-                obj.Answer = size;
-                if (size >= 0)
-                {
-                    using var file = File.OpenHandle(obj.CachePath, FileMode.Open, FileAccess.ReadWrite);
-                    RandomAccess.SetLength(file, size);
-                    _objects[obj.ObjectId] = obj;
-                }
-            }
-
-            pending.Answer.TrySetResult(text);
-            return;
-        }
-
-        if (text.StartsWith("cread ", StringComparison.Ordinal))
-        {
-            var parts = text[6..].Split(',');
-            if (parts.Length != 2 || !uint.TryParse(parts[0], out uint msg) || !long.TryParse(parts[1], out long objectId))
-            {
-                _unexpected.Enqueue(text);
+                if (uint.TryParse(text.AsSpan(SimulatedCachefilesDevice.ReadNotice.Length), NumberStyles.None, CultureInfo.InvariantCulture, out uint read)
+                    && _pending.TryGetValue(read, out var pending))
+                    OnRead(pending);
                 return;
             }
 
-            if (!_pending.TryGetValue(msg, out var read)) { Complete(msg, text, out _); return; }
-            if (read.Message.Length >= CachefilesMessage.HeaderSize
-                && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(read.Message.AsSpan(12)) is var expected && objectId != expected)
-                _unexpected.Enqueue($"{text}: issued on the fd of object {objectId}, the READ was for object {expected}");
-            if (Complete(msg, text, out var pending)) pending.Answer.TrySetResult(text);
-            return;
+            if (CachefilesCommands.TryParseCopen(text, out uint id, out long size))
+            {
+                if (!Complete(id, text, out answered)) return;
+                if (answered.Opening is { } obj) OnCopen(obj, size, answered.IsReopen);
+            }
+            else if (text.StartsWith("cread ", StringComparison.Ordinal))
+            {
+                var parts = text[6..].Split(',');
+                if (parts.Length != 2 || !uint.TryParse(parts[0], out uint msg) || !long.TryParse(parts[1], out long objectId))
+                {
+                    _unexpected.Enqueue(text);
+                    return;
+                }
+
+                if (_pending.TryGetValue(msg, out var read) && read.Message.Length >= CachefilesMessage.HeaderSize && objectId != read.ObjectIdSent)
+                    _unexpected.Enqueue($"{text}: issued on the fd of object {objectId}, the READ was for object {read.ObjectIdSent}");
+                if (!Complete(msg, text, out answered)) return;
+            }
+            else
+            {
+                _commands.Enqueue(text);
+                if (text == CachefilesCommands.BindOnDemand) _bound.TrySetResult();
+                if (text == CachefilesCommands.Restore) OnRestore();
+                return;
+            }
         }
 
-        _commands.Enqueue(text);
-        if (text == CachefilesCommands.BindOnDemand) _bound.TrySetResult();
-        if (text == CachefilesCommands.Restore)
+        answered.Answer.TrySetResult(text);
+    }
+
+    /// <summary>The daemon read a request. A READ copy whose object's fd had died by then is one the kernel would
+    /// not have handed out as it was: offered again (after a re-open).</summary>
+    private void OnRead(Pending pending)
+    {
+        if (pending.Reading is { } obj && (obj.State != ObjectState.Open || pending.ObjectIdSent != obj.ObjectId || !HasLiveFd(obj)))
         {
-            Interlocked.Increment(ref _restores);
-            _bound.TrySetResult();
-            foreach (var (_, pending) in _pending.OrderBy(p => p.Key))
-                if (pending.Message.Length > 0) Deliver(pending);
+            Interlocked.Increment(ref _staleReads);
+            DeliverRead(pending);
+            return;
+        }
+        pending.Delivered = true;
+    }
+
+    private void OnCopen(SimulatedObject obj, long size, bool reopen)
+    {
+        if (!reopen) obj.Answer = size;
+        if (size >= 0)
+        {
+            using (var file = File.OpenHandle(obj.CachePath, FileMode.Open, FileAccess.ReadWrite))
+                RandomAccess.SetLength(file, size);
+            obj.State = ObjectState.Open;
+        }
+        else
+        {
+            obj.State = ObjectState.Refused;
+        }
+
+        foreach (var (_, held) in _pending.Where(p => p.Value.Held && p.Value.Reading == obj).OrderBy(p => p.Key).ToList())
+        {
+            if (obj.State == ObjectState.Open) DeliverRead(held);
+            else held.Answer.TrySetException(new IOException($"the daemon refused to re-open {obj.CookieKey}: {size}"));
+        }
+    }
+
+    /// <summary><c>cachefiles_ondemand_restore</c>: every request read and not answered is new again.</summary>
+    private void OnRestore()
+    {
+        Interlocked.Increment(ref _restores);
+        _bound.TrySetResult();
+        foreach (var (_, pending) in _pending.Where(p => p.Value.Delivered).OrderBy(p => p.Key).ToList())
+        {
+            Interlocked.Increment(ref _redelivered);
+            if (pending.Opening is not null) DeliverOpen(pending, firstTime: false);
+            else if (pending.Reading is not null) DeliverRead(pending);
+            else if (pending.Message.Length > 0) _outbox.Add(new Outgoing(pending.Message, null));
         }
     }
 
     private bool Complete(uint id, string text, out Pending pending)
     {
-        if (_pending.TryRemove(id, out pending!))
+        if (_pending.Remove(id, out pending!))
         {
             _answered[id] = 0;
             return true;
@@ -273,25 +439,58 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     public void Dispose()
     {
         _disposed = true;
-        try { _daemon?.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
-        _daemon?.Dispose();
+        _outbox.CompleteAdding();
+        _connected.TrySetCanceled();
+        var daemon = _connected.Task.IsCompletedSuccessfully ? _connected.Task.Result : null;
+        try { daemon?.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        daemon?.Dispose();
         _listener.Dispose();
         _acceptor.Join(TimeSpan.FromSeconds(10));
+        _sender.Join(TimeSpan.FromSeconds(10));
+        foreach (var left in _outbox) left.Fd?.Dispose();
+        _outbox.Dispose();
         try { File.Delete(_socketPath); } catch (IOException) { }
-        foreach (var (_, pending) in _pending) pending.Answer.TrySetCanceled();
+        lock (_gate)
+        {
+            foreach (var (_, pending) in _pending) pending.Answer.TrySetCanceled();
+            foreach (var obj in _objects) obj.Probe?.Dispose();
+        }
     }
+}
+
+/// <summary>Where an object stands for the simulated kernel.</summary>
+public enum ObjectState
+{
+    /// <summary>OPEN sent, no <c>copen</c> yet.</summary>
+    Opening,
+    Open,
+    /// <summary>The daemon answered the OPEN with an error.</summary>
+    Refused,
+    /// <summary>Its fd was closed with READs pending: a new OPEN is out.</summary>
+    Reopening,
+    /// <summary>The test sent CLOSE.</summary>
+    Closed,
 }
 
 /// <summary>An object the simulated kernel opened: its cache file and the daemon's <c>copen</c> answer.</summary>
 public sealed class SimulatedObject(uint objectId, string cachePath, string volumeKey, string cookieKey)
 {
-    public uint ObjectId { get; } = objectId;
+    /// <summary>The id of its last OPEN (a re-open gives it a new one, as the kernel does).</summary>
+    public uint ObjectId { get; internal set; } = objectId;
     public string CachePath { get; } = cachePath;
     public string VolumeKey { get; } = volumeKey;
     public string CookieKey { get; } = cookieKey;
 
-    /// <summary>The <c>copen</c> value: the object's size, or a negative errno; null before the answer.</summary>
+    /// <summary>The first <c>copen</c> value: the object's size, or a negative errno; null before the answer.</summary>
     public long? Answer { get; internal set; }
+
+    public ObjectState State { get; internal set; }
+
+    /// <summary>The lock slot of the anonymous fd last delivered.</summary>
+    internal long LockSlot { get; set; }
+
+    /// <summary>The kernel's own descriptor of the cache file, to ask about locks.</summary>
+    internal SafeFileHandle? Probe { get; set; }
 
     public long Size => Answer is >= 0 ? Answer.Value : throw new InvalidOperationException($"object {CookieKey} was refused: {Answer}");
 }
