@@ -24,6 +24,15 @@ public sealed record NbdServerOptions
     /// </summary>
     public int Threads { get; init; } = 4;
 
+    /// <summary>
+    /// Reads of ranges stored as they are in a local file (the bootstrap, a localfs raw device) are spliced from
+    /// the file to the socket through a pipe instead of copied through a buffer (<see cref="SplicePipe"/>).
+    /// </summary>
+    public bool Splice { get; init; } = true;
+
+    /// <summary>SO_SNDBUF of each connection (the kernel caps it at net.core.wmem_max).</summary>
+    public int SendBufferBytes { get; init; } = 4 << 20;
+
     /// <summary>Largest handshake option payload; a client sending more is disconnected.</summary>
     public int MaxOptionBytes { get; init; } = 64 << 10;
 }
@@ -184,6 +193,10 @@ public sealed class NbdServer : IDisposable
 
             Interlocked.Increment(ref _accepted);
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
+            // A read reply (nbdcopy asks 256 KiB, the kernel up to 32 MiB here) that fits the socket buffer is sent
+            // by one send that completes at once; with the default (~208 KiB) every such reply was a partial send,
+            // an EAGAIN and a wait for the socket to drain. The kernel caps it at net.core.wmem_max.
+            client.SendBufferSize = _options.SendBufferBytes;
             var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             Task loop = ServeAsync(client, started.Task);
             _connections[client] = loop;
