@@ -27,6 +27,7 @@ internal sealed class NbdConnection
     private readonly NbdExportTable _exports;
     private readonly NbdServerOptions _options;
     private readonly byte[] _header = new byte[32];
+    private readonly NbdCounters _counters;
 
     // Replies of concurrent workers go out whole, one at a time.
     private readonly SemaphoreSlim _sendLock = new(1, 1);
@@ -38,8 +39,9 @@ internal sealed class NbdConnection
     private bool _structured;
     private bool _baseAllocation;
 
-    public NbdConnection(Socket socket, NbdExportTable exports, NbdServerOptions options)
+    public NbdConnection(Socket socket, NbdExportTable exports, NbdServerOptions options, NbdCounters? counters = null)
     {
+        _counters = counters ?? new NbdCounters();
         _socket = socket;
         _exports = exports;
         _options = options;
@@ -531,6 +533,7 @@ internal sealed class NbdConnection
         try
         {
             SendSpliced(pipe, request.Cookie, request.Offset, length, cancellation);
+            Interlocked.Increment(ref _counters.SplicedReads);
         }
         catch
         {

@@ -37,6 +37,12 @@ public sealed record NbdServerOptions
     public int MaxOptionBytes { get; init; } = 64 << 10;
 }
 
+/// <summary>What the connections of one server did, summed (read with Interlocked).</summary>
+internal sealed class NbdCounters
+{
+    public long SplicedReads;
+}
+
 /// <summary>
 /// A read-only NBD server (standard protocol, fixed newstyle handshake) for the exports of an
 /// <see cref="NbdExportTable"/>, listening on any number of Unix socket paths and TCP addresses. Every connection is
@@ -54,6 +60,7 @@ public sealed class NbdServer : IDisposable
     private readonly ConcurrentDictionary<Socket, Task> _connections = new();
     private long _accepted;
     private long _refused;
+    private readonly NbdCounters _counters = new();
 
     public NbdServer(NbdExportTable exports, NbdServerOptions? options = null)
     {
@@ -67,6 +74,9 @@ public sealed class NbdServer : IDisposable
     public int ConnectionCount => _connections.Count;
 
     public long AcceptedConnections => Interlocked.Read(ref _accepted);
+
+    /// <summary>Read replies whose data went from a local file to the socket by splice (never copied through the process).</summary>
+    public long SplicedReads => Interlocked.Read(ref _counters.SplicedReads);
 
     /// <summary>Connections closed at accept because <see cref="NbdServerOptions.MaxConnections"/> were open.</summary>
     public long RefusedConnections => Interlocked.Read(ref _refused);
@@ -209,7 +219,7 @@ public sealed class NbdServer : IDisposable
         await registered;
         try
         {
-            await new NbdConnection(client, _exports, _options).RunAsync(_stopping.Token);
+            await new NbdConnection(client, _exports, _options, _counters).RunAsync(_stopping.Token);
         }
         catch (Exception e) when (e is OperationCanceledException or EndOfStreamException or SocketException
                                       or ObjectDisposedException or NbdProtocolException or IOException)
