@@ -131,6 +131,35 @@ public sealed class NbdSpliceTests : IDisposable
     }
 
     [Fact]
+    public void Nbdcopy_of_the_blobdev_export_holds_the_bootstrap_and_the_blob_file_where_they_lie()
+    {
+        // libnbd's nbdcopy: four connections, many requests in flight on each (the request loops and their pipes).
+        string copy = _dir.Combine("copy.img");
+        TreeBuilder.Run("nbdcopy", $"nbd+unix:///img?socket={Socket}", copy);
+        byte[] device = File.ReadAllBytes(copy);
+        Assert.Equal(_device.Size, device.Length);
+
+        // Built from the two files, not from our reader: the bootstrap after its patched device-table block,
+        // zeros up to the data extent, the blob file there, zeros to the end (patched blocks are checked by the
+        // kernel mount tests: NbdKernelMountTests).
+        byte[] bootstrap = File.ReadAllBytes(_dir.Combine("meta.erofs"));
+        byte[] blob = File.ReadAllBytes(_blob);
+        int dataStart = (int)(Data.StartBlock * BlockAddressSpace.BlockSize);
+        for (int at = 0; at < bootstrap.Length; at += BlockAddressSpace.BlockSize)
+        {
+            if (_device.PatchedBlocks.Contains(at / BlockAddressSpace.BlockSize)) continue;
+            int n = Math.Min(BlockAddressSpace.BlockSize, bootstrap.Length - at);
+            Assert.True(bootstrap.AsSpan(at, n).SequenceEqual(device.AsSpan(at, n)), $"bootstrap block {at / BlockAddressSpace.BlockSize}");
+        }
+
+        Assert.True(device.AsSpan(bootstrap.Length, dataStart - bootstrap.Length).IndexOfAnyExcept((byte)0) < 0, "hole");
+        Assert.True(blob.AsSpan().SequenceEqual(device.AsSpan(dataStart, blob.Length)), "blob file");
+        Assert.True(device.AsSpan(dataStart + blob.Length).IndexOfAnyExcept((byte)0) < 0, "padding");
+        Assert.True(_expected.AsSpan().SequenceEqual(device), "the device as BlockAddressSpace.Read builds it");
+        Assert.True(_server.SplicedReads > 0, "nothing was spliced");
+    }
+
+    [Fact]
     public void A_blob_file_cut_short_answers_eio_and_the_connection_stays_in_step()
     {
         using var client = new NbdTestClient(Socket);
