@@ -4,6 +4,7 @@ using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Rafs;
 using Nydus.Actors.Rafs.Layout.V6;
 using Nydus.Actors.Storage;
+using Nydus.Actors.Storage.Backends;
 using Nydus.Actors.Storage.Digest;
 
 namespace Nydus.Actors.Block;
@@ -248,6 +249,43 @@ public sealed class BlockAddressSpace : IDisposable
             }
 
             done += length;
+        }
+    }
+
+    /// <summary>
+    /// Whether the device range [<paramref name="offset"/>, +<paramref name="length"/>) is stored as it is in one
+    /// local file (the bootstrap of the metadata extent outside patched blocks, or a raw data device of a
+    /// <see cref="ILocalBlobFiles"/> backend such as localfs), and where: then a reader may move those file bytes
+    /// itself (splice to a socket) instead of calling <see cref="Read"/>. The handle stays owned by this device.
+    /// Ranges of RAFS chunks, holes, padding past a file's end and patched blocks answer false.
+    /// </summary>
+    public bool TryMapToFile(long offset, int length, out SafeFileHandle file, out long fileOffset)
+    {
+        file = null!;
+        fileOffset = 0;
+        if (length <= 0 || offset < 0 || offset > Size - length) return false;
+        Source source = FindSource(offset / BlockSize);
+        long extentStart = source.Extent.StartBlock * BlockSize;
+        if (offset + length > source.Extent.EndBlock * BlockSize) return false;
+        switch (source.Extent.Kind)
+        {
+            case BlockExtentKind.Metadata:
+                if (offset + length > _bootstrapLength) return false;
+                foreach (long block in _patchedBlocks.Keys)
+                {
+                    if (block * BlockSize < offset + length && (block + 1) * BlockSize > offset) return false;
+                }
+
+                file = _bootstrap;
+                fileOffset = offset;
+                return true;
+            case BlockExtentKind.Data when source.Chunks is null && offset - extentStart + length <= source.DataBytes
+                                           && source.Blob!.Backend is ILocalBlobFiles files
+                                           && files.TryGetBlobFile(source.Blob.Id, out file):
+                fileOffset = offset - extentStart;
+                return true;
+            default:
+                return false;
         }
     }
 

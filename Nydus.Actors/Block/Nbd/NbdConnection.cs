@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.Win32.SafeHandles;
 using Serilog;
 using static Nydus.Actors.Block.Nbd.NbdProtocol;
 
@@ -26,17 +27,21 @@ internal sealed class NbdConnection
     private readonly NbdExportTable _exports;
     private readonly NbdServerOptions _options;
     private readonly byte[] _header = new byte[32];
+    private readonly NbdCounters _counters;
 
     // Replies of concurrent workers go out whole, one at a time.
     private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private CancellationTokenSource? _connectionFailed;
-    private Exception? _workerFault;
+    // Request loops take turns at reading requests (leader/follower): see TransmitAsync.
+    private readonly SemaphoreSlim _receiveLock = new(1, 1);
+    private Exception? _fault;
+    private volatile bool _disconnecting;
     private bool _noZeroes;
     private bool _structured;
     private bool _baseAllocation;
 
-    public NbdConnection(Socket socket, NbdExportTable exports, NbdServerOptions options)
+    public NbdConnection(Socket socket, NbdExportTable exports, NbdServerOptions options, NbdCounters? counters = null)
     {
+        _counters = counters ?? new NbdCounters();
         _socket = socket;
         _exports = exports;
         _options = options;
@@ -344,132 +349,219 @@ internal sealed class NbdConnection
 
     private async Task TransmitAsync(NbdExport export, CancellationToken cancellation)
     {
-        // Requests are read here, one after the other; reads and BLOCK_STATUS run on up to Threads pool threads at
-        // once and answer in any order with their cookies (the protocol allows it: libnbd and the kernel pipeline
-        // requests). Every reply goes out whole under the send lock. The slots also bound the memory one connection
-        // holds in read buffers (Threads x MaxRequestBytes).
+        // Leader/follower, as nbdkit's parallel thread model: up to Threads request loops per connection take turns
+        // at the socket; the one holding the receive lock reads one request (and a write's payload), hands the lock
+        // on and then serves that request itself, on the thread its receive completed on, and sends the reply under
+        // the send lock. So a request costs no hand-off between threads (a read queued to another pool thread and a
+        // wake-up per request cost more than the read itself when the host is loaded), and one connection still
+        // has up to Threads reads against the device at once, answered in the order they finish with their cookies
+        // (libnbd and the kernel pipeline requests). An idle connection holds no thread: one loop waits in an async
+        // receive, the others on the receive lock. Threads also bounds the read buffers a connection holds.
         BlockAddressSpace device = export.Device;
         int threads = Math.Max(1, _options.Threads);
-        using var slots = new SemaphoreSlim(threads, threads);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
-        _connectionFailed = failed;
-        Exception? loopError = null;
+        var loops = new Task[threads];
+        for (int i = 0; i < threads; i++) loops[i] = ServeRequestsAsync(device, failed);
+
+        // The device must not be released under a running read, and NBD_CMD_DISC asks for the replies of the
+        // requests already sent: every loop ends before this returns (a read returns or fails, a send is cancelled).
+        // The loops never throw: each records its fault in _fault.
+        await Task.WhenAll(loops);
+        if (_fault is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(_fault);
+    }
+
+    private async Task ServeRequestsAsync(BlockAddressSpace device, CancellationTokenSource failed)
+    {
+        // Off the caller's thread: each loop is its own chain of continuations.
+        await Task.Yield();
+        CancellationToken cancellation = failed.Token;
+        var splice = new SpliceSlot();
         try
         {
-            await ReceiveRequestsAsync(device, slots, failed.Token);
+            while (true)
+            {
+                Request request;
+                await _receiveLock.WaitAsync(cancellation);
+                try
+                {
+                    if (_disconnecting) return;
+                    request = await ReceiveRequestAsync(device, cancellation);
+                }
+                finally
+                {
+                    _receiveLock.Release();
+                }
+
+                await ServeAsync(request, splice, cancellation);
+            }
         }
         catch (Exception e)
         {
-            // The client left or broke the protocol: replies still being sent are abandoned.
-            loopError = e;
+            // The client left or broke the protocol, or a reply could not be sent: the whole connection ends. The
+            // first fault is the one reported (it is recorded before the cancellation that wakes the other loops).
+            Interlocked.CompareExchange(ref _fault, e, null);
             failed.Cancel();
         }
-
-        // The device must not be released under a running read, and NBD_CMD_DISC asks for the replies of the
-        // requests already sent: wait for every worker (each ends: a read returns or fails, a send is cancelled).
-        for (int i = 0; i < threads; i++) await slots.WaitAsync(CancellationToken.None);
-
-        // A worker's failure woke the loop with a cancellation: the worker's is the error to report.
-        Exception? error = loopError is OperationCanceledException && _workerFault is not null ? _workerFault : loopError ?? _workerFault;
-        if (error is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
-    }
-
-    private async Task ReceiveRequestsAsync(BlockAddressSpace device, SemaphoreSlim slots, CancellationToken cancellation)
-    {
-        while (true)
+        finally
         {
-            await ReceiveAsync(_header.AsMemory(0, 28), cancellation);
-            uint magic = BinaryPrimitives.ReadUInt32BigEndian(_header);
-            ushort flags = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(4));
-            ushort type = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(6));
-            ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(8));
-            ulong offset = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
-            uint length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
-            if (magic != RequestMagic) throw new NbdProtocolException($"bad request magic 0x{magic:x8}");
-            bool inside = length > 0 && offset <= (ulong)device.Size && length <= (ulong)device.Size - offset;
-            switch (type)
-            {
-                case CmdRead:
-                    if (!inside || length > _options.MaxRequestBytes)
-                    {
-                        await SendErrorAsync(cookie, EInval, $"read of {length} bytes at {offset} is outside the {device.Size}-byte export or over {_options.MaxRequestBytes} bytes", cancellation);
-                        break;
-                    }
-
-                    await slots.WaitAsync(cancellation);
-                    StartWorker(slots, new Request(device, cookie, (long)offset, length, (flags & CmdFlagDontFragment) != 0, false), cancellation);
-                    break;
-                case CmdWrite:
-                    // The payload follows the header: drain it to stay in step, or hang up if it is absurd.
-                    if (length > _options.MaxRequestBytes)
-                    {
-                        throw new NbdProtocolException($"write of {length} bytes on a read-only export");
-                    }
-
-                    await DiscardAsync((int)length, cancellation);
-                    await SendErrorAsync(cookie, EPerm, "the export is read-only", cancellation);
-                    break;
-                case CmdTrim:
-                case CmdWriteZeroes:
-                    await SendErrorAsync(cookie, EPerm, "the export is read-only", cancellation);
-                    break;
-                case CmdFlush:
-                    await SendSimpleAsync(cookie, 0, cancellation);
-                    break;
-                case CmdDisconnect:
-                    return;
-                case CmdBlockStatus:
-                    if (!_structured || !_baseAllocation || !inside)
-                    {
-                        await SendErrorAsync(cookie, EInval, "BLOCK_STATUS needs structured replies, the base:allocation context and a range inside the export", cancellation);
-                        break;
-                    }
-
-                    await slots.WaitAsync(cancellation);
-                    StartWorker(slots, new Request(device, cookie, (long)offset, length, false, (flags & CmdFlagReqOne) != 0)
-                        { BlockStatus = true }, cancellation);
-                    break;
-                default:
-                    await SendErrorAsync(cookie, EInval, $"command {type} is not supported", cancellation);
-                    break;
-            }
+            splice.Pipe?.Dispose();
         }
     }
 
-    /// <summary>One read or BLOCK_STATUS request handed to a worker.</summary>
-    private readonly record struct Request(BlockAddressSpace Device, ulong Cookie, long Offset, uint Length, bool DontFragment, bool One)
+    /// <summary>A request loop's pipe for spliced reads (<see cref="SplicePipe"/>), made on first use.</summary>
+    private sealed class SpliceSlot
     {
-        public bool BlockStatus { get; init; }
+        public SplicePipe? Pipe;
+
+        /// <summary>False once making a pipe failed: this loop copies from then on.</summary>
+        public bool Usable = true;
     }
 
-    private void StartWorker(SemaphoreSlim slots, Request request, CancellationToken cancellation)
+    /// <summary>What a request loop does once it has read a request and let go of the socket.</summary>
+    private enum Action : byte
     {
-        // A pool thread, not the receive loop's continuation: the device read blocks (blob cache file, backend).
-        _ = Task.Run(async () =>
+        Disconnect,
+        Read,
+        BlockStatus,
+        Reply,
+    }
+
+    /// <summary>One request as received: the reply (an error code or a read) is made after the receive lock is released.</summary>
+    private readonly record struct Request(Action Action, BlockAddressSpace Device, ulong Cookie, long Offset, uint Length,
+        bool DontFragment, bool One, uint Error, string? Message);
+
+    /// <summary>Reads one request header (and drains a write's payload); holds the receive lock.</summary>
+    private async ValueTask<Request> ReceiveRequestAsync(BlockAddressSpace device, CancellationToken cancellation)
+    {
+        await ReceiveAsync(_header.AsMemory(0, 28), cancellation);
+        uint magic = BinaryPrimitives.ReadUInt32BigEndian(_header);
+        ushort flags = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(4));
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(_header.AsSpan(6));
+        ulong cookie = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(8));
+        ulong offset = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
+        uint length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
+        if (magic != RequestMagic) throw new NbdProtocolException($"bad request magic 0x{magic:x8}");
+        bool inside = length > 0 && offset <= (ulong)device.Size && length <= (ulong)device.Size - offset;
+        Request Reply(uint error, string message) => new(Action.Reply, device, cookie, 0, 0, false, false, error, message);
+        switch (type)
         {
-            try
-            {
-                if (request.BlockStatus)
+            case CmdRead:
+                return !inside || length > _options.MaxRequestBytes
+                    ? Reply(EInval, $"read of {length} bytes at {offset} is outside the {device.Size}-byte export or over {_options.MaxRequestBytes} bytes")
+                    : new Request(Action.Read, device, cookie, (long)offset, length, (flags & CmdFlagDontFragment) != 0, false, 0, null);
+            case CmdWrite:
+                // The payload follows the header: drain it to stay in step, or hang up if it is absurd.
+                if (length > _options.MaxRequestBytes)
                 {
-                    await BlockStatusAsync(request.Device, request.Cookie, request.Offset, request.Length, request.One, cancellation);
+                    throw new NbdProtocolException($"write of {length} bytes on a read-only export");
                 }
-                else
-                {
-                    await ReadAsync(request.Device, request.Cookie, request.Offset, (int)request.Length, request.DontFragment, cancellation);
-                }
-            }
-            catch (Exception e)
-            {
-                // A reply that cannot be sent ends the connection: the receive loop is woken by the cancellation
-                // and rethrows the first fault after the other workers are done.
-                Interlocked.CompareExchange(ref _workerFault, e, null);
-                _connectionFailed?.Cancel();
-            }
-            finally
-            {
-                slots.Release();
-            }
-        }, CancellationToken.None);
+
+                await DiscardAsync((int)length, cancellation);
+                return Reply(EPerm, "the export is read-only");
+            case CmdTrim:
+            case CmdWriteZeroes:
+                return Reply(EPerm, "the export is read-only");
+            case CmdFlush:
+                return Reply(0, "");
+            case CmdDisconnect:
+                // No reply; the other loops finish the requests they hold and then stop.
+                _disconnecting = true;
+                return new Request(Action.Disconnect, device, cookie, 0, 0, false, false, 0, null);
+            case CmdBlockStatus:
+                return !_structured || !_baseAllocation || !inside
+                    ? Reply(EInval, "BLOCK_STATUS needs structured replies, the base:allocation context and a range inside the export")
+                    : new Request(Action.BlockStatus, device, cookie, (long)offset, length, false, (flags & CmdFlagReqOne) != 0, 0, null);
+            default:
+                return Reply(EInval, $"command {type} is not supported");
+        }
+    }
+
+    private async ValueTask ServeAsync(Request request, SpliceSlot splice, CancellationToken cancellation)
+    {
+        switch (request.Action)
+        {
+            case Action.Read when _options.Splice && splice.Usable
+                                  && request.Device.TryMapToFile(request.Offset, (int)request.Length, out SafeFileHandle file, out long fileOffset):
+                await SpliceReadAsync(splice, file, fileOffset, request, cancellation);
+                break;
+            case Action.Read:
+                await ReadAsync(request.Device, request.Cookie, request.Offset, (int)request.Length, request.DontFragment, cancellation);
+                break;
+            case Action.BlockStatus:
+                await BlockStatusAsync(request.Device, request.Cookie, request.Offset, request.Length, request.One, cancellation);
+                break;
+            case Action.Reply when request.Error == 0:
+                await SendSimpleAsync(request.Cookie, 0, cancellation);
+                break;
+            case Action.Reply:
+                await SendErrorAsync(request.Cookie, request.Error, request.Message!, cancellation);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// A read of a range stored as it is in a local file (<see cref="BlockAddressSpace.TryMapToFile"/>): the file
+    /// pages go to the socket through the loop's pipe, never copied into this process. A range larger than the
+    /// pipe goes the copying way.
+    /// </summary>
+    private async ValueTask SpliceReadAsync(SpliceSlot splice, SafeFileHandle file, long fileOffset, Request request,
+        CancellationToken cancellation)
+    {
+        int length = (int)request.Length;
+        splice.Pipe ??= SplicePipe.TryCreate();
+        if (splice.Pipe is null) splice.Usable = false;
+        if (splice.Pipe is not { } pipe || length > pipe.Capacity)
+        {
+            await ReadAsync(request.Device, request.Cookie, request.Offset, length, request.DontFragment, cancellation);
+            return;
+        }
+
+        try
+        {
+            pipe.Fill(file, fileOffset, length);
+        }
+        catch (IOException e)
+        {
+            splice.Pipe = null;
+            pipe.Dispose();
+            Log.Warning("NBD read of {Length} bytes at {Offset} failed: {Error}", length, request.Offset, e.Message);
+            await SendErrorAsync(request.Cookie, EIo, $"read failed: {e.Message}", cancellation);
+            return;
+        }
+
+        await _sendLock.WaitAsync(cancellation);
+        try
+        {
+            SendSpliced(pipe, request.Cookie, request.Offset, length, cancellation);
+            Interlocked.Increment(ref _counters.SplicedReads);
+        }
+        catch
+        {
+            // Part of the data may still be in the pipe; the connection ends anyway.
+            splice.Pipe = null;
+            pipe.Dispose();
+            throw;
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private void SendSpliced(SplicePipe pipe, ulong cookie, long offset, int length, CancellationToken cancellation)
+    {
+        // The range is one stored extent (no hole), so a structured reply is one OFFSET_DATA chunk.
+        Span<byte> header = stackalloc byte[28];
+        if (!_structured)
+        {
+            WriteSimpleHeader(header, cookie, 0);
+            pipe.Send(_socket, header[..16], length, cancellation);
+            return;
+        }
+
+        WriteChunkHeader(header, ReplyFlagDone, ReplyTypeOffsetData, cookie, 8 + (uint)length);
+        BinaryPrimitives.WriteUInt64BigEndian(header[20..], (ulong)offset);
+        pipe.Send(_socket, header, length, cancellation);
     }
 
     private async Task ReadAsync(BlockAddressSpace device, ulong cookie, long offset, int length, bool dontFragment,

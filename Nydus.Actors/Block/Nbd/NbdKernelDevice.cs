@@ -46,6 +46,8 @@ public sealed class NbdKernelDevice : IDisposable
         if (pair != Errno.Success) throw new IOException($"socketpair for {path} failed: {pair}");
         _socket = new Socket(new SafeSocketHandle(ours.DangerousGetHandle(), ownsHandle: true));
         ours.SetHandleAsInvalid();
+        // The kernel asks up to its max_sectors (often 128-512 KiB) per read: one send per reply (see NbdServer).
+        _socket.SendBufferSize = options.SendBufferBytes;
 
         long blocks = export.Device.Size / BlockAddressSpace.BlockSize;
         Configure(NbdSetBlockSize, BlockAddressSpace.BlockSize, "NBD_SET_BLKSIZE");

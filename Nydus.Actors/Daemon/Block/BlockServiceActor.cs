@@ -18,7 +18,9 @@ namespace Nydus.Actors.Daemon.Block;
 /// once. Reads never pass through here: each NBD connection reads the device on its own async loop.
 /// States: Recovering (journal replay) → Waiting (a successor before its daemon runs: its predecessor still holds the
 /// addresses) → Restoring (the recorded exports are opened and bound) → Serving ⇄ Changing; Unavailable when the
-/// journal cannot be read.
+/// journal cannot be read (nothing served; the handoff state then leaves the exports out, so a successor reads the
+/// journal itself). A takeover's table is served even over an unreadable journal (listed "unrecorded"): it rides
+/// on in the next handoff state, and changes are refused since none could be recorded.
 /// </summary>
 public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
 {
@@ -45,6 +47,9 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     private bool _reconciled;
     private string _state = "recovering";
     private string _unavailable = "";
+    // Why the journal cannot be read, once it could not: the service may still serve a takeover's table, but it
+    // records nothing, refuses changes (a write would go to a journal that is gone) and starts no new journal.
+    private string? _journalUnreadable;
 
     public IStash Stash { get; set; } = null!;
 
@@ -232,6 +237,8 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         Receive<ExportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
         Receive<UnexportBlockDevice>(_ => Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed, $"the block service is unavailable: {_unavailable}")));
         Receive<BlockServiceMayServe>(_ => { });
+        // Nothing is served and the table is unknown: the handoff state leaves the exports out (default, not
+        // empty), so a successor reads the journal itself; a newer build may read what this one cannot.
         Receive<GetBlockExportRecords>(_ => Sender.Tell(new BlockExportRecords(default)));
         Receive<RestoreBlockExports>(r =>
         {
@@ -255,18 +262,27 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     {
         Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ =>
         {
+            // A journal that cannot be read stops after saying so: another one would fail the same way, for ever.
+            if (_journalUnreadable is not null) return;
             _log.Warning("The block journal stopped; reading it again");
             StartJournal();
         });
         Receive<Terminated>(_ => { });
         Receive<BlockJournalRecovered>(_ => { });
-        Receive<BlockJournalUnreadable>(u => _log.Error("The block journal cannot be read again: {0}", u.Description));
+        Receive<BlockJournalUnreadable>(u =>
+        {
+            // A takeover's table is served (or about to be) while the journal turns out unreadable: keep serving it
+            // and hand it on at the next sendfd, but record and change nothing.
+            _journalUnreadable = u.Description;
+            _log.Error("The block journal cannot be read ({0}): the exports of the handoff state stay served, changes are refused", u.Description);
+        });
     }
 
     private void BecomeUnavailable(string description)
     {
         _log.Error("The block service cannot read its journal ({0}); it serves no exports", description);
         _unavailable = description;
+        _journalUnreadable = description;
         _state = "unavailable";
         Become(Unavailable);
         Stash.UnstashAll();
@@ -276,6 +292,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
 
     private void OnExport(ExportBlockDevice request)
     {
+        if (RefuseUnrecordable()) return;
         if (_exports.ContainsKey(request.Name))
         {
             Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.AlreadyExists, $"an export named '{request.Name}' exists already"));
@@ -331,6 +348,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
 
     private void OnUnexport(UnexportBlockDevice request)
     {
+        if (RefuseUnrecordable()) return;
         if (!_exports.TryGetValue(request.Name, out var served))
         {
             Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.NotFound, $"no export named '{request.Name}'"));
@@ -357,6 +375,15 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
             recorded.ReplyTo.Tell(new BlockServiceResult(null, "removed"));
         }
         BecomeServing();
+    }
+
+    /// <summary>True (and the sender answered) when the journal cannot be read, so no change could be recorded.</summary>
+    private bool RefuseUnrecordable()
+    {
+        if (_journalUnreadable is null) return false;
+        Sender.Tell(BlockServiceResult.Fail(BlockErrorKind.Failed,
+            $"nothing changed: the block journal cannot be read, so no change can be recorded ({_journalUnreadable})"));
+        return true;
     }
 
     private static BlockServiceResult JournalFailed(Exception failure)
@@ -444,7 +471,13 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
             // Before the restore: what the journal records, not served here (yet).
             : _recovered.Exports.Values.Select(r => new BlockExportInfo(r.Name, r.Source, r.Mountpoint, r.Address, 0, 0, _state, null));
         // A takeover's table is served before the journal is read: the restore is done once both agree.
-        string state = _state == "serving" && _tableFromHandoff && !_reconciled ? "restoring" : _state;
+        string state = _state switch
+        {
+            // Served from a takeover's table over a journal that cannot be read: served, but changes are refused.
+            "serving" when _journalUnreadable is not null => "unrecorded",
+            "serving" when _tableFromHandoff && !_reconciled => "restoring",
+            _ => _state,
+        };
         return new BlockExportList(state, [.. entries]);
     }
 

@@ -77,7 +77,8 @@ public sealed record BlockServiceResult(BlockErrorKind? Error, string Message, B
 }
 
 /// <summary>The answer to <see cref="ListBlockExports"/>. <see cref="State"/>: "serving", "waiting" (a successor
-/// before it runs), "recovering", "restoring" or "unavailable" (its journal cannot be read).</summary>
+/// before it runs), "recovering", "restoring", "unavailable" (its journal cannot be read: nothing served) or
+/// "unrecorded" (a takeover's table served over a journal that cannot be read: changes are refused).</summary>
 public sealed record BlockExportList(string State, ImmutableArray<BlockExportInfo> Exports);
 
 /// <summary>A failure with its kind, thrown by the steps that open an image or bind an address.</summary>

@@ -7,7 +7,7 @@ namespace Nydus.Actors.Storage.Backends;
 /// Upstream's <c>localfs</c> backend: blobs are plain files, read with positional reads (pread) so one open
 /// handle per blob serves all worker threads at once.
 /// </summary>
-public sealed class LocalFsBackend : IBlobBackend
+public sealed class LocalFsBackend : IBlobBackend, ILocalBlobFiles
 {
     private readonly LocalFsBackendSettings _settings;
     private readonly ConcurrentDictionary<string, SafeFileHandle> _handles = new(StringComparer.Ordinal);
@@ -72,6 +72,20 @@ public sealed class LocalFsBackend : IBlobBackend
             }
 
             done += n;
+        }
+    }
+
+    public bool TryGetBlobFile(string blobId, out SafeFileHandle file)
+    {
+        try
+        {
+            file = GetHandle(blobId);
+            return true;
+        }
+        catch (Exception e) when (e is StorageException or ObjectDisposedException)
+        {
+            file = null!;
+            return false;
         }
     }
 
