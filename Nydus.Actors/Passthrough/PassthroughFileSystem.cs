@@ -23,6 +23,7 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     private readonly uint _processUmask;
     private long _nextHandle;
     private volatile bool _writebackCache;
+    private uint _servedDeviceMinor;
 
     /// <param name="root">The host directory to share.</param>
     /// <param name="writable">False answers every modifying request with EROFS.</param>
@@ -71,6 +72,7 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     public void Init(FuseConnectionInfo connection)
     {
         _writebackCache = (connection.Flags & FuseInitFlags.WritebackCache) != 0;
+        _servedDeviceMinor = connection.ServedDeviceMinor;
         InitBacking(connection);
     }
 
@@ -185,6 +187,15 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
             Errno errno = Libc.LastErrno;
             handle.Dispose();
             return errno;
+        }
+
+        if (stat.DevMajor == 0 && stat.DevMinor == _servedDeviceMinor && _servedDeviceMinor != 0)
+        {
+            // The name leads into the mount this daemon serves (a bind mount of it inside the shared directory): each
+            // directory read of it would be a read of this connection, one level deeper each time, until every worker
+            // waits in one. Such a source is refused at mount; this covers the aliases a path check cannot see.
+            handle.Dispose();
+            return Errno.ELOOP;
         }
 
         PassthroughInode inode = _inodes.Reference(handle, stat.Device, stat.Inode, stat.FileType);

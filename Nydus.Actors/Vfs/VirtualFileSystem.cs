@@ -55,6 +55,10 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         _pseudo[RootId] = _root;
     }
 
+    /// <summary>The kernel mountpoint this VFS is served at (null when there is none, e.g. virtio-fs or a test): mounts
+    /// of a passthrough source that contains it or lies under it are refused (<c>MountCommands</c>).</summary>
+    public string? KernelMountpoint { get; set; }
+
     /// <summary>Where cache invalidations go once the session runs (optional: without it the kernel's caches time out).</summary>
     public FuseNotifier? Notifier { get => Volatile.Read(ref _notifier); set => Volatile.Write(ref _notifier, value); }
 

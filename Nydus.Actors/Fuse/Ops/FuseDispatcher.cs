@@ -35,10 +35,14 @@ public sealed partial class FuseDispatcher
         _backingFiles = backingFiles;
     }
 
+    /// <summary>The device minor of the kernel mount served (see <see cref="FuseConnectionInfo.ServedDeviceMinor"/>): set by
+    /// whoever mounted or took over the connection, before the workers start.</summary>
+    public uint ServedDeviceMinor { get; set; }
+
     private FuseConnectionInfo WithBackingFiles(FuseConnectionInfo connection) =>
         (connection.Flags & FuseInitFlags.Passthrough) != 0 && _backingFiles is not null
-            ? connection with { BackingFiles = _backingFiles }
-            : connection;
+            ? connection with { BackingFiles = _backingFiles, ServedDeviceMinor = ServedDeviceMinor }
+            : connection with { ServedDeviceMinor = ServedDeviceMinor };
 
     /// <summary>What INIT agreed, once the kernel has sent it on this connection.</summary>
     public FuseConnectionInfo? Connection { get; private set; }
