@@ -24,6 +24,16 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     private long _nextHandle;
     private volatile bool _writebackCache;
     private uint _servedDeviceMinor;
+    private long _flushRequests;
+    private readonly ulong _rootDevice;
+    private readonly bool _rootHasNoFlush;
+
+    /// <summary>
+    /// statfs f_type of local file systems whose files have no flush operation (ext2/3/4, XFS, Btrfs, tmpfs): FLUSH's
+    /// close of a duplicate does nothing on them, so files of the shared directory's own file system are opened with
+    /// FOPEN_NOFLUSH and a close(2) costs no request. Any other file system (NFS, FUSE, overlay...) keeps FLUSH.
+    /// </summary>
+    private static readonly HashSet<long> LocalFileSystemsWithoutFlush = [0xEF53, 0x58465342, 0x9123683E, 0x01021994];
 
     /// <param name="root">The host directory to share.</param>
     /// <param name="writable">False answers every modifying request with EROFS.</param>
@@ -47,6 +57,8 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
         }
 
         _inodes = new PassthroughInodeTable(rootHandle, stat.Device, stat.Inode);
+        _rootDevice = stat.Device;
+        _rootHasNoFlush = Libc.FStatFs(rootHandle, out Libc.StatFs host) == 0 && LocalFileSystemsWithoutFlush.Contains(host.Type);
 
         // mkdirat/mknodat/openat apply this process's umask on top of the caller's (already applied by
         // the kernel); remember it to restore the caller's exact mode afterwards.
@@ -68,6 +80,16 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     public int KnownNodes => _inodes.Count;
 
     public int OpenFiles => _files.Count;
+
+    /// <summary>FLUSH requests served (for tests: files opened with FOPEN_NOFLUSH send none).</summary>
+    public long FlushRequests => Interlocked.Read(ref _flushRequests);
+
+    /// <summary>Sets FOPEN_NOFLUSH for a file on the shared directory's own device when that file system has no flush
+    /// (the kernel ignores it beside the writeback cache, which needs FLUSH to write back before close returns).</summary>
+    private void SkipFlushIfNothingToDo(PassthroughInode inode, ref FuseOpenResult result)
+    {
+        if (_rootHasNoFlush && !_writebackCache && inode.Device == _rootDevice) result.Flags |= FuseOpenFlags.NoFlush;
+    }
 
     public void Init(FuseConnectionInfo connection)
     {
