@@ -70,6 +70,7 @@ public static partial class RafsBench
             "fio randread 4K cold (MiB/s)", "fio randread 4K warm (MiB/s)", "fio seq read 1M cold (MiB/s)",
         ];
         foreach (string measure in measures) results[measure] = new double[contenders.Length];
+        var requests = new Dictionary<string, string>();
 
         for (int c = 0; c < contenders.Length; c++)
         {
@@ -79,18 +80,26 @@ public static partial class RafsBench
             try
             {
                 Console.WriteLine($"  {contenders[c].Name}: mounted");
+                // nydusd's FUSE requests per measure, from its metrics (the kernel and squashfuse have no such counter).
+                bool counted = contenders[c].Name == "nydusd";
+                void Measure(int m, Func<double> run)
+                {
+                    long[] before = counted ? RequestCounts(work) : [];
+                    results[measures[m]][c] = run();
+                    if (counted) requests[measures[m]] = Difference(before, RequestCounts(work));
+                }
                 DropCaches();
-                results[measures[0]][c] = Time(() => ReadAll(mnt, smallFiles, smallBytes));
-                results[measures[1]][c] = Time(() => ReadAll(mnt, smallFiles, smallBytes));
+                Measure(0, () => Time(() => ReadAll(mnt, smallFiles, smallBytes)));
+                Measure(1, () => Time(() => ReadAll(mnt, smallFiles, smallBytes)));
                 DropCaches();
-                results[measures[2]][c] = Time(() => LStatAll(mnt, allEntries));
-                results[measures[3]][c] = Time(() => LStatAll(mnt, allEntries));
+                Measure(2, () => Time(() => LStatAll(mnt, allEntries)));
+                Measure(3, () => Time(() => LStatAll(mnt, allEntries)));
                 string big = Path.Combine(mnt, BigFileName);
                 DropCaches();
-                results[measures[4]][c] = Fio(big, "randread", "4k", timeBased: true);
-                results[measures[5]][c] = Fio(big, "randread", "4k", timeBased: true);
+                Measure(4, () => Fio(big, "randread", "4k", timeBased: true));
+                Measure(5, () => Fio(big, "randread", "4k", timeBased: true));
                 DropCaches();
-                results[measures[6]][c] = Fio(big, "read", "1M", timeBased: false);
+                Measure(6, () => Fio(big, "read", "1M", timeBased: false));
                 Console.WriteLine($"  {contenders[c].Name}: done, {clock.Elapsed.TotalSeconds:F0} s");
             }
             finally
@@ -100,11 +109,11 @@ public static partial class RafsBench
         }
 
         var report = new BenchReport("RAFS/EROFS serving: kernel EROFS vs squashfuse vs nydusd (FUSE)",
-            ["measure", "kernel erofs", "squashfuse", "nydusd", "nydusd/kernel", "nydusd/squashfuse"]);
+            ["measure", "kernel erofs", "squashfuse", "nydusd", "nydusd/kernel", "nydusd/squashfuse", "nydusd FUSE requests"]);
         foreach (string measure in measures)
         {
             double[] v = results[measure];
-            report.Add(measure, F(v[0]), F(v[1]), F(v[2]), F(v[2] / v[0]) + "x", F(v[2] / v[1]) + "x");
+            report.Add(measure, F(v[0]), F(v[1]), F(v[2]), F(v[2] / v[0]) + "x", F(v[2] / v[1]) + "x", requests.GetValueOrDefault(measure, "?"));
         }
 
         report.Note($"Tree: {smallFiles.Count} regular files, {smallBytes / 1e6:F1} MB, {allEntries.Count} entries "
@@ -118,6 +127,36 @@ public static partial class RafsBench
         report.Note($"Total run {clock.Elapsed.TotalSeconds:F0} s on a shared 2-core machine ({Environment.ProcessorCount} cores visible); other builds may run beside it. " +
                     $"Load average at the end: {File.ReadAllText("/proc/loadavg").Trim()}.");
         return report;
+    }
+
+    private static readonly string[] OpNames =
+        ["GETATTR", "READLINK", "OPEN", "RELEASE", "READ", "STATFS", "GETXATTR", "LISTXATTR", "OPENDIR", "LOOKUP", "READDIR",
+         "READDIRPLUS", "ACCESS", "FORGET", "BATCH_FORGET"];
+
+    /// <summary>nydusd's per-operation request counts for its instance at "/" (GET /api/v1/metrics: fop_hits).</summary>
+    private static long[] RequestCounts(string work)
+    {
+        using var client = new ApiClient(Path.Combine(work, "api.sock"), TimeSpan.FromSeconds(10));
+        var (status, body) = client.SendAsync("GET", "/api/v1/metrics?id=/").GetAwaiter().GetResult();
+        if (status != 200) return [];
+        using var doc = System.Text.Json.JsonDocument.Parse(body);
+        return doc.RootElement.GetProperty("fop_hits").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+    }
+
+    /// <summary>"total (OP n, ...)" of the requests between two counts; FORGETs left out (the cache drops make them).</summary>
+    private static string Difference(long[] before, long[] after)
+    {
+        if (before.Length != after.Length || after.Length > OpNames.Length) return "?";
+        var parts = new List<string>();
+        long total = 0;
+        for (int i = 0; i < after.Length; i++)
+        {
+            long n = after[i] - before[i];
+            if (n == 0 || OpNames[i] is "FORGET" or "BATCH_FORGET") continue;
+            total += n;
+            parts.Add($"{OpNames[i]} {n}");
+        }
+        return total == 0 ? "0" : $"{total} ({string.Join(", ", parts)})";
     }
 
     private static Action MountKernel(string image, string mountPoint)

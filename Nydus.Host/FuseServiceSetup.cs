@@ -60,12 +60,12 @@ public sealed class FuseServiceSetup
         if (takeover is null && !Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var opened = OpenFilesystem(options, metrics.Events);
+        var opened = OpenFilesystem(options, metrics.Events, mountpoint);
         var instance = opened?.Opened.Instance;
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
         // virtual mountpoint, the API's instances beside it. The workers start only after the host has mounted the
         // command line's instance through the daemon (before Start), so nothing is served from an empty VFS.
-        var vfs = new VirtualFileSystem();
+        var vfs = new VirtualFileSystem { KernelMountpoint = mountpoint };
         MountFilesystem? commandLine = opened is { } o ? new MountFilesystem(o.Command) { Opened = o.Opened } : null;
         FuseDevice? device = null;
         FuseSession? session = null;
@@ -83,6 +83,7 @@ public sealed class FuseServiceSetup
             var waiting = FuseServiceActor.PropsForTakeover(descriptor =>
             {
                 var restored = new FuseSession(descriptor, vfs, sessionOptions);
+                restored.Dispatcher.ServedDeviceMinor = FuseMount.FindConnectionId(mountpoint) ?? 0;
                 vfs.Notifier = restored.Notifier;
                 vfs.AssumeZeroMessageOpen();
                 metrics.Inflight = restored.Inflight;
@@ -108,6 +109,8 @@ public sealed class FuseServiceSetup
             });
             Log.Information("Mounted {Kind} at {MountPoint}", instance?.Type.ToDisplayString() ?? "an empty root", mountpoint);
             session = new FuseSession(device.Handle, vfs, sessionOptions);
+            // Read from mountinfo, never by stat() of the mountpoint (which would wait for this daemon's own workers).
+            session.Dispatcher.ServedDeviceMinor = FuseMount.FindConnectionId(mountpoint) ?? 0;
             vfs.Notifier = session.Notifier;
             metrics.Inflight = session.Inflight;
             metrics.Dispatcher = session.Dispatcher;
@@ -141,7 +144,8 @@ public sealed class FuseServiceSetup
 
     /// <summary>Opens what the command line names through the same mount command as the API's (so that the
     /// instance's actor can open it again); null when the command line names nothing.</summary>
-    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options, ErrorEventLog events)
+    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options, ErrorEventLog events,
+        string mountpoint)
     {
         FsBackendMountCmd command;
         string configSource;
@@ -173,6 +177,6 @@ public sealed class FuseServiceSetup
         }
         else return null;
 
-        return (MountCommands.Open(command, configSource, events), command);
+        return (MountCommands.Open(command, configSource, events, servedMountpoint: mountpoint), command);
     }
 }

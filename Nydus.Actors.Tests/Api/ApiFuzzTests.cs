@@ -50,8 +50,8 @@ public sealed class ApiFuzzTests(ITestOutputHelper output)
         Assert.Equal(0, mkfifo(fifo, 0b110_000_000));
         await using var daemon = await NydusdApiDaemon.StartAsync(dir, "afuzz-" + Guid.NewGuid().ToString("N")[..8]);
         // Directories to share: the sources' own, never dir.Path, which holds the daemon's mountpoint: a passthrough of it
-        // shows the mount inside itself, and a walk of that recursion took every FUSE worker into nested requests
-        // (a daemon defect found by this test, not fixed yet: such a source is not refused).
+        // showed the mount inside itself, and a walk of that recursion took every FUSE worker into nested requests (a
+        // daemon defect this test found; such a source is now refused with 400, see SelfServingMountTests).
         string[] sources = [a.Image, b.Image, a.Image, b.Image, fifo, "/dev/zero", a.Source, dir.Combine("missing"), Path.Combine(a.Source, "a-f0.bin"), "rel", ""];
 
         var statuses = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();

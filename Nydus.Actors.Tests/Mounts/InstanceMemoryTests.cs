@@ -167,7 +167,7 @@ public sealed class InstanceMemoryTests(ITestOutputHelper output)
         }
     }
 
-    private static int OpenCount(int pid, string image)
+    internal static int OpenCount(int pid, string image)
     {
         int count = 0;
         foreach (string fd in Directory.EnumerateFiles($"/proc/{pid}/fd"))
@@ -185,7 +185,7 @@ public sealed class InstanceMemoryTests(ITestOutputHelper output)
         return count;
     }
 
-    private static long RssAnon(int pid)
+    internal static long RssAnon(int pid)
     {
         foreach (string line in File.ReadLines($"/proc/{pid}/status"))
         {

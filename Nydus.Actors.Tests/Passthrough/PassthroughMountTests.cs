@@ -24,6 +24,25 @@ public class PassthroughMountTests
     }
 
     [FuseFact]
+    public void Closing_files_on_a_local_shared_directory_costs_no_FLUSH_and_loses_no_byte()
+    {
+        // The backing directory is under the temp dir (ext4 or tmpfs here): its files have no flush, so they are opened
+        // with FOPEN_NOFLUSH and close(2) reaches the daemon as no request at all.
+        using var mount = FuseTestMount.StartPassthrough(writable: true);
+        var passthrough = (Nydus.Actors.Passthrough.PassthroughFileSystem)mount.FileSystem;
+        for (int i = 0; i < 20; i++)
+        {
+            var bytes = Encoding.UTF8.GetBytes($"file {i} " + new string('x', i * 100));
+            File.WriteAllBytes(mount.Mounted($"f{i}"), bytes); // CREATE, write, close
+            Assert.Equal(bytes, File.ReadAllBytes(mount.Backed($"f{i}")));
+            Assert.Equal(bytes, File.ReadAllBytes(mount.Mounted($"f{i}"))); // OPEN, read, close
+            File.AppendAllText(mount.Mounted($"f{i}"), "!"); // OPEN for writing, close
+            Assert.Equal(bytes.Length + 1, new FileInfo(mount.Backed($"f{i}")).Length);
+        }
+        Assert.Equal(0, passthrough.FlushRequests);
+    }
+
+    [FuseFact]
     public void AppendAndTruncate_ThroughMount_ChangeBackingFile()
     {
         using var mount = FuseTestMount.StartPassthrough(writable: true);

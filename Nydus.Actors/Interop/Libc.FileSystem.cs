@@ -26,6 +26,22 @@ internal static partial class Libc
         public long Nanoseconds;
     }
 
+    [LibraryImport("libc", EntryPoint = "realpath", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial IntPtr RealPathNative(string path, IntPtr resolved);
+
+    [LibraryImport("libc", EntryPoint = "free")]
+    private static partial void Free(IntPtr pointer);
+
+    /// <summary>realpath(3): <paramref name="path"/> with every symbolic link, "." and ".." resolved; null when a
+    /// component does not exist or cannot be read (errno in <see cref="LastErrno"/>).</summary>
+    public static string? RealPath(string path)
+    {
+        IntPtr resolved = RealPathNative(path, IntPtr.Zero);
+        if (resolved == IntPtr.Zero) return null;
+        try { return Marshal.PtrToStringUTF8(resolved); }
+        finally { Free(resolved); }
+    }
+
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
     public static partial int StatxAt(SafeFileHandle dirFd, ReadOnlySpan<byte> path, int flags, uint mask, out Statx result);
 

@@ -32,6 +32,7 @@ public sealed partial class PassthroughFileSystem
         result.Handle = NextHandle();
         _files[result.Handle] = file;
         AttachBacking(inode, file, ref result);
+        SkipFlushIfNothingToDo(inode, ref result);
         return Errno.Success;
     }
 
@@ -79,6 +80,7 @@ public sealed partial class PassthroughFileSystem
         if (TryGetInode(entry.NodeId, out PassthroughInode created, out _))
         {
             AttachBacking(created, file, ref result);
+            SkipFlushIfNothingToDo(created, ref result);
         }
 
         return Errno.Success;
@@ -145,6 +147,7 @@ public sealed partial class PassthroughFileSystem
 
     public Errno Flush(in FuseContext context, ulong nodeId, ulong handle, ulong lockOwner)
     {
+        Interlocked.Increment(ref _flushRequests);
         if (!_files.TryGetValue(handle, out SafeFileHandle? file))
         {
             return Errno.EBADF;

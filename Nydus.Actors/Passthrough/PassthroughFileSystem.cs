@@ -23,6 +23,17 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
     private readonly uint _processUmask;
     private long _nextHandle;
     private volatile bool _writebackCache;
+    private uint _servedDeviceMinor;
+    private long _flushRequests;
+    private readonly ulong _rootDevice;
+    private readonly bool _rootHasNoFlush;
+
+    /// <summary>
+    /// statfs f_type of local file systems whose files have no flush operation (ext2/3/4, XFS, Btrfs, tmpfs): FLUSH's
+    /// close of a duplicate does nothing on them, so files of the shared directory's own file system are opened with
+    /// FOPEN_NOFLUSH and a close(2) costs no request. Any other file system (NFS, FUSE, overlay...) keeps FLUSH.
+    /// </summary>
+    private static readonly HashSet<long> LocalFileSystemsWithoutFlush = [0xEF53, 0x58465342, 0x9123683E, 0x01021994];
 
     /// <param name="root">The host directory to share.</param>
     /// <param name="writable">False answers every modifying request with EROFS.</param>
@@ -46,6 +57,8 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
         }
 
         _inodes = new PassthroughInodeTable(rootHandle, stat.Device, stat.Inode);
+        _rootDevice = stat.Device;
+        _rootHasNoFlush = Libc.FStatFs(rootHandle, out Libc.StatFs host) == 0 && LocalFileSystemsWithoutFlush.Contains(host.Type);
 
         // mkdirat/mknodat/openat apply this process's umask on top of the caller's (already applied by
         // the kernel); remember it to restore the caller's exact mode afterwards.
@@ -68,9 +81,20 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
 
     public int OpenFiles => _files.Count;
 
+    /// <summary>FLUSH requests served (for tests: files opened with FOPEN_NOFLUSH send none).</summary>
+    public long FlushRequests => Interlocked.Read(ref _flushRequests);
+
+    /// <summary>Sets FOPEN_NOFLUSH for a file on the shared directory's own device when that file system has no flush
+    /// (the kernel ignores it beside the writeback cache, which needs FLUSH to write back before close returns).</summary>
+    private void SkipFlushIfNothingToDo(PassthroughInode inode, ref FuseOpenResult result)
+    {
+        if (_rootHasNoFlush && !_writebackCache && inode.Device == _rootDevice) result.Flags |= FuseOpenFlags.NoFlush;
+    }
+
     public void Init(FuseConnectionInfo connection)
     {
         _writebackCache = (connection.Flags & FuseInitFlags.WritebackCache) != 0;
+        _servedDeviceMinor = connection.ServedDeviceMinor;
         InitBacking(connection);
     }
 
@@ -185,6 +209,15 @@ public sealed partial class PassthroughFileSystem : IFuseFileSystem, IDisposable
             Errno errno = Libc.LastErrno;
             handle.Dispose();
             return errno;
+        }
+
+        if (stat.DevMajor == 0 && stat.DevMinor == _servedDeviceMinor && _servedDeviceMinor != 0)
+        {
+            // The name leads into the mount this daemon serves (a bind mount of it inside the shared directory): each
+            // directory read of it would be a read of this connection, one level deeper each time, until every worker
+            // waits in one. Such a source is refused at mount; this covers the aliases a path check cannot see.
+            handle.Dispose();
+            return Errno.ELOOP;
         }
 
         PassthroughInode inode = _inodes.Reference(handle, stat.Device, stat.Inode, stat.FileType);

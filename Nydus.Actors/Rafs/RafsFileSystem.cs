@@ -43,6 +43,8 @@ public sealed class RafsFileSystem : IFuseFileSystem
     /// <summary>Images need no handles: <see cref="Open"/> and <see cref="OpenDir"/> answer ENOSYS.</summary>
     public bool SupportsZeroMessageOpen => true;
 
+    public bool IsImmutable => true;
+
     private ulong ToNodeId(ulong ino) =>
         ino == _image.RootInode ? FuseProtocol.RootId : ino == FuseProtocol.RootId ? _image.RootInode : ino;
 

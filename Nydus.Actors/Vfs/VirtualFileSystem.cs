@@ -55,8 +55,15 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         _pseudo[RootId] = _root;
     }
 
+    /// <summary>The kernel mountpoint this VFS is served at (null when there is none, e.g. virtio-fs or a test): mounts
+    /// of a passthrough source that contains it or lies under it are refused (<c>MountCommands</c>).</summary>
+    public string? KernelMountpoint { get; set; }
+
     /// <summary>Where cache invalidations go once the session runs (optional: without it the kernel's caches time out).</summary>
     public FuseNotifier? Notifier { get => Volatile.Read(ref _notifier); set => Volatile.Write(ref _notifier, value); }
+
+    /// <summary>How long the kernel may remember a name an image does not have (as long as the images' own entries).</summary>
+    private static readonly TimeSpan ImageNegativeTimeout = TimeSpan.FromHours(1);
 
     private TimeSpan PseudoTimeout => Notifier is null ? UnnotifiedTimeout : NotifiedTimeout;
 
@@ -122,6 +129,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     public int Mount(string mountpoint, IFuseFileSystem fileSystem, IDisposable? owner = null, int index = 0)
     {
         string path = Normalize(mountpoint);
+        Slot added;
         lock (_gate)
         {
             if (FindLive(path) is not null)
@@ -162,8 +170,9 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             else node.Mounted = slot;
             if (!fileSystem.SupportsZeroMessageOpen) _handleInstances++;
             index = slot.Index;
+            added = slot;
         }
-        Invalidate(path, replaced: null);
+        Invalidate(path, replaced: null, successor: added);
         return index;
     }
 
@@ -172,7 +181,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     public int Remount(string mountpoint, IFuseFileSystem fileSystem, IDisposable? owner = null)
     {
         string path = Normalize(mountpoint);
-        Slot old;
+        Slot old, successor;
         int index;
         lock (_gate)
         {
@@ -195,8 +204,9 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             if (!fileSystem.SupportsZeroMessageOpen) _handleInstances++;
             if (!old.FileSystem.SupportsZeroMessageOpen) _handleInstances--;
             index = slot.Index;
+            successor = slot;
         }
-        Invalidate(path, replaced: old);
+        Invalidate(path, replaced: old, successor: successor);
         old.Release();
         return index;
     }
@@ -223,7 +233,7 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
                 }
             }
         }
-        Invalidate(path, replaced: old);
+        Invalidate(path, replaced: old, successor: null);
         old.Release();
     }
 
@@ -280,11 +290,12 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
     /// Tells the kernel to forget what it cached of a changed mountpoint: its name in its parent (which drops the whole
     /// cached subtree below it), the listings and attributes of the pseudo directories above it, and the first pseudo
     /// directory an umount pruned. The instance at "/" is FUSE's node 1 itself, which no name invalidation reaches: the
-    /// names its replaced instance had in the root are dropped one by one. Sent outside the gate: a notification waits
+    /// names its replaced instance and its successor have in the root are dropped one by one. Sent outside the gate: a notification waits
     /// for the kernel's directory lock, which a request being served (and maybe waiting for the gate) may hold.
     /// </summary>
     /// <param name="replaced">The instance that left the mountpoint (still leased by the caller), or null.</param>
-    private void Invalidate(string path, Slot? replaced)
+    /// <param name="successor">The instance that now serves the mountpoint, or null (umount).</param>
+    private void Invalidate(string path, Slot? replaced, Slot? successor)
     {
         if (Notifier is not { } notifier) return;
         var inodes = new List<ulong>();
@@ -302,12 +313,21 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
             }
             // The leaf in its parent, or the highest pruned directory in the deepest one left.
             if (parts.Length > 0) entries.Add((node.Id, parts[depth]));
-            if (parts.Length == 0 && replaced is not null)
+            if (parts.Length == 0)
             {
-                foreach (var name in RootNames(replaced.FileSystem))
+                // The names of both images: the old one's may be cached as present, the new one's as absent (negative
+                // entries the old image answered).
+                var names = new HashSet<string>();
+                if (replaced is not null) names.UnionWith(RootNames(replaced.FileSystem));
+                if (successor is not null) names.UnionWith(RootNames(successor.FileSystem));
+                foreach (var name in names)
                     if (!_root.Children.ContainsKey(name)) entries.Add((RootId, name));
             }
         }
+        // The top component of a deeper mountpoint (a pseudo directory now) may be cached as absent from the image at
+        // "/": expired only, which drops a negative entry and merely revalidates a live one (a full invalidation would
+        // detach whatever is mounted below it).
+        if (parts.Length > 1) _ = notifier.InvalidateEntry(RootId, Encoding.UTF8.GetBytes(parts[0]), expireOnly: true);
         foreach (var (parent, name) in entries) _ = notifier.InvalidateEntry(parent, Encoding.UTF8.GetBytes(name));
         foreach (var inode in inodes) _ = notifier.InvalidateInode(inode);
     }
@@ -452,6 +472,14 @@ public sealed class VirtualFileSystem : IFuseFileSystem, IDisposable
         {
             var rc = slot!.Stats.Count(FsIoStats.Lookup, started, slot.FileSystem.Lookup(Inner(context, ino), ino, name, out entry), ino);
             if (rc == Errno.Success) Translate(slot, ref entry);
+            else if (rc == Errno.ENOENT && slot.FileSystem.IsImmutable && Notifier is not null)
+            {
+                // A negative entry (node id 0 with a timeout): the kernel answers the next lookup of this absent name
+                // itself. Every mount change drops such names (Invalidate), so a name the next image has appears at once.
+                entry = default;
+                entry.EntryTimeout = ImageNegativeTimeout;
+                return Errno.Success;
+            }
             return rc;
         }
         finally { slot!.Release(); }

@@ -22,7 +22,10 @@ public static class MountCommands
     /// </summary>
     /// <param name="configSource">Names the config in error messages (a file path); default "the config of &lt;mountpoint&gt;".</param>
     /// <param name="events">Where the instance records read errors (the daemon's log).</param>
-    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null, ErrorEventLog? events = null)
+    /// <param name="servedMountpoint">The kernel mountpoint of the FUSE connection the instance will be served on (null
+    /// when there is none, e.g. virtio-fs): a passthrough source around it is refused.</param>
+    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null, ErrorEventLog? events = null,
+        string? servedMountpoint = null)
     {
         configSource ??= $"the config of {command.Mountpoint}";
         switch (command.FsType)
@@ -47,6 +50,7 @@ public static class MountCommands
             case FsBackendType.PassthroughFs:
                 if (command.Source.Length == 0 || !Path.IsPathFullyQualified(command.Source))
                     throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the shared directory '{command.Source}' must be absolute");
+                RefuseSourceAroundServedMount(command.Source, servedMountpoint);
                 var passthrough = FilesystemInstance.OpenPassthrough(command.Source, IsWritablePassthrough(command.Config),
                     PassthroughOption(command.Config, "kernel_passthrough", fallback: true));
                 return new OpenedInstance(passthrough, new MountedBackend(FsBackendType.PassthroughFs.ToDisplayString(),
@@ -55,6 +59,37 @@ public static class MountCommands
             default:
                 throw new ConfigException(ConfigErrorKind.InvalidFsType, $"fs_type: '{command.FsType}' cannot be mounted");
         }
+    }
+
+    /// <summary>
+    /// Refuses a shared directory that holds the daemon's own kernel mountpoint (the mount would show inside itself)
+    /// or lies under it (it would serve itself). A walk of either recurses through the daemon: every directory read
+    /// of the inner copy is a read of this same FUSE connection, nested once more per level, until every FUSE worker
+    /// waits in one and nothing is served any more. Symbolic links are resolved on both sides; the mountpoint itself
+    /// is never looked at (a stat of a FUSE mount waits on its server), only its parent. A bind mount that aliases
+    /// the mount under another path is not seen here: <c>PassthroughFileSystem</c> refuses to cross into its own
+    /// connection's device at lookup for that case.
+    /// </summary>
+    internal static void RefuseSourceAroundServedMount(string source, string? servedMountpoint)
+    {
+        if (string.IsNullOrEmpty(servedMountpoint)) return;
+        string mount = Path.TrimEndingDirectorySeparator(Path.GetFullPath(servedMountpoint));
+        string lexical = Path.TrimEndingDirectorySeparator(Path.GetFullPath(source));
+        // Under the mount as written: refused before resolving, which would send requests to this daemon.
+        if (IsSameOrUnder(lexical, mount)) throw Around(source, servedMountpoint, "lies under");
+
+        string mountParent = Path.GetDirectoryName(mount) ?? "/";
+        string resolvedMount = mount == "/" ? "/" : Path.Combine(Interop.Libc.RealPath(mountParent) ?? mountParent, Path.GetFileName(mount));
+        string resolvedSource = Interop.Libc.RealPath(lexical) ?? lexical;
+        if (IsSameOrUnder(resolvedSource, resolvedMount)) throw Around(source, servedMountpoint, "lies under");
+        if (IsSameOrUnder(resolvedMount, resolvedSource)) throw Around(source, servedMountpoint, "contains");
+
+        static bool IsSameOrUnder(string path, string directory) =>
+            path == directory || directory == "/" || path.StartsWith(directory + "/", StringComparison.Ordinal);
+
+        static ConfigException Around(string source, string mountpoint, string relation) => new(ConfigErrorKind.MissingForMount,
+            $"source: the shared directory {source} {relation} this daemon's own mountpoint {mountpoint}: the mount would serve " +
+            "itself and a walk of it would never end; share a directory beside the mountpoint");
     }
 
     /// <summary>True when the failure is the request's fault (bad config, missing or corrupt image): a 4xx.</summary>

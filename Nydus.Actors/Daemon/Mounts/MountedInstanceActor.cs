@@ -76,13 +76,14 @@ public sealed class MountedInstanceActor : ReceiveActor
         var log = _log;
         var mountpoint = _mountpoint;
         var events = _metrics.Events;
+        var servedMountpoint = _vfs.KernelMountpoint;
         _ = Task.Factory.StartNew(() =>
         {
             OpenedInstance? opened = null;
             Exception? failure = null;
             try
             {
-                opened = MountCommands.Open(command, events: events);
+                opened = MountCommands.Open(command, events: events, servedMountpoint: servedMountpoint);
             }
             catch (Exception e)
             {

@@ -19,4 +19,9 @@ public sealed record FuseConnectionInfo(
 {
     /// <summary>Where backing files are registered when the kernel granted FUSE_PASSTHROUGH on this connection, else null.</summary>
     public Session.FuseBackingFiles? BackingFiles { get; init; }
+
+    /// <summary>The device minor of the kernel mount this connection serves (its id under /sys/fs/fuse/connections;
+    /// the mount's st_dev is 0:this), 0 when unknown. A passthrough instance never crosses into this device: a shared
+    /// directory that reaches the mount (a bind mount of it, say) would otherwise serve itself without end.</summary>
+    public uint ServedDeviceMinor { get; init; }
 }

@@ -28,6 +28,12 @@ public interface IFuseFileSystem
     /// </summary>
     bool SupportsZeroMessageOpen => false;
 
+    /// <summary>
+    /// Whether names never appear or vanish while this file system is mounted (a read-only image): a name it does not
+    /// have may then be cached by the kernel as absent (a negative entry) for as long as the VFS can invalidate it.
+    /// </summary>
+    bool IsImmutable => false;
+
     /// <summary>Called once per connection when INIT has been answered.</summary>
     void Init(FuseConnectionInfo connection)
     {

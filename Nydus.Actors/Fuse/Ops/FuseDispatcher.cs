@@ -25,6 +25,7 @@ public sealed partial class FuseDispatcher
     private long _interrupts;
     private long _resent;
     private long _refusedResends;
+    private int _readaheadPending;
 
     /// <param name="backingFiles">The session's backing file registry, handed to the file system (in
     /// <see cref="FuseConnectionInfo.BackingFiles"/>) when INIT granted FUSE_PASSTHROUGH.</param>
@@ -35,10 +36,36 @@ public sealed partial class FuseDispatcher
         _backingFiles = backingFiles;
     }
 
+    /// <summary>The device minor of the kernel mount served (see <see cref="FuseConnectionInfo.ServedDeviceMinor"/>): set by
+    /// whoever mounted or took over the connection, before the workers start.</summary>
+    public uint ServedDeviceMinor { get; set; }
+
+    /// <summary>
+    /// Called by a worker after each reply it wrote; once INIT's reply is in, widens the mount's readahead window. The
+    /// kernel offers its default (128 KiB) in INIT and takes no more from the reply, so a 1 MiB sequential read would
+    /// be eight READs of 128 KiB; the window is the mount's bdi setting, which root may raise in sysfs once INIT is
+    /// settled (measured: a cold 256 MiB read went from 2,048 READs to 256). Not for a connection of unknown device.
+    /// </summary>
+    public void AfterReplyWritten()
+    {
+        if (Volatile.Read(ref _readaheadPending) == 0 || Interlocked.Exchange(ref _readaheadPending, 0) == 0) return;
+        if (ServedDeviceMinor == 0) return;
+        var setting = $"/sys/class/bdi/0:{ServedDeviceMinor}/read_ahead_kb";
+        try
+        {
+            File.WriteAllText(setting, (_initOptions.MaxReadahead / 1024).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Not root, or sysfs read-only: the kernel's default window serves, only with more requests.
+            Log.Information("Readahead of the FUSE mount left at the kernel's default: {Setting}: {Error}", setting, e.Message);
+        }
+    }
+
     private FuseConnectionInfo WithBackingFiles(FuseConnectionInfo connection) =>
         (connection.Flags & FuseInitFlags.Passthrough) != 0 && _backingFiles is not null
-            ? connection with { BackingFiles = _backingFiles }
-            : connection;
+            ? connection with { BackingFiles = _backingFiles, ServedDeviceMinor = ServedDeviceMinor }
+            : connection with { ServedDeviceMinor = ServedDeviceMinor };
 
     /// <summary>What INIT agreed, once the kernel has sent it on this connection.</summary>
     public FuseConnectionInfo? Connection { get; private set; }
@@ -208,6 +235,7 @@ public sealed partial class FuseDispatcher
         connection = WithBackingFiles(connection);
         Connection = connection;
         _fileSystem.Init(connection);
+        Volatile.Write(ref _readaheadPending, 1);
         int length = FuseReplyWriter.Struct(reply, context.Unique, in answer);
         if (offer.Minor < 23)
         {

@@ -17,6 +17,9 @@ public sealed class FuseNotifier
 
     private readonly SafeFileHandle _device;
 
+    /// <summary>FUSE_EXPIRE_ONLY in fuse_notify_inval_entry_out.flags.</summary>
+    private const uint ExpireOnly = 1;
+
     public FuseNotifier(SafeFileHandle device) => _device = device;
 
     /// <summary>Drops cached attributes and, for <paramref name="length"/> != 0, cached data of a node (NOTIFY_INVAL_INODE).</summary>
@@ -32,7 +35,9 @@ public sealed class FuseNotifier
     }
 
     /// <summary>Drops the cached dentry <paramref name="name"/> in <paramref name="parent"/> (NOTIFY_INVAL_ENTRY).</summary>
-    public Errno InvalidateEntry(ulong parent, ReadOnlySpan<byte> name)
+    /// <param name="expireOnly">FUSE_EXPIRE_ONLY (protocol 7.38): only ends the entry's timeout, so the next use looks it
+    /// up again, instead of dropping the dentry and its subtree (which also detaches mounts made below it).</param>
+    public Errno InvalidateEntry(ulong parent, ReadOnlySpan<byte> name, bool expireOnly = false)
     {
         if (name.Length > NameMax)
         {
@@ -42,7 +47,7 @@ public sealed class FuseNotifier
         int headerSize = Unsafe.SizeOf<FuseOutHeader>();
         int bodySize = Unsafe.SizeOf<FuseNotifyInvalEntryOut>();
         Span<byte> message = stackalloc byte[headerSize + bodySize + name.Length + 1];
-        var body = new FuseNotifyInvalEntryOut { Parent = parent, NameLength = (uint)name.Length };
+        var body = new FuseNotifyInvalEntryOut { Parent = parent, NameLength = (uint)name.Length, Flags = expireOnly ? ExpireOnly : 0 };
         MemoryMarshal.Write(message[headerSize..], in body);
         name.CopyTo(message[(headerSize + bodySize)..]);
         message[^1] = 0;

@@ -129,6 +129,7 @@ internal sealed class FuseWorker
             int replyLength = _dispatcher.Dispatch(request[..(int)read], reply);
             bool written = replyLength <= 0 || Libc.WriteFrom(_device, reply[..replyLength]) >= 0;
             _inflight.End(_index);
+            if (written) _dispatcher.AfterReplyWritten();
             if (!written)
             {
                 Errno errno = Libc.LastErrno;
