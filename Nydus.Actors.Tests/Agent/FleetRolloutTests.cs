@@ -148,6 +148,52 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     }
 
     [FuseFact]
+    public async Task A_node_cut_off_during_a_rollout_is_waited_for_and_upgraded_once_its_link_is_back()
+    {
+        using var network = NamespaceNetwork.Create(3);
+        using var dir = new TempDir("rollout");
+        var rigs = new List<AgentRig>();
+        var readers = new List<TreeReaders>();
+        try
+        {
+            var pids = await StartFleetAsync(network, rigs, readers, Enumerable.Repeat(true, 3).ToArray());
+            var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+            await StartRolloutAsync(rigs[0], binary, "--pause-on-failure");
+            // Node 2 (second in the order) loses its link while node 1's daemon is being upgraded.
+            await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "upgrading", "node 1's daemon upgrading");
+            var watch = Stopwatch.StartNew();
+            network.SetLink(2, up: false);
+            var waiting = await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" && r.GetProperty("message").GetString() is { } m
+                && m.Contains(FleetTests.AddressOf(2), StringComparison.Ordinal), "the rollout waiting for node 2");
+            output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s after the cut: {waiting.GetProperty("message").GetString()}");
+            Assert.Equal("running", waiting.GetProperty("state").GetString());
+            Assert.Equal("pending", State(waiting, 1));
+            // Cut off, node 2's daemon serves its readers; nothing was sent to it.
+            await readers[2].AdvanceAsync(100, AgentRig.Wait);
+            Assert.Equal(pids[2], (await rigs[2].DaemonAsync()).GetProperty("pid").GetInt32());
+            await FleetTests.WaitForFleetAsync(rigs[0], v => FleetTests.Node(v, 2) is { } n && n.GetProperty("member_status").GetString() == "absent",
+                "node 2 removed");
+
+            network.SetLink(2, up: true);
+            var done = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+            output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+            output.WriteLine($"rollout with node 2 cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
+            Assert.Equal("completed", done.GetProperty("state").GetString());
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+                Assert.Equal(1, UpgradesOf(rigs[i]));
+            }
+            await CheckReadersAsync(readers);
+        }
+        finally
+        {
+            foreach (var r in readers) r.Dispose();
+            foreach (var rig in rigs) await rig.DisposeAsync();
+        }
+    }
+
+    [FuseFact]
     public async Task A_standalone_agent_refuses_rollouts_clearly()
     {
         await using var rig = await AgentRig.StartAsync(hotStandby: false);

@@ -295,12 +295,18 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
         {
             var now = DateTimeOffset.UtcNow;
             _gateWaitingSince ??= now;
-            if (_gateReason != waiting) _log.Info("Rollout {0}: next batch waits: {1}", r.Id, waiting);
-            _gateReason = waiting;
             if (now - _gateWaitingSince.Value > _settings.GateTimeout)
             {
                 _gateWaitingSince = null;
+                _gateReason = null;
                 Save(r with { State = RolloutStates.Paused, Message = $"gate did not open within {_settings.GateTimeout}: {waiting}; resume to wait again" });
+            }
+            else if (_gateReason != waiting)
+            {
+                // Shown in the status (one write per new reason), so an operator sees what the rollout waits for.
+                _log.Info("Rollout {0}: next batch waits: {1}", r.Id, waiting);
+                _gateReason = waiting;
+                Save(r with { Message = $"next batch waits: {waiting}" });
             }
             return;
         }
@@ -309,6 +315,7 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
         var keys = batch.Select(t => (t.Node, t.Daemon)).ToHashSet();
         var marked = r with
         {
+            Message = null,
             Targets = [.. r.Targets.Select(t => keys.Contains((t.Node, t.Daemon)) ? t with { State = RolloutTargetStates.Upgrading, Attempts = t.Attempts + 1, Message = null } : t)],
         };
         Write(marked, [.. keys]);
