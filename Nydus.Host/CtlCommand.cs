@@ -102,8 +102,59 @@ public static class CtlCommand
         var fleetStatus = new Command("status", "What runs where: every agent's daemons, with the age of each entry (GET /api/v1/fleet)");
         fleetStatus.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/fleet", r.GetValue(raw), FleetFormat.Status, token));
         fleet.Subcommands.Add(fleetStatus);
+        AddRollout(fleet, sock, raw);
         ctl.Subcommands.Add(fleet);
         return ctl;
+    }
+
+    /// <summary>`fleet upgrade --binary PATH [--batch N] [--max-unavailable M] [--pause-on-failure] [--skip-older-agents]`,
+    /// `fleet rollout` (status), `fleet pause|resume|abort`: the fleet's rolling upgrade (/api/v1/fleet/rollout).</summary>
+    private static void AddRollout(Command fleet, Option<string> sock, Option<bool> raw)
+    {
+        var binary = new Option<string>("--binary") { Description = "The nydusd binary to roll out: the same absolute path on every host", Required = true };
+        var batch = new Option<int>("--batch") { Description = "Daemons upgraded at once (default 1)", DefaultValueFactory = _ => 1 };
+        var maxUnavailable = new Option<int>("--max-unavailable")
+        {
+            Description = "A batch starts only while the fleet's unhealthy daemons plus the batch are at most this (default: the batch)",
+        };
+        var pauseOnFailure = new Option<bool>("--pause-on-failure") { Description = "Pause at the first failed daemon (otherwise it is recorded failed, keeps its old binary, and the rollout goes on)" };
+        var skipOlder = new Option<bool>("--skip-older-agents") { Description = "Skip the daemons of agents that do not take rollout requests (otherwise the rollout pauses before them)" };
+        var upgrade = new Command("upgrade", "Start a rolling upgrade of every daemon on every agent (POST /api/v1/fleet/rollout)")
+        {
+            binary, batch, maxUnavailable, pauseOnFailure, skipOlder,
+        };
+        upgrade.SetAction(async (r, token) =>
+        {
+            var body = JsonSerializer.Serialize(new
+            {
+                binary = Path.GetFullPath(r.GetValue(binary)!),
+                batch = r.GetValue(batch),
+                max_unavailable = r.GetValue(maxUnavailable),
+                pause_on_failure = r.GetValue(pauseOnFailure),
+                skip_older_agents = r.GetValue(skipOlder),
+            });
+            var ok = await RequestAsync(r.GetValue(sock)!, "POST", "/api/v1/fleet/rollout", body, token);
+            if (ok.ExitCode != 0) return ok.ExitCode;
+            Print(ok.Body, r.GetValue(raw), FleetFormat.Rollout);
+            return 0;
+        });
+        fleet.Subcommands.Add(upgrade);
+        var status = new Command("rollout", "The current (or last) rolling upgrade and each daemon's part in it (GET /api/v1/fleet/rollout)");
+        status.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/fleet/rollout", r.GetValue(raw), FleetFormat.Rollout, token));
+        fleet.Subcommands.Add(status);
+        foreach (var (action, what) in new[] { ("pause", "Pause the rollout (the batch in progress finishes)"), ("resume", "Resume a paused rollout (failed daemons are tried again)"),
+                     ("abort", "End the rollout (the batch in progress finishes; the rest keep their binary)") })
+        {
+            var command = new Command(action, $"{what} (PUT /api/v1/fleet/rollout/{action})");
+            command.SetAction(async (r, token) =>
+            {
+                var ok = await RequestAsync(r.GetValue(sock)!, "PUT", "/api/v1/fleet/rollout/" + action, null, token);
+                if (ok.ExitCode != 0) return ok.ExitCode;
+                Print(ok.Body, r.GetValue(raw), FleetFormat.Rollout);
+                return 0;
+            });
+            fleet.Subcommands.Add(command);
+        }
     }
 
     /// <summary>`metrics CATEGORY [-I N]`: nydusctl's backend, cache and fsstats; files and inflight print the JSON.</summary>
@@ -193,14 +244,19 @@ public static class CtlCommand
     {
         var ok = await RequestAsync(socket, "GET", path, null, token);
         if (ok.ExitCode != 0) return ok.ExitCode;
+        Print(ok.Body, raw, human);
+        return 0;
+    }
+
+    private static void Print(string body, bool raw, Func<JsonElement, string>? human)
+    {
         if (raw || human is null)
         {
-            if (ok.Body.Length > 0) Console.WriteLine(ok.Body);
-            return 0;
+            if (body.Length > 0) Console.WriteLine(body);
+            return;
         }
-        using var doc = JsonDocument.Parse(ok.Body);
+        using var doc = JsonDocument.Parse(body);
         Console.Write(human(doc.RootElement));
-        return 0;
     }
 
     /// <summary>nydusctl's `metrics backend -I N`: prints the change over every interval until interrupted.</summary>

@@ -38,4 +38,29 @@ public static class FleetFormat
         }
         return text.ToString();
     }
+
+    /// <summary>`nydusd ctl fleet rollout` (and the answers of upgrade, pause, resume, abort): the rollout, then one
+    /// line per daemon.</summary>
+    public static string Rollout(JsonElement rollout)
+    {
+        var text = new StringBuilder();
+        var targets = rollout.GetProperty("targets").EnumerateArray().ToList();
+        int Count(string state) => targets.Count(t => t.GetProperty("state").GetString() == state);
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"Rollout {rollout.GetProperty("id").GetString()}  {rollout.GetProperty("state").GetString()}  to {rollout.GetProperty("binary").GetString()}");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"  {Count("done")} of {targets.Count} daemons done, {Count("upgrading")} upgrading, {Count("pending")} pending, {Count("failed")} failed, "
+            + $"{Count("skipped")} skipped; batch {rollout.GetProperty("batch").GetInt32()}, max unavailable {rollout.GetProperty("max_unavailable").GetInt32()}, "
+            + $"pause on failure {(rollout.GetProperty("pause_on_failure").GetBoolean() ? "yes" : "no")}; coordinator {rollout.GetProperty("coordinator").GetString()}");
+        if (rollout.GetProperty("message").GetString() is { Length: > 0 } message) text.AppendLine("  " + message);
+        foreach (var t in targets)
+        {
+            text.Append(CultureInfo.InvariantCulture,
+                $"  {t.GetProperty("daemon").GetString()}@{t.GetProperty("node").GetString()}  {t.GetProperty("state").GetString()}");
+            if (t.GetProperty("new_pid").GetInt32() is > 0 and var pid) text.Append(CultureInfo.InvariantCulture, $"  pid {t.GetProperty("old_pid").GetInt32()} -> {pid}");
+            if (t.GetProperty("message").GetString() is { Length: > 0 } m) text.Append("  ").Append(m);
+            text.AppendLine();
+        }
+        return text.ToString();
+    }
 }

@@ -20,10 +20,10 @@ public sealed class FleetTests(ITestOutputHelper output)
     private const int Port = 4053;
     private static readonly TimeSpan FleetWait = TimeSpan.FromSeconds(120);
 
-    private static string AddressOf(int node) => $"akka.tcp://nydus-fleet@{NamespaceNetwork.AddressOf(node)}:{Port}";
+    internal static string AddressOf(int node) => $"akka.tcp://nydus-fleet@{NamespaceNetwork.AddressOf(node)}:{Port}";
 
     /// <summary>Every agent lists all three nodes as seeds; short timings so a partition resolves within the test.</summary>
-    private static string Hocon(int node) => $$"""
+    internal static string Hocon(int node, string extra = "") => $$"""
         nydus.agent.cluster {
           enabled = on
           hostname = "{{NamespaceNetwork.AddressOf(node)}}"
@@ -34,6 +34,7 @@ public sealed class FleetTests(ITestOutputHelper output)
           restart-delay = 2s
         }
         akka.cluster.split-brain-resolver.stable-after = 5s
+        {{extra}}
         """;
 
     [FuseFact]
@@ -164,26 +165,26 @@ public sealed class FleetTests(ITestOutputHelper output)
         Assert.False(Directory.Exists(dir.Combine("state")), "a failed start left its state dir");
     }
 
-    private static bool IsServing(JsonElement view, int node, int pid) =>
+    internal static bool IsServing(JsonElement view, int node, int pid) =>
         Node(view, node) is { } n && n.GetProperty("member_status").GetString() == "up" && n.GetProperty("reachable").GetBoolean()
         && !n.GetProperty("stale").GetBoolean()
         && n.GetProperty("daemons").EnumerateArray().Any(d => d.GetProperty("pid").GetInt32() == pid && d.GetProperty("healthy").GetBoolean());
 
-    private static JsonElement? Node(JsonElement view, int node)
+    internal static JsonElement? Node(JsonElement view, int node)
     {
         foreach (var n in view.GetProperty("nodes").EnumerateArray())
             if (n.GetProperty("address").GetString() == AddressOf(node)) return n;
         return null;
     }
 
-    private static async Task<JsonElement> FleetAsync(AgentRig rig)
+    internal static async Task<JsonElement> FleetAsync(AgentRig rig)
     {
         var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet");
         if (status != 200) throw new InvalidOperationException($"GET /api/v1/fleet answered {status}: {body}");
         return JsonDocument.Parse(body).RootElement.Clone();
     }
 
-    private static async Task<JsonElement> WaitForFleetAsync(AgentRig rig, Func<JsonElement, bool> condition, string what)
+    internal static async Task<JsonElement> WaitForFleetAsync(AgentRig rig, Func<JsonElement, bool> condition, string what)
     {
         var deadline = Stopwatch.StartNew();
         JsonElement last = default;

@@ -15,6 +15,7 @@ public static class AgentEndpoints
 {
     public const string Daemons = "/api/v1/agent/daemons";
     public const string FleetPath = "/api/v1/fleet";
+    public const string RolloutPath = "/api/v1/fleet/rollout";
 
     /// <summary>Starting a daemon waits for RUNNING and the first sendfd, a failover or upgrade for a few steps.</summary>
     private static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(3);
@@ -24,6 +25,13 @@ public static class AgentEndpoints
         [property: JsonPropertyName("args")] string[]? Args);
 
     private sealed record UpgradeBody([property: JsonPropertyName("binary")] string? Binary);
+
+    private sealed record RolloutBody(
+        [property: JsonPropertyName("binary")] string? Binary,
+        [property: JsonPropertyName("batch")] int? Batch,
+        [property: JsonPropertyName("max_unavailable")] int? MaxUnavailable,
+        [property: JsonPropertyName("pause_on_failure")] bool? PauseOnFailure,
+        [property: JsonPropertyName("skip_older_agents")] bool? SkipOlderAgents);
 
     public static void Map(ApiRoutes routes, IActorRef agent, Fleet.FleetNode? fleet = null)
     {
@@ -44,6 +52,7 @@ public static class AgentEndpoints
             var list = Answer(await AskAsync(agent, ListManagedDaemons.Instance, TimeSpan.FromSeconds(30)));
             return new ApiResult(200, Fleet.FleetNode.Standalone((ManagedDaemonView[])list.Body!, Daemon.DaemonVersion.PackageVersion));
         });
+        MapRollout(routes, fleet);
         routes.Map("GET", Daemons, async request =>
         {
             request.RequireNoBody();
@@ -98,6 +107,62 @@ public static class AgentEndpoints
                     throw ApiError.NoRoute(request.Path);
             }
         });
+    }
+
+    /// <summary><c>POST /api/v1/fleet/rollout</c> (start), <c>GET</c> (status), <c>PUT .../pause|resume|abort</c>: sent
+    /// to the fleet's rollout coordinator, wherever it runs.</summary>
+    private static void MapRollout(ApiRoutes routes, Fleet.FleetNode? fleet)
+    {
+        routes.Map("GET", RolloutPath, async request =>
+        {
+            request.RequireNoBody();
+            return RolloutAnswer(await AskRolloutAsync(fleet, Fleet.GetRollout.Instance));
+        });
+        routes.Map("POST", RolloutPath, async request =>
+        {
+            RolloutBody body;
+            try
+            {
+                body = JsonSerializer.Deserialize<RolloutBody>(await request.ReadTextBodyAsync(64 << 10), ApiLimits.BodyJson)
+                       ?? throw ApiError.BadRequest("the request body is JSON null");
+            }
+            catch (JsonException e)
+            {
+                throw ApiError.BadRequest($"the request body is not {{\"binary\": \"/path/to/nydusd\", \"batch\": N, ...}}: {e.Message}");
+            }
+            if (body.Binary is null) throw ApiError.BadRequest("\"binary\" is required: the nydusd binary to roll out, an absolute path on every host");
+            var start = new Fleet.StartRollout(body.Binary, body.Batch ?? 1, body.MaxUnavailable ?? 0, body.PauseOnFailure ?? false,
+                body.SkipOlderAgents ?? false);
+            return RolloutAnswer(await AskRolloutAsync(fleet, start));
+        });
+        routes.MapPrefix(RolloutPath + "/", async request =>
+        {
+            var action = request.Path[(RolloutPath.Length + 1)..];
+            if (action is not (Fleet.ControlRollout.Pause or Fleet.ControlRollout.Resume or Fleet.ControlRollout.Abort)) throw ApiError.NoRoute(request.Path);
+            if (request.Http.Request.Method != "PUT") throw ApiError.BadRequest($"method {request.Http.Request.Method} is not served on {request.Path}");
+            request.RequireNoBody();
+            return RolloutAnswer(await AskRolloutAsync(fleet, new Fleet.ControlRollout(action)));
+        });
+    }
+
+    private static async Task<Fleet.RolloutReply> AskRolloutAsync(Fleet.FleetNode? fleet, Fleet.IFleetMessage command)
+    {
+        if (fleet is null) throw ApiError.Unsupported("this agent is not in a fleet (nydus.agent.cluster.enabled = off): rollouts need the cluster");
+        try
+        {
+            return await fleet.RolloutAsync(command, TimeSpan.FromSeconds(30));
+        }
+        catch (AskTimeoutException)
+        {
+            throw ApiError.Timeout("the fleet's rollout coordinator did not answer within 30 s (no majority, or it is moving to another agent)");
+        }
+    }
+
+    private static ApiResult RolloutAnswer(Fleet.RolloutReply reply)
+    {
+        if (reply.Error is not null)
+            throw new ApiError(Enum.TryParse<ApiErrorKind>(reply.ErrorKind, out var kind) ? kind : ApiErrorKind.Internal, reply.Error);
+        return new ApiResult(reply.Status, reply.Rollout);
     }
 
     private static async Task<AgentReply> AskAsync(IActorRef agent, object message, TimeSpan timeout)

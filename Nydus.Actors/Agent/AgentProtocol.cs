@@ -31,7 +31,21 @@ public sealed record AgentDaemonSaved(ManagedDaemonRecord Record) : IAgentJourna
 
 public sealed record AgentDaemonRemoved(string Id) : IAgentJournalPersisted;
 
-public sealed record AgentSnapshot(ManagedDaemonRecord[] Daemons) : IAgentJournalPersisted;
+/// <param name="RolloutsApplied">Fleet rollouts applied to daemons (null in snapshots of agents before rollouts).</param>
+/// <param name="RolloutsStarted">Rollout upgrades begun and not known to have ended (an agent killed in the middle).</param>
+public sealed record AgentSnapshot(
+    ManagedDaemonRecord[] Daemons,
+    AgentRolloutApplied[]? RolloutsApplied = null,
+    AgentRolloutStarted[]? RolloutsStarted = null) : IAgentJournalPersisted;
+
+/// <summary>A fleet rollout's upgrade of a daemon begins: the daemon's process then. Should the agent die before the
+/// outcome is recorded, a repeated request compares the daemon's process now with this one instead of upgrading
+/// it a second time.</summary>
+public sealed record AgentRolloutStarted(string RolloutId, string DaemonId, string Binary, int OldPid, long OldStartTime, int OldFailovers)
+    : IAgentJournalPersisted;
+
+/// <summary>A fleet rollout was applied to a daemon: a repeated request for it is answered from this record.</summary>
+public sealed record AgentRolloutApplied(string RolloutId, string DaemonId, int OldPid, int NewPid) : IAgentJournalPersisted;
 
 /// <summary>What <c>GET /api/v1/agent/daemons</c> lists for one daemon.</summary>
 public sealed record ManagedDaemonView(
@@ -102,6 +116,9 @@ internal sealed record ManagedStatus(ManagedDaemonView View, ManagedDaemonRecord
 internal sealed record ManagedGone(string Id);
 
 internal sealed record ManagedProcessExited(int Pid, long StartTime);
+
+/// <summary>The child's answer to a rollout's upgrade (or the ask's failure), back at the agent.</summary>
+internal sealed record RolloutUpgradeEnded(Fleet.ApplyRolloutUpgrade Request, AgentRolloutStarted Started, AgentReply Reply);
 
 internal sealed record EnsureStandby
 {

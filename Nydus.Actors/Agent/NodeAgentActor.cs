@@ -21,6 +21,11 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
     private readonly Dictionary<string, ManagedDaemonRecord> _records = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ManagedDaemonView> _views = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IActorRef> _children = new(StringComparer.Ordinal);
+    // Fleet rollouts (idempotent upgrades, keyed by rollout id and daemon id): applied, begun, and who waits for one
+    // in progress. What makes "no daemon upgraded twice" hold whatever the coordinator remembers.
+    private readonly Dictionary<(string Rollout, string Daemon), AgentRolloutApplied> _rolloutsApplied = [];
+    private readonly Dictionary<(string Rollout, string Daemon), AgentRolloutStarted> _rolloutsStarted = [];
+    private readonly Dictionary<(string Rollout, string Daemon), List<IActorRef>> _rolloutWaiters = [];
 
     public override string PersistenceId => _settings.PersistenceId;
 
@@ -32,7 +37,13 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
             if (offer.Snapshot is not AgentSnapshot snapshot) return;
             _records.Clear();
             foreach (var r in snapshot.Daemons) _records[r.Id] = r;
+            _rolloutsApplied.Clear();
+            _rolloutsStarted.Clear();
+            foreach (var a in snapshot.RolloutsApplied ?? []) _rolloutsApplied[(a.RolloutId, a.DaemonId)] = a;
+            foreach (var b in snapshot.RolloutsStarted ?? []) _rolloutsStarted[(b.RolloutId, b.DaemonId)] = b;
         });
+        Recover<AgentRolloutStarted>(e => _rolloutsStarted[(e.RolloutId, e.DaemonId)] = e);
+        Recover<AgentRolloutApplied>(RecordApplied);
         Recover<AgentDaemonSaved>(e => _records[e.Record.Id] = e.Record);
         Recover<AgentDaemonRemoved>(e => _records.Remove(e.Id));
         Recover<RecoveryCompleted>(_ =>
@@ -51,6 +62,8 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
             Sender.Tell(_views.TryGetValue(g.Id, out var view) ? new AgentReply(200, view) : NotFound(g.Id)));
         Command<UpgradeManagedDaemon>(u => ForwardTo(u.Id, u));
         Command<RemoveManagedDaemon>(r => ForwardTo(r.Id, r));
+        Command<Fleet.ApplyRolloutUpgrade>(ApplyRollout);
+        Command<RolloutUpgradeEnded>(OnRolloutUpgradeEnded);
         Command<ManagedStatus>(s =>
         {
             if (!_children.ContainsKey(s.Record.Id)) return;
@@ -174,6 +187,91 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
 
     private void MaybeSnapshot()
     {
-        if (LastSequenceNr % SnapshotInterval == 0) SaveSnapshot(new AgentSnapshot([.. _records.Values]));
+        if (LastSequenceNr % SnapshotInterval == 0)
+            SaveSnapshot(new AgentSnapshot([.. _records.Values], [.. _rolloutsApplied.Values], [.. _rolloutsStarted.Values]));
     }
+
+    // ---------------------------------------------------------------- fleet rollouts
+
+    /// <summary>An upgrade is a handful of bounded steps (start, INIT, takeover, READY, exit, start, RUNNING, sendfd).</summary>
+    private TimeSpan RolloutUpgradeTimeout => _settings.StepTimeout * 8;
+
+    /// <summary>
+    /// A rollout's upgrade of one daemon, done at most once per (rollout, daemon): answered from the journal's record
+    /// when already applied, joined when in progress. An agent killed in the middle finds its "started" record on
+    /// restart: when the daemon's process changed since (same failover count, the rollout's binary), the upgrade got
+    /// through and is recorded applied instead of being done again.
+    /// </summary>
+    private void ApplyRollout(Fleet.ApplyRolloutUpgrade apply)
+    {
+        var key = (apply.RolloutId, apply.Daemon);
+        if (_rolloutsApplied.TryGetValue(key, out var applied))
+        {
+            Sender.Tell(new AgentReply(200, Application(applied, repeated: true)));
+            return;
+        }
+        if (_rolloutWaiters.TryGetValue(key, out var waiters))
+        {
+            waiters.Add(Sender);
+            return;
+        }
+        if (!_children.TryGetValue(apply.Daemon, out var child) || !_records.TryGetValue(apply.Daemon, out var record))
+        {
+            Sender.Tell(NotFound(apply.Daemon));
+            return;
+        }
+        var replyTo = Sender;
+        if (_rolloutsStarted.TryGetValue(key, out var started) && (record.Pid != started.OldPid || record.StartTime != started.OldStartTime)
+            && record.Failovers == started.OldFailovers && record.Binary == started.Binary)
+        {
+            _log.Info("Rollout {Rollout}: daemon {Id} was upgraded (pid {Old} -> {New}) before this agent restarted; recorded, not upgraded again",
+                apply.RolloutId, apply.Daemon, started.OldPid, record.Pid);
+            Persist(new AgentRolloutApplied(apply.RolloutId, apply.Daemon, started.OldPid, record.Pid), e =>
+            {
+                RecordApplied(e);
+                replyTo.Tell(new AgentReply(200, Application(e, repeated: true)));
+                MaybeSnapshot();
+            });
+            return;
+        }
+        _rolloutWaiters[key] = [replyTo];
+        Persist(new AgentRolloutStarted(apply.RolloutId, apply.Daemon, apply.Binary, record.Pid, record.StartTime, record.Failovers), begun =>
+        {
+            _rolloutsStarted[key] = begun;
+            MaybeSnapshot();
+            _log.Info("Rollout {Rollout}: upgrading daemon {Id} (pid {Pid}) to {Binary}", apply.RolloutId, apply.Daemon, record.Pid, apply.Binary);
+            child.Ask<AgentReply>(new UpgradeManagedDaemon(apply.Daemon, apply.Binary), RolloutUpgradeTimeout)
+                .PipeTo(Self, success: reply => new RolloutUpgradeEnded(apply, begun, reply),
+                    failure: e => new RolloutUpgradeEnded(apply, begun,
+                        AgentReply.Fail(Api.ApiErrorKind.Timeout, $"upgrade of daemon {apply.Daemon} did not end within {RolloutUpgradeTimeout}: {e.Message}")));
+        });
+    }
+
+    private void OnRolloutUpgradeEnded(RolloutUpgradeEnded ended)
+    {
+        var key = (ended.Request.RolloutId, ended.Request.Daemon);
+        var waiters = _rolloutWaiters.Remove(key, out var w) ? w : [];
+        if (ended.Reply.Error is not null || ended.Reply.Body is not ManagedDaemonView view)
+        {
+            // Not recorded applied: a resumed rollout tries it again (the "started" record tells it whether it is needed).
+            foreach (var waiter in waiters) waiter.Tell(ended.Reply);
+            return;
+        }
+        Persist(new AgentRolloutApplied(ended.Request.RolloutId, ended.Request.Daemon, ended.Started.OldPid, view.Pid), e =>
+        {
+            RecordApplied(e);
+            foreach (var waiter in waiters) waiter.Tell(new AgentReply(200, Application(e, repeated: false)));
+            MaybeSnapshot();
+        });
+    }
+
+    private void RecordApplied(AgentRolloutApplied applied)
+    {
+        _rolloutsApplied[(applied.RolloutId, applied.DaemonId)] = applied;
+        _rolloutsStarted.Remove((applied.RolloutId, applied.DaemonId));
+    }
+
+    private Fleet.RolloutApplication Application(AgentRolloutApplied applied, bool repeated) =>
+        new(applied.RolloutId, applied.DaemonId, applied.OldPid, applied.NewPid, repeated,
+            _views.TryGetValue(applied.DaemonId, out var view) ? view.ApiSocket : "");
 }

@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Cluster;
+using Akka.Cluster.Tools.Singleton;
 using Akka.Configuration;
 using Akka.DistributedData;
 
@@ -23,6 +24,7 @@ public sealed class FleetNode
     private readonly object _gate = new();
     private ActorSystem? _system;
     private IActorRef? _publisher;
+    private IActorRef? _coordinator;
     private bool _leaving;
     private int _incarnation;
 
@@ -56,7 +58,8 @@ public sealed class FleetNode
         var config = settings.ToAkkaConfig()
             .WithFallback(agentConfig)
             .WithFallback(ConfigurationFactory.ParseString(File.ReadAllText(clusterFile)))
-            .WithFallback(DistributedData.DefaultConfig());
+            .WithFallback(DistributedData.DefaultConfig())
+            .WithFallback(ClusterSingleton.DefaultConfig());
         var node = new FleetNode(settings, config, agent, agentVersion, log);
         node.StartSystem(restart: false);
         return node;
@@ -68,11 +71,22 @@ public sealed class FleetNode
         var seeds = _settings.SeedsFor(restart);
         Cluster.Get(system).JoinSeedNodes(seeds);
         var publisher = system.ActorOf(FleetPublisherActor.Props(_settings, _agent, _agentVersion), "fleet-publisher");
+        IActorRef? coordinator = null;
+        if (_settings.Rollouts)
+        {
+            system.ActorOf(RolloutWorkerActor.Props(_agent, _settings.Rollout.StepTimeout), RolloutWorkerActor.Name);
+            // The coordinator runs on the oldest up agent of the role; every agent reaches it through its proxy.
+            system.ActorOf(ClusterSingletonManager.Props(RolloutCoordinatorActor.Props(_settings.Rollout), PoisonPill.Instance,
+                ClusterSingletonManagerSettings.Create(system).WithRole(FleetSettings.RolloutRole)), "rollout");
+            coordinator = system.ActorOf(ClusterSingletonProxy.Props("/user/rollout",
+                ClusterSingletonProxySettings.Create(system).WithRole(FleetSettings.RolloutRole)), "rollout-proxy");
+        }
         bool leaving;
         lock (_gate)
         {
             _system = system;
             _publisher = publisher;
+            _coordinator = coordinator;
             _incarnation++;
             leaving = _leaving;
         }
@@ -88,6 +102,7 @@ public sealed class FleetNode
         {
             if (_leaving || !ReferenceEquals(_system, ended)) return;
             _publisher = null;
+            _coordinator = null;
         }
         _log.Warning("Fleet: this node's cluster system ended (downed or removed by the others); the daemons keep running; "
                      + "a new cluster node joins in {Delay}", _settings.RestartDelay);
@@ -117,6 +132,19 @@ public sealed class FleetNode
         if (publisher is null)
             return new FleetView(true, _settings.SelfAddress.ToString(), "restarting", null, []);
         return await publisher.Ask<FleetView>(GetFleetView.Instance, timeout, token);
+    }
+
+    /// <summary>Sends a rollout command to the coordinator (wherever it runs) and returns its answer. Errors for an
+    /// agent with rollouts off, or while its cluster node restarts.</summary>
+    public async Task<RolloutReply> RolloutAsync(IFleetMessage command, TimeSpan timeout, CancellationToken token = default)
+    {
+        IActorRef? coordinator;
+        lock (_gate) coordinator = _coordinator;
+        if (!_settings.Rollouts)
+            return RolloutReply.Fail(Api.ApiErrorKind.Unsupported, $"rollouts are off on this agent ({FleetSettings.ConfigPath}.rollouts = off)");
+        if (coordinator is null)
+            return RolloutReply.Fail(Api.ApiErrorKind.NotReady, "this agent's cluster node is restarting (it was removed from the fleet); try again shortly");
+        return await coordinator.Ask<RolloutReply>(command, timeout, token);
     }
 
     /// <summary>Leaves the cluster gracefully (Akka's CoordinatedShutdown: leave, exiting, removed) and ends the fleet

@@ -28,7 +28,9 @@ public sealed record FleetNodeReport(
     [property: JsonPropertyName("agent_version")] string AgentVersion,
     [property: JsonPropertyName("roles")] string[] Roles,
     [property: JsonPropertyName("published_at_ms")] long PublishedAtMs,
-    [property: JsonPropertyName("daemons")] FleetDaemon[] Daemons)
+    [property: JsonPropertyName("daemons")] FleetDaemon[] Daemons,
+    // Added with rollouts: absent (null) in the entries of older agents, which is how the coordinator tells them.
+    [property: JsonPropertyName("capabilities")] string[]? Capabilities = null)
 {
     public string ToJson() => JsonSerializer.Serialize(this);
 

@@ -51,7 +51,8 @@ public sealed class FleetPublisherActor : ReceiveActor, IWithTimers
         {
             _reading = false;
             _own = new FleetNodeReport(_self, _agentVersion, [.. _cluster.SelfRoles.Order(StringComparer.Ordinal)],
-                DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), [.. l.Daemons.Select(FleetDaemon.From)]);
+                DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), [.. l.Daemons.Select(FleetDaemon.From)],
+                _settings.Rollouts ? [RolloutCoordinatorActor.Capability] : null);
             var json = _own.ToJson();
             var node = _cluster.SelfUniqueAddress;
             _replicator.Tell(Dsl.Update(StateKey, LWWDictionary<string, string>.Empty, WriteLocal.Instance,

@@ -16,10 +16,21 @@ public sealed record FleetSettings(
     TimeSpan PublishInterval,
     TimeSpan RestartDelay)
 {
+    /// <summary>Whether this agent takes rollout requests and may run the coordinator (<c>rollouts</c>, default on).
+    /// Off, it behaves towards rollouts as an agent of a version before them: tests of mixed fleets use it.</summary>
+    public bool Rollouts { get; init; } = true;
+
+    /// <summary>The <c>rollout</c> block's timings.</summary>
+    public RolloutSettings Rollout { get; init; } = new(TimeSpan.FromMinutes(5), TimeSpan.FromSeconds(2), TimeSpan.FromMinutes(2), TimeSpan.FromSeconds(5));
+
     /// <summary>The cluster's actor system name: every agent of a fleet must use the same one.</summary>
     public const string SystemName = "nydus-fleet";
 
     public const string ConfigPath = "nydus.agent.cluster";
+
+    /// <summary>The cluster role of agents that take rollout requests (added when <see cref="Rollouts"/> is on): the
+    /// coordinator singleton runs only on them.</summary>
+    public const string RolloutRole = "rollouts";
 
     /// <summary>This agent's own address in the fleet.</summary>
     public Address SelfAddress => new("akka.tcp", SystemName, Hostname, Port);
@@ -40,7 +51,23 @@ public sealed record FleetSettings(
         var publish = block.GetTimeSpan("publish-interval", TimeSpan.FromSeconds(5));
         if (publish <= TimeSpan.Zero) throw new ConfigurationException($"{ConfigPath}.publish-interval must be positive");
         var restart = block.GetTimeSpan("restart-delay", TimeSpan.FromSeconds(5));
-        return new FleetSettings(hostname, port, seeds, block.GetStringList("roles", []).ToList(), publish, restart);
+        var rollout = new RolloutSettings(
+            Positive(block, "rollout.step-timeout", TimeSpan.FromMinutes(5)),
+            block.GetTimeSpan("rollout.settle", TimeSpan.FromSeconds(2)),
+            Positive(block, "rollout.gate-timeout", TimeSpan.FromMinutes(2)),
+            Positive(block, "rollout.write-timeout", TimeSpan.FromSeconds(5)));
+        return new FleetSettings(hostname, port, seeds, block.GetStringList("roles", []).ToList(), publish, restart)
+        {
+            Rollouts = block.GetBoolean("rollouts", true),
+            Rollout = rollout,
+        };
+    }
+
+    private static TimeSpan Positive(Akka.Configuration.Config block, string key, TimeSpan fallback)
+    {
+        var value = block.GetTimeSpan(key, fallback);
+        if (value <= TimeSpan.Zero) throw new ConfigurationException($"{ConfigPath}.{key} must be positive");
+        return value;
     }
 
     /// <summary>"host:port", or a full akka.tcp address of the fleet's system.</summary>
@@ -84,7 +111,7 @@ public sealed record FleetSettings(
         return ConfigurationFactory.ParseString($"""
             akka.remote.dot-netty.tcp.hostname = {Quote(Hostname)}
             akka.remote.dot-netty.tcp.port = {Port}
-            akka.cluster.roles = [{string.Join(", ", Roles.Select(Quote))}]
+            akka.cluster.roles = [{string.Join(", ", (Rollouts ? Roles.Append(RolloutRole) : Roles).Select(Quote))}]
             """);
     }
 }

@@ -1,0 +1,297 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Nydus.Actors.Tests.Support;
+using Nydus.Actors.Tests.Upgrade;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Nydus.Actors.Tests.Agent;
+
+/// <summary>
+/// Rolling upgrades of a fleet (`nydusd ctl fleet upgrade`): three real agent processes, each in its own network
+/// namespace (<see cref="FleetTests"/>), each with a daemon serving a mounted image under verifying readers. The
+/// coordinator is a cluster singleton; each daemon is upgraded by its own agent's live-upgrade path. Upgrades are
+/// counted from each agent's spawn log (role "upgrade"), which records every process an agent starts.
+/// </summary>
+[Collection("upgrade")]
+public sealed class FleetRolloutTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan RolloutWait = TimeSpan.FromSeconds(180);
+
+    /// <summary>Short gates so a test sees them within its bounds; settle long enough that a step can be caught in flight.</summary>
+    private static string Hocon(int node, bool rollouts = true) => FleetTests.Hocon(node, $$"""
+        nydus.agent.cluster.rollouts = {{(rollouts ? "on" : "off")}}
+        nydus.agent.cluster.rollout { settle = 3s, gate-timeout = 150s, step-timeout = 120s }
+        """);
+
+    [FuseFact]
+    public async Task A_rollout_upgrades_every_daemon_once_under_readers_and_resumes_elsewhere_when_the_coordinators_agent_is_killed()
+    {
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+
+        // The coordinator runs on the oldest agent, node 0 (it founded the cluster); its own daemon comes last.
+        var started = await StartRolloutAsync(rigs[1], binary, "--batch", "1", "--pause-on-failure");
+        Assert.Contains("running", started);
+        var watch = Stopwatch.StartNew();
+        var first = await WaitForRolloutAsync(rigs[2], r => Coordinator(r) == FleetTests.AddressOf(0), "the coordinator on node 0");
+        Assert.Equal([FleetTests.AddressOf(1), FleetTests.AddressOf(2), FleetTests.AddressOf(0)],
+            first.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("node").GetString()).ToArray());
+
+        // SIGKILL node 0's agent while node 2's daemon is in its upgrade (or its health gate).
+        await WaitForRolloutAsync(rigs[1], r => State(r, 1) == "upgrading", "node 2's daemon upgrading");
+        rigs[0].Agent.Signal(NydusdProcess.SIGKILL);
+        await rigs[0].Agent.WaitForExitAsync(AgentRig.Wait);
+        output.WriteLine($"SIGKILLed node 0's agent (the coordinator's) {watch.Elapsed.TotalSeconds:F1} s into the rollout");
+
+        // The singleton moves (node 0 is downed by the others after stable-after) and the rollout goes on there.
+        var moved = await WaitForRolloutAsync(rigs[1], r => Coordinator(r) != FleetTests.AddressOf(0) && State(r, 1) == "done",
+            "the coordinator moved and node 2's daemon done");
+        output.WriteLine($"coordinator moved to {Coordinator(moved)} after {watch.Elapsed.TotalSeconds:F1} s; node 2's daemon: "
+                         + Target(moved, 1).GetProperty("message"));
+
+        // Node 0's agent comes back on its state dir (its daemon served all along); the rollout finishes with it.
+        await rigs[0].StartAgentAsync(hotStandby: false);
+        var done = await WaitForRolloutAsync(rigs[2], r => r.GetProperty("state").GetString() is "completed" or "completed_with_failures" or "paused",
+            "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[2], "fleet", "rollout"));
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        output.WriteLine($"rollout of 3 daemons with the coordinator's agent killed and restarted: {watch.Elapsed.TotalSeconds:F1} s");
+
+        for (int i = 0; i < 3; i++)
+        {
+            var daemon = await rigs[i].WaitForServingAsync(failovers: 0, standby: false);
+            Assert.Equal(binary, daemon.GetProperty("binary").GetString());
+            Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseFact]
+    public async Task A_bad_binary_pauses_a_second_rollout_is_refused_and_an_older_agent_pauses_or_is_skipped()
+    {
+        await using var fleet = await RolloutFleet.StartAsync([true, true, false]);
+        // Node 2 runs with rollouts off: to the coordinator, an agent of a version before rollouts.
+        var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        // Fails to start on node 1 only (its state dir is in the daemon's arguments), works elsewhere.
+        var bad = WrapperBinary(dir, "nydusd-bad", failFor: rigs[1].StateDir);
+
+        // Two rollouts at once, through two agents: one starts, the other is refused with the first one named.
+        var both = await Task.WhenAll(
+            rigs[0].SendAsync("POST", "/api/v1/fleet/rollout", JsonSerializer.Serialize(new { binary = bad, pause_on_failure = true })),
+            rigs[1].SendAsync("POST", "/api/v1/fleet/rollout", JsonSerializer.Serialize(new { binary = bad, pause_on_failure = true })));
+        Assert.Single(both, b => b.Status == 201);
+        var refused = Assert.Single(both, b => b.Status != 201);
+        output.WriteLine($"second rollout: {refused.Status} {refused.Body}");
+        Assert.Equal(409, refused.Status);
+        Assert.Contains("before starting another", refused.Body);
+
+        // The bad binary fails on node 1: the rollout pauses there, node 1 keeps its old daemon serving.
+        var paused = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused", "paused at the bad binary");
+        output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+        Assert.Equal("failed", State(paused, 0));
+        Assert.Contains("paused", paused.GetProperty("message").GetString());
+        Assert.All(paused.GetProperty("targets").EnumerateArray().Skip(1), t => Assert.Equal("pending", t.GetProperty("state").GetString()));
+        var kept = await rigs[1].WaitForServingAsync(failovers: 0, standby: false);
+        Assert.Equal(pids[1], kept.GetProperty("pid").GetInt32());
+        await readers[1].AdvanceAsync(50, AgentRig.Wait);
+
+        // Abort; a good binary then: node 1 is upgraded, and the rollout pauses before node 2's older agent.
+        Assert.Contains("aborted", await CtlAsync(rigs[1], "fleet", "abort"));
+        var good = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        await StartRolloutAsync(rigs[0], good);
+        var older = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused", "paused before the older agent");
+        output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+        Assert.Equal("done", State(older, 0));
+        Assert.Contains("does not take rollout requests", older.GetProperty("message").GetString());
+        Assert.Equal(pids[2], (await rigs[2].DaemonAsync()).GetProperty("pid").GetInt32());
+
+        // Abort, and again skipping older agents: node 2's daemon is skipped, the others end on the new binary.
+        await CtlAsync(rigs[0], "fleet", "abort");
+        await StartRolloutAsync(rigs[1], good, "--skip-older-agents", "--batch", "2");
+        var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[1], "fleet", "rollout"));
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        Assert.Equal("skipped", State(done, 1));
+        Assert.Equal(good, (await rigs[0].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+        Assert.Equal(good, (await rigs[1].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+        Assert.Equal(pids[2], (await rigs[2].WaitForServingAsync(0, false)).GetProperty("pid").GetInt32());
+        // Node 1: the failed try (its process never served) and two good ones (two rollouts); node 0 only the last one.
+        Assert.Equal(3, UpgradesOf(rigs[1]));
+        Assert.Equal(1, UpgradesOf(rigs[0]));
+        Assert.Equal(0, UpgradesOf(rigs[2]));
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseFact]
+    public async Task A_node_cut_off_during_a_rollout_is_waited_for_and_upgraded_once_its_link_is_back()
+    {
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        var (network, dir, rigs, readers, pids) = (fleet.Network, fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        await StartRolloutAsync(rigs[0], binary, "--pause-on-failure");
+        // Node 2 (second in the order) loses its link while node 1's daemon is being upgraded.
+        await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "upgrading", "node 1's daemon upgrading");
+        var watch = Stopwatch.StartNew();
+        network.SetLink(2, up: false);
+        var waiting = await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" && r.GetProperty("message").GetString() is { } m
+            && m.Contains(FleetTests.AddressOf(2), StringComparison.Ordinal), "the rollout waiting for node 2");
+        output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s after the cut: {waiting.GetProperty("message").GetString()}");
+        Assert.Equal("running", waiting.GetProperty("state").GetString());
+        Assert.Equal("pending", State(waiting, 1));
+        // Cut off, node 2's daemon serves its readers; nothing was sent to it.
+        await readers[2].AdvanceAsync(100, AgentRig.Wait);
+        Assert.Equal(pids[2], (await rigs[2].DaemonAsync()).GetProperty("pid").GetInt32());
+        await FleetTests.WaitForFleetAsync(rigs[0], v => FleetTests.Node(v, 2) is { } n && n.GetProperty("member_status").GetString() == "absent",
+            "node 2 removed");
+
+        network.SetLink(2, up: true);
+        var done = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+        output.WriteLine($"rollout with node 2 cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseFact]
+    public async Task A_standalone_agent_refuses_rollouts_clearly()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        var (status, body) = await rig.SendAsync("POST", "/api/v1/fleet/rollout", JsonSerializer.Serialize(new { binary = "/usr/bin/nydusd" }));
+        Assert.Equal(501, status);
+        Assert.Contains("not in a fleet", body);
+        var (code, _, stderr) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60), "ctl", "-S", rig.Socket, "fleet", "rollout");
+        Assert.Equal(1, code);
+        Assert.Contains("not in a fleet", stderr);
+    }
+
+    /// <summary>Three agents in network namespaces (node 0 first, so it is the oldest member), each with its daemon and
+    /// two verifying readers, every agent listing all three nodes serving. Disposing stops the readers, the agents and
+    /// everything they started, and removes the namespaces, whatever the test did.</summary>
+    private sealed class RolloutFleet : IAsyncDisposable
+    {
+        public NamespaceNetwork Network { get; } = NamespaceNetwork.Create(3);
+        public TempDir Dir { get; } = new("rollout");
+        public List<AgentRig> Rigs { get; } = [];
+        public List<TreeReaders> Readers { get; } = [];
+        public int[] Pids { get; } = new int[3];
+
+        public static async Task<RolloutFleet> StartAsync(bool[] rollouts)
+        {
+            var fleet = new RolloutFleet();
+            try
+            {
+                for (int i = 0; i < 3; i++)
+                {
+                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i])));
+                    if (i == 0) await FleetTests.WaitForFleetAsync(fleet.Rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
+                }
+                foreach (var rig in fleet.Rigs)
+                {
+                    var r = new TreeReaders(rig.Tree, 2);
+                    fleet.Readers.Add(r);
+                    r.Start();
+                }
+                for (int i = 0; i < 3; i++) fleet.Pids[i] = (await fleet.Rigs[i].DaemonAsync()).GetProperty("pid").GetInt32();
+                foreach (var rig in fleet.Rigs)
+                    await FleetTests.WaitForFleetAsync(rig, view => Enumerable.Range(0, 3).All(i => FleetTests.IsServing(view, i, fleet.Pids[i])),
+                        "all three nodes serving");
+                return fleet;
+            }
+            catch
+            {
+                await fleet.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var r in Readers) r.Dispose();
+            foreach (var rig in Rigs) await rig.DisposeAsync();
+            Dir.Dispose();
+            Network.Dispose();
+        }
+    }
+
+    /// <summary>A "new nydusd": a script that execs the test's nydusd (same pid), or fails at once when its arguments
+    /// name <paramref name="failFor"/> (one host's state dir), as a binary that cannot start there.</summary>
+    private static string WrapperBinary(TempDir dir, string name, string? failFor)
+    {
+        var path = dir.Combine(name);
+        var fail = failFor is null ? "" : $"case \"$*\" in *'{failFor}'*) echo \"{name}: cannot start on this host\" >&2; exit 1;; esac\n";
+        File.WriteAllText(path, $"#!/bin/sh\n{fail}exec '{NydusdProcess.BinaryPath}' \"$@\"\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return path;
+    }
+
+    private static async Task<string> StartRolloutAsync(AgentRig rig, string binary, params string[] options)
+    {
+        var (code, stdout, stderr) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60),
+            ["ctl", "-S", rig.Socket, "fleet", "upgrade", "--binary", binary, .. options]);
+        Assert.True(code == 0, $"fleet upgrade exited {code}: {stderr}");
+        return stdout;
+    }
+
+    private static async Task<string> CtlAsync(AgentRig rig, params string[] args)
+    {
+        var (code, stdout, stderr) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60), ["ctl", "-S", rig.Socket, .. args]);
+        Assert.True(code == 0, $"ctl {string.Join(' ', args)} exited {code}: {stderr}");
+        return stdout;
+    }
+
+    private async Task<JsonElement> WaitForRolloutAsync(AgentRig rig, Func<JsonElement, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        string last = "";
+        while (deadline.Elapsed < RolloutWait)
+        {
+            try
+            {
+                var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet/rollout");
+                last = $"{status} {body}";
+                if (status == 200)
+                {
+                    var rollout = JsonDocument.Parse(body).RootElement.Clone();
+                    if (condition(rollout)) return rollout;
+                }
+            }
+            catch (HttpRequestException e)
+            {
+                last = e.Message;
+            }
+            await Task.Delay(250);
+        }
+        output.WriteLine(rig.Agent.Output);
+        throw new TimeoutException($"{what}: not seen by {rig.Socket} within {RolloutWait}; last answer {last}");
+    }
+
+    private static string? Coordinator(JsonElement rollout) => rollout.GetProperty("coordinator").GetString();
+
+    private static JsonElement Target(JsonElement rollout, int index) => rollout.GetProperty("targets")[index];
+
+    private static string? State(JsonElement rollout, int index) => Target(rollout, index).GetProperty("state").GetString();
+
+    /// <summary>Upgrade processes the agent started, from its spawn log ("pid starttime role id").</summary>
+    private static int UpgradesOf(AgentRig rig) =>
+        File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Count(l => l.Split(' ') is [_, _, "upgrade", AgentRig.DaemonId]);
+
+    private async Task CheckReadersAsync(List<TreeReaders> readers)
+    {
+        foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
+        for (int i = 0; i < readers.Count; i++)
+        {
+            Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of node {i} is still blocked");
+            output.WriteLine($"node {i}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
+                             + $"longest {readers[i].Longest.TotalMilliseconds:F0} ms ({readers[i].LongestWhat})");
+            Assert.True(readers[i].FailureCount == 0, string.Join("\n", readers[i].Failures.Take(20)));
+        }
+    }
+}
