@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 
 namespace Nydus.Actors.Api;
 
@@ -11,7 +10,7 @@ namespace Nydus.Actors.Api;
 /// adopts this socket and answers it. Bound privately and published as <see cref="ApiSocket"/> does (0600 from its
 /// first moment, a stale socket replaced atomically). Disposing it before the server adopted it removes the file.
 /// </summary>
-public sealed partial class ApiListener : IDisposable
+public sealed class ApiListener : IDisposable
 {
     private const int Backlog = 512;
     private readonly Socket _socket;
@@ -52,8 +51,12 @@ public sealed partial class ApiListener : IDisposable
     /// on the socket file is the server's to remove.</summary>
     internal ulong Adopt()
     {
-        int fd = Dup((int)_socket.Handle);
-        if (fd < 0) throw new IOException($"cannot duplicate the API socket's descriptor: errno {Marshal.GetLastPInvokeError()}");
+        // F_DUPFD_CLOEXEC, not dup(): a plain dup is inherited by every process this one starts (the agent's daemons),
+        // which would keep the socket accepting connections nobody answers after this process died.
+        using var socket = new Microsoft.Win32.SafeHandles.SafeFileHandle(_socket.Handle, ownsHandle: false);
+        var copy = Interop.Libc.Duplicate(socket);
+        int fd = (int)copy.DangerousGetHandle();
+        copy.SetHandleAsInvalid(); // Kestrel owns and closes the copy
         _adopted = true;
         return (ulong)fd;
     }
@@ -67,7 +70,4 @@ public sealed partial class ApiListener : IDisposable
             try { File.Delete(Path); } catch (IOException) { }
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "dup", SetLastError = true)]
-    private static partial int Dup(int fd);
 }
