@@ -70,6 +70,18 @@ public sealed class FuseServiceSetup
         FuseDevice? device = null;
         FuseSession? session = null;
 
+        // A session, mounted or taken over, is wired the same way: the device it serves, the VFS's notifications, the
+        // API's view of its requests. The device is read from mountinfo, never by stat() of the mountpoint (which
+        // would wait for this daemon's own workers).
+        FuseSession Serve(FuseSession serving)
+        {
+            serving.Dispatcher.ServedDeviceMinor = FuseMount.FindConnectionId(mountpoint) ?? 0;
+            vfs.Notifier = serving.Notifier;
+            metrics.Inflight = serving.Inflight;
+            metrics.Dispatcher = serving.Dispatcher;
+            return serving;
+        }
+
         var sessionOptions = new FuseSessionOptions
         {
             WorkerCount = options.ThreadNum,
@@ -82,12 +94,8 @@ public sealed class FuseServiceSetup
             // predecessor's, so nothing here ever unmounts it.
             var waiting = FuseServiceActor.PropsForTakeover(descriptor =>
             {
-                var restored = new FuseSession(descriptor, vfs, sessionOptions);
-                restored.Dispatcher.ServedDeviceMinor = FuseMount.FindConnectionId(mountpoint) ?? 0;
-                vfs.Notifier = restored.Notifier;
+                var restored = Serve(new FuseSession(descriptor, vfs, sessionOptions));
                 vfs.AssumeZeroMessageOpen();
-                metrics.Inflight = restored.Inflight;
-                metrics.Dispatcher = restored.Dispatcher;
                 return restored;
             }, mountpoint, handoff, vfs);
             Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",
@@ -108,12 +116,7 @@ public sealed class FuseServiceSetup
                 AllowOther = true,
             });
             Log.Information("Mounted {Kind} at {MountPoint}", instance?.Type.ToDisplayString() ?? "an empty root", mountpoint);
-            session = new FuseSession(device.Handle, vfs, sessionOptions);
-            // Read from mountinfo, never by stat() of the mountpoint (which would wait for this daemon's own workers).
-            session.Dispatcher.ServedDeviceMinor = FuseMount.FindConnectionId(mountpoint) ?? 0;
-            vfs.Notifier = session.Notifier;
-            metrics.Inflight = session.Inflight;
-            metrics.Dispatcher = session.Dispatcher;
+            session = Serve(new FuseSession(device.Handle, vfs, sessionOptions));
         }
         catch
         {
