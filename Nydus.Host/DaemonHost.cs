@@ -166,6 +166,13 @@ public static class DaemonHost
         daemonReady.SetResult(daemon);
         timeline.Mark("daemon-actor");
         var daemonStopped = daemon.WatchAsync();
+        // A start that fails after the daemon exists stops it (it takes back what it set up, the kernel mount
+        // included), waiting for that at most 30 s: the start fails either way.
+        async Task StopDaemonAsync()
+        {
+            daemon.Tell(TriggerStop.Instance);
+            await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+        }
         // The command line's instance takes the API's path (upstream: service.mount(cmd)): attached and recorded by
         // the filesystem service like any other; meanwhile the API comes up.
         // A cold start is answered once the instance serves: its journal record follows once the journal has recovered.
@@ -193,8 +200,7 @@ public static class DaemonHost
             catch
             {
                 // No API, no daemon: take back what was set up, the kernel mount included.
-                daemon.Tell(TriggerStop.Instance);
-                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                await StopDaemonAsync();
                 throw;
             }
 
@@ -209,8 +215,7 @@ public static class DaemonHost
                 if (!mounted.Succeeded)
                 {
                     Log.Fatal("nydusd failed to start: {Error}", mounted.Message);
-                    daemon.Tell(TriggerStop.Instance);
-                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30));
+                    await StopDaemonAsync();
                     return 1;
                 }
             }
@@ -222,8 +227,7 @@ public static class DaemonHost
             if (takeover is null && !restoreAfterRunning
                 && !await RecoverAndRestoreAsync(daemon, daemonStopped, settings, journalFiles, config, timeline, restoreMounts: fuse is not null))
             {
-                daemon.Tell(TriggerStop.Instance);
-                await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(_ => { });
+                await StopDaemonAsync();
                 return 1;
             }
 
@@ -248,8 +252,7 @@ public static class DaemonHost
                 if (!result.Succeeded)
                 {
                     Log.Fatal("nydusd failed to start: {Error}", result.Error!.Message);
-                    daemon.Tell(TriggerStop.Instance);
-                    await daemonStopped.WaitAsync(TimeSpan.FromSeconds(30));
+                    await StopDaemonAsync();
                     return 1;
                 }
             }
