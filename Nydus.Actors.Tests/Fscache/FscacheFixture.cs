@@ -22,20 +22,26 @@ internal static class FscacheFixture
         new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = workDir } });
 
     /// <summary>A bootstrap entry (<c>PUT /api/v2/blobs</c>) with the given backend and cache sections.</summary>
-    public static string Entry(string domain, string id, string bootstrap, JsonObject backend, JsonObject cache) => new JsonObject
+    /// <param name="devices">The entry's <c>devices</c>: blob ids of a plain EROFS image's untagged device slots.</param>
+    public static string Entry(string domain, string id, string bootstrap, JsonObject backend, JsonObject cache, JsonArray? devices = null)
     {
-        ["type"] = "bootstrap",
-        ["id"] = id,
-        ["domain_id"] = domain,
-        ["config_v2"] = new JsonObject
+        var entry = new JsonObject
         {
-            ["version"] = 2,
+            ["type"] = "bootstrap",
             ["id"] = id,
-            ["backend"] = backend,
-            ["cache"] = cache,
-            ["metadata_path"] = bootstrap,
-        },
-    }.ToJsonString();
+            ["domain_id"] = domain,
+            ["config_v2"] = new JsonObject
+            {
+                ["version"] = 2,
+                ["id"] = id,
+                ["backend"] = backend,
+                ["cache"] = cache,
+                ["metadata_path"] = bootstrap,
+            },
+        };
+        if (devices is not null) entry["devices"] = devices;
+        return entry.ToJsonString();
+    }
 
     public static async Task AddAsync(string apiSocket, string entry, TimeSpan wait)
     {

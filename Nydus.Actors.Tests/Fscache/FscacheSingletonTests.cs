@@ -206,6 +206,83 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Equal(8, (await FscacheCountersAsync())["failed_reads"]);
     }
 
+    /// <summary>
+    /// A chunked <c>mkfs.erofs --chunksize --blobdev</c> image: its device slot has no tag, so the kernel's OPEN names
+    /// the data device by the mount's <c>device=</c> option, which the entry names too (<c>devices</c>, or a localfs
+    /// <c>blob_file</c>'s file name). Both objects read back byte for byte, over localfs and over a real registry,
+    /// and the kernel's EROFS driver mounts the filled cache files with every file of the source tree intact.
+    /// </summary>
+    [FuseFact]
+    public async Task Chunked_mkfs_erofs_images_are_served_by_the_device_name_with_localfs_and_registry()
+    {
+        string source = Dir("chunked-src");
+        var files = new Dictionary<string, byte[]>
+        {
+            ["big.bin"] = Seeded(1, 3 * 4096 + 1234),
+            ["dir/one-chunk.bin"] = Seeded(2, 4096),
+            ["dir/small.txt"] = System.Text.Encoding.ASCII.GetBytes("chunked mkfs.erofs image over fscache\n"),
+            ["dir/sub/mib.bin"] = Seeded(3, 1 << 20),
+        };
+        foreach (var (name, bytes) in files)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(source, name))!);
+            File.WriteAllBytes(Path.Combine(source, name), bytes);
+        }
+        string meta = _dir.Combine("chunked.erofs"), blob = _dir.Combine("chunked.blob");
+        TreeBuilder.Run("mkfs.erofs", "--quiet", "--chunksize=4096", "--blobdev=" + blob, meta, source);
+        byte[] blobBytes = File.ReadAllBytes(blob);
+
+        // Without a name for the untagged device the entry is refused, naming the field.
+        using (var api = new ApiClient(ApiSocket, Wait))
+        {
+            var (status, body) = await api.SendAsync("PUT", "/api/v2/blobs", FscacheFixture.Entry("plain", "img", meta,
+                new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["dir"] = _dir.Path } },
+                new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") } }));
+            Assert.True(status == 400 && body.Contains("'devices'"), $"answered {status} {body}");
+        }
+
+        // localfs blob_file: the device is named by the file's name.
+        await AddAsync(FscacheFixture.Entry("plain", "img", meta,
+            new JsonObject { ["type"] = "localfs", ["localfs"] = new JsonObject { ["blob_file"] = blob } },
+            new JsonObject { ["type"] = "fscache", ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") } }));
+        await ReadBothAndMount("erofs,plain", "img", "chunked.blob");
+
+        // A registry: the blob under its digest, which the entry's devices and the mount's device= name.
+        using var registry = RegistryServer.Start();
+        string id = registry.Push(Repo, blobBytes);
+        var backend = new JsonObject
+        {
+            ["type"] = "registry",
+            ["registry"] = new JsonObject { ["host"] = registry.Host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
+        };
+        await AddAsync(FscacheFixture.Entry("plain-reg", "img", meta, backend,
+            new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir("blobcache-plain") } }, [id]));
+        await ReadBothAndMount("erofs,plain-reg", "img", id);
+        Assert.Empty(_kernel.UnexpectedReplies);
+
+        async Task ReadBothAndMount(string volume, string bootstrapId, string device)
+        {
+            var boot = await _kernel.OpenAsync(volume, bootstrapId, Wait);
+            Assert.Equal(File.ReadAllBytes(meta), await ReadAllAsync(boot, 4096));
+            var data = await _kernel.OpenAsync(volume, device, Wait);
+            Assert.True(data.Size >= blobBytes.Length && data.Size % 4096 == 0, $"data object of {data.Size} bytes for a {blobBytes.Length}-byte blob");
+            byte[] read = await ReadAllAsync(data, 16384);
+            Assert.Equal(blobBytes, read[..blobBytes.Length]);
+            Assert.All(read[blobBytes.Length..], b => Assert.Equal(0, b));
+
+            using var kernel = new KernelErofsMount(boot.CachePath, data.CachePath);
+            foreach (var (name, bytes) in files)
+                Assert.Equal(bytes, File.ReadAllBytes(Path.Combine(kernel.MountPoint, name)));
+        }
+    }
+
+    private static byte[] Seeded(int seed, int length)
+    {
+        var bytes = new byte[length];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
     [Fact]
     public async Task Malformed_requests_are_dropped_or_refused_and_the_service_goes_on()
     {

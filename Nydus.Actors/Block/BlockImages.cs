@@ -14,7 +14,9 @@ public static class BlockImages
     /// FUSE mount of it would read its blobs (same blob cache files, amplification and digest checks).
     /// Errors: <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
     /// </summary>
-    public static BlockAddressSpace Open(string bootstrap, ConfigV2 config, string configSource)
+    /// <param name="deviceBlobIds">Blob ids of a plain EROFS image's untagged devices, read through the backend
+    /// (<see cref="BlobSource.DeviceBlobIds"/>); a localfs <c>blob_file</c> is read as the first device's file anyway.</param>
+    public static BlockAddressSpace Open(string bootstrap, ConfigV2 config, string configSource, IReadOnlyList<string>? deviceBlobIds = null)
     {
         var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
         int amplify = (int)Math.Min(mount.Rafs.BatchSize, 64 << 20);
@@ -30,7 +32,7 @@ public static class BlockImages
                 // As a mount's image: chunks read through the cache they were opened on, which heals what fails validation.
                 ChunkReader = backend is BlobFileCache cached ? new CachedChunkReader(cached) : Storage.DirectChunkReader.Instance,
             };
-            var space = BlockAddressSpace.Open(bootstrap, new BlobSource(backend, devices), options, owned);
+            var space = BlockAddressSpace.Open(bootstrap, new BlobSource(backend, devices, deviceBlobIds), options, owned);
             if (backend is BlobFileCache cache)
             {
                 // Served blobs stay in the cache whatever its disk limit, as a mounted image's do.

@@ -30,6 +30,14 @@ public sealed record BlobCacheEntry(string Type, string BlobId, string DomainId,
 
     public string Key() => Key(DomainId, BlobId);
 
+    /// <summary>
+    /// Ours, past upstream (whose manager takes RAFS bootstraps only): the blob ids of the untagged device slots of a
+    /// plain EROFS bootstrap (<c>mkfs.erofs --chunksize=N --blobdev=B</c>), in table order, from the entry's
+    /// <c>devices</c> array: what the kernel's OPEN names them by (the mount's <c>device=</c> option) and what the
+    /// backend reads them as. Without <c>devices</c>, a localfs <c>blob_file</c> names the one device by its file name.
+    /// </summary>
+    public IReadOnlyList<string> DeviceBlobIds { get; init; } = [];
+
     /// <summary>The cache work dir of the entry's config (filecache/blobcache or fscache), or null for another cache type.</summary>
     public string? WorkDir => Config.Cache switch
     {
@@ -91,7 +99,29 @@ public sealed record BlobCacheEntry(string Type, string BlobId, string DomainId,
         if (cache is null || !(cache.IsFileCache || cache.IsFsCache))
             throw new ConfigException(ConfigErrorKind.UnknownCacheType,
                 $"{source}: cache type '{cache?.Type ?? ""}' cannot hold blobs for the blob cache manager (expected blobcache, filecache or fscache)");
-        return new BlobCacheEntry(type, blobId, domainId, config, metadataPath ?? "", text ?? entry.ToJsonString());
+        return new BlobCacheEntry(type, blobId, domainId, config, metadataPath ?? "", text ?? entry.ToJsonString())
+        {
+            DeviceBlobIds = ParseDevices(entry, config, source),
+        };
+    }
+
+    private static IReadOnlyList<string> ParseDevices(JsonObject entry, ConfigV2 config, string source)
+    {
+        if (entry["devices"] is null)
+            return config.Backend?.LocalFs is { BlobFile.Length: > 0 } local ? [Path.GetFileName(local.BlobFile)] : [];
+        if (entry["devices"] is not JsonArray devices)
+            throw new ConfigException(ConfigErrorKind.Malformed, $"{source}: 'devices' must be an array of blob ids");
+        var ids = new List<string>();
+        for (int i = 0; i < devices.Count; i++)
+        {
+            if (devices[i] is not JsonValue v || !v.TryGetValue<string>(out var id) || id.Length == 0)
+                throw new ConfigException(ConfigErrorKind.Malformed, $"{source}: devices[{i}] must be a non-empty blob id");
+            if (id.Contains(KeySeparator) || id.Length > 64)
+                throw new ConfigException(ConfigErrorKind.Malformed,
+                    $"{source}: devices[{i}] '{id}' must not contain '{KeySeparator}' nor be longer than 64 bytes (an EROFS device tag)");
+            ids.Add(id);
+        }
+        return ids;
     }
 
     /// <summary>

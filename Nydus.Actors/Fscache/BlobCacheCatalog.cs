@@ -30,11 +30,12 @@ public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : 
 
         // A data blob: the image of the bootstrap entry that brought it (its canonical path from the listing).
         string bootstrapKey = item.Entry.Key();
-        string path = listing.Items.FirstOrDefault(i => i.Key == bootstrapKey)?.MetadataPath ?? item.Entry.MetadataPath;
+        var bootstrap = listing.Items.FirstOrDefault(i => i.Key == bootstrapKey);
+        string path = bootstrap?.MetadataPath ?? item.Entry.MetadataPath;
         var lazy = _images.GetOrAdd(bootstrapKey, _ => new Lazy<BlockAddressSpace>(
             // Entries need no rafs section (they serve no filesystem here); the image reader wants one: defaults.
             () => BlockImages.Open(path, item.Entry.Config with { Rafs = item.Entry.Config.Rafs ?? new RafsConfigV2() },
-                $"blob entry {bootstrapKey}")));
+                $"blob entry {bootstrapKey}", item.Entry.DeviceBlobIds)));
         BlockAddressSpace image;
         try
         {
@@ -47,8 +48,12 @@ public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : 
             throw;
         }
 
-        var extent = image.Extents.FirstOrDefault(e => e.Kind == BlockExtentKind.Data && e.Name == blobId);
-        return extent is null ? null : new DataBlobObjectSource(image, extent);
+        // Data extents follow the device table as the bootstrap's data blob ids do: by position, since a device read
+        // from a local file (a localfs blob_file) is named by its path in the image.
+        var data = image.Extents.Where(e => e.Kind == BlockExtentKind.Data).ToList();
+        int slot = bootstrap is null ? -1 : bootstrap.DataBlobs.IndexOf(blobId);
+        var extent = slot >= 0 && slot < data.Count ? data[slot] : data.FirstOrDefault(e => e.Name == blobId);
+        return extent is null ? null : new DataBlobObjectSource(image, extent, blobId);
     }
 
     public void Dispose()

@@ -47,14 +47,14 @@ public sealed class BootstrapObjectSource(string path) : FscacheObjectSource, ID
 
 /// <summary>A data blob object: the blob's extent of the image's <see cref="BlockAddressSpace"/>.</summary>
 /// <remarks>The size is the extent's, whole 4 KiB blocks (the tail past the blob's uncompressed size reads as zeros).</remarks>
-public sealed class DataBlobObjectSource(BlockAddressSpace image, BlockExtent extent) : FscacheObjectSource
+public sealed class DataBlobObjectSource(BlockAddressSpace image, BlockExtent extent, string blobId) : FscacheObjectSource
 {
     public override long Size => extent.BlockCount * BlockAddressSpace.BlockSize;
 
     public override void Read(long offset, Span<byte> destination) =>
         image.Read(extent.StartBlock * BlockAddressSpace.BlockSize + offset, destination);
 
-    public override string Describe() => $"data blob {extent.Name}";
+    public override string Describe() => $"data blob {blobId}";
 }
 
 /// <summary>Finds what an OPEN's cookie names. Implemented over the blob cache manager (<see cref="BlobCacheCatalog"/>).</summary>

@@ -1,3 +1,4 @@
+using Nydus.Actors.Rafs.Layout.V6;
 using Nydus.Actors.Storage;
 
 namespace Nydus.Actors.Rafs;
@@ -8,8 +9,10 @@ public sealed class RafsBootstrapBlobTable : IBootstrapBlobTable
     public BootstrapBlobs Read(string bootstrapPath)
     {
         using var image = RafsImage.Open(bootstrapPath, BlobSource.None);
-        if (image.Format == RafsFormat.Erofs)
-            throw new RafsException(RafsErrorKind.Unsupported, $"{bootstrapPath} is a plain EROFS image, not a RAFS bootstrap");
+        // A plain EROFS image (mkfs.erofs, chunked with --blobdev) has no blob table: its devices are the table's
+        // slots, named by their tags or, untagged, by the entry (the mount's device= option).
+        if (image is ErofsImage { Format: RafsFormat.Erofs } erofs)
+            return new BootstrapBlobs(false, [], erofs.DeviceTags());
         return new BootstrapBlobs(image.Format == RafsFormat.RafsV5, image.DataBlobIds);
     }
 }

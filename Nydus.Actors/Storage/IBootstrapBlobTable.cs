@@ -11,4 +11,7 @@ public interface IBootstrapBlobTable
 }
 
 /// <param name="IsRafsV5">Upstream's manager refuses RAFS v5 (its consumers, fscache and the block device, need v6).</param>
-public sealed record BootstrapBlobs(bool IsRafsV5, IReadOnlyList<string> DataBlobIds);
+/// <param name="DataBlobIds">A RAFS bootstrap's blob table.</param>
+/// <param name="PlainDeviceTags">A plain EROFS image's device table tags in slot order ("" for an untagged slot, as
+/// <c>mkfs.erofs --blobdev</c> writes); null for a RAFS bootstrap.</param>
+public sealed record BootstrapBlobs(bool IsRafsV5, IReadOnlyList<string> DataBlobIds, IReadOnlyList<string>? PlainDeviceTags = null);

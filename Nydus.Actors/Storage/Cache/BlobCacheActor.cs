@@ -372,12 +372,26 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         {
             var table = bootstraps.Read(path);
             if (table.IsRafsV5) return BootstrapRead.Fail($"blob {key}: {path} is a RAFS v5 bootstrap; the blob cache manager takes RAFS v6 only (as upstream)");
-            return new BootstrapRead(path, table.DataBlobIds, null);
+            return table.PlainDeviceTags is { } tags ? PlainDevices(key, path, tags, entry.DeviceBlobIds) : new BootstrapRead(path, table.DataBlobIds, null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             return BootstrapRead.Fail($"blob {key}: bootstrap {path} cannot be read: {e.Message}");
         }
+    }
+
+    /// <summary>A plain EROFS image's data blobs: its tagged slots by tag, its untagged ones by the entry's <c>devices</c>, one for one.</summary>
+    private static BootstrapRead PlainDevices(string key, string path, IReadOnlyList<string> tags, IReadOnlyList<string> named)
+    {
+        int untagged = tags.Count(t => t.Length == 0);
+        if (untagged != named.Count)
+        {
+            return BootstrapRead.Fail(named.Count == 0
+                ? $"blob {key}: {path} is a plain EROFS image with {untagged} untagged device(s) (mkfs.erofs --blobdev): name their blobs in the entry's 'devices' (the ids the mount's device= options give)"
+                : $"blob {key}: 'devices' names {named.Count} blob(s), but {path} has {untagged} untagged device(s)");
+        }
+        int next = 0;
+        return new BootstrapRead(path, [.. tags.Select(t => t.Length > 0 ? t : named[next++])], null);
     }
 
     private void ReceiveTrim() => Receive<Trim>(_ => Sender.Tell(new Trimmed(TrimAll())));

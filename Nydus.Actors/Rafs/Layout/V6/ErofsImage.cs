@@ -749,25 +749,43 @@ internal sealed partial class ErofsImage : RafsImage
 
         long tableOffset = (long)_sb.DeviceTableSlotOffset * 128;
         data.Check(tableOffset, (long)count * 128, "device table");
+        int untagged = 0;
         for (int i = 0; i < count; i++)
         {
-            ReadOnlySpan<byte> tag = data.Span(tableOffset + (long)i * 128, 64, "device tag");
-            int nul = tag.IndexOf((byte)0);
-            ReadOnlySpan<byte> id = nul < 0 ? tag : tag.Slice(0, nul);
+            string tag = DeviceTag(data, tableOffset + (long)i * 128);
+            string? named = tag.Length > 0 ? tag : untagged < source.DeviceBlobIds.Count ? source.DeviceBlobIds[untagged] : null;
+            if (tag.Length == 0) untagged++;
             if (i < source.DevicePaths.Count)
             {
                 var backend = LocalFsBackend.ForFile(source.DevicePaths[i]);
                 _owned.Add(backend);
                 devices[i] = new BlobRef(source.DevicePaths[i], backend, CompressionAlgorithm.None, DigestAlgorithm.Sha256);
             }
-            else if (id.Length > 0 && source.Backend is not null)
+            else if (named is not null && source.Backend is not null)
             {
-                devices[i] = new BlobRef(System.Text.Encoding.ASCII.GetString(id), source.Backend, CompressionAlgorithm.None,
-                    DigestAlgorithm.Sha256);
+                devices[i] = new BlobRef(named, source.Backend, CompressionAlgorithm.None, DigestAlgorithm.Sha256);
             }
         }
 
         return devices;
+    }
+
+    /// <summary>A device slot's tag (its blob id), "" when untagged.</summary>
+    private static string DeviceTag(ImageData data, long slot)
+    {
+        ReadOnlySpan<byte> tag = data.Span(slot, 64, "device tag");
+        int nul = tag.IndexOf((byte)0);
+        return System.Text.Encoding.ASCII.GetString(nul < 0 ? tag : tag[..nul]);
+    }
+
+    /// <summary>The tags of the device table in slot order ("" for an untagged slot): for the blob cache manager.</summary>
+    internal IReadOnlyList<string> DeviceTags()
+    {
+        long tableOffset = (long)_sb.DeviceTableSlotOffset * 128;
+        Data.Check(tableOffset, (long)_sb.ExtraDevices * 128, "device table");
+        var tags = new string[_sb.ExtraDevices];
+        for (int i = 0; i < tags.Length; i++) tags[i] = DeviceTag(Data, tableOffset + (long)i * 128);
+        return tags;
     }
 
     private static InodeType FileTypeToInodeType(byte fileType) => fileType switch
