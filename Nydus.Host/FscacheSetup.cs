@@ -47,7 +47,7 @@ public static class FscacheSetup
 
     /// <summary>A received descriptor as the device kind this process uses (the test hook picks the simulation).</summary>
     private static ICachefilesDevice AdoptDevice(Microsoft.Win32.SafeHandles.SafeFileHandle descriptor) =>
-        Environment.GetEnvironmentVariable(SimulatedCachefilesDevice.SocketVariable) is { Length: > 0 }
-            ? SimulatedCachefilesDevice.Adopt(descriptor)
+        Environment.GetEnvironmentVariable(SimulatedCachefilesDevice.SocketVariable) is { Length: > 0 } socket
+            ? SimulatedCachefilesDevice.Adopt(descriptor, socket)
             : CachefilesDevice.Adopt(descriptor);
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nydus.Actors.Api;
 using Nydus.Actors.Fscache;
@@ -215,6 +216,14 @@ public sealed class FscacheHandoffTests(ITestOutputHelper output) : IAsyncLifeti
         // Each successor re-opened objects the kernel had open with its predecessor (their fds died with it).
         Assert.True(_kernel.Reopens >= 2, $"only {_kernel.Reopens} re-opens");
         Assert.Equal("RUNNING", UpgradeStateOf(await StateAsync(socket)));
+        // READs that reached the last successor with its predecessor's object id are counted as such, not as malformed.
+        using var api = new ApiClient(socket, Wait);
+        var (status, body) = await api.SendAsync("GET", "/api/v1/metrics/fscache");
+        Assert.Equal(200, status);
+        var counters = JsonSerializer.Deserialize<Dictionary<string, long>>(body)!;
+        output.WriteLine($"last successor's counters: {body}");
+        Assert.Equal(0, counters["malformed_requests"]);
+        Assert.InRange(counters["unknown_object_reads"], 0, _kernel.StaleReads);
     }
 
     private static async Task<string> StateAsync(string socket)

@@ -276,6 +276,60 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         }
     }
 
+    /// <summary>
+    /// <c>DELETE /api/v2/blobs?blob_id=B</c> alone is upstream's cull: the blob's cache file in every EROFS volume is
+    /// asked about with <c>inuse</c> and deleted with <c>cull</c>, written from the cookie's directory (the kernel
+    /// resolves the name in the writer's working directory) without moving the daemon's own working directory.
+    /// A file the kernel holds open is kept (409), a blob with no cache file is 404.
+    /// </summary>
+    [Fact]
+    public async Task Cull_deletes_the_cache_files_of_a_blob_the_kernel_no_longer_uses()
+    {
+        string cwdBefore = Cwd(_nydusd!.Pid);
+        await AddAsync(LocalEntry("c1", "img", UpstreamBlockImage.Bootstrap));
+        await AddAsync(LocalEntry("c2", "img", UpstreamBlockImage.Bootstrap));
+        var one = await _kernel.OpenAsync("erofs,c1", UpstreamBlockImage.BlobId, Wait);
+        var two = await _kernel.OpenAsync("erofs,c2", UpstreamBlockImage.BlobId, Wait);
+        await ReadAllAsync(one, 8192);
+        await ReadAllAsync(two, 8192);
+        // Where cachefiles keeps them: <dir>/cache/I<volume>/@<hash>/D<cookie>.
+        Assert.Equal(CachefilesLayout.CookiePath(_dir.Combine("fscache"), "erofs,c1", UpstreamBlockImage.BlobId), one.CachePath);
+        Assert.StartsWith(_dir.Combine("fscache", "cache", "Ierofs,c2", "@"), two.CachePath);
+
+        string cull = "/api/v2/blobs?blob_id=" + UpstreamBlockImage.BlobId;
+        using var api = new ApiClient(ApiSocket, Wait);
+        var (status, body) = await api.SendAsync("DELETE", cull);
+        Assert.True(status == 409 && body.Contains("in use"), $"answered {status} {body}");
+        Assert.True(File.Exists(one.CachePath) && File.Exists(two.CachePath));
+
+        // One volume's object closed: its file goes, the other is still in use.
+        _kernel.Close(one);
+        (status, body) = await api.SendAsync("DELETE", cull);
+        Assert.True(status == 409 && body.Contains("erofs,c2") && body.Contains("culled from erofs,c1"), $"answered {status} {body}");
+        Assert.False(File.Exists(one.CachePath));
+        Assert.True(File.Exists(two.CachePath));
+
+        _kernel.Close(two);
+        (status, body) = await api.SendAsync("DELETE", cull);
+        Assert.True(status == 204, $"answered {status} {body}");
+        Assert.False(File.Exists(two.CachePath));
+        (status, body) = await api.SendAsync("DELETE", cull);
+        Assert.True(status == 404 && body.Contains("no cache file"), $"answered {status} {body}");
+        (status, _) = await api.SendAsync("DELETE", "/api/v2/blobs?blob_id=..");
+        Assert.Equal(400, status);
+
+        // The commands were names in the cookie's directory; every one was the kernel's to judge.
+        Assert.Contains(("cull D" + UpstreamBlockImage.BlobId, Nydus.Actors.Interop.Errno.Success), _kernel.FileCommands);
+        Assert.Contains(("inuse D" + UpstreamBlockImage.BlobId, Nydus.Actors.Interop.Errno.EBUSY), _kernel.FileCommands);
+        Assert.Equal(cwdBefore, Cwd(_nydusd.Pid));
+        // The entries are the manager's, not the cache's: still listed, and the blob is served again on a new OPEN.
+        var again = await _kernel.OpenAsync("erofs,c1", UpstreamBlockImage.BlobId, Wait);
+        Assert.Equal(DataObject, await ReadAllAsync(again, 8192));
+        Assert.Empty(_kernel.UnexpectedReplies);
+    }
+
+    private static string Cwd(int pid) => new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(false)!.FullName;
+
     private static byte[] Seeded(int seed, int length)
     {
         var bytes = new byte[length];
@@ -318,6 +372,10 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Empty(_kernel.UnexpectedReplies);
         Assert.False(_nydusd!.HasExited);
         Assert.Contains("dropped a malformed request", _nydusd.Output);
+        // Three malformed messages; the READ for an object never opened is well formed, counted apart.
+        var counters = await FscacheCountersAsync();
+        Assert.Equal(3, counters["malformed_requests"]);
+        Assert.Equal(1, counters["unknown_object_reads"]);
     }
 
     internal static byte[] Rename(byte[] bytes, string from, string to)

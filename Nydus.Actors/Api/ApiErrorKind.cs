@@ -104,6 +104,8 @@ public static class ApiErrorMap
         Storage.Cache.Blobs.BlobCacheErrorKind.NotFound => ApiErrorKind.NotFound,
         Storage.Cache.Blobs.BlobCacheErrorKind.NotReady => ApiErrorKind.NotReady,
         Storage.Cache.Blobs.BlobCacheErrorKind.InsufficientStorage => ApiErrorKind.InsufficientStorage,
+        Storage.Cache.Blobs.BlobCacheErrorKind.InUse => ApiErrorKind.WrongState,
+        Storage.Cache.Blobs.BlobCacheErrorKind.Unsupported => ApiErrorKind.Unsupported,
         _ => ApiErrorKind.Internal,
     };
 }

@@ -136,6 +136,13 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<AddBlobEntry>(r => _blobCache.Forward(r));
         Receive<RemoveBlobEntry>(r => _blobCache.Forward(r));
         Receive<ListBlobEntries>(r => _blobCache.Forward(r));
+        // A cull is the kernel's cache files: an fscache singleton's service has the device (a singleton's only service).
+        Receive<CullBlob>(c =>
+        {
+            if (_settings.Kind == DaemonKind.Singleton && _service is not null) _service.Forward(c);
+            else Sender.Tell(BlobCacheResult.Fail(BlobCacheErrorKind.Unsupported,
+                $"culling blob {c.BlobId} deletes fscache cache files: this daemon serves no fscache (nydusd singleton --fscache)"));
+        });
         // Not an input: the service answers the asker directly, even while an action runs elsewhere in the tree.
         Receive<SendFuseFd>(m =>
         {

@@ -55,6 +55,15 @@ public abstract class CachefilesChannel : ICachefilesDevice
         if (n != bytes.Length) throw new IOException($"writing \"{command}\" to {Name}: only {n} of {bytes.Length} bytes taken");
     }
 
+    public virtual Errno FileCommand(string command)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(command);
+        nint n;
+        do n = Libc.WriteFrom(Handle, bytes);
+        while (n < 0 && Libc.LastErrno == Errno.EINTR);
+        return n < 0 ? Libc.LastErrno : Errno.Success;
+    }
+
     public void Wake() => Libc.SignalEvent(_stop);
 
     /// <summary>Upstream's session setup on a new channel: <c>dir</c>, <c>tag</c> when given, <c>bind ondemand</c>;

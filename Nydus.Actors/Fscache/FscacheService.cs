@@ -175,9 +175,12 @@ public sealed class FscacheService : IDisposable
     {
         if (!_objects.TryGetValue(message.ObjectId, out var obj))
         {
-            // No fd to complete it on: the kernel fails it when the object closes. Upstream logs and drops it too.
-            Metrics.CountMalformed();
-            Log.Warning("fscache: READ {Id} for object {Object}, which is not open: dropped", message.MessageId, message.ObjectId);
+            // No fd to complete it on. A well-formed request, not a malformed one: after a takeover it is a READ the
+            // predecessor's object was to serve (the kernel re-opens the object and offers it again with the new
+            // id); otherwise the kernel fails it when the object closes. Upstream logs and drops it too.
+            Metrics.CountUnknownObjectRead();
+            Log.Information("fscache: READ {Id} for object {Object}, which is not open here (a predecessor's object after a takeover?): dropped",
+                message.MessageId, message.ObjectId);
             return;
         }
 
@@ -272,7 +275,7 @@ public sealed class FscacheService : IDisposable
 /// by the host and handed to the service and the API; a successor's counters start from zero.</summary>
 public sealed class FscacheMetrics
 {
-    private long _opens, _closes, _reads, _readBytes, _failedReads, _malformed;
+    private long _opens, _closes, _reads, _readBytes, _failedReads, _malformed, _unknownObjectReads;
 
     public long Opens => Interlocked.Read(ref _opens);
     public long Closes => Interlocked.Read(ref _closes);
@@ -281,10 +284,14 @@ public sealed class FscacheMetrics
     public long FailedReads => Interlocked.Read(ref _failedReads);
     public long Malformed => Interlocked.Read(ref _malformed);
 
+    /// <summary>READs for an object id not open here (after a takeover: the predecessor's objects), dropped.</summary>
+    public long UnknownObjectReads => Interlocked.Read(ref _unknownObjectReads);
+
     internal void CountOpen() => Interlocked.Increment(ref _opens);
     internal void CountClose() => Interlocked.Increment(ref _closes);
     internal void CountFailedRead() => Interlocked.Increment(ref _failedReads);
     internal void CountMalformed() => Interlocked.Increment(ref _malformed);
+    internal void CountUnknownObjectRead() => Interlocked.Increment(ref _unknownObjectReads);
 
     internal void CountRead(long bytes)
     {

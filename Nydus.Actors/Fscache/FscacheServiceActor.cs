@@ -4,6 +4,7 @@ using Akka.Event;
 using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Storage.Cache.Blobs;
 using Nydus.Actors.Upgrade;
 
 namespace Nydus.Actors.Fscache;
@@ -54,6 +55,12 @@ public sealed class FscacheServiceActor : ReceiveActor
         Receive<ServiceActionRequest>(OnAction);
         Receive<SendFuseFd>(m => Sender.Tell(new FuseFdSent(SendFd(m))));
         Receive<AbandonTakeover>(_ => Abandon());
+        Receive<CullBlob>(c =>
+        {
+            if (_device is null || _handoff is null)
+                Sender.Tell(BlobCacheResult.Fail(BlobCacheErrorKind.NotReady, "no cachefiles device yet: this daemon waits for a takeover"));
+            else FscacheCull.CullAsync(_device, _handoff.CacheDir, c.BlobId).PipeTo(Sender);
+        });
         Receive<DeviceFailed>(f =>
         {
             _log.Error("fscache service ended: {0}", f.Reason);

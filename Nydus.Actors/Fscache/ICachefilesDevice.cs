@@ -23,6 +23,13 @@ public interface ICachefilesDevice : IDisposable
     /// <summary>Writes one command (<c>copen</c>, <c>restore</c>, configuration); <see cref="IOException"/> with the errno on failure.</summary>
     void Write(string command);
 
+    /// <summary>
+    /// A command about a cache file named relative to the calling thread's working directory, which the kernel
+    /// resolves it in (<c>inuse NAME</c>, <c>cull NAME</c>): the errno the device answered, <see cref="Errno.Success"/>
+    /// when it took it (<c>EBUSY</c>: the object is in use).
+    /// </summary>
+    Interop.Errno FileCommand(string command);
+
     /// <summary><c>CACHEFILES_IOC_READ_COMPLETE</c> on the object's anonymous fd: the READ <paramref name="messageId"/>
     /// is done (whatever was written to the object by then is what the kernel finds).</summary>
     void CompleteRead(SafeFileHandle objectFd, uint messageId);

@@ -19,6 +19,15 @@ internal static partial class Libc
     public const long UTIME_NOW = (1L << 30) - 1;
     public const long UTIME_OMIT = (1L << 30) - 2;
 
+    /// <summary>unshare(2) flag: give the calling thread its own working directory (fs struct).</summary>
+    public const int CLONE_FS = 0x200;
+
+    [LibraryImport("libc", EntryPoint = "unshare", SetLastError = true)]
+    public static partial int Unshare(int flags);
+
+    [LibraryImport("libc", EntryPoint = "chdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int ChDir(string path);
+
     [StructLayout(LayoutKind.Sequential)]
     public struct Timespec
     {

@@ -15,7 +15,8 @@ namespace Nydus.Actors.Api.Endpoints;
 /// handler is <c>todo!()</c>): without a query it lists every entry, with <c>domain_id</c> the domain's, with
 /// <c>blob_id</c> too the one entry (404 when absent); configs are shown without secrets. A duplicate bootstrap with
 /// another config is 409 (the same one again is 204), an unknown domain or blob 404, a bad entry 400. <c>DELETE</c>
-/// with <c>blob_id</c> alone is upstream's fscache cull, which needs fscache: 501. Served by FUSE daemons too (upstream:
+/// with <c>blob_id</c> alone is upstream's fscache cull (<see cref="Fscache.FscacheCull"/>): 204 when culled, 404 when
+/// no volume has the blob's cache file, 409 when the kernel holds it open, 501 on a daemon without fscache. Served by FUSE daemons too (upstream:
 /// singleton only), so that an upgraded or restarted FUSE daemon keeps them as well.
 /// </remarks>
 public static class BlobEndpoints
@@ -47,7 +48,11 @@ public static class BlobEndpoints
             if (domainId is null)
             {
                 if (blobId.Length == 0) throw ApiError.BadRequest($"DELETE {Path} needs the query parameter domain_id (and optionally blob_id)");
-                throw ApiError.Unsupported($"DELETE {Path}?blob_id= alone culls fscache files; fscache is not supported yet");
+                // Upstream's fscache cull; the id becomes a file name in the cache dir.
+                if (blobId.Contains('/') || blobId.Contains('\0') || blobId is "." or "..")
+                    throw ApiError.BadRequest($"blob_id '{blobId}' is not a blob id");
+                Check(await DaemonEndpoints.AskAsync<BlobCacheResult>(api, new CullBlob(blobId)));
+                return ApiResult.NoContent;
             }
             Check(await DaemonEndpoints.AskAsync<BlobCacheResult>(api, new RemoveBlobEntry(domainId, blobId)));
             return ApiResult.NoContent;

@@ -138,6 +138,7 @@ public static class MetricsEndpoints
         ["read_bytes"] = metrics.ReadBytes,
         ["failed_reads"] = metrics.FailedReads,
         ["malformed_requests"] = metrics.Malformed,
+        ["unknown_object_reads"] = metrics.UnknownObjectReads,
     };
 
     /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance, and the

@@ -44,6 +44,8 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     private readonly ConcurrentDictionary<uint, byte> _answered = new();
     private readonly List<SimulatedObject> _objects = [];
     private readonly ConcurrentQueue<string> _commands = new();
+    private readonly ConcurrentQueue<(string, Errno)> _fileCommands = new();
+    private string _cacheDir;
     private readonly ConcurrentQueue<string> _unexpected = new();
     private readonly TaskCompletionSource _bound = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<Socket> _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -73,7 +75,7 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     private SimulatedCachefilesKernel(string socketPath, string cacheDir)
     {
         _socketPath = socketPath;
-        CacheDir = cacheDir;
+        _cacheDir = cacheDir;
         Directory.CreateDirectory(cacheDir);
         _listener = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         _listener.Bind(new UnixDomainSocketEndPoint(socketPath));
@@ -84,10 +86,15 @@ public sealed class SimulatedCachefilesKernel : IDisposable
         _sender.Start();
     }
 
-    /// <summary>Listens on <paramref name="socketPath"/>; cache files go to <paramref name="cacheDir"/>.</summary>
+    /// <summary>Listens on <paramref name="socketPath"/>; cache files go to the daemon's <c>dir</c>, or to
+    /// <paramref name="cacheDir"/> until it wrote one.</summary>
     public static SimulatedCachefilesKernel Listen(string socketPath, string cacheDir) => new(socketPath, cacheDir);
 
-    public string CacheDir { get; }
+    /// <summary>The cache dir: the daemon's <c>dir</c> command once written (volumes in its <c>cache</c> subdirectory).</summary>
+    public string CacheDir => Volatile.Read(ref _cacheDir);
+
+    /// <summary>The <c>inuse</c>/<c>cull</c> commands the daemon wrote, each with the errno it was answered.</summary>
+    public IReadOnlyList<(string Command, Errno Answer)> FileCommands => [.. _fileCommands];
 
     /// <summary>Every command the daemon wrote, in order (<c>dir</c>, <c>tag</c>, <c>bind ondemand</c>, <c>restore</c>).</summary>
     public IReadOnlyList<string> Commands => [.. _commands];
@@ -118,21 +125,28 @@ public sealed class SimulatedCachefilesKernel : IDisposable
     /// <summary>Completes once the daemon wrote <c>bind ondemand</c>.</summary>
     public Task Bound => _bound.Task;
 
-    /// <summary>Sends an OPEN for <paramref name="cookieKey"/> in volume <paramref name="volumeKey"/> without waiting.</summary>
+    /// <summary>Sends an OPEN for <paramref name="cookieKey"/> in volume <paramref name="volumeKey"/> without waiting.
+    /// The cache file is where cachefiles keeps it (<see cref="CachefilesLayout"/>) under the daemon's <c>dir</c>.</summary>
     public (SimulatedObject Object, Task<string> Answer) StartOpen(string volumeKey, string cookieKey)
     {
         uint objectId = NextObjectId();
-        var obj = new SimulatedObject(objectId, Path.Combine(CacheDir, $"object-{objectId}"), volumeKey, cookieKey);
-        File.WriteAllBytes(obj.CachePath, []);
         uint id = NextMessageId();
-        var pending = new Pending(CachefilesMessage.EncodeOpen(id, objectId, volumeKey, cookieKey, fd: -1), obj, null);
+        var pending = new Pending(CachefilesMessage.EncodeOpen(id, objectId, volumeKey, cookieKey, fd: -1), null, null);
         lock (_gate)
         {
+            string path = CachefilesLayout.CookiePath(CacheDir, volumeKey, cookieKey);
+            // The kernel never has one cookie open twice; tests that do get a file of their own beside it.
+            if (_objects.Any(o => o.CachePath == path && o.State is not (ObjectState.Closed or ObjectState.Refused)))
+                path += "." + objectId;
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllBytes(path, []);
+            var obj = new SimulatedObject(objectId, path, volumeKey, cookieKey);
+            pending = new Pending(pending.Message, obj, null);
             _objects.Add(obj);
             _pending[id] = pending;
             DeliverOpen(pending, firstTime: true);
         }
-        return (obj, pending.Answer.Task);
+        return (pending.Opening!, pending.Answer.Task);
     }
 
     /// <summary>OPEN and wait for the <c>copen</c>: the object with its size, or with the errno the daemon refused it with.</summary>
@@ -296,30 +310,16 @@ public sealed class SimulatedCachefilesKernel : IDisposable
         }
     }
 
+    /// <summary>The daemon's connection (the device), and short ones of its file commands (<c>inuse</c>, <c>cull</c>),
+    /// each read on a thread of its own.</summary>
     private void AcceptLoop()
     {
-        var buffer = new byte[4096];
         try
         {
             while (!_disposed)
             {
-                var daemon = _listener.Accept();
-                _connected.TrySetResult(daemon);
-                while (true)
-                {
-                    int n;
-                    try
-                    {
-                        n = daemon.Receive(buffer);
-                    }
-                    catch (SocketException)
-                    {
-                        break;
-                    }
-
-                    if (n == 0) break;
-                    OnCommand(Encoding.UTF8.GetString(buffer, 0, n));
-                }
+                var connection = _listener.Accept();
+                new Thread(() => Serve(connection)) { IsBackground = true, Name = "sim-cachefiles-conn" }.Start();
             }
         }
         catch (Exception) when (_disposed)
@@ -331,6 +331,70 @@ public sealed class SimulatedCachefilesKernel : IDisposable
         catch (SocketException)
         {
         }
+    }
+
+    private void Serve(Socket connection)
+    {
+        var buffer = new byte[8192];
+        bool device = false;
+        try
+        {
+            while (true)
+            {
+                int n = connection.Receive(buffer);
+                if (n == 0) break;
+                string text = Encoding.UTF8.GetString(buffer, 0, n);
+                if (!device && text.StartsWith(SimulatedCachefilesDevice.SyscallPrefix, StringComparison.Ordinal))
+                {
+                    var errno = OnFileCommand(text[SimulatedCachefilesDevice.SyscallPrefix.Length..]);
+                    connection.Send(Encoding.ASCII.GetBytes(((int)errno).ToString(CultureInfo.InvariantCulture)));
+                    break;
+                }
+                if (!device)
+                {
+                    device = true;
+                    _connected.TrySetResult(connection);
+                }
+                OnCommand(text);
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            if (!device) connection.Dispose();
+        }
+    }
+
+    /// <summary><c>inuse NAME</c> / <c>cull NAME</c>, NAME resolved in the writer's working directory as
+    /// cachefiles_daemon_inuse/cull do: ENOENT without such a file, EBUSY while an object is open on it (the
+    /// kernel holds it), EINVAL outside the cache; a cull deletes the file.</summary>
+    private Errno OnFileCommand(string text)
+    {
+        int newline = text.IndexOf('\n');
+        string cwd = newline < 0 ? "" : text[..newline], command = newline < 0 ? text : text[(newline + 1)..];
+        int space = command.IndexOf(' ');
+        string verb = space < 0 ? command : command[..space], name = space < 0 ? "" : command[(space + 1)..];
+        Errno answer;
+        lock (_gate)
+        {
+            string path = Path.GetFullPath(Path.Combine(cwd, name));
+            if (verb is not ("inuse" or "cull") || name.Length == 0 || name.Contains('/')
+                || !path.StartsWith(CachefilesLayout.VolumesRoot(CacheDir) + "/", StringComparison.Ordinal))
+                answer = Errno.EINVAL;
+            else if (!File.Exists(path))
+                answer = Errno.ENOENT;
+            else if (_objects.Any(o => o.CachePath == path && o.State is not (ObjectState.Closed or ObjectState.Refused)))
+                answer = Errno.EBUSY;
+            else
+            {
+                if (verb == "cull") File.Delete(path);
+                answer = Errno.Success;
+            }
+        }
+        _fileCommands.Enqueue((command, answer));
+        return answer;
     }
 
     private void OnCommand(string text)
@@ -367,6 +431,7 @@ public sealed class SimulatedCachefilesKernel : IDisposable
             else
             {
                 _commands.Enqueue(text);
+                if (text.StartsWith("dir ", StringComparison.Ordinal)) Volatile.Write(ref _cacheDir, text[4..]);
                 if (text == CachefilesCommands.BindOnDemand) _bound.TrySetResult();
                 if (text == CachefilesCommands.Restore) OnRestore();
                 return;

@@ -206,6 +206,12 @@ public enum BlobCacheErrorKind
     NotReady,
     /// <summary>The daemon's disk is full: not recorded, nothing changed.</summary>
     InsufficientStorage,
+    /// <summary>A cull of a blob the kernel holds an object open on.</summary>
+    InUse,
+    /// <summary>Not something this daemon does (a cull without fscache).</summary>
+    Unsupported,
+    /// <summary>The cachefiles device refused a command.</summary>
+    Failed,
 }
 
 /// <summary>The answer to a change of the blob cache manager.</summary>

@@ -13,6 +13,10 @@ public sealed record AddBlobEntry(BlobCacheEntry Entry, bool Record = true);
 /// <summary>Remove a domain (<paramref name="BlobId"/> empty) or one entry. Answered with <see cref="BlobCacheResult"/>.</summary>
 public sealed record RemoveBlobEntry(string DomainId, string BlobId);
 
+/// <summary>Upstream's fscache cull (<c>DELETE ?blob_id=B</c> alone): delete the blob's cache files the kernel does
+/// not use. Served by an fscache singleton's service; answered with <see cref="BlobCacheResult"/>.</summary>
+public sealed record CullBlob(string BlobId);
+
 /// <summary>List every entry, or one domain's (<paramref name="DomainId"/> not null). Answered with <see cref="BlobCacheListing"/>.</summary>
 public sealed record ListBlobEntries(string? DomainId = null);
 
