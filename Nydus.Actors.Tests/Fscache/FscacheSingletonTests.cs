@@ -328,6 +328,50 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Empty(_kernel.UnexpectedReplies);
     }
 
+    /// <summary>
+    /// An entry with <c>cache.prefetch</c> enabled: on OPEN of a data blob the daemon fetches the whole object into
+    /// its cache file (upstream's fscache prefetch); with the registry stopped afterwards, every READ is answered from
+    /// the cache file, none fails.
+    /// </summary>
+    [Fact]
+    public async Task Prefetch_fills_the_cache_file_so_READs_need_no_backend()
+    {
+        using var registry = RegistryServer.Start();
+        string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
+        string bootstrap = _dir.Combine("prefetch.boot");
+        File.WriteAllBytes(bootstrap, Rename(Bootstrap, UpstreamBlockImage.BlobId, id));
+        byte[] expected = Rename(DataObject, UpstreamBlockImage.BlobId, id);
+        await AddAsync(FscacheFixture.Entry("pre", "img", bootstrap,
+            new JsonObject
+            {
+                ["type"] = "registry",
+                ["registry"] = new JsonObject { ["host"] = registry.Host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
+            },
+            new JsonObject
+            {
+                ["type"] = "fscache",
+                ["fscache"] = new JsonObject { ["work_dir"] = Dir("fscache-work") },
+                ["prefetch"] = new JsonObject { ["enable"] = true, ["threads"] = 1, ["batch_size"] = 4096 },
+            }));
+
+        var data = await _kernel.OpenAsync("erofs,pre", id, Wait);
+        // No READ sent: the prefetch alone fills the file (bounded wait).
+        var deadline = DateTime.UtcNow + Wait;
+        while (!SimulatedCachefilesKernel.ReadBack(data, 0, data.Size).Filled)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the prefetch did not fill the cache file in time");
+            await Task.Delay(50);
+        }
+        registry.Stop();
+
+        Assert.Equal(expected, await ReadAllAsync(data, 4096));
+        var counters = await FscacheCountersAsync();
+        Assert.Equal(0, counters["failed_reads"]);
+        Assert.Equal(data.Size / 4096, counters["reads_from_cache_file"]);
+        Assert.Equal(data.Size, counters["prefetched_bytes"]);
+        Assert.Empty(_kernel.UnexpectedReplies);
+    }
+
     private static string Cwd(int pid) => new DirectoryInfo($"/proc/{pid}/cwd").ResolveLinkTarget(false)!.FullName;
 
     private static byte[] Seeded(int seed, int length)

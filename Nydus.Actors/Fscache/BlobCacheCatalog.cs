@@ -53,7 +53,15 @@ public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : 
         var data = image.Extents.Where(e => e.Kind == BlockExtentKind.Data).ToList();
         int slot = bootstrap is null ? -1 : bootstrap.DataBlobs.IndexOf(blobId);
         var extent = slot >= 0 && slot < data.Count ? data[slot] : data.FirstOrDefault(e => e.Name == blobId);
-        return extent is null ? null : new DataBlobObjectSource(image, extent, blobId);
+        return extent is null ? null : new DataBlobObjectSource(image, extent, blobId, PrefetchPiece(item.Entry.Config.Cache?.Prefetch));
+    }
+
+    /// <summary>Upstream's fscache prefetch batch: the configured batch_size rounded up to a power of two, at least 256 KiB.</summary>
+    private static int PrefetchPiece(PrefetchConfigV2? prefetch)
+    {
+        if (prefetch is not { Enable: true }) return 0;
+        ulong batch = Math.Clamp(prefetch.BatchSize, 1, PrefetchConfigV2.MaxBatchSize);
+        return (int)Math.Max(256 << 10, System.Numerics.BitOperations.RoundUpToPowerOf2(batch));
     }
 
     public void Dispose()

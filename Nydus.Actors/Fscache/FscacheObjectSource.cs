@@ -20,6 +20,10 @@ public abstract class FscacheObjectSource
 
     /// <summary>For logs.</summary>
     public abstract string Describe();
+
+    /// <summary>Bytes per piece when the whole object is to be prefetched into its cache file on OPEN (the entry's
+    /// <c>cache.prefetch</c>, as upstream's fscache prefetches data blobs); 0 for none.</summary>
+    public virtual int PrefetchPiece => 0;
 }
 
 /// <summary>A bootstrap object: the file's bytes.</summary>
@@ -47,8 +51,11 @@ public sealed class BootstrapObjectSource(string path) : FscacheObjectSource, ID
 
 /// <summary>A data blob object: the blob's extent of the image's <see cref="BlockAddressSpace"/>.</summary>
 /// <remarks>The size is the extent's, whole 4 KiB blocks (the tail past the blob's uncompressed size reads as zeros).</remarks>
-public sealed class DataBlobObjectSource(BlockAddressSpace image, BlockExtent extent, string blobId) : FscacheObjectSource
+/// <param name="prefetchPiece">See <see cref="FscacheObjectSource.PrefetchPiece"/>.</param>
+public sealed class DataBlobObjectSource(BlockAddressSpace image, BlockExtent extent, string blobId, int prefetchPiece = 0) : FscacheObjectSource
 {
+    public override int PrefetchPiece => prefetchPiece;
+
     public override long Size => extent.BlockCount * BlockAddressSpace.BlockSize;
 
     public override void Read(long offset, Span<byte> destination) =>

@@ -139,6 +139,9 @@ public static class MetricsEndpoints
         ["failed_reads"] = metrics.FailedReads,
         ["malformed_requests"] = metrics.Malformed,
         ["unknown_object_reads"] = metrics.UnknownObjectReads,
+        ["reads_from_cache_file"] = metrics.ReadsFromCacheFile,
+        ["prefetched_bytes"] = metrics.PrefetchedBytes,
+        ["failed_prefetches"] = metrics.FailedPrefetches,
     };
 
     /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance, and the
