@@ -97,7 +97,7 @@ public static class FscacheBench
                 F(blocks / coldSeconds), F(blocks * 4096.0 / coldSeconds / 1048576), $"{coldSeconds * 1000:F1} ms");
             report.Note($"Load average at the start: {load}; at the end: {File.ReadAllText("/proc/loadavg").Trim()} (shared 2-core host).");
             report.Note("The kernel is simulated (Nydus.Actors/Fscache/Simulation): requests and replies go over a Unix SOCK_SEQPACKET socket instead of /dev/cachefiles, and the READ_COMPLETE ioctl is a message; so the figures are the daemon's side plus a socket round trip, not the kernel's.");
-            report.Note("Warm READs re-read ranges already filled (the real kernel would not ask again): each one decompresses its chunk range from the page-cached localfs blob and writes the cache file. The fixture object is 9 blocks, so this is per-message cost, not bandwidth.");
+            report.Note("Warm READs re-read ranges already filled (the real kernel would not ask again): since this session the daemon finds them in the cache file (SEEK_HOLE on the anonymous fd) and completes them without reading the blob; earlier runs decompressed the chunk range and wrote the cache file each time. The fixture object is 9 blocks, so this is per-message cost, not bandwidth.");
             report.Note("Cold: a new domain per round (new image open, empty blobcache work dir), docker-registry on 127.0.0.1; time from sending the READs to the last completion (the OPEN is not counted).");
             return report;
         }

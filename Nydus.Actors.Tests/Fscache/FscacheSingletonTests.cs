@@ -62,12 +62,23 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         FscacheFixture.LocalEntry(domain, id, bootstrap, Dir("fscache-work"));
 
     private string RegistryEntry(string domain, string id, string bootstrap, string host, string workDir) => FscacheFixture.Entry(domain, id, bootstrap,
-        new JsonObject
-        {
-            ["type"] = "registry",
-            ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
-        },
-        new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } });
+        RegistryBackend(host), new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir(workDir) } });
+
+    private static JsonObject RegistryBackend(string host) => new()
+    {
+        ["type"] = "registry",
+        ["registry"] = new JsonObject { ["host"] = host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
+    };
+
+    /// <summary>The fixture's data blob pushed to <paramref name="registry"/> (under its digest), a bootstrap naming it
+    /// by that digest, and the data object as the kernel must read it back.</summary>
+    private (string Id, string Bootstrap, byte[] DataObject) PushFixture(RegistryServer registry, string bootstrapName)
+    {
+        string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
+        string bootstrap = _dir.Combine(bootstrapName);
+        File.WriteAllBytes(bootstrap, Rename(Bootstrap, UpstreamBlockImage.BlobId, id));
+        return (id, bootstrap, Rename(DataObject, UpstreamBlockImage.BlobId, id));
+    }
 
     private Task AddAsync(string entry) => FscacheFixture.AddAsync(ApiSocket, entry, Wait);
 
@@ -176,10 +187,7 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     public async Task Registry_blobs_are_fetched_into_the_cache_file_and_a_down_registry_fails_only_its_reads()
     {
         using var registry = RegistryServer.Start();
-        string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
-        string bootstrap = _dir.Combine("registry.boot");
-        File.WriteAllBytes(bootstrap, Rename(Bootstrap, UpstreamBlockImage.BlobId, id));
-        byte[] expectedData = Rename(DataObject, UpstreamBlockImage.BlobId, id);
+        var (id, bootstrap, expectedData) = PushFixture(registry, "registry.boot");
         await AddAsync(RegistryEntry("reg", "img", bootstrap, registry.Host, "blobcache-1"));
         await AddAsync(RegistryEntry("down", "img", bootstrap, registry.Host, "blobcache-2"));
         await AddAsync(LocalEntry("local", "img", UpstreamBlockImage.Bootstrap));
@@ -250,12 +258,7 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         // A registry: the blob under its digest, which the entry's devices and the mount's device= name.
         using var registry = RegistryServer.Start();
         string id = registry.Push(Repo, blobBytes);
-        var backend = new JsonObject
-        {
-            ["type"] = "registry",
-            ["registry"] = new JsonObject { ["host"] = registry.Host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
-        };
-        await AddAsync(FscacheFixture.Entry("plain-reg", "img", meta, backend,
+        await AddAsync(FscacheFixture.Entry("plain-reg", "img", meta, RegistryBackend(registry.Host),
             new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir("blobcache-plain") } }, [id]));
         await ReadBothAndMount("erofs,plain-reg", "img", id);
         Assert.Empty(_kernel.UnexpectedReplies);
@@ -323,6 +326,8 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
         Assert.Contains(("inuse D" + UpstreamBlockImage.BlobId, Nydus.Actors.Interop.Errno.EBUSY), _kernel.FileCommands);
         Assert.Equal(cwdBefore, Cwd(_nydusd.Pid));
         // The entries are the manager's, not the cache's: still listed, and the blob is served again on a new OPEN.
+        (status, body) = await api.SendAsync("GET", "/api/v2/blobs?domain_id=c1&blob_id=" + UpstreamBlockImage.BlobId);
+        Assert.True(status == 200, $"answered {status} {body}");
         var again = await _kernel.OpenAsync("erofs,c1", UpstreamBlockImage.BlobId, Wait);
         Assert.Equal(DataObject, await ReadAllAsync(again, 8192));
         Assert.Empty(_kernel.UnexpectedReplies);
@@ -337,16 +342,8 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     public async Task Prefetch_fills_the_cache_file_so_READs_need_no_backend()
     {
         using var registry = RegistryServer.Start();
-        string id = registry.Push(Repo, File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId)));
-        string bootstrap = _dir.Combine("prefetch.boot");
-        File.WriteAllBytes(bootstrap, Rename(Bootstrap, UpstreamBlockImage.BlobId, id));
-        byte[] expected = Rename(DataObject, UpstreamBlockImage.BlobId, id);
-        await AddAsync(FscacheFixture.Entry("pre", "img", bootstrap,
-            new JsonObject
-            {
-                ["type"] = "registry",
-                ["registry"] = new JsonObject { ["host"] = registry.Host, ["repo"] = Repo, ["scheme"] = "http", ["timeout"] = 5, ["connect_timeout"] = 2, ["retry_limit"] = 0 },
-            },
+        var (id, bootstrap, expected) = PushFixture(registry, "prefetch.boot");
+        await AddAsync(FscacheFixture.Entry("pre", "img", bootstrap, RegistryBackend(registry.Host),
             new JsonObject
             {
                 ["type"] = "fscache",
