@@ -19,9 +19,10 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     private static readonly TimeSpan RolloutWait = TimeSpan.FromSeconds(180);
 
     /// <summary>Short gates so a test sees them within its bounds; settle long enough that a step can be caught in flight.</summary>
-    private static string Hocon(int node, bool rollouts = true) => FleetTests.Hocon(node, $$"""
+    private static string Hocon(int node, bool rollouts = true, string extra = "") => FleetTests.Hocon(node, $$"""
         nydus.agent.cluster.rollouts = {{(rollouts ? "on" : "off")}}
         nydus.agent.cluster.rollout { settle = 3s, gate-timeout = 150s, step-timeout = 120s }
+        {{extra}}
         """);
 
     [FuseFact]
@@ -65,6 +66,101 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             Assert.Equal(binary, daemon.GetProperty("binary").GetString());
             Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
             Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+
+        // The fleet's events and Prometheus page on node 1 (up throughout): each daemon upgraded once, the coordinator
+        // moved, node 0 unreachable and removed, then up again; the rollout's counts and every host up and healthy.
+        var id = done.GetProperty("id").GetString()!;
+        var events = await WaitForEventsAsync(rigs[1], e => e.Any(x => x.Kind == "rollout_state" && x.Message.StartsWith($"rollout {id} completed")),
+            "the rollout's completion");
+        output.WriteLine(await CtlAsync(rigs[1], "fleet", "events"));
+        for (int i = 0; i < 3; i++) Assert.Single(events, e => e.Kind == "daemon_upgraded" && e.Rollout == id && e.Node == FleetTests.AddressOf(i));
+        Assert.Single(events, e => e.Kind == "rollout_started" && e.Rollout == id);
+        Assert.Contains(events, e => e.Kind == "coordinator_moved" && e.Rollout == id);
+        Assert.Contains(events, e => e.Kind == "member_unreachable" && e.Node == FleetTests.AddressOf(0));
+        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == FleetTests.AddressOf(0));
+        Assert.True(removed >= 0, "node 0's removal is not among node 1's events");
+        Assert.Contains(events.Skip(removed), e => e.Kind == "member_up" && e.Node == FleetTests.AddressOf(0));
+        var page = await WaitForMetricsAsync(rigs[1], p => Enumerable.Range(0, 3).All(i =>
+                MetricValue(p, $"nydus_fleet_node_up{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1
+                && MetricValue(p, $"nydus_fleet_node_daemons_healthy{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1),
+            "every host up with its daemon healthy");
+        Assert.Equal(1, MetricValue(page, "nydus_fleet_clustered"));
+        Assert.Equal(1, MetricValue(page, $"nydus_fleet_rollout_state{{rollout=\"{id}\",state=\"completed\"}}"));
+        Assert.Equal(0, MetricValue(page, $"nydus_fleet_rollout_state{{rollout=\"{id}\",state=\"running\"}}"));
+        Assert.Equal(3, MetricValue(page, $"nydus_fleet_rollout_daemons{{rollout=\"{id}\",state=\"done\"}}"));
+        Assert.Equal(0, MetricValue(page, $"nydus_fleet_rollout_daemons{{rollout=\"{id}\",state=\"failed\"}}"));
+        Assert.True(MetricValue(page, "nydus_fleet_events_total") >= events.Count);
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseTheory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public async Task A_paused_rollout_survives_every_agent_restarting_and_resumes_without_upgrading_a_daemon_twice(string journal)
+    {
+        // The agents' journals (where each records the rollout it saw) in their state dirs, or all in one PostgreSQL.
+        using var postgres = journal == "postgresql" ? PostgresServer.Start() : null;
+        string Journal(int node) => postgres is null ? "" : $$"""
+            akka.persistence.journal.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
+            akka.persistence.snapshot-store.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
+            nydus.agent.persistence-id = "nydusd-agent-node{{node}}"
+            """;
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true], Journal);
+        var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+
+        // Paused once node 1's daemon (the first) is done; whatever was in progress then finishes.
+        await StartRolloutAsync(rigs[0], binary, "--pause-on-failure");
+        await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done", "node 1's daemon done");
+        await CtlAsync(rigs[0], "fleet", "pause");
+        var paused = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused"
+            && r.GetProperty("targets").EnumerateArray().All(t => t.GetProperty("state").GetString() != "upgrading"), "paused with nothing in progress");
+        var id = paused.GetProperty("id").GetString()!;
+        var doneBefore = paused.GetProperty("targets").EnumerateArray().Count(t => t.GetProperty("state").GetString() == "done");
+        output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+        // Every agent has recorded that state in its journal (its Prometheus page shows the rollout as it recorded it).
+        var written = paused.GetProperty("updated_at_ms").GetInt64() / 1000.0;
+        foreach (var rig in rigs)
+            await WaitForMetricsAsync(rig, p => MetricValue(p, $"nydus_fleet_rollout_updated_timestamp_seconds{{rollout=\"{id}\"}}") is { } v
+                                                && Math.Abs(v - written) < 0.0005, "the paused rollout recorded");
+
+        // Every agent SIGKILLed at once (the replicated copy goes with them), their daemons serving on; then restarted.
+        foreach (var rig in rigs) rig.Agent.Signal(NydusdProcess.SIGKILL);
+        foreach (var rig in rigs) await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
+        var watch = Stopwatch.StartNew();
+        for (int i = 0; i < 3; i++)
+        {
+            await rigs[i].StartAgentAsync(hotStandby: false);
+            if (i == 0) await FleetTests.WaitForFleetAsync(rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
+        }
+        var back = await WaitForRolloutAsync(rigs[2], r => r.GetProperty("id").GetString() == id, "the rollout read back from the agents' journals");
+        output.WriteLine($"rollout {id} back {watch.Elapsed.TotalSeconds:F1} s after the agents restarted ({journal} journals):");
+        output.WriteLine(await CtlAsync(rigs[2], "fleet", "rollout"));
+        Assert.Equal("paused", back.GetProperty("state").GetString());
+        Assert.Equal(doneBefore, back.GetProperty("targets").EnumerateArray().Count(t => t.GetProperty("state").GetString() == "done"));
+
+        Assert.Contains("running", await CtlAsync(rigs[1], "fleet", "resume"));
+        var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[1], "fleet", "rollout"));
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        Assert.Equal(id, done.GetProperty("id").GetString());
+        for (int i = 0; i < 3; i++)
+        {
+            var daemon = await rigs[i].WaitForServingAsync(failovers: 0, standby: false);
+            Assert.Equal(binary, daemon.GetProperty("binary").GetString());
+            Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+        if (postgres is not null)
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.True(int.Parse(postgres.Query($"select count(*) from journal where persistence_id = 'nydusd-agent-node{i}'")) > 0,
+                    $"node {i}'s agent wrote nothing to PostgreSQL");
+                Assert.False(File.Exists(Path.Combine(rigs[i].StateDir, "journal.db")), $"node {i}'s agent made a SQLite journal");
+            }
         }
         await CheckReadersAsync(readers);
     }
@@ -152,6 +248,15 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
         output.WriteLine($"rollout with node 2 cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
         Assert.Equal("completed", done.GetProperty("state").GetString());
+        // Node 0's events: node 2 unreachable, removed, up again (its new cluster node), then its daemon upgraded.
+        var node2 = FleetTests.AddressOf(2);
+        var events = await WaitForEventsAsync(rigs[0], e => e.Any(x => x.Kind == "daemon_upgraded" && x.Node == node2), "node 2's daemon upgraded");
+        var unreachable = events.FindIndex(e => e.Kind == "member_unreachable" && e.Node == node2);
+        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == node2);
+        var upAgain = events.FindLastIndex(e => e.Kind == "member_up" && e.Node == node2);
+        var upgraded = events.FindIndex(e => e.Kind == "daemon_upgraded" && e.Node == node2);
+        Assert.True(0 <= unreachable && unreachable < removed && removed < upAgain && upAgain < upgraded,
+            $"node 2's events out of order: unreachable {unreachable}, removed {removed}, up {upAgain}, upgraded {upgraded}");
         for (int i = 0; i < 3; i++)
         {
             Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
@@ -183,14 +288,15 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         public List<TreeReaders> Readers { get; } = [];
         public int[] Pids { get; } = new int[3];
 
-        public static async Task<RolloutFleet> StartAsync(bool[] rollouts)
+        /// <param name="extra">More HOCON for node i's agent (its journal elsewhere, say).</param>
+        public static async Task<RolloutFleet> StartAsync(bool[] rollouts, Func<int, string>? extra = null)
         {
             var fleet = new RolloutFleet();
             try
             {
                 for (int i = 0; i < 3; i++)
                 {
-                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i])));
+                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i], extra?.Invoke(i) ?? "")));
                     if (i == 0) await FleetTests.WaitForFleetAsync(fleet.Rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
                 }
                 foreach (var rig in fleet.Rigs)
@@ -272,6 +378,50 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         output.WriteLine(rig.Agent.Output);
         throw new TimeoutException($"{what}: not seen by {rig.Socket} within {RolloutWait}; last answer {last}");
     }
+
+    internal sealed record Event(string Kind, string? Rollout, string? Node, string Message);
+
+    /// <summary>Polls the agent's fleet events (GET /api/v1/fleet/events) until <paramref name="condition"/> holds.</summary>
+    internal static async Task<List<Event>> WaitForEventsAsync(AgentRig rig, Func<List<Event>, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        var last = "";
+        while (deadline.Elapsed < RolloutWait)
+        {
+            var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet/events");
+            last = $"{status} {body}";
+            if (status == 200)
+            {
+                var events = JsonDocument.Parse(body).RootElement.GetProperty("events").EnumerateArray()
+                    .Select(e => new Event(e.GetProperty("kind").GetString()!, e.GetProperty("rollout").GetString(), e.GetProperty("node").GetString(),
+                        e.GetProperty("message").GetString()!)).ToList();
+                if (condition(events)) return events;
+            }
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"{what}: not among the events of {rig.Socket} within {RolloutWait}; last answer {last}");
+    }
+
+    /// <summary>Polls the agent's Prometheus page (GET /metrics) until <paramref name="condition"/> holds.</summary>
+    internal static async Task<string> WaitForMetricsAsync(AgentRig rig, Func<string, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        var last = "";
+        while (deadline.Elapsed < RolloutWait)
+        {
+            var (status, body) = await rig.SendAsync("GET", "/metrics");
+            last = $"{status} {body}";
+            if (status == 200 && condition(body)) return body;
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"{what}: not on the Prometheus page of {rig.Socket} within {RolloutWait}; last page {last}");
+    }
+
+    /// <summary>The value of one sample ("name{labels}") of a Prometheus page, or null when it is not there.</summary>
+    internal static double? MetricValue(string page, string sample) =>
+        page.Split('\n').FirstOrDefault(l => l.StartsWith(sample + " ", StringComparison.Ordinal)) is { } line
+            ? double.Parse(line[(sample.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)
+            : null;
 
     private static string? Coordinator(JsonElement rollout) => rollout.GetProperty("coordinator").GetString();
 
