@@ -101,18 +101,24 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     {
         // The agents' journals (where each records the rollout it saw) in their state dirs, or all in one PostgreSQL.
         using var postgres = journal == "postgresql" ? PostgresServer.Start() : null;
-        string Journal(int node) => postgres is null ? "" : $$"""
+        // Three agents recovering at once on this shared machine (load 60-80 seen): their journals get minutes, not 30 s.
+        const string slowRecovery = """
+            akka.persistence.journal.sql.recovery-event-timeout = 180s
+            nydus.journal.recovery-timeout = 180s
+            """;
+        string Journal(int node) => slowRecovery + (postgres is null ? "" : $$"""
             akka.persistence.journal.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
             akka.persistence.snapshot-store.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
             nydus.agent.persistence-id = "nydusd-agent-node{{node}}"
-            """;
-        await using var fleet = await RolloutFleet.StartAsync([true, true, true], Journal);
+            """);
+        // Two daemons per agent (each under a verifying reader), upgraded two at a time.
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true], Journal, daemonsPerAgent: 2);
         var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
         var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
 
-        // Paused once node 1's daemon (the first) is done; whatever was in progress then finishes.
-        await StartRolloutAsync(rigs[0], binary, "--pause-on-failure");
-        await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done", "node 1's daemon done");
+        // Paused once a daemon of node 1 (the first batch) is done; whatever was in progress then finishes.
+        await StartRolloutAsync(rigs[0], binary, "--pause-on-failure", "--batch", "2");
+        await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" || State(r, 1) == "done", "a daemon of node 1 done");
         await CtlAsync(rigs[0], "fleet", "pause");
         var paused = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused"
             && r.GetProperty("targets").EnumerateArray().All(t => t.GetProperty("state").GetString() != "upgrading"), "paused with nothing in progress");
@@ -132,7 +138,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         var watch = Stopwatch.StartNew();
         for (int i = 0; i < 3; i++)
         {
-            await rigs[i].StartAgentAsync(hotStandby: false);
+            await rigs[i].StartAgentAsync(hotStandby: false, TimeSpan.FromMinutes(4));
             if (i == 0) await FleetTests.WaitForFleetAsync(rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
         }
         var back = await WaitForRolloutAsync(rigs[2], r => r.GetProperty("id").GetString() == id, "the rollout read back from the agents' journals");
@@ -152,7 +158,13 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             Assert.Equal(binary, daemon.GetProperty("binary").GetString());
             Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
             Assert.Equal(1, UpgradesOf(rigs[i]));
+            foreach (var id2 in fleet.MoreDaemons)
+            {
+                Assert.Equal(binary, (await rigs[i].DaemonAsync(id2)).GetProperty("binary").GetString());
+                Assert.Equal(1, UpgradesOf(rigs[i], id2));
+            }
         }
+        Assert.Equal(6, done.GetProperty("targets").GetArrayLength());
         if (postgres is not null)
         {
             for (int i = 0; i < 3; i++)
@@ -266,6 +278,47 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     }
 
     [FuseFact]
+    public async Task The_coordinators_own_node_cut_off_the_majority_takes_over_and_the_node_rejoins_and_is_upgraded_once()
+    {
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        var (network, dir, rigs, readers, pids) = (fleet.Network, fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var node0 = FleetTests.AddressOf(0);
+        await StartRolloutAsync(rigs[1], binary, "--pause-on-failure");
+        // Node 0 runs the coordinator (the oldest agent); its link goes down while node 1's daemon is being upgraded.
+        await WaitForRolloutAsync(rigs[1], r => Coordinator(r) == node0 && State(r, 0) == "upgrading", "node 1's daemon upgrading");
+        var watch = Stopwatch.StartNew();
+        network.SetLink(0, up: false);
+
+        // The majority side removes node 0; the coordinator starts there, finishes nodes 1 and 2 and waits for node 0.
+        var waiting = await WaitForRolloutAsync(rigs[1], r => Coordinator(r) != node0 && State(r, 0) == "done" && State(r, 1) == "done"
+            && r.GetProperty("message").GetString() is { } m && m.Contains(node0, StringComparison.Ordinal), "the moved coordinator waiting for node 0");
+        output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s after the cut: coordinator {Coordinator(waiting)}: {waiting.GetProperty("message").GetString()}");
+        Assert.Equal("running", waiting.GetProperty("state").GetString());
+        Assert.Equal("pending", State(waiting, 2));
+        // The minority side stopped its part: node 0 downed its own cluster node, and its daemon, never asked, serves on.
+        await FleetTests.WaitForOutputAsync(rigs[0], "Fleet: this node's cluster system ended", "node 0 downing itself");
+        await readers[0].AdvanceAsync(100, AgentRig.Wait);
+        Assert.Equal(pids[0], (await rigs[0].DaemonAsync()).GetProperty("pid").GetInt32());
+        Assert.Equal(0, UpgradesOf(rigs[0]));
+
+        network.SetLink(0, up: true);
+        var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[2], "fleet", "rollout"));
+        output.WriteLine($"rollout with the coordinator's node cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        var events = await WaitForEventsAsync(rigs[2], e => e.Any(x => x.Kind == "daemon_upgraded" && x.Node == node0), "node 0's daemon upgraded");
+        Assert.Contains(events, e => e.Kind == "coordinator_moved");
+        Assert.Contains(events, e => e.Kind == "member_removed" && e.Node == node0);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseFact]
     public async Task A_standalone_agent_refuses_rollouts_clearly()
     {
         await using var rig = await AgentRig.StartAsync(hotStandby: false);
@@ -288,8 +341,12 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         public List<TreeReaders> Readers { get; } = [];
         public int[] Pids { get; } = new int[3];
 
+        /// <summary>Every agent's daemons beyond d1 (<c>d2</c>, ...: <see cref="StartAsync"/>'s daemonsPerAgent).</summary>
+        public List<string> MoreDaemons { get; } = [];
+
         /// <param name="extra">More HOCON for node i's agent (its journal elsewhere, say).</param>
-        public static async Task<RolloutFleet> StartAsync(bool[] rollouts, Func<int, string>? extra = null)
+        /// <param name="daemonsPerAgent">Daemons each agent manages, each serving its own tree under a verifying reader.</param>
+        public static async Task<RolloutFleet> StartAsync(bool[] rollouts, Func<int, string>? extra = null, int daemonsPerAgent = 1)
         {
             var fleet = new RolloutFleet();
             try
@@ -304,6 +361,16 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
                     var r = new TreeReaders(rig.Tree, 2);
                     fleet.Readers.Add(r);
                     r.Start();
+                }
+                fleet.MoreDaemons.AddRange(Enumerable.Range(2, daemonsPerAgent - 1).Select(n => $"d{n}"));
+                foreach (var rig in fleet.Rigs)
+                {
+                    foreach (var id in fleet.MoreDaemons)
+                    {
+                        var r = new TreeReaders(await rig.AddDaemonAsync(id), 1);
+                        fleet.Readers.Add(r);
+                        r.Start();
+                    }
                 }
                 for (int i = 0; i < 3; i++) fleet.Pids[i] = (await fleet.Rigs[i].DaemonAsync()).GetProperty("pid").GetInt32();
                 foreach (var rig in fleet.Rigs)
@@ -429,17 +496,19 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
 
     private static string? State(JsonElement rollout, int index) => Target(rollout, index).GetProperty("state").GetString();
 
-    /// <summary>Upgrade processes the agent started, from its spawn log ("pid starttime role id").</summary>
-    private static int UpgradesOf(AgentRig rig) =>
-        File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Count(l => l.Split(' ') is [_, _, "upgrade", AgentRig.DaemonId]);
+    /// <summary>Upgrade processes the agent started for a daemon, from its spawn log ("pid starttime role id").</summary>
+    private static int UpgradesOf(AgentRig rig, string daemon = AgentRig.DaemonId) =>
+        File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Count(l => l.Split(' ') is [_, _, "upgrade", var id] && id == daemon);
 
     private async Task CheckReadersAsync(List<TreeReaders> readers)
     {
         foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
         for (int i = 0; i < readers.Count; i++)
         {
-            Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of node {i} is still blocked");
-            output.WriteLine($"node {i}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
+            // The first three read the nodes' d1; more come with more daemons per agent (node by node).
+            var what = i < 3 ? $"node {i} d1" : $"reader set {i}";
+            Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of {what} is still blocked");
+            output.WriteLine($"{what}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
                              + $"longest {readers[i].Longest.TotalMilliseconds:F0} ms ({readers[i].LongestWhat})");
             Assert.True(readers[i].FailureCount == 0, string.Join("\n", readers[i].Failures.Take(20)));
         }

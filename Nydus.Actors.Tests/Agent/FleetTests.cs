@@ -197,7 +197,7 @@ public sealed class FleetTests(ITestOutputHelper output)
         throw new TimeoutException($"{what}: not seen by {rig.Socket} within {FleetWait}; last view {last}\n{rig.Agent.Output}");
     }
 
-    private static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
+    internal static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
     {
         var deadline = Stopwatch.StartNew();
         while (!rig.Agent.Output.Contains(text, StringComparison.Ordinal))
