@@ -106,7 +106,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             akka.persistence.journal.sql.recovery-event-timeout = 180s
             nydus.journal.recovery-timeout = 180s
             """;
-        string Journal(int node) => slowRecovery + (postgres is null ? "" : $$"""
+        string Journal(int node) => slowRecovery + "\n" + (postgres is null ? "" : $$"""
             akka.persistence.journal.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
             akka.persistence.snapshot-store.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
             nydus.agent.persistence-id = "nydusd-agent-node{{node}}"
@@ -119,7 +119,8 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         // Paused once a daemon of node 1 (the first batch) is done; whatever was in progress then finishes.
         await StartRolloutAsync(rigs[0], binary, "--pause-on-failure", "--batch", "2");
         await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" || State(r, 1) == "done", "a daemon of node 1 done");
-        await CtlAsync(rigs[0], "fleet", "pause");
+        // Through the API, asked again while the coordinator is slow to answer (a ctl process took over 60 s at load 107).
+        await ControlAsync(rigs[0], "pause");
         var paused = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused"
             && r.GetProperty("targets").EnumerateArray().All(t => t.GetProperty("state").GetString() != "upgrading"), "paused with nothing in progress");
         var id = paused.GetProperty("id").GetString()!;
@@ -147,7 +148,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         Assert.Equal("paused", back.GetProperty("state").GetString());
         Assert.Equal(doneBefore, back.GetProperty("targets").EnumerateArray().Count(t => t.GetProperty("state").GetString() == "done"));
 
-        Assert.Contains("running", await CtlAsync(rigs[1], "fleet", "resume"));
+        Assert.Contains("running", await ControlAsync(rigs[1], "resume"));
         var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
         output.WriteLine(await CtlAsync(rigs[1], "fleet", "rollout"));
         Assert.Equal("completed", done.GetProperty("state").GetString());
@@ -411,6 +412,19 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             ["ctl", "-S", rig.Socket, "fleet", "upgrade", "--binary", binary, .. options]);
         Assert.True(code == 0, $"fleet upgrade exited {code}: {stderr}");
         return stdout;
+    }
+
+    /// <summary>PUT /api/v1/fleet/rollout/ACTION, repeated (bounded) while the coordinator answers 503 or 504.</summary>
+    private static async Task<string> ControlAsync(AgentRig rig, string action)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var (status, body) = await rig.SendAsync("PUT", "/api/v1/fleet/rollout/" + action);
+            if (status == 200) return body;
+            if (status is not (503 or 504) || deadline.Elapsed > RolloutWait) throw new InvalidOperationException($"{action}: {status} {body}");
+            await Task.Delay(500);
+        }
     }
 
     private static async Task<string> CtlAsync(AgentRig rig, params string[] args)
