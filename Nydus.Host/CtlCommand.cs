@@ -102,6 +102,9 @@ public static class CtlCommand
         var fleetStatus = new Command("status", "What runs where: every agent's daemons, with the age of each entry (GET /api/v1/fleet)");
         fleetStatus.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/fleet", r.GetValue(raw), FleetFormat.Status, token));
         fleet.Subcommands.Add(fleetStatus);
+        var fleetEvents = new Command("events", "What this agent saw happen in the fleet: members, the rollout's steps (GET /api/v1/fleet/events)");
+        fleetEvents.SetAction((r, token) => GetAsync(r.GetValue(sock)!, "/api/v1/fleet/events", r.GetValue(raw), FleetFormat.Events, token));
+        fleet.Subcommands.Add(fleetEvents);
         AddRollout(fleet, sock, raw);
         ctl.Subcommands.Add(fleet);
         return ctl;

@@ -39,6 +39,19 @@ public static class FleetFormat
         return text.ToString();
     }
 
+    /// <summary>`nydusd ctl fleet events`: one line per event, oldest first.</summary>
+    public static string Events(JsonElement body)
+    {
+        var text = new StringBuilder();
+        var events = body.GetProperty("events").EnumerateArray().ToList();
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"{events.Count} of {body.GetProperty("total_events").GetInt64()} fleet events (at most {body.GetProperty("max_events").GetInt32()} kept)");
+        foreach (var e in events)
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"{e.GetProperty("time").GetDateTimeOffset():yyyy-MM-dd HH:mm:ss.fff}  {e.GetProperty("kind").GetString()}  {e.GetProperty("message").GetString()}");
+        return text.ToString();
+    }
+
     /// <summary>`nydusd ctl fleet rollout` (and the answers of upgrade, pause, resume, abort): the rollout, then one
     /// line per daemon.</summary>
     public static string Rollout(JsonElement rollout)

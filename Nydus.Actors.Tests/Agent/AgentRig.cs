@@ -28,6 +28,8 @@ public sealed partial class AgentRig : IAsyncDisposable
     private readonly HashSet<int> _listedPids = [];
     private readonly Timer _watchdog;
     private uint? _connection;
+    // Daemons added beside d1 (AddDaemonAsync): their trees and FUSE connections, cleaned up like d1's.
+    private readonly List<(string Id, GeneratedTree Tree, uint? Connection)> _more = [];
     // A fleet test's agent: started inside this network namespace, with these arguments before `agent` (--hocon).
     private string? _networkNamespace;
     private string[] _globalArgs = [];
@@ -77,11 +79,24 @@ public sealed partial class AgentRig : IAsyncDisposable
         }
     }
 
-    public string[] DaemonArgs(params string[] more) =>
-        ["-M", Tree.MountPoint, "--bootstrap", Tree.Image, "--localfs-dir", Tree.Source, "--thread-num", "4", .. more];
+    public string[] DaemonArgs(params string[] more) => DaemonArgs(Tree, more);
 
-    /// <summary>Starts an agent process on the rig's state dir and waits until its API answers.</summary>
-    public async Task StartAgentAsync(bool hotStandby)
+    private static string[] DaemonArgs(GeneratedTree tree, params string[] more) =>
+        ["-M", tree.MountPoint, "--bootstrap", tree.Image, "--localfs-dir", tree.Source, "--thread-num", "4", .. more];
+
+    /// <summary>Another daemon of this agent, serving its own generated tree (running, its fd held, when this returns).</summary>
+    public async Task<GeneratedTree> AddDaemonAsync(string id)
+    {
+        var tree = new GeneratedTree(_dir.Combine(id));
+        var (status, body) = await SendAsync("POST", "/api/v1/agent/daemons", JsonSerializer.Serialize(new { id, args = DaemonArgs(tree) }));
+        lock (_more) _more.Add((id, tree, status == 201 ? FuseMount.FindConnectionId(tree.MountPoint) : null));
+        if (status != 201) throw new InvalidOperationException($"POST daemon {id} answered {status}: {body}\n{Agent.Output}");
+        return tree;
+    }
+
+    /// <summary>Starts an agent process on the rig's state dir and waits until its API answers (within
+    /// <paramref name="wait"/>, <see cref="Wait"/> by default).</summary>
+    public async Task StartAgentAsync(bool hotStandby, TimeSpan? wait = null)
     {
         string[] args = [.. _globalArgs, "agent", "--state-dir", StateDir, "--sock", Socket, .. hotStandby ? new[] { "--hot-standby" } : []];
         var agent = _networkNamespace is null ? NydusdProcess.Start(args) : NydusdProcess.StartInNetworkNamespace(_networkNamespace, args);
@@ -102,7 +117,7 @@ public sealed partial class AgentRig : IAsyncDisposable
                 {
                 }
             }
-            if (deadline.Elapsed > Wait) throw new TimeoutException($"the agent's API did not answer within {Wait}:\n{agent.Output}");
+            if (deadline.Elapsed > (wait ?? Wait)) throw new TimeoutException($"the agent's API did not answer within {wait ?? Wait}:\n{agent.Output}");
             await Task.Delay(50);
         }
     }
@@ -165,9 +180,16 @@ public sealed partial class AgentRig : IAsyncDisposable
     /// <summary>Fails every pending and future request of the mount (readers wake with ENOTCONN).</summary>
     public void AbortConnection()
     {
-        if (_connection is not { } connection) return;
+        Abort(_connection, Tree);
+        lock (_more)
+            foreach (var (_, tree, connection) in _more) Abort(connection, tree);
+    }
+
+    private static void Abort(uint? mounted, GeneratedTree tree)
+    {
+        if (mounted is not { } connection) return;
         // Connection ids are reused once a connection ends: never abort one that another mount now uses.
-        if (MountInfoEntry.ReadAll().Any(e => e.IsFuse && e.Minor == connection && e.MountPoint != Path.GetFullPath(Tree.MountPoint))) return;
+        if (MountInfoEntry.ReadAll().Any(e => e.IsFuse && e.Minor == connection && e.MountPoint != Path.GetFullPath(tree.MountPoint))) return;
         try { FuseMount.Abort(connection); } catch (Nydus.Actors.Fuse.FuseException) { }
     }
 
@@ -244,6 +266,8 @@ public sealed partial class AgentRig : IAsyncDisposable
         while (daemons.Any(pid => Directory.Exists($"/proc/{pid}")) && deadline.Elapsed < TimeSpan.FromSeconds(15))
             await Task.Delay(50);
         NydusdMount.DetachIfMounted(Tree.MountPoint);
+        lock (_more)
+            foreach (var (_, tree, _) in _more) NydusdMount.DetachIfMounted(tree.MountPoint);
 
         if (Environment.GetEnvironmentVariable("NYDUS_TEST_DAEMON_LOGS") is { } logs)
         {

@@ -29,6 +29,9 @@ public sealed class FleetMessageSerializerTests : Akka.TestKit.Xunit2.TestKit
         Assert.Equal(new RolloutStepResult("r-1", "d1", false, true, 1, 2, "e"), RoundTrip(serializer, new RolloutStepResult("r-1", "d1", false, true, 1, 2, "e")));
         Assert.Equal(new ControlRollout("pause"), RoundTrip(serializer, new ControlRollout("pause")));
         Assert.Equal("StartRollout.v1", serializer.Manifest(new StartRollout("/b", 1, 0, false, false)));
+        Assert.Equal(GetRecordedRollout.Instance, RoundTrip(serializer, GetRecordedRollout.Instance));
+        Assert.Equal(new RecordedRollout("{}"), RoundTrip(serializer, new RecordedRollout("{}")));
+        Assert.Equal(new RecordedRollout(null), RoundTrip(serializer, new RecordedRollout(null)));
     }
 
     [Fact]
@@ -51,7 +54,10 @@ public sealed class FleetMessageSerializerTests : Akka.TestKit.Xunit2.TestKit
         var snapshot = (AgentSnapshot)journal.FromBinary(Encoding.UTF8.GetBytes("""{"daemons":[]}"""), "AgentSnapshot.v1");
         Assert.Empty(snapshot.Daemons);
         Assert.Null(snapshot.RolloutsApplied);
+        Assert.Null(snapshot.FleetRollout);
         var applied = new AgentRolloutApplied("r-1", "d1", 1, 2);
         Assert.Equal(applied, RoundTrip(journal, applied));
+        var recorded = new AgentFleetRolloutRecorded("{\"id\":\"r-1\"}");
+        Assert.Equal(recorded, RoundTrip(journal, recorded));
     }
 }

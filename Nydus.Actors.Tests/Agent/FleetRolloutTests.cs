@@ -19,9 +19,10 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     private static readonly TimeSpan RolloutWait = TimeSpan.FromSeconds(180);
 
     /// <summary>Short gates so a test sees them within its bounds; settle long enough that a step can be caught in flight.</summary>
-    private static string Hocon(int node, bool rollouts = true) => FleetTests.Hocon(node, $$"""
+    private static string Hocon(int node, bool rollouts = true, string extra = "") => FleetTests.Hocon(node, $$"""
         nydus.agent.cluster.rollouts = {{(rollouts ? "on" : "off")}}
         nydus.agent.cluster.rollout { settle = 3s, gate-timeout = 150s, step-timeout = 120s }
+        {{extra}}
         """);
 
     [FuseFact]
@@ -65,6 +66,114 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             Assert.Equal(binary, daemon.GetProperty("binary").GetString());
             Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
             Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+
+        // The fleet's events and Prometheus page on node 1 (up throughout): each daemon upgraded once, the coordinator
+        // moved, node 0 unreachable and removed, then up again; the rollout's counts and every host up and healthy.
+        var id = done.GetProperty("id").GetString()!;
+        var events = await WaitForEventsAsync(rigs[1], e => e.Any(x => x.Kind == "rollout_state" && x.Message.StartsWith($"rollout {id} completed")),
+            "the rollout's completion");
+        output.WriteLine(await CtlAsync(rigs[1], "fleet", "events"));
+        for (int i = 0; i < 3; i++) Assert.Single(events, e => e.Kind == "daemon_upgraded" && e.Rollout == id && e.Node == FleetTests.AddressOf(i));
+        Assert.Single(events, e => e.Kind == "rollout_started" && e.Rollout == id);
+        Assert.Contains(events, e => e.Kind == "coordinator_moved" && e.Rollout == id);
+        Assert.Contains(events, e => e.Kind == "member_unreachable" && e.Node == FleetTests.AddressOf(0));
+        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == FleetTests.AddressOf(0));
+        Assert.True(removed >= 0, "node 0's removal is not among node 1's events");
+        Assert.Contains(events.Skip(removed), e => e.Kind == "member_up" && e.Node == FleetTests.AddressOf(0));
+        var page = await WaitForMetricsAsync(rigs[1], p => Enumerable.Range(0, 3).All(i =>
+                MetricValue(p, $"nydus_fleet_node_up{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1
+                && MetricValue(p, $"nydus_fleet_node_daemons_healthy{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1),
+            "every host up with its daemon healthy");
+        Assert.Equal(1, MetricValue(page, "nydus_fleet_clustered"));
+        Assert.Equal(1, MetricValue(page, $"nydus_fleet_rollout_state{{rollout=\"{id}\",state=\"completed\"}}"));
+        Assert.Equal(0, MetricValue(page, $"nydus_fleet_rollout_state{{rollout=\"{id}\",state=\"running\"}}"));
+        Assert.Equal(3, MetricValue(page, $"nydus_fleet_rollout_daemons{{rollout=\"{id}\",state=\"done\"}}"));
+        Assert.Equal(0, MetricValue(page, $"nydus_fleet_rollout_daemons{{rollout=\"{id}\",state=\"failed\"}}"));
+        Assert.True(MetricValue(page, "nydus_fleet_events_total") >= events.Count);
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseTheory]
+    [InlineData("sqlite")]
+    [InlineData("postgresql")]
+    public async Task A_paused_rollout_survives_every_agent_restarting_and_resumes_without_upgrading_a_daemon_twice(string journal)
+    {
+        // The agents' journals (where each records the rollout it saw) in their state dirs, or all in one PostgreSQL.
+        using var postgres = journal == "postgresql" ? PostgresServer.Start() : null;
+        // Three agents recovering at once on this shared machine (load 60-80 seen): their journals get minutes, not 30 s.
+        const string slowRecovery = """
+            akka.persistence.journal.sql.recovery-event-timeout = 180s
+            nydus.journal.recovery-timeout = 180s
+            """;
+        string Journal(int node) => slowRecovery + "\n" + (postgres is null ? "" : $$"""
+            akka.persistence.journal.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
+            akka.persistence.snapshot-store.sql { provider-name = "PostgreSQL.15", connection-string = "{{postgres.ConnectionString}}" }
+            nydus.agent.persistence-id = "nydusd-agent-node{{node}}"
+            """);
+        // Two daemons per agent (each under a verifying reader), upgraded two at a time.
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true], Journal, daemonsPerAgent: 2);
+        var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+
+        // Paused once a daemon of node 1 (the first batch) is done; whatever was in progress then finishes.
+        await StartRolloutAsync(rigs[0], binary, "--pause-on-failure", "--batch", "2");
+        await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" || State(r, 1) == "done", "a daemon of node 1 done");
+        // Through the API, asked again while the coordinator is slow to answer (a ctl process took over 60 s at load 107).
+        await ControlAsync(rigs[0], "pause");
+        var paused = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused"
+            && r.GetProperty("targets").EnumerateArray().All(t => t.GetProperty("state").GetString() != "upgrading"), "paused with nothing in progress");
+        var id = paused.GetProperty("id").GetString()!;
+        var doneBefore = paused.GetProperty("targets").EnumerateArray().Count(t => t.GetProperty("state").GetString() == "done");
+        output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
+        // Every agent has recorded that state in its journal (its Prometheus page shows the rollout as it recorded it).
+        var written = paused.GetProperty("updated_at_ms").GetInt64() / 1000.0;
+        foreach (var rig in rigs)
+            await WaitForMetricsAsync(rig, p => MetricValue(p, $"nydus_fleet_rollout_updated_timestamp_seconds{{rollout=\"{id}\"}}") is { } v
+                                                && Math.Abs(v - written) < 0.0005, "the paused rollout recorded");
+
+        // Every agent SIGKILLed at once (the replicated copy goes with them), their daemons serving on; then restarted.
+        foreach (var rig in rigs) rig.Agent.Signal(NydusdProcess.SIGKILL);
+        foreach (var rig in rigs) await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
+        var watch = Stopwatch.StartNew();
+        for (int i = 0; i < 3; i++)
+        {
+            await rigs[i].StartAgentAsync(hotStandby: false, TimeSpan.FromMinutes(4));
+            if (i == 0) await FleetTests.WaitForFleetAsync(rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
+        }
+        var back = await WaitForRolloutAsync(rigs[2], r => r.GetProperty("id").GetString() == id, "the rollout read back from the agents' journals");
+        output.WriteLine($"rollout {id} back {watch.Elapsed.TotalSeconds:F1} s after the agents restarted ({journal} journals):");
+        output.WriteLine(await CtlAsync(rigs[2], "fleet", "rollout"));
+        Assert.Equal("paused", back.GetProperty("state").GetString());
+        Assert.Equal(doneBefore, back.GetProperty("targets").EnumerateArray().Count(t => t.GetProperty("state").GetString() == "done"));
+
+        Assert.Contains("running", await ControlAsync(rigs[1], "resume"));
+        var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[1], "fleet", "rollout"));
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        Assert.Equal(id, done.GetProperty("id").GetString());
+        for (int i = 0; i < 3; i++)
+        {
+            var daemon = await rigs[i].WaitForServingAsync(failovers: 0, standby: false);
+            Assert.Equal(binary, daemon.GetProperty("binary").GetString());
+            Assert.NotEqual(pids[i], daemon.GetProperty("pid").GetInt32());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+            foreach (var id2 in fleet.MoreDaemons)
+            {
+                Assert.Equal(binary, (await rigs[i].DaemonAsync(id2)).GetProperty("binary").GetString());
+                Assert.Equal(1, UpgradesOf(rigs[i], id2));
+            }
+        }
+        Assert.Equal(6, done.GetProperty("targets").GetArrayLength());
+        if (postgres is not null)
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                Assert.True(int.Parse(postgres.Query($"select count(*) from journal where persistence_id = 'nydusd-agent-node{i}'")) > 0,
+                    $"node {i}'s agent wrote nothing to PostgreSQL");
+                Assert.False(File.Exists(Path.Combine(rigs[i].StateDir, "journal.db")), $"node {i}'s agent made a SQLite journal");
+            }
         }
         await CheckReadersAsync(readers);
     }
@@ -152,6 +261,56 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
         output.WriteLine($"rollout with node 2 cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
         Assert.Equal("completed", done.GetProperty("state").GetString());
+        // Node 0's events: node 2 unreachable, removed, up again (its new cluster node), then its daemon upgraded.
+        var node2 = FleetTests.AddressOf(2);
+        var events = await WaitForEventsAsync(rigs[0], e => e.Any(x => x.Kind == "daemon_upgraded" && x.Node == node2), "node 2's daemon upgraded");
+        var unreachable = events.FindIndex(e => e.Kind == "member_unreachable" && e.Node == node2);
+        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == node2);
+        var upAgain = events.FindLastIndex(e => e.Kind == "member_up" && e.Node == node2);
+        var upgraded = events.FindIndex(e => e.Kind == "daemon_upgraded" && e.Node == node2);
+        Assert.True(0 <= unreachable && unreachable < removed && removed < upAgain && upAgain < upgraded,
+            $"node 2's events out of order: unreachable {unreachable}, removed {removed}, up {upAgain}, upgraded {upgraded}");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
+            Assert.Equal(1, UpgradesOf(rigs[i]));
+        }
+        await CheckReadersAsync(readers);
+    }
+
+    [FuseFact]
+    public async Task The_coordinators_own_node_cut_off_the_majority_takes_over_and_the_node_rejoins_and_is_upgraded_once()
+    {
+        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        var (network, dir, rigs, readers, pids) = (fleet.Network, fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
+        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var node0 = FleetTests.AddressOf(0);
+        await StartRolloutAsync(rigs[1], binary, "--pause-on-failure");
+        // Node 0 runs the coordinator (the oldest agent); its link goes down while node 1's daemon is being upgraded.
+        await WaitForRolloutAsync(rigs[1], r => Coordinator(r) == node0 && State(r, 0) == "upgrading", "node 1's daemon upgrading");
+        var watch = Stopwatch.StartNew();
+        network.SetLink(0, up: false);
+
+        // The majority side removes node 0; the coordinator starts there, finishes nodes 1 and 2 and waits for node 0.
+        var waiting = await WaitForRolloutAsync(rigs[1], r => Coordinator(r) != node0 && State(r, 0) == "done" && State(r, 1) == "done"
+            && r.GetProperty("message").GetString() is { } m && m.Contains(node0, StringComparison.Ordinal), "the moved coordinator waiting for node 0");
+        output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s after the cut: coordinator {Coordinator(waiting)}: {waiting.GetProperty("message").GetString()}");
+        Assert.Equal("running", waiting.GetProperty("state").GetString());
+        Assert.Equal("pending", State(waiting, 2));
+        // The minority side stopped its part: node 0 downed its own cluster node, and its daemon, never asked, serves on.
+        await FleetTests.WaitForOutputAsync(rigs[0], "Fleet: this node's cluster system ended", "node 0 downing itself");
+        await readers[0].AdvanceAsync(100, AgentRig.Wait);
+        Assert.Equal(pids[0], (await rigs[0].DaemonAsync()).GetProperty("pid").GetInt32());
+        Assert.Equal(0, UpgradesOf(rigs[0]));
+
+        network.SetLink(0, up: true);
+        var done = await WaitForRolloutAsync(rigs[1], r => r.GetProperty("state").GetString() != "running", "the rollout's end");
+        output.WriteLine(await CtlAsync(rigs[2], "fleet", "rollout"));
+        output.WriteLine($"rollout with the coordinator's node cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
+        Assert.Equal("completed", done.GetProperty("state").GetString());
+        var events = await WaitForEventsAsync(rigs[2], e => e.Any(x => x.Kind == "daemon_upgraded" && x.Node == node0), "node 0's daemon upgraded");
+        Assert.Contains(events, e => e.Kind == "coordinator_moved");
+        Assert.Contains(events, e => e.Kind == "member_removed" && e.Node == node0);
         for (int i = 0; i < 3; i++)
         {
             Assert.Equal(binary, (await rigs[i].WaitForServingAsync(0, false)).GetProperty("binary").GetString());
@@ -183,14 +342,19 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         public List<TreeReaders> Readers { get; } = [];
         public int[] Pids { get; } = new int[3];
 
-        public static async Task<RolloutFleet> StartAsync(bool[] rollouts)
+        /// <summary>Every agent's daemons beyond d1 (<c>d2</c>, ...: <see cref="StartAsync"/>'s daemonsPerAgent).</summary>
+        public List<string> MoreDaemons { get; } = [];
+
+        /// <param name="extra">More HOCON for node i's agent (its journal elsewhere, say).</param>
+        /// <param name="daemonsPerAgent">Daemons each agent manages, each serving its own tree under a verifying reader.</param>
+        public static async Task<RolloutFleet> StartAsync(bool[] rollouts, Func<int, string>? extra = null, int daemonsPerAgent = 1)
         {
             var fleet = new RolloutFleet();
             try
             {
                 for (int i = 0; i < 3; i++)
                 {
-                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i])));
+                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i], extra?.Invoke(i) ?? "")));
                     if (i == 0) await FleetTests.WaitForFleetAsync(fleet.Rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
                 }
                 foreach (var rig in fleet.Rigs)
@@ -198,6 +362,16 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
                     var r = new TreeReaders(rig.Tree, 2);
                     fleet.Readers.Add(r);
                     r.Start();
+                }
+                fleet.MoreDaemons.AddRange(Enumerable.Range(2, daemonsPerAgent - 1).Select(n => $"d{n}"));
+                foreach (var rig in fleet.Rigs)
+                {
+                    foreach (var id in fleet.MoreDaemons)
+                    {
+                        var r = new TreeReaders(await rig.AddDaemonAsync(id), 1);
+                        fleet.Readers.Add(r);
+                        r.Start();
+                    }
                 }
                 for (int i = 0; i < 3; i++) fleet.Pids[i] = (await fleet.Rigs[i].DaemonAsync()).GetProperty("pid").GetInt32();
                 foreach (var rig in fleet.Rigs)
@@ -240,6 +414,19 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         return stdout;
     }
 
+    /// <summary>PUT /api/v1/fleet/rollout/ACTION, repeated (bounded) while the coordinator answers 503 or 504.</summary>
+    private static async Task<string> ControlAsync(AgentRig rig, string action)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var (status, body) = await rig.SendAsync("PUT", "/api/v1/fleet/rollout/" + action);
+            if (status == 200) return body;
+            if (status is not (503 or 504) || deadline.Elapsed > RolloutWait) throw new InvalidOperationException($"{action}: {status} {body}");
+            await Task.Delay(500);
+        }
+    }
+
     private static async Task<string> CtlAsync(AgentRig rig, params string[] args)
     {
         var (code, stdout, stderr) = await NydusdProcess.RunRawAsync(TimeSpan.FromSeconds(60), ["ctl", "-S", rig.Socket, .. args]);
@@ -273,23 +460,69 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         throw new TimeoutException($"{what}: not seen by {rig.Socket} within {RolloutWait}; last answer {last}");
     }
 
+    internal sealed record Event(string Kind, string? Rollout, string? Node, string Message);
+
+    /// <summary>Polls the agent's fleet events (GET /api/v1/fleet/events) until <paramref name="condition"/> holds.</summary>
+    internal static async Task<List<Event>> WaitForEventsAsync(AgentRig rig, Func<List<Event>, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        var last = "";
+        while (deadline.Elapsed < RolloutWait)
+        {
+            var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet/events");
+            last = $"{status} {body}";
+            if (status == 200)
+            {
+                var events = JsonDocument.Parse(body).RootElement.GetProperty("events").EnumerateArray()
+                    .Select(e => new Event(e.GetProperty("kind").GetString()!, e.GetProperty("rollout").GetString(), e.GetProperty("node").GetString(),
+                        e.GetProperty("message").GetString()!)).ToList();
+                if (condition(events)) return events;
+            }
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"{what}: not among the events of {rig.Socket} within {RolloutWait}; last answer {last}");
+    }
+
+    /// <summary>Polls the agent's Prometheus page (GET /metrics) until <paramref name="condition"/> holds.</summary>
+    internal static async Task<string> WaitForMetricsAsync(AgentRig rig, Func<string, bool> condition, string what)
+    {
+        var deadline = Stopwatch.StartNew();
+        var last = "";
+        while (deadline.Elapsed < RolloutWait)
+        {
+            var (status, body) = await rig.SendAsync("GET", "/metrics");
+            last = $"{status} {body}";
+            if (status == 200 && condition(body)) return body;
+            await Task.Delay(250);
+        }
+        throw new TimeoutException($"{what}: not on the Prometheus page of {rig.Socket} within {RolloutWait}; last page {last}");
+    }
+
+    /// <summary>The value of one sample ("name{labels}") of a Prometheus page, or null when it is not there.</summary>
+    internal static double? MetricValue(string page, string sample) =>
+        page.Split('\n').FirstOrDefault(l => l.StartsWith(sample + " ", StringComparison.Ordinal)) is { } line
+            ? double.Parse(line[(sample.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)
+            : null;
+
     private static string? Coordinator(JsonElement rollout) => rollout.GetProperty("coordinator").GetString();
 
     private static JsonElement Target(JsonElement rollout, int index) => rollout.GetProperty("targets")[index];
 
     private static string? State(JsonElement rollout, int index) => Target(rollout, index).GetProperty("state").GetString();
 
-    /// <summary>Upgrade processes the agent started, from its spawn log ("pid starttime role id").</summary>
-    private static int UpgradesOf(AgentRig rig) =>
-        File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Count(l => l.Split(' ') is [_, _, "upgrade", AgentRig.DaemonId]);
+    /// <summary>Upgrade processes the agent started for a daemon, from its spawn log ("pid starttime role id").</summary>
+    private static int UpgradesOf(AgentRig rig, string daemon = AgentRig.DaemonId) =>
+        File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Count(l => l.Split(' ') is [_, _, "upgrade", var id] && id == daemon);
 
     private async Task CheckReadersAsync(List<TreeReaders> readers)
     {
         foreach (var r in readers) await r.AdvanceAsync(50, AgentRig.Wait);
         for (int i = 0; i < readers.Count; i++)
         {
-            Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of node {i} is still blocked");
-            output.WriteLine($"node {i}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
+            // The first three read the nodes' d1; more come with more daemons per agent (node by node).
+            var what = i < 3 ? $"node {i} d1" : $"reader set {i}";
+            Assert.True(readers[i].Stop(AgentRig.Wait), $"a reader of {what} is still blocked");
+            output.WriteLine($"{what}: {readers[i].Operations} reader operations, {readers[i].FailureCount} failed; "
                              + $"longest {readers[i].Longest.TotalMilliseconds:F0} ms ({readers[i].LongestWhat})");
             Assert.True(readers[i].FailureCount == 0, string.Join("\n", readers[i].Failures.Take(20)));
         }

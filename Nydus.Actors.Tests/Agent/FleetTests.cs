@@ -130,6 +130,61 @@ public sealed class FleetTests(ITestOutputHelper output)
     }
 
     [FuseFact]
+    public async Task Agents_with_TLS_form_a_fleet_and_an_agent_without_it_cannot_join()
+    {
+        using var network = NamespaceNetwork.Create(3);
+        using var dir = new TempDir("fleettls");
+        // A self-signed certificate made for the test (PKCS#12, as Akka.Remote's DotNetty transport reads it); self-signed,
+        // so validation is suppressed: what is shown is that the agents talk TLS, not a PKI.
+        var key = dir.Combine("key.pem");
+        var cert = dir.Combine("cert.pem");
+        var pfx = dir.Combine("fleet.pfx");
+        await RunAsync("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=nydus-fleet-test");
+        await RunAsync("openssl", "pkcs12", "-export", "-out", pfx, "-inkey", key, "-in", cert, "-passout", "pass:fleet-test");
+        var tls = $$"""
+            akka.remote.dot-netty.tcp {
+              enable-ssl = true
+              ssl { suppress-validation = true, certificate { path = "{{pfx}}", password = "fleet-test" } }
+            }
+            """;
+        var rigs = new List<AgentRig>();
+        try
+        {
+            for (int i = 0; i < 2; i++) rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(network.Nodes[i], Hocon(i, tls)));
+            var pids = new List<int>();
+            foreach (var rig in rigs) pids.Add((await rig.DaemonAsync()).GetProperty("pid").GetInt32());
+            foreach (var rig in rigs)
+                await WaitForFleetAsync(rig, view => IsServing(view, 0, pids[0]) && IsServing(view, 1, pids[1]), "both TLS agents up with their daemons");
+
+            // An agent with plain TCP: the TLS agents cannot make sense of it, so it never becomes a member.
+            rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(network.Nodes[2], Hocon(2)));
+            var watch = Stopwatch.StartNew();
+            while (watch.Elapsed < TimeSpan.FromSeconds(40))
+            {
+                Assert.Null(Node(await FleetAsync(rigs[0]), 2));
+                Assert.NotEqual("up", (await FleetAsync(rigs[2])).GetProperty("self_status").GetString());
+                await Task.Delay(1000);
+            }
+            output.WriteLine($"two agents formed a fleet over TLS; the plain agent was still outside after {watch.Elapsed.TotalSeconds:F0} s");
+        }
+        finally
+        {
+            foreach (var rig in rigs) await rig.DisposeAsync();
+        }
+    }
+
+    private static async Task RunAsync(string file, params string[] args)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var process = Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(process.ExitCode == 0, $"{file} {string.Join(' ', args)} exited {process.ExitCode}: {await stderr}");
+    }
+
+    [FuseFact]
     public async Task A_standalone_agent_answers_the_fleet_view_with_its_own_daemons()
     {
         await using var rig = await AgentRig.StartAsync(hotStandby: false);
@@ -197,7 +252,7 @@ public sealed class FleetTests(ITestOutputHelper output)
         throw new TimeoutException($"{what}: not seen by {rig.Socket} within {FleetWait}; last view {last}\n{rig.Agent.Output}");
     }
 
-    private static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
+    internal static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
     {
         var deadline = Stopwatch.StartNew();
         while (!rig.Agent.Output.Contains(text, StringComparison.Ordinal))

@@ -44,6 +44,63 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
     }
 
     [FuseFact]
+    public async Task An_agent_SIGKILLed_in_the_middle_of_an_upgrade_ends_the_leftover_process_once_restarted()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        using var readers = new TreeReaders(rig.Tree, 2);
+        readers.Start();
+        await readers.AdvanceAsync(100, AgentRig.Wait);
+        var pid = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        // A "new nydusd" slow to start: the agent is killed while its upgrade process exists and has not taken over.
+        var slow = Path.Combine(rig.StateDir, "..", "nydusd-slow");
+        await File.WriteAllTextAsync(slow, $"#!/bin/sh\nsleep 3\nexec '{NydusdProcess.BinaryPath}' \"$@\"\n");
+        File.SetUnixFileMode(slow, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var upgrade = rig.SendAsync("PUT", $"/api/v1/agent/daemons/{AgentRig.DaemonId}/upgrade", JsonSerializer.Serialize(new { binary = Path.GetFullPath(slow) }));
+        var spawnLog = Path.Combine(rig.StateDir, "spawned.log");
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        string[]? line = null;
+        while (line is null)
+        {
+            Assert.True(deadline.Elapsed < AgentRig.Wait, "the agent did not start the upgrade process");
+            line = File.ReadLines(spawnLog).Select(l => l.Split(' ')).FirstOrDefault(f => f is [_, _, "upgrade", AgentRig.DaemonId]);
+            await Task.Delay(20);
+        }
+        var leftover = int.Parse(line[0]);
+        rig.Agent.Signal(NydusdProcess.SIGKILL);
+        await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        await Assert.ThrowsAnyAsync<Exception>(() => upgrade);
+        Assert.True(Running(leftover), "the upgrade process died with the agent: nothing left over to test");
+
+        await rig.StartAgentAsync(hotStandby: false);
+        var attached = await rig.WaitForServingAsync(failovers: 0, standby: false);
+        Assert.Equal(pid, attached.GetProperty("pid").GetInt32());
+        deadline.Restart();
+        while (Running(leftover))
+        {
+            Assert.True(deadline.Elapsed < AgentRig.Wait, $"the leftover upgrade process {leftover} is still running\n{rig.Agent.Output}");
+            await Task.Delay(50);
+        }
+        Assert.Contains($"ended pid {leftover} (upgrade), left over", rig.Agent.Output);
+        await readers.AdvanceAsync(100, AgentRig.Wait);
+        Assert.True(readers.Stop(AgentRig.Wait), "a reader is still blocked");
+        output.WriteLine($"agent SIGKILLed with upgrade process {leftover} in flight: re-attached to pid {pid}, leftover ended; "
+                         + $"{readers.Operations} reader operations, {readers.FailureCount} failed");
+        Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+
+        static bool Running(int pid)
+        {
+            try
+            {
+                return File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2] != "Z";
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+        }
+    }
+
+    [FuseFact]
     public async Task Agent_with_hot_standby_fails_over_SIGKILLed_daemons_losing_no_reader_operation()
     {
         await using var rig = await AgentRig.StartAsync(hotStandby: true);

@@ -9,13 +9,15 @@ namespace Nydus.Actors.Agent;
 /// The node agent's API on its own socket (<c>nydusd agent --sock</c>), answered by <see cref="NodeAgentActor"/>:
 /// <c>POST /api/v1/agent/daemons</c> (start), <c>GET /api/v1/agent/daemons</c> (list), <c>GET .../{id}</c>,
 /// <c>PUT .../{id}/upgrade</c>, <c>DELETE .../{id}</c>; and <c>GET /api/v1/fleet</c>, every agent's daemons when the
-/// agent is in a cluster (<see cref="Fleet.FleetNode"/>), its own otherwise.
+/// agent is in a cluster (<see cref="Fleet.FleetNode"/>), its own otherwise; <c>GET /api/v1/fleet/events</c> and the
+/// Prometheus page <c>GET /metrics</c> (<see cref="Fleet.FleetMetrics"/>).
 /// </summary>
 public static class AgentEndpoints
 {
     public const string Daemons = "/api/v1/agent/daemons";
     public const string FleetPath = "/api/v1/fleet";
     public const string RolloutPath = "/api/v1/fleet/rollout";
+    public const string EventsPath = "/api/v1/fleet/events";
 
     /// <summary>Starting a daemon waits for RUNNING and the first sendfd, a failover or upgrade for a few steps.</summary>
     private static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(3);
@@ -38,19 +40,19 @@ public static class AgentEndpoints
         routes.Map("GET", FleetPath, async request =>
         {
             request.RequireNoBody();
-            if (fleet is not null)
-            {
-                try
-                {
-                    return new ApiResult(200, await fleet.ViewAsync(TimeSpan.FromSeconds(30)));
-                }
-                catch (AskTimeoutException)
-                {
-                    throw ApiError.Timeout("the fleet view did not come within 30 s");
-                }
-            }
-            var list = Answer(await AskAsync(agent, ListManagedDaemons.Instance, TimeSpan.FromSeconds(30)));
-            return new ApiResult(200, Fleet.FleetNode.Standalone((ManagedDaemonView[])list.Body!, Daemon.DaemonVersion.PackageVersion));
+            return new ApiResult(200, await FleetViewAsync(agent, fleet));
+        });
+        routes.Map("GET", "/metrics", async request =>
+        {
+            request.RequireNoBody();
+            var view = await FleetViewAsync(agent, fleet);
+            return new ApiResult(200, new PrometheusPage(Fleet.FleetMetrics.PrometheusText(view, fleet?.Events.Rollout, fleet?.Events.Total ?? 0)));
+        });
+        routes.Map("GET", EventsPath, request =>
+        {
+            request.RequireNoBody();
+            if (fleet is null) throw ApiError.Unsupported("this agent is not in a fleet (nydus.agent.cluster.enabled = off): it keeps no fleet events");
+            return Task.FromResult(new ApiResult(200, fleet.Events.Snapshot()));
         });
         MapRollout(routes, fleet);
         routes.Map("GET", Daemons, async request =>
@@ -107,6 +109,24 @@ public static class AgentEndpoints
                     throw ApiError.NoRoute(request.Path);
             }
         });
+    }
+
+    /// <summary>The fleet as this agent's replica sees it; without a cluster, its own daemons.</summary>
+    private static async Task<Fleet.FleetView> FleetViewAsync(IActorRef agent, Fleet.FleetNode? fleet)
+    {
+        if (fleet is not null)
+        {
+            try
+            {
+                return await fleet.ViewAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (AskTimeoutException)
+            {
+                throw ApiError.Timeout("the fleet view did not come within 30 s");
+            }
+        }
+        var list = Answer(await AskAsync(agent, ListManagedDaemons.Instance, TimeSpan.FromSeconds(30)));
+        return Fleet.FleetNode.Standalone((ManagedDaemonView[])list.Body!, Daemon.DaemonVersion.PackageVersion);
     }
 
     /// <summary><c>POST /api/v1/fleet/rollout</c> (start), <c>GET</c> (status), <c>PUT .../pause|resume|abort</c>: sent

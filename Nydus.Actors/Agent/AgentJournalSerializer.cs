@@ -11,6 +11,7 @@ public sealed class AgentJournalSerializer(ExtendedActorSystem system) : JsonMan
     ["ManagedDaemonRecord.v1"] = typeof(ManagedDaemonRecord),
     ["AgentRolloutStarted.v1"] = typeof(AgentRolloutStarted),
     ["AgentRolloutApplied.v1"] = typeof(AgentRolloutApplied),
+    ["AgentFleetRolloutRecorded.v1"] = typeof(AgentFleetRolloutRecorded),
 }, "agent journal record")
 {
     /// <summary>The serializer id stored with every agent record. Fixed for good: changing it makes stored data unreadable.</summary>

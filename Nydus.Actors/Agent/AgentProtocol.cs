@@ -33,10 +33,17 @@ public sealed record AgentDaemonRemoved(string Id) : IAgentJournalPersisted;
 
 /// <param name="RolloutsApplied">Fleet rollouts applied to daemons (null in snapshots of agents before rollouts).</param>
 /// <param name="RolloutsStarted">Rollout upgrades begun and not known to have ended (an agent killed in the middle).</param>
+/// <param name="FleetRollout">The fleet's rollout as last recorded (<see cref="AgentFleetRolloutRecorded"/>), or null.</param>
 public sealed record AgentSnapshot(
     ManagedDaemonRecord[] Daemons,
     AgentRolloutApplied[]? RolloutsApplied = null,
-    AgentRolloutStarted[]? RolloutsStarted = null) : IAgentJournalPersisted;
+    AgentRolloutStarted[]? RolloutsStarted = null,
+    string? FleetRollout = null) : IAgentJournalPersisted;
+
+/// <summary>The fleet's rollout as this agent saw it replicated (its <see cref="Fleet.RolloutStatus"/> as JSON): kept
+/// so that a fleet whose agents all restarted finds its rollout again (the replicated copy lives in memory only).
+/// Only the latest matters; snapshots keep just that one.</summary>
+public sealed record AgentFleetRolloutRecorded(string RolloutJson) : IAgentJournalPersisted;
 
 /// <summary>A fleet rollout's upgrade of a daemon begins: the daemon's process then. Should the agent die before the
 /// outcome is recorded, a repeated request compares the daemon's process now with this one instead of upgrading

@@ -131,6 +131,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             SetState(ManagedStates.Running, null, persist: true);
             _log.Info("Re-attached daemon {Id}: pid {Pid} is alive, the agent holds its fd again (standby {Standby})", Id, _record.Pid,
                 _record.StandbyPid?.ToString() ?? "none");
+            EndLeftovers();
         }
         catch (Exception e) when (IsStepFailure(e))
         {
@@ -138,6 +139,26 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             _log.Warning("Daemon {Id}: {Message}", Id, _message);
         }
         Self.Tell(EnsureStandby.Instance);
+    }
+
+    /// <summary>
+    /// Processes this agent started for the daemon that outlived an agent killed in the middle of an operation (an
+    /// upgrade's new process waiting in INIT or READY, a standby being started): neither the recorded primary nor the
+    /// standby, still alive (same pid and start time, from the spawn log). Ended once the re-attached primary has
+    /// answered sendfd, i.e. it serves: nobody would ever start or retire them, and they hold a copy of the mount's
+    /// fd. (Were the primary gone instead, a leftover that took over would be the only server: not touched then.)
+    /// </summary>
+    private void EndLeftovers()
+    {
+        if (!File.Exists(_settings.SpawnLog)) return;
+        foreach (var line in File.ReadLines(_settings.SpawnLog))
+        {
+            if (line.Split(' ') is not [var p, var st, var role, var id] || id != Id || !int.TryParse(p, out var pid) || !long.TryParse(st, out var start))
+                continue;
+            if ((pid == _record.Pid && start == _record.StartTime) || (pid == _record.StandbyPid && start == _record.StandbyStartTime)) continue;
+            if (AgentProcesses.Signal(pid, start, AgentProcesses.SIGKILL))
+                _log.Warning("Daemon {Id}: ended pid {Pid} ({Role}), left over from an operation the agent did not finish before it restarted", Id, pid, role);
+        }
     }
 
     // ---------------------------------------------------------------- failover

@@ -26,6 +26,8 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
     private readonly Dictionary<(string Rollout, string Daemon), AgentRolloutApplied> _rolloutsApplied = [];
     private readonly Dictionary<(string Rollout, string Daemon), AgentRolloutStarted> _rolloutsStarted = [];
     private readonly Dictionary<(string Rollout, string Daemon), List<IActorRef>> _rolloutWaiters = [];
+    // The fleet's rollout as last seen replicated (JSON): what a coordinator reads back after the whole fleet restarted.
+    private string? _fleetRollout;
 
     public override string PersistenceId => _settings.PersistenceId;
 
@@ -41,7 +43,9 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
             _rolloutsStarted.Clear();
             foreach (var a in snapshot.RolloutsApplied ?? []) _rolloutsApplied[(a.RolloutId, a.DaemonId)] = a;
             foreach (var b in snapshot.RolloutsStarted ?? []) _rolloutsStarted[(b.RolloutId, b.DaemonId)] = b;
+            _fleetRollout = snapshot.FleetRollout;
         });
+        Recover<AgentFleetRolloutRecorded>(e => _fleetRollout = e.RolloutJson);
         Recover<AgentRolloutStarted>(e => _rolloutsStarted[(e.RolloutId, e.DaemonId)] = e);
         Recover<AgentRolloutApplied>(RecordApplied);
         Recover<AgentDaemonSaved>(e => _records[e.Record.Id] = e.Record);
@@ -64,6 +68,17 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
         Command<RemoveManagedDaemon>(r => ForwardTo(r.Id, r));
         Command<Fleet.ApplyRolloutUpgrade>(ApplyRollout);
         Command<RolloutUpgradeEnded>(OnRolloutUpgradeEnded);
+        Command<Fleet.RecordFleetRollout>(r =>
+        {
+            var replyTo = Sender;
+            Persist(new AgentFleetRolloutRecorded(r.RolloutJson), e =>
+            {
+                _fleetRollout = e.RolloutJson;
+                replyTo.Tell(new AgentReply(200, null));
+                MaybeSnapshot();
+            });
+        });
+        Command<Fleet.GetRecordedFleetRollout>(_ => Sender.Tell(new AgentReply(200, _fleetRollout)));
         Command<ManagedStatus>(s =>
         {
             if (!_children.ContainsKey(s.Record.Id)) return;
@@ -188,7 +203,7 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
     private void MaybeSnapshot()
     {
         if (LastSequenceNr % SnapshotInterval == 0)
-            SaveSnapshot(new AgentSnapshot([.. _records.Values], [.. _rolloutsApplied.Values], [.. _rolloutsStarted.Values]));
+            SaveSnapshot(new AgentSnapshot([.. _records.Values], [.. _rolloutsApplied.Values], [.. _rolloutsStarted.Values], _fleetRollout));
     }
 
     // ---------------------------------------------------------------- fleet rollouts

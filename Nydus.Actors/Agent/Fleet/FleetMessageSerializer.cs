@@ -16,6 +16,8 @@ public sealed class FleetMessageSerializer(ExtendedActorSystem system) : JsonMan
     ["RolloutStatus.v1"] = typeof(RolloutStatus),
     ["UpgradeForRollout.v1"] = typeof(UpgradeForRollout),
     ["RolloutStepResult.v1"] = typeof(RolloutStepResult),
+    ["GetRecordedRollout.v1"] = typeof(GetRecordedRollout),
+    ["RecordedRollout.v1"] = typeof(RecordedRollout),
 }, "fleet message")
 {
     /// <summary>Fixed for good: every agent of a fleet must agree on it.</summary>

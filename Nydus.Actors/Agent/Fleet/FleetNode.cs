@@ -39,6 +39,10 @@ public sealed class FleetNode
 
     public FleetSettings Settings => _settings;
 
+    /// <summary>This agent's fleet events and the rollout as it last recorded it (for /metrics and the events API);
+    /// kept across restarts of the cluster node.</summary>
+    public FleetEventLog Events { get; } = new();
+
     /// <summary>How many times the fleet system was started (1 = never restarted).</summary>
     public int Incarnation
     {
@@ -71,6 +75,7 @@ public sealed class FleetNode
         var seeds = _settings.SeedsFor(restart);
         Cluster.Get(system).JoinSeedNodes(seeds);
         var publisher = system.ActorOf(FleetPublisherActor.Props(_settings, _agent, _agentVersion), "fleet-publisher");
+        system.ActorOf(RolloutObserverActor.Props(_agent, Events), RolloutObserverActor.Name);
         IActorRef? coordinator = null;
         if (_settings.Rollouts)
         {

@@ -24,7 +24,7 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
 {
     /// <summary>The replicated rollout: one entry, <see cref="Entry"/>, the <see cref="RolloutStatus"/> as JSON.</summary>
     public static readonly LWWDictionaryKey<string, string> RolloutKey = new("nydus-fleet-rollout");
-    private const string Entry = "current";
+    internal const string Entry = "current";
 
     /// <summary>What an agent that takes rollout requests advertises in its fleet entry.</summary>
     public const string Capability = "rollout/1";
@@ -64,9 +64,12 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
 
     private string Self_ => _cluster.SelfAddress.ToString();
 
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+
     protected override void PreStart()
     {
         _replicator.Tell(Dsl.Subscribe(FleetPublisherActor.StateKey, Self));
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot, typeof(ClusterEvent.MemberUp));
         Self.Tell(Load.Instance);
     }
 
@@ -76,51 +79,90 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
     {
         Receive<Load>(_ => _replicator.Tell(Dsl.Get(RolloutKey, new ReadMajority(_settings.WriteTimeout))));
         Receive<GetSuccess>(g => g.Key.Equals(RolloutKey), g =>
-        {
-            var data = g.Get(RolloutKey);
-            _rollout = data.TryGetValue(Entry, out var json) ? RolloutJson.Parse(json) : null;
-            Loaded();
-        });
-        Receive<NotFound>(n => n.Key.Equals(RolloutKey), _ =>
-        {
-            _rollout = null;
-            Loaded();
-        });
+            GatherRecorded(g.Get(RolloutKey).TryGetValue(Entry, out var json) ? RolloutJson.Parse(json) : null));
+        Receive<NotFound>(n => n.Key.Equals(RolloutKey), _ => GatherRecorded(null));
         Receive<GetFailure>(_ =>
         {
             _log.Warning("Rollout coordinator on {0}: the rollout state could not be read from a majority yet; trying again", Self_);
             Timers.StartSingleTimer("load", Load.Instance, TimeSpan.FromSeconds(2));
+        });
+        Receive<RecordedCopies>(copies =>
+        {
+            var newest = Newest(copies.Rollouts);
+            if (newest is not null && newest != copies.Rollouts[0])
+                _log.Info("Rollout coordinator on {0}: rollout {1} ({2}) found in an agent's journal, newer than the replicated copy", Self_, newest.Id, newest.State);
+            Loaded(newest);
         });
         Receive<Changed>(OnFleetChanged);
         Receive<StartRollout>(_ => NotReadyYet());
         Receive<GetRollout>(_ => NotReadyYet());
         Receive<ControlRollout>(_ => NotReadyYet());
         Receive<RolloutStepResult>(_ => { });
+        Receive<ClusterEvent.MemberUp>(_ => { });
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
+
+    /// <summary>The copies the up agents recorded in their journals, with <paramref name="replicated"/> first: after
+    /// the whole fleet restarted, the replicated copy is gone and the journals are where the rollout is.</summary>
+    private void GatherRecorded(RolloutStatus? replicated)
+    {
+        var asks = _cluster.State.Members.Where(m => m.Status == MemberStatus.Up && m.HasRole(FleetSettings.RolloutRole))
+            .Select(m => AskRecordedAsync(m.Address)).ToArray();
+        Task.WhenAll(asks).PipeTo(Self, success: copies => new RecordedCopies([replicated, .. copies]),
+            failure: _ => new RecordedCopies([replicated]));
+    }
+
+    private async Task<RolloutStatus?> AskRecordedAsync(Address node)
+    {
+        try
+        {
+            var observer = Context.ActorSelection(new RootActorPath(node) / "user" / RolloutObserverActor.Name);
+            var copy = await observer.Ask<RecordedRollout>(GetRecordedRollout.Instance, _settings.WriteTimeout);
+            return copy.RolloutJson is { } json ? RolloutJson.Parse(json) : null;
+        }
+        catch (Exception e) when (e is AskTimeoutException or TimeoutException or TaskCanceledException)
+        {
+            return null; // An agent that does not answer in time is not waited for: the others' copies and the replicated one count.
+        }
+    }
+
+    /// <summary>The latest of the copies (by when its coordinator last wrote it).</summary>
+    private static RolloutStatus? Newest(IEnumerable<RolloutStatus?> copies) =>
+        copies.OfType<RolloutStatus>().OrderByDescending(r => r.UpdatedAtMs).FirstOrDefault();
+
+    private sealed record RecordedCopies(RolloutStatus?[] Rollouts);
+
+    private sealed record RecordedCopy(RolloutStatus? Rollout, string Node);
 
     private void NotReadyYet() => Sender.Tell(RolloutReply.Fail(Api.ApiErrorKind.NotReady,
         "the rollout coordinator is reading the rollout's progress from a majority of the fleet; try again shortly"));
 
-    private void Loaded()
+    private void Loaded(RolloutStatus? rollout)
     {
-        if (_rollout is { } r && RolloutStates.IsActive(r.State))
-        {
-            // Daemons in progress under the previous coordinator are sent again: their agents answer from their records.
-            var resumed = r with
-            {
-                Coordinator = Self_,
-                Targets = [.. r.Targets.Select(t => t.State == RolloutTargetStates.Upgrading ? t with { State = RolloutTargetStates.Pending } : t)],
-            };
-            _log.Info("Rollout coordinator on {0}: took over rollout {1} ({2}): {3} of {4} daemons done", Self_, r.Id, r.State,
-                r.Count(RolloutTargetStates.Done), r.Targets.Length);
-            Save(resumed);
-        }
+        if (rollout is { } r && RolloutStates.IsActive(r.State)) TakeOver(r);
         else
         {
+            _rollout = rollout;
             _log.Info("Rollout coordinator on {0}: ready (no rollout in progress)", Self_);
         }
         Become(Active);
         Timers.StartPeriodicTimer("advance", Advance.Instance, TimeSpan.FromSeconds(1));
+    }
+
+    /// <summary>Takes over an active rollout another coordinator wrote (or one read back from the agents' journals).</summary>
+    private void TakeOver(RolloutStatus r)
+    {
+        // Daemons in progress under the previous coordinator are sent again: their agents answer from their records.
+        var resumed = r with
+        {
+            Coordinator = Self_,
+            Targets = [.. r.Targets.Select(t => t.State == RolloutTargetStates.Upgrading ? t with { State = RolloutTargetStates.Pending } : t)],
+        };
+        _log.Info("Rollout coordinator on {0}: took over rollout {1} ({2}): {3} of {4} daemons done", Self_, r.Id, r.State,
+            r.Count(RolloutTargetStates.Done), r.Targets.Length);
+        _inFlight.Clear();
+        _gateWaitingSince = null;
+        Save(resumed);
     }
 
     // ---------------------------------------------------------------- active
@@ -128,6 +170,24 @@ public sealed class RolloutCoordinatorActor : ReceiveActor, IWithTimers
     private void Active()
     {
         Receive<Changed>(OnFleetChanged);
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
+        // An agent that comes up may hold a newer rollout in its journal than this coordinator (the fleet restarted and
+        // this node came up first): it is read and taken over when nothing else is in progress.
+        Receive<ClusterEvent.MemberUp>(up =>
+        {
+            if (up.Member.Address == _cluster.SelfAddress || !up.Member.HasRole(FleetSettings.RolloutRole)) return;
+            var node = up.Member.Address;
+            AskRecordedAsync(node).PipeTo(Self, success: r => new RecordedCopy(r, node.ToString()));
+        });
+        Receive<RecordedCopy>(copy =>
+        {
+            if (copy.Rollout is not { } found || (_rollout is { } current && (found.UpdatedAtMs <= current.UpdatedAtMs
+                    || (RolloutStates.IsActive(current.State) && current.Id != found.Id))))
+                return;
+            _log.Info("Rollout coordinator on {0}: agent {1} recorded rollout {2} ({3}), newer than this coordinator's", Self_, copy.Node, found.Id, found.State);
+            if (RolloutStates.IsActive(found.State)) TakeOver(found);
+            else _rollout = found;
+        });
         Receive<GetRollout>(_ => Sender.Tell(_rollout is { } r
             ? new RolloutReply(200, r)
             : RolloutReply.Fail(Api.ApiErrorKind.NotFound, "no rollout has been started in this fleet")));

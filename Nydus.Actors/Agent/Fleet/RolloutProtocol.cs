@@ -123,7 +123,30 @@ public sealed record RolloutStepResult(
     [property: JsonPropertyName("new_pid")] int NewPid,
     [property: JsonPropertyName("error")] string? Error) : IFleetMessage;
 
-// ---- The rollout worker → the local NodeAgentActor (same process, not serialized) ----
+// ---- The coordinator → every agent's rollout observer (/user/rollout-observer in the fleet system) ----
+
+/// <summary>Asks an agent for the rollout as it last recorded it in its journal (answered with
+/// <see cref="RecordedRollout"/>): how a coordinator finds the rollout again when the whole fleet restarted and the
+/// replicated copy went with it.</summary>
+public sealed record GetRecordedRollout : IFleetMessage
+{
+    public static readonly GetRecordedRollout Instance = new();
+}
+
+/// <summary>An agent's recorded rollout (<see cref="RolloutStatus"/> as JSON), or null when it recorded none.</summary>
+public sealed record RecordedRollout([property: JsonPropertyName("rollout")] string? RolloutJson) : IFleetMessage;
+
+// ---- The rollout worker and observer → the local NodeAgentActor (same process, not serialized) ----
+
+/// <summary>Record this rollout state (JSON) in the agent's journal (answered with <see cref="AgentReply"/> once
+/// persisted).</summary>
+public sealed record RecordFleetRollout(string RolloutJson);
+
+/// <summary>The rollout the agent recorded last (answered with <see cref="AgentReply"/>, body the JSON or null).</summary>
+public sealed record GetRecordedFleetRollout
+{
+    public static readonly GetRecordedFleetRollout Instance = new();
+}
 
 /// <summary>The agent's idempotent upgrade (answered with <see cref="AgentReply"/>, body <see cref="RolloutApplication"/>).</summary>
 public sealed record ApplyRolloutUpgrade(string RolloutId, string Daemon, string Binary);
