@@ -134,10 +134,14 @@ public sealed class FuseServiceActor : ReceiveActor
         if (_restoreSession is null || _handoff is null) return ("this daemon was not started for a takeover (--upgrade, or after a crash)", null);
         SafeFileHandle? descriptor = null;
         FuseSession? session = null;
+        // Where a takeover's time goes (issue 20: hot standby and upgrade stall), logged with the result.
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             (HandoffState state, descriptor) = FuseHandoff.Receive(_handoff, _mountpoint);
+            long received = System.Diagnostics.Stopwatch.GetTimestamp();
             session = _restoreSession(descriptor);
+            long built = System.Diagnostics.Stopwatch.GetTimestamp();
             // The kernel sent INIT to the first daemon of this connection only; without the saved answer the
             // session could not know the agreed sizes and flags (upstream: VFS initialized iff INIT options saved).
             if (state.FuseInit is { } init) session.Dispatcher.Restore(FuseHandoff.ToConnectionInfo(init));
@@ -153,8 +157,10 @@ public sealed class FuseServiceActor : ReceiveActor
 
             _owned.InsertRange(0, [session, new FuseDevice(descriptor, _mountpoint)]);
             InstallSession(session);
-            _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover})",
-                _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover);
+            var timings = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{Ms(started):F1} ms: fd and state received {Ms(started, received):F1}, session built {Ms(received, built):F1}, drain and install {Ms(built):F1}");
+            _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover}) in {Timings}",
+                _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover, timings);
             return (null, state);
         }
         catch (Exception e) when (e is UpgradeException or IOException or Fuse.FuseException)
@@ -165,6 +171,9 @@ public sealed class FuseServiceActor : ReceiveActor
             return ($"takeover of {_mountpoint} failed: {e.Message}", null);
         }
     }
+
+    private static double Ms(long from, long? to = null) =>
+        System.Diagnostics.Stopwatch.GetElapsedTime(from, to ?? System.Diagnostics.Stopwatch.GetTimestamp()).TotalMilliseconds;
 
     /// <summary>Undoes a Restore whose takeover failed afterwards: its workers never started, so closing the session
     /// and this process's copy of the descriptor touches neither the kernel mount nor the predecessor.</summary>
