@@ -46,11 +46,7 @@ public static partial class UpgradeBench
         var rig = new Rig(nydusd, dir) { LogLevel = "info", KeepLogsIn = keep };
         try
         {
-            rig.BuildImage();
-            await rig.StartFirstAsync();
-            using var reader = new Reader(rig);
-            reader.Start();
-            await reader.WaitForOperationsAsync(500);
+            using var reader = await StartReadingAsync(rig);
             var load = LoadAverage();
             var quiet = await RoundAsync(rig, reader, LoadedRounds, LoadedRounds, LoadedRounds, "quick");
             reader.Stop();
@@ -72,11 +68,7 @@ public static partial class UpgradeBench
         var rig = new Rig(nydusd, dir);
         try
         {
-            rig.BuildImage();
-            await rig.StartFirstAsync();
-            using var reader = new Reader(rig);
-            reader.Start();
-            await reader.WaitForOperationsAsync(500);
+            using var reader = await StartReadingAsync(rig);
             var idle = reader.LongestSince(Stopwatch.GetTimestamp() - Stopwatch.Frequency);
             var quietLoad = LoadAverage();
             var quiet = await RoundAsync(rig, reader, Upgrades, Kills, StandbyKills, "quiet");
@@ -116,6 +108,25 @@ public static partial class UpgradeBench
         finally
         {
             await rig.DisposeAsync();
+        }
+    }
+
+    /// <summary>Builds the plain image, starts the first daemon and the reader, and waits for its first 500 reads.</summary>
+    private static async Task<Reader> StartReadingAsync(Rig rig)
+    {
+        rig.BuildImage();
+        await rig.StartFirstAsync();
+        var reader = new Reader(rig);
+        try
+        {
+            reader.Start();
+            await reader.WaitForOperationsAsync(500);
+            return reader;
+        }
+        catch
+        {
+            reader.Dispose();
+            throw;
         }
     }
 
