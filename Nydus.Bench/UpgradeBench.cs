@@ -33,6 +33,34 @@ public static partial class UpgradeBench
     private const double PollWindowMs = 2000;
     private const double SupervisorWindowMs = 10_000;
 
+    /// <summary>
+    /// Suite <c>upgrade-quick</c>, for work on the handoff path: only the quiet rounds, 5 of each sequence, every
+    /// daemon at log level info, and the daemons' logs kept in /var/tmp/nydus-bench-upgrade-quick-logs (their timestamps
+    /// show where a takeover's time goes). Its table is printed, not written under bench/.
+    /// </summary>
+    public static async Task<BenchReport> RunQuickAsync(string nydusd, string repoRoot)
+    {
+        var dir = Path.Combine("/var/tmp", $"nydus-bench-upgrade-{Guid.NewGuid():N}"[..32]);
+        Directory.CreateDirectory(dir);
+        var keep = "/var/tmp/nydus-bench-upgrade-quick-logs";
+        var rig = new Rig(nydusd, dir) { LogLevel = "info", KeepLogsIn = keep };
+        try
+        {
+            using var reader = await StartReadingAsync(rig);
+            var load = LoadAverage();
+            var quiet = await RoundAsync(rig, reader, LoadedRounds, LoadedRounds, LoadedRounds, "quick");
+            reader.Stop();
+            var report = new BenchReport("Live upgrade and crash failover, quick (quiet rounds only)", ["measure", "median", "min", "max", "aim"]);
+            quiet.AddTo(report, "", full: true);
+            report.Note($"Load average {load} at the start; failed reader operations: {reader.Failures} (of {reader.Operations}); daemon logs in {keep}.");
+            return report;
+        }
+        finally
+        {
+            await rig.DisposeAsync();
+        }
+    }
+
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
     {
         var dir = Path.Combine("/var/tmp", $"nydus-bench-upgrade-{Guid.NewGuid():N}"[..32]);
@@ -40,11 +68,7 @@ public static partial class UpgradeBench
         var rig = new Rig(nydusd, dir);
         try
         {
-            rig.BuildImage();
-            await rig.StartFirstAsync();
-            using var reader = new Reader(rig);
-            reader.Start();
-            await reader.WaitForOperationsAsync(500);
+            using var reader = await StartReadingAsync(rig);
             var idle = reader.LongestSince(Stopwatch.GetTimestamp() - Stopwatch.Frequency);
             var quietLoad = LoadAverage();
             var quiet = await RoundAsync(rig, reader, Upgrades, Kills, StandbyKills, "quiet");
@@ -84,6 +108,25 @@ public static partial class UpgradeBench
         finally
         {
             await rig.DisposeAsync();
+        }
+    }
+
+    /// <summary>Builds the plain image, starts the first daemon and the reader, and waits for its first 500 reads.</summary>
+    private static async Task<Reader> StartReadingAsync(Rig rig)
+    {
+        rig.BuildImage();
+        await rig.StartFirstAsync();
+        var reader = new Reader(rig);
+        try
+        {
+            reader.Start();
+            await reader.WaitForOperationsAsync(500);
+            return reader;
+        }
+        catch
+        {
+            reader.Dispose();
+            throw;
         }
     }
 
@@ -262,6 +305,10 @@ public static partial class UpgradeBench
         private uint? _connection;
 
         public SupervisorServer Supervisor { get; } = new(Path.Combine(dir, "sup.sock"), TimeSpan.FromSeconds(10));
+        /// <summary>Log level of every daemon (a hot standby always logs at info: the bench waits for one of its lines).</summary>
+        public string LogLevel { get; init; } = "warn";
+        /// <summary>Where the daemons' logs are copied at dispose; null: they are deleted with the rig's directory.</summary>
+        public string? KeepLogsIn { get; init; }
         public string MountPoint => Path.Combine(dir, "mnt");
         public string Source => Path.Combine(dir, "src");
         public string Image { get; private set; } = Path.Combine(dir, "image.erofs");
@@ -324,8 +371,9 @@ public static partial class UpgradeBench
 
         private string NextSocket() => Path.Combine(dir, $"api{++_sockets}.sock");
 
-        private Process Launch(string socket, bool upgrade, string logLevel = "warn")
+        private Process Launch(string socket, bool upgrade, string? logLevel = null)
         {
+            logLevel ??= LogLevel;
             var info = new ProcessStartInfo(nydusd) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
             string[] args = ["--apisock", socket, "--id", "bench-upgrade", "--supervisor", Supervisor.Path, "--work-dir",
                 Path.Combine(dir, "work"), "-M", MountPoint, "--bootstrap", Image, .. _backendArgs, "--log-level", logLevel];
@@ -499,6 +547,11 @@ public static partial class UpgradeBench
             }
             if (MountInfoEntry.Find(MountPoint) is not null) _ = Detach(MountPoint, 2);
             Supervisor.Dispose();
+            if (KeepLogsIn is { } keep)
+            {
+                Directory.CreateDirectory(keep);
+                foreach (var log in Directory.EnumerateFiles(dir, "daemon-*.log")) File.Copy(log, Path.Combine(keep, Path.GetFileName(log)), overwrite: true);
+            }
             try { Directory.Delete(dir, true); } catch (IOException) { }
         }
     }

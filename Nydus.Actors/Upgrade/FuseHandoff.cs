@@ -72,6 +72,18 @@ public static class FuseHandoff
         }
     }
 
+    /// <summary>
+    /// Encodes and decodes a throwaway state once, so that a successor's takeover does not pay the first use in its
+    /// process of SHA-256 (the runtime loads its crypto library then) and of the state's JSON code.
+    /// </summary>
+    public static void WarmUp()
+    {
+        var sample = new HandoffState(0, new FuseInitState(FuseProtocol.KernelMajor, 0, 0, 0, 0, 0, false, false),
+            [new HandoffMount("/", HandoffMountKinds.None, null, null, null, false)], [new HandoffHandle(0, 0, false, null)], "warm-up", "/",
+            [new HandoffInstance("/", "rafs", "", "", [], 0)], [], [new HandoffBlockExport("", "", "", null, "")], new HandoffFscache("", null));
+        HandoffState.Decode(sample.Encode());
+    }
+
     /// <summary>What INIT agreed, as the dispatcher knows it, from a saved state.</summary>
     public static FuseConnectionInfo ToConnectionInfo(FuseInitState init) =>
         new(init.Minor, (FuseInitFlags)init.KernelFlags, (FuseInitFlags)init.Flags, init.MaxWrite, init.MaxReadahead,

@@ -38,7 +38,7 @@ public sealed class FuseSession : IDisposable
         Notifier = new FuseNotifier(device);
         Inflight = new FuseInflight(options.WorkerCount);
 
-        // Several workers poll one open file: without O_NONBLOCK the ones that lose the race for a request
+        // Several workers wait on one open file: without O_NONBLOCK the ones that lose the race for a request
         // would block in read() where the stop event cannot reach them.
         int flags = Libc.Fcntl(device, Libc.F_GETFL, 0);
         if (flags < 0 || Libc.Fcntl(device, Libc.F_SETFL, flags | Libc.O_NONBLOCK) < 0)

@@ -6,8 +6,9 @@ using Serilog;
 namespace Nydus.Actors.Fuse.Session;
 
 /// <summary>
-/// One dedicated thread serving requests: poll(/dev/fuse, stop event), read one request into its pinned
-/// buffer, dispatch, write the reply. The worker owns a dup() of the session descriptor (same open file,
+/// One dedicated thread serving requests: wait for /dev/fuse or the stop event (its own epoll instance, the device
+/// registered EPOLLEXCLUSIVE so one request wakes one idle worker, not all of them), read one request into its
+/// pinned buffer, dispatch, write the reply. The worker owns a dup() of the session descriptor (same open file,
 /// so the kernel queue is shared and nothing is lost if this copy closes) and never closes the original.
 /// </summary>
 internal sealed class FuseWorker
@@ -76,25 +77,26 @@ internal sealed class FuseWorker
         // One pinned buffer per worker, split in a request half and a reply half: the reply is built while
         // the request (names, WRITE data) is still being read.
         byte[] buffer = GC.AllocateUninitializedArray<byte>(requestSize + replySize, pinned: true);
+        using var waiter = new ExclusiveWaiter(_device, _stopEvent);
         while (true)
         {
-            Errno pollError = Libc.PollPair(_device, _stopEvent, out short deviceEvents, out short stopEvents);
-            if (pollError != Errno.Success)
+            Errno waitError = waiter.Wait(out bool deviceReady, out bool stopped);
+            if (waitError != Errno.Success)
             {
-                if (pollError == Errno.EINTR)
+                if (waitError == Errno.EINTR)
                 {
                     continue;
                 }
 
-                return Exit(FuseWorkerExitReason.Faulted, pollError);
+                return Exit(FuseWorkerExitReason.Faulted, waitError);
             }
 
-            if (stopEvents != 0)
+            if (stopped)
             {
                 return Exit(FuseWorkerExitReason.Stopped, Errno.Success);
             }
 
-            if (deviceEvents == 0)
+            if (!deviceReady)
             {
                 continue;
             }
@@ -107,7 +109,7 @@ internal sealed class FuseWorker
                 switch (errno)
                 {
                     case Errno.EINTR:
-                    case Errno.EAGAIN: // another worker took the request this poll announced
+                    case Errno.EAGAIN: // another worker took the request this wake-up announced
                     case Errno.ENOENT: // the request was interrupted before it could be read
                         continue;
                     case Errno.ENODEV:
