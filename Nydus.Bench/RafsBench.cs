@@ -63,6 +63,7 @@ public static partial class RafsBench
     {
         var clock = Stopwatch.StartNew();
         string loadBefore = File.ReadAllText("/proc/loadavg").Trim();
+        string commit = BenchHistory.CurrentCommit(repoRoot); // before the run: edits made while it runs are not what it measured
         string source = Path.Combine(work, "src");
         Directory.CreateDirectory(source);
         foreach (string tree in SourceTrees)
@@ -164,7 +165,6 @@ public static partial class RafsBench
         ]);
         var points = new List<RatioPoint>();
         var date = DateTimeOffset.UtcNow;
-        string commit = BenchHistory.CurrentCommit(repoRoot);
         double load = double.Parse(loadAfter.Split(' ')[0], CultureInfo.InvariantCulture);
         foreach (Workload w in workloads)
         {
