@@ -16,7 +16,7 @@ namespace Nydus.Bench.Report;
 public static class RatioPlots
 {
     private const int Width = 900;
-    private const int Height = 440;
+    private const int Height = 540;
     public const string Interleaved = "interleaved";
 
     private static readonly OxyColor[] Palette =
@@ -66,8 +66,9 @@ public static class RatioPlots
         var runs = points.Select(p => (p.Date, p.Commit)).Distinct().OrderBy(r => r.Date).ToList();
         model.Legends.Add(new Legend
         {
-            LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside, LegendOrientation = LegendOrientation.Vertical,
-            LegendFontSize = 11, LegendMaxWidth = 280, LegendLineSpacing = 6, LegendItemSpacing = 12,
+            // Below the plot, one entry per line: the width of a name never clips it, whatever font the viewer has.
+            LegendPosition = LegendPosition.BottomLeft, LegendPlacement = LegendPlacement.Outside, LegendOrientation = LegendOrientation.Vertical,
+            LegendFontSize = 11, LegendLineSpacing = 4,
         });
         model.Axes.Add(new LinearAxis
         {
