@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using OxyPlot;
 using OxyPlot.Annotations;
 using OxyPlot.Axes;
@@ -13,7 +14,7 @@ namespace Nydus.Bench.Report;
 /// runs that were not interleaved medians are ringed, so the older single passes are told apart at a glance.
 /// OxyPlot's SvgExporter is managed code: no native graphics library is needed on the machine.
 /// </summary>
-public static class RatioPlots
+public static partial class RatioPlots
 {
     private const int Width = 900;
     private const int Height = 540;
@@ -35,10 +36,7 @@ public static class RatioPlots
         {
             string file = $"{suite}-{Slug(byMeasure.Key)}.svg";
             PlotModel model = Model(suite, byMeasure.Key, byMeasure.OrderBy(p => p.Date).ToList());
-            using (var stream = File.Create(Path.Combine(plotDir, file)))
-            {
-                new SvgExporter { Width = Width, Height = Height }.Export(model, stream);
-            }
+            File.WriteAllText(Path.Combine(plotDir, file), Unclipped(new SvgExporter { Width = Width, Height = Height }.ExportToString(model)));
 
             written.Add((byMeasure.Key, "plots/" + file));
         }
@@ -66,7 +64,7 @@ public static class RatioPlots
         var runs = points.Select(p => (p.Date, p.Commit)).Distinct().OrderBy(r => r.Date).ToList();
         model.Legends.Add(new Legend
         {
-            // Below the plot, one entry per line: the width of a name never clips it, whatever font the viewer has.
+            // Below the plot, one entry per line, so a name drawn wider than measured (see Unclipped) has room.
             LegendPosition = LegendPosition.BottomLeft, LegendPlacement = LegendPlacement.Outside, LegendOrientation = LegendOrientation.Vertical,
             LegendFontSize = 11, LegendLineSpacing = 4,
         });
@@ -129,6 +127,16 @@ public static class RatioPlots
         if (singlePass.Points.Count > 0) model.Series.Add(singlePass);
         return model;
     }
+
+    /// <summary>
+    /// The SVG without its clip paths. The exporter measures text with Helvetica's widths and clips the legend to
+    /// them; a viewer without Arial or Helvetica draws wider letters (DejaVu Sans), which cut the end off the names.
+    /// Nothing else needs clipping: the axes span every point and the annotations end at the plot area.
+    /// </summary>
+    private static string Unclipped(string svg) => ClipPathAttribute().Replace(svg, "");
+
+    [GeneratedRegex(@" clip-path=""url\(#clipPath\d+\)""")]
+    private static partial Regex ClipPathAttribute();
 
     /// <summary>"cold tar (s)" -> "cold-tar-s": file-name friendly.</summary>
     public static string Slug(string measure)
