@@ -7,9 +7,13 @@ public sealed class BenchReport(string title, string[] columns)
 {
     private readonly List<string[]> _rows = [];
     private readonly List<string> _notes = [];
+    private readonly List<(string Caption, string Path)> _plots = [];
 
     public void Add(params string[] row) => _rows.Add(row);
     public void Note(string note) => _notes.Add(note);
+
+    /// <summary>An image shown under the table; <paramref name="relativePath"/> is relative to bench/.</summary>
+    public void Plot(string caption, string relativePath) => _plots.Add((caption, relativePath));
 
     public string ToMarkdown()
     {
@@ -21,6 +25,8 @@ public sealed class BenchReport(string title, string[] columns)
         foreach (var row in _rows) sb.AppendLine("| " + string.Join(" | ", row) + " |");
         if (_notes.Count > 0) sb.AppendLine();
         foreach (var note in _notes) sb.AppendLine($"- {note}");
+        if (_plots.Count > 0) sb.AppendLine().AppendLine("## Ratios over time").AppendLine();
+        foreach (var (caption, path) in _plots) sb.AppendLine($"![{caption}]({path})").AppendLine();
         return sb.ToString();
     }
 

@@ -2,8 +2,19 @@ using Nydus.Bench;
 
 // Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
 // Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache] ; prints a table per suite and writes bench/results-<suite>.md.
+// Nydus.Bench plots: only redraws bench/plots/ from bench/history/*.csv (no bench runs, no nydusd needed).
 var suite = args.Length > 0 ? args[0] : "all";
 var repoRoot = RepoPaths.FindRoot();
+if (suite == "plots")
+{
+    foreach (var history in Directory.EnumerateFiles(Path.Combine(repoRoot, "bench", "history"), "*.csv"))
+    {
+        var plots = Nydus.Bench.Report.RatioPlots.Render(Path.Combine(repoRoot, "bench"), Path.GetFileNameWithoutExtension(history),
+            Nydus.Bench.Report.BenchHistory.Read(history));
+        foreach (var (_, file) in plots) Console.WriteLine($"bench/{file}");
+    }
+    return 0;
+}
 var nydusd = Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
 if (!File.Exists(nydusd))
 {

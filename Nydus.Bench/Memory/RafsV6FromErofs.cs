@@ -99,8 +99,10 @@ public static class RafsV6FromErofs
             }
         }
 
-        byte[] blob = File.ReadAllBytes(raw);
-        string blobId = Convert.ToHexString(SHA256.HashData(blob)).ToLowerInvariant();
+        // Hashed as a stream: the blob may be larger than the bench wants in its heap (the rafs bench's is 1.1 GB).
+        long blobLength = new FileInfo(raw).Length;
+        string blobId;
+        using (FileStream blob = File.OpenRead(raw)) blobId = Convert.ToHexString(SHA256.HashData(blob)).ToLowerInvariant();
         File.Move(raw, Path.Combine(blobDir, blobId), overwrite: true);
 
         long blobTable = (image.Length + 7) / 8 * 8;
@@ -129,7 +131,7 @@ public static class RafsV6FromErofs
         BinaryPrimitives.WriteUInt32LittleEndian(entry.Slice(72), (uint)chunks.Count);
         BinaryPrimitives.WriteUInt32LittleEndian(entry.Slice(76), 0); // compression: none
         BinaryPrimitives.WriteUInt32LittleEndian(entry.Slice(80), 1); // digest: sha256
-        BinaryPrimitives.WriteUInt64LittleEndian(entry.Slice(88), (ulong)blob.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(entry.Slice(88), (ulong)blobLength);
 
         for (int i = 0; i < chunks.Count; i++)
         {
