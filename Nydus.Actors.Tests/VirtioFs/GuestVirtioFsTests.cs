@@ -70,6 +70,41 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         AssertStep(run, "nydus2-umount", "0");
     }
 
+    [VmFact]
+    public void Blobfs_chunked_erofs_image_mounted_by_the_guests_own_erofs_equals_the_source_tree()
+    {
+        GuestRun run = _fixture.Run;
+        AssertStep(run, "nydus3-virtiofs", "0");
+        AssertStep(run, "nydus3-losetup", "0");
+        AssertStep(run, "nydus3-mount", "0");
+        AssertStep(run, "nydus3-manifest", "0");
+        string files = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus3.files"));
+        Assert.Contains("image.boot", files);
+        Assert.Contains("devices", files);
+        string[] expected = Lines(run.SourceManifest);
+        string[] served = Lines(run.Manifest("nydus3") ?? "");
+        string[] missing = expected.Except(served).Take(10).ToArray();
+        string[] extra = served.Except(expected).Take(10).ToArray();
+        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
+            $"the guest's EROFS mount of the blobfs files differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{files}\n{Diagnostics(run)}");
+        AssertStep(run, "nydus3-umount", "0");
+        AssertStep(run, "nydus3-virtiofs-umount", "0");
+    }
+
+    [VmFact]
+    public void Blobfs_rafs_v6_fixture_mounted_by_the_guests_own_erofs_has_the_manifest_md5s()
+    {
+        GuestRun run = _fixture.Run;
+        AssertStep(run, "nydus4-virtiofs", "0");
+        AssertStep(run, "nydus4-mount", "0");
+        AssertStep(run, "nydus4-md5", "0");
+        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.md5"));
+        // The fixture's MANIFEST.md (V6): its data blob (zstd chunks) reaches the guest decompressed, in EROFS's layout.
+        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
+            $"md5sums of the guest's EROFS mount: '{md5}'\n{File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.files"))}\n{Diagnostics(run)}");
+        AssertStep(run, "nydus4-umount", "0");
+    }
+
     private static string ExchangeOf(GuestRun run) => run.ExchangeDirectory;
 
     private void AssertStep(GuestRun run, string step, string expected)
