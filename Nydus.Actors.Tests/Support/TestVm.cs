@@ -41,8 +41,9 @@ public static class TestVm
     /// <returns>The guest script's exit code (125: the VM failed before it ran) and the serial console.</returns>
     /// <param name="killQemuAt">When a console line matches it, qemu is killed with SIGKILL there and then (a VM that
     /// dies mid-request); the run then ends without the guest script's exit code (125).</param>
+    /// <param name="onConsoleLine">Called with each console line as it arrives (the host acting while the guest runs).</param>
     public static (int ExitCode, string Console) Run(string guestScript, string exchangeDirectory, TimeSpan timeout,
-        IReadOnlyDictionary<string, string>? environment = null, Func<string, bool>? killQemuAt = null)
+        IReadOnlyDictionary<string, string>? environment = null, Func<string, bool>? killQemuAt = null, Action<string>? onConsoleLine = null)
     {
         var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
@@ -58,6 +59,7 @@ public static class TestVm
         {
             if (e.Data is null) return;
             lock (console) console.AppendLine(e.Data);
+            onConsoleLine?.Invoke(e.Data);
             if (killQemuAt is not null && killQemuAt(e.Data) && Interlocked.Exchange(ref killed, 1) == 0)
             {
                 foreach (int qemu in DescendantsNamed(process.Id, "qemu-system-x86")) KillProcess(qemu);
