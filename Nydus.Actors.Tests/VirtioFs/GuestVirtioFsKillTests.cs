@@ -141,9 +141,9 @@ public sealed class GuestVirtioFsKillTests
     private static (int MemfdMappings, int QueueThreads, int EventFds, int Sockets) Snapshot(VirtioFsDaemon daemon)
     {
         int pid = daemon.Process.Pid;
-        // qemu's guest RAM is the memfd named after its memory-backend object ("mem", run.sh); .NET's own
+        // qemu names the guest RAM's memfd after the backend type (memory-backend-memfd, run.sh); .NET's own
         // "doublemapper" memfd (its W^X code heap) is not ours to count.
-        int memfd = File.ReadLines($"/proc/{pid}/maps").Count(l => l.Contains("/memfd:mem ", StringComparison.Ordinal));
+        int memfd = File.ReadLines($"/proc/{pid}/maps").Count(l => l.Contains("/memfd:memory-backend-memfd", StringComparison.Ordinal));
         int threads = Directory.EnumerateDirectories($"/proc/{pid}/task")
             .Count(t => { try { return File.ReadAllText(Path.Combine(t, "comm")).StartsWith("virtiofs-q", StringComparison.Ordinal); } catch (IOException) { return false; } });
         string[] fds = daemon.DescriptorTargets();

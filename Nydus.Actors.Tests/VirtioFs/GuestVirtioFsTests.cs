@@ -24,14 +24,7 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         GuestRun run = _fixture.Run;
         AssertStep(run, "nydus0-mount", "0");
         AssertStep(run, "nydus0-manifest", "0");
-        // Every entry: names, types, modes, owners, mtimes, nlink (hard links), sizes, symlink targets, rdev, sha256, xattrs.
-        string[] expected = Lines(run.SourceManifest);
-        string[] served = Lines(run.Manifest("nydus0") ?? "");
-        Assert.True(expected.Length > 100, $"the source manifest has only {expected.Length} lines");
-        string[] missing = expected.Except(served).Take(10).ToArray();
-        string[] extra = served.Except(expected).Take(10).ToArray();
-        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
-            $"the guest's virtiofs mount differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{Diagnostics(run)}");
+        AssertManifestIsTheSourceTree(run, "nydus0", "the guest's virtiofs mount");
         AssertStep(run, "nydus0-umount", "0");
     }
 
@@ -81,12 +74,7 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         string files = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus3.files"));
         Assert.Contains("image.boot", files);
         Assert.Contains("devices", files);
-        string[] expected = Lines(run.SourceManifest);
-        string[] served = Lines(run.Manifest("nydus3") ?? "");
-        string[] missing = expected.Except(served).Take(10).ToArray();
-        string[] extra = served.Except(expected).Take(10).ToArray();
-        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
-            $"the guest's EROFS mount of the blobfs files differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{files}\n{Diagnostics(run)}");
+        AssertManifestIsTheSourceTree(run, "nydus3", $"the guest's EROFS mount of the blobfs files ({files.Trim()})");
         AssertStep(run, "nydus3-umount", "0");
         AssertStep(run, "nydus3-virtiofs-umount", "0");
     }
@@ -103,6 +91,18 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
             $"md5sums of the guest's EROFS mount: '{md5}'\n{File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.files"))}\n{Diagnostics(run)}");
         AssertStep(run, "nydus4-umount", "0");
+    }
+
+    /// <summary>Every entry: names, types, modes, owners, mtimes, nlink (hard links), sizes, symlink targets, rdev, sha256, xattrs.</summary>
+    private void AssertManifestIsTheSourceTree(GuestRun run, string tag, string what)
+    {
+        string[] expected = Lines(run.SourceManifest);
+        string[] served = Lines(run.Manifest(tag) ?? "");
+        Assert.True(expected.Length > 100, $"the source manifest has only {expected.Length} lines");
+        string[] missing = expected.Except(served).Take(10).ToArray();
+        string[] extra = served.Except(expected).Take(10).ToArray();
+        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
+            $"{what} differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{Diagnostics(run)}");
     }
 
     private static string ExchangeOf(GuestRun run) => run.ExchangeDirectory;
