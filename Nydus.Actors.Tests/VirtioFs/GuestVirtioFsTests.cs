@@ -33,11 +33,7 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
     {
         GuestRun run = _fixture.Run;
         AssertStep(run, "nydus1-mount", "0");
-        AssertStep(run, "nydus1-md5", "0");
-        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus1.md5"));
-        // The fixture's MANIFEST.md (V6): two files and their md5s.
-        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
-            $"md5sums in the guest: '{md5}'\n{Diagnostics(run)}");
+        AssertV6FixtureMd5s(run, "nydus1", "");
         string manifest = run.Manifest("nydus1") ?? "";
         Assert.Contains("./lib.rs\tmeta\tf 644 0:0 1 16931 1676819553.6286613340", manifest);
         Assert.Contains("./sync_io.rs\tmeta\tf 644 0:0 1 13400 1676819553.6289930840", manifest);
@@ -85,11 +81,8 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         GuestRun run = _fixture.Run;
         AssertStep(run, "nydus4-virtiofs", "0");
         AssertStep(run, "nydus4-mount", "0");
-        AssertStep(run, "nydus4-md5", "0");
-        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.md5"));
-        // The fixture's MANIFEST.md (V6): its data blob (zstd chunks) reaches the guest decompressed, in EROFS's layout.
-        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
-            $"md5sums of the guest's EROFS mount: '{md5}'\n{File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.files"))}\n{Diagnostics(run)}");
+        // Its data blob (zstd chunks) reaches the guest decompressed, in EROFS's layout.
+        AssertV6FixtureMd5s(run, "nydus4", File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.files")));
         AssertStep(run, "nydus4-umount", "0");
     }
 
@@ -103,6 +96,15 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         string[] extra = served.Except(expected).Take(10).ToArray();
         Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
             $"{what} differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{Diagnostics(run)}");
+    }
+
+    /// <summary>The fixture's MANIFEST.md (V6): two files and their md5s, as md5sum printed them in the guest.</summary>
+    private void AssertV6FixtureMd5s(GuestRun run, string tag, string context)
+    {
+        AssertStep(run, tag + "-md5", "0");
+        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), tag + ".md5"));
+        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
+            $"md5sums in the guest ({tag}): '{md5}'\n{context}\n{Diagnostics(run)}");
     }
 
     private static string ExchangeOf(GuestRun run) => run.ExchangeDirectory;
