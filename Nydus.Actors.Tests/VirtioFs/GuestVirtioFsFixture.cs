@@ -5,12 +5,13 @@ using Nydus.Actors.Tests.Support;
 namespace Nydus.Actors.Tests.VirtioFs;
 
 /// <summary>
-/// One boot of the test VM for the virtio-fs tests: two <c>nydusd virtiofs</c> processes on the host (the built binary)
+/// One boot of the test VM for the virtio-fs tests: five <c>nydusd virtiofs</c> processes on the host (the built binary)
 /// serve, over vhost-user-fs-pci devices, the corner-case tree as a chunked mkfs.erofs image (<c>--chunksize=4096
 /// --blobdev</c>, blob through a localfs config; tag nydus0), the upstream RAFS v6 fixture (localfs dir; tag nydus1)
 /// and the upstream RAFS v5 "repeatable" fixture with its blob pushed to the real docker-registry on loopback
 /// (registry backend, blob cache; tag nydus2; the v6 fixture's blob is named by a digest that is not its file's, so a
-/// registry cannot serve it). scripts/vm/guest-virtiofs.sh mounts each with the guest kernel's virtiofs and writes its manifest and
+/// registry cannot serve it); and, with <c>--blobfs</c>, the chunked image and the v6 fixture as their bootstrap and blob
+/// files (tags nydus3, nydus4) that the guest loop-mounts with its own EROFS. scripts/vm/guest-virtiofs.sh mounts each with the guest kernel's virtiofs and writes its manifest and
 /// md5sums to the exchange directory. The daemons and the registry are stopped, and the sockets removed, whatever happens.
 /// </summary>
 public sealed class GuestVirtioFsFixture : IDisposable
@@ -46,7 +47,8 @@ public sealed class GuestVirtioFsFixture : IDisposable
 
         string exchange = Directory.CreateDirectory(Path.Combine(work, "out")).FullName;
         string erofsSocket = Path.Combine(work, "erofs.sock"), v6Socket = Path.Combine(work, "v6.sock"), registrySocket = Path.Combine(work, "registry.sock");
-        NydusdProcess? erofs = null, v6 = null, remote = null;
+        string erofsBlobsSocket = Path.Combine(work, "erofs-blobs.sock"), v6BlobsSocket = Path.Combine(work, "v6-blobs.sock");
+        NydusdProcess? erofs = null, v6 = null, remote = null, erofsBlobs = null, v6Blobs = null;
         RegistryServer? registry = null;
         try
         {
@@ -67,20 +69,27 @@ public sealed class GuestVirtioFsFixture : IDisposable
             erofs = NydusdProcess.Start("virtiofs", "--sock", erofsSocket, "--bootstrap", image, "--config", config);
             v6 = NydusdProcess.Start("virtiofs", "--sock", v6Socket,
                 "--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", ImageFixtures.UpstreamFile("blobs"));
+            // blobfs: the same two images as files (bootstrap, blobs) for the guest's own EROFS.
+            erofsBlobs = NydusdProcess.Start("virtiofs", "--blobfs", "--sock", erofsBlobsSocket, "--bootstrap", image, "--config", config);
+            v6Blobs = NydusdProcess.Start("virtiofs", "--blobfs", "--sock", v6BlobsSocket,
+                "--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", ImageFixtures.UpstreamFile("blobs"));
             WaitServing(erofs);
             WaitServing(v6);
             WaitServing(remote);
+            WaitServing(erofsBlobs);
+            WaitServing(v6Blobs);
 
             string guestScript = Path.Combine(work, "guest.sh");
             File.WriteAllText(guestScript,
                 $"""
-                export TAGS='nydus0 nydus1 nydus2' OUT='{exchange}'
+                export TAGS='nydus0 nydus1 nydus2' BLOBFS_TAGS='nydus3 nydus4' OUT='{exchange}'
                 exec bash '{Path.Combine(TestVm.ScriptsDirectory, "guest-virtiofs.sh")}'
 
                 """);
             (int exit, string console) = TestVm.Run(guestScript, exchange, VmTimeout,
-                new Dictionary<string, string> { ["NYDUS_VM_VHOST_USER_FS"] = $"{erofsSocket} {v6Socket} {registrySocket}" });
-            DaemonOutput = $"--- nydusd (erofs)\n{erofs.Output}\n--- nydusd (v6)\n{v6.Output}\n--- nydusd (registry)\n{remote.Output}";
+                new Dictionary<string, string> { ["NYDUS_VM_VHOST_USER_FS"] = $"{erofsSocket} {v6Socket} {registrySocket} {erofsBlobsSocket} {v6BlobsSocket}" });
+            DaemonOutput = $"--- nydusd (erofs)\n{erofs.Output}\n--- nydusd (v6)\n{v6.Output}\n--- nydusd (registry)\n{remote.Output}"
+                + $"\n--- nydusd (erofs blobfs)\n{erofsBlobs.Output}\n--- nydusd (v6 blobfs)\n{v6Blobs.Output}";
             string sourceManifest = TreeBuilder.Run("bash", Path.Combine(TestVm.ScriptsDirectory, "tree-manifest.sh"), _tree.Root);
             return new GuestRun(exit, console, exchange, sourceManifest, new FileInfo(image).Length);
         }
@@ -90,10 +99,14 @@ public sealed class GuestVirtioFsFixture : IDisposable
             erofs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             v6?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             remote?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            erofsBlobs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            v6Blobs?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             registry?.Dispose();
             File.Delete(erofsSocket);
             File.Delete(v6Socket);
             File.Delete(registrySocket);
+            File.Delete(erofsBlobsSocket);
+            File.Delete(v6BlobsSocket);
         }
     }
 

@@ -24,14 +24,7 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         GuestRun run = _fixture.Run;
         AssertStep(run, "nydus0-mount", "0");
         AssertStep(run, "nydus0-manifest", "0");
-        // Every entry: names, types, modes, owners, mtimes, nlink (hard links), sizes, symlink targets, rdev, sha256, xattrs.
-        string[] expected = Lines(run.SourceManifest);
-        string[] served = Lines(run.Manifest("nydus0") ?? "");
-        Assert.True(expected.Length > 100, $"the source manifest has only {expected.Length} lines");
-        string[] missing = expected.Except(served).Take(10).ToArray();
-        string[] extra = served.Except(expected).Take(10).ToArray();
-        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
-            $"the guest's virtiofs mount differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{Diagnostics(run)}");
+        AssertManifestIsTheSourceTree(run, "nydus0", "the guest's virtiofs mount");
         AssertStep(run, "nydus0-umount", "0");
     }
 
@@ -40,11 +33,7 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
     {
         GuestRun run = _fixture.Run;
         AssertStep(run, "nydus1-mount", "0");
-        AssertStep(run, "nydus1-md5", "0");
-        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus1.md5"));
-        // The fixture's MANIFEST.md (V6): two files and their md5s.
-        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
-            $"md5sums in the guest: '{md5}'\n{Diagnostics(run)}");
+        AssertV6FixtureMd5s(run, "nydus1", "");
         string manifest = run.Manifest("nydus1") ?? "";
         Assert.Contains("./lib.rs\tmeta\tf 644 0:0 1 16931 1676819553.6286613340", manifest);
         Assert.Contains("./sync_io.rs\tmeta\tf 644 0:0 1 13400 1676819553.6289930840", manifest);
@@ -68,6 +57,54 @@ public sealed class GuestVirtioFsTests : IClassFixture<GuestVirtioFsFixture>
         Assert.True(Directory.EnumerateFiles(_fixture.RegistryCacheDir, GuestVirtioFsFixture.RepeatableBlobId + "*").Any(),
             $"no blob cache file for {GuestVirtioFsFixture.RepeatableBlobId} in {_fixture.RegistryCacheDir}");
         AssertStep(run, "nydus2-umount", "0");
+    }
+
+    [VmFact]
+    public void Blobfs_chunked_erofs_image_mounted_by_the_guests_own_erofs_equals_the_source_tree()
+    {
+        GuestRun run = _fixture.Run;
+        AssertStep(run, "nydus3-virtiofs", "0");
+        AssertStep(run, "nydus3-losetup", "0");
+        AssertStep(run, "nydus3-mount", "0");
+        AssertStep(run, "nydus3-manifest", "0");
+        string files = File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus3.files"));
+        Assert.Contains("image.boot", files);
+        Assert.Contains("devices", files);
+        AssertManifestIsTheSourceTree(run, "nydus3", $"the guest's EROFS mount of the blobfs files ({files.Trim()})");
+        AssertStep(run, "nydus3-umount", "0");
+        AssertStep(run, "nydus3-virtiofs-umount", "0");
+    }
+
+    [VmFact]
+    public void Blobfs_rafs_v6_fixture_mounted_by_the_guests_own_erofs_has_the_manifest_md5s()
+    {
+        GuestRun run = _fixture.Run;
+        AssertStep(run, "nydus4-virtiofs", "0");
+        AssertStep(run, "nydus4-mount", "0");
+        // Its data blob (zstd chunks) reaches the guest decompressed, in EROFS's layout.
+        AssertV6FixtureMd5s(run, "nydus4", File.ReadAllText(Path.Combine(ExchangeOf(run), "nydus4.files")));
+        AssertStep(run, "nydus4-umount", "0");
+    }
+
+    /// <summary>Every entry: names, types, modes, owners, mtimes, nlink (hard links), sizes, symlink targets, rdev, sha256, xattrs.</summary>
+    private void AssertManifestIsTheSourceTree(GuestRun run, string tag, string what)
+    {
+        string[] expected = Lines(run.SourceManifest);
+        string[] served = Lines(run.Manifest(tag) ?? "");
+        Assert.True(expected.Length > 100, $"the source manifest has only {expected.Length} lines");
+        string[] missing = expected.Except(served).Take(10).ToArray();
+        string[] extra = served.Except(expected).Take(10).ToArray();
+        Assert.True(missing.Length == 0 && extra.Length == 0 && expected.Length == served.Length,
+            $"{what} differs from the source tree\nonly in the source:\n{string.Join("\n", missing)}\nonly in the mount:\n{string.Join("\n", extra)}\n{Diagnostics(run)}");
+    }
+
+    /// <summary>The fixture's MANIFEST.md (V6): two files and their md5s, as md5sum printed them in the guest.</summary>
+    private void AssertV6FixtureMd5s(GuestRun run, string tag, string context)
+    {
+        AssertStep(run, tag + "-md5", "0");
+        string md5 = File.ReadAllText(Path.Combine(ExchangeOf(run), tag + ".md5"));
+        Assert.True(md5 == "4709cf8873e419ecedc7d43fdee4a75f  ./lib.rs\n5442bc7dc9dc5f985c7594e23866ae6f  ./sync_io.rs\n",
+            $"md5sums in the guest ({tag}): '{md5}'\n{context}\n{Diagnostics(run)}");
     }
 
     private static string ExchangeOf(GuestRun run) => run.ExchangeDirectory;

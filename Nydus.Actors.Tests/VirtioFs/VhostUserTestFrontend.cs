@@ -98,6 +98,34 @@ internal sealed unsafe class VhostUserTestFrontend : IDisposable
         return _base[q];
     }
 
+    /// <summary>
+    /// A device reset as a guest driver does it (RESET_OWNER, the request qemu sends when the device is reset), then
+    /// the rings zeroed as the driver re-initialises them, fresh kick/call eventfds and the whole set-up again.
+    /// </summary>
+    public void ResetAndRestart(int queues)
+    {
+        Send(VhostUserRequest.ResetOwner, []);
+        // RESET_OWNER has no reply; the backend handles requests in order, so this one's reply means the reset is done
+        // (its queue workers stopped) before the rings are touched.
+        Request(VhostUserRequest.GetFeatures);
+        foreach (var (kick, call) in _queues)
+        {
+            kick.Dispose();
+            call.Dispose();
+        }
+
+        _queues.Clear();
+        for (int q = 0; q < _nextAvail.Length; q++)
+        {
+            if (Desc(q) + 0x3000 <= BufferArea) Guest(Desc(q), 0x3000).Clear();
+            _nextAvail[q] = 0;
+            _seenUsed[q] = 0;
+            _base[q] = 0;
+        }
+
+        Start(queues);
+    }
+
     /// <summary>Copies <paramref name="data"/> into a fresh buffer of guest memory; returns its guest address.</summary>
     public ulong Put(ReadOnlySpan<byte> data, int room = 0)
     {

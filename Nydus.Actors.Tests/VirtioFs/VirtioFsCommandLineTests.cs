@@ -22,6 +22,22 @@ public sealed class VirtioFsCommandLineTests
         (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--thread-num", "0");
         Assert.Equal(2, code);
         Assert.Contains("invalid --thread-num 0", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--blobfs");
+        Assert.Equal(2, code);
+        Assert.Contains("--blobfs serves an image: give --bootstrap", output);
+        Assert.False(File.Exists(sock));
+    }
+
+    [Fact]
+    public async Task Blobfs_over_a_blob_the_backend_does_not_have_is_one_clear_error_before_the_socket_exists()
+    {
+        using var dir = new TempDir("virtiofs-cli");
+        string sock = dir.Combine("vfs.sock");
+        string empty = Directory.CreateDirectory(dir.Combine("blobs")).FullName;
+        (int code, string output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--blobfs", "--sock", sock,
+            "--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", empty);
+        Assert.Equal(1, code);
+        Assert.Contains("blob be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef not found", output);
         Assert.False(File.Exists(sock));
     }
 

@@ -26,6 +26,10 @@ internal sealed class VirtioFsQueueWorker
     private readonly SafeFileHandle _stop;
     private readonly Thread _thread;
 
+    /// <summary>Set by <see cref="Stop"/> before it wakes the worker: a drain stops between two chains, so a stop
+    /// (GET_VRING_BASE, a reset, the VMM gone) waits for the request being served, not for the rest of a full ring.</summary>
+    private volatile bool _stopRequested;
+
     public VirtioFsQueueWorker(int queueIndex, SplitVirtqueue queue, GuestMemory memory, SafeFileHandle kick, VringCall call,
         FuseDispatcher dispatcher, VirtioFsCounters counters)
     {
@@ -48,6 +52,7 @@ internal sealed class VirtioFsQueueWorker
     /// <summary>Wakes the worker and waits for it (bounded: a request stuck in the file system is given 10 s).</summary>
     public bool Stop()
     {
+        _stopRequested = true;
         Libc.SignalEvent(_stop);
         bool joined = _thread.Join(TimeSpan.FromSeconds(10));
         if (joined) _stop.Dispose();
@@ -103,7 +108,8 @@ internal sealed class VirtioFsQueueWorker
         bool served = false;
         try
         {
-            while (true)
+            // Chains not taken stay in the available ring; the base GET_VRING_BASE reports starts the next worker there.
+            while (!_stopRequested)
             {
                 switch (_queue.TryPop(chain))
                 {
@@ -124,6 +130,8 @@ internal sealed class VirtioFsQueueWorker
                 _queue.PushUsed(chain.Head, (uint)Serve(chain, request, reply));
                 served = true;
             }
+
+            return true;
         }
         finally
         {
