@@ -77,6 +77,12 @@ public static class DaemonEndpoints
         {
             throw ApiError.Timeout($"the daemon did not answer within {api.AskTimeout}");
         }
+        catch (TaskCanceledException) when (api.Daemon.IsCanceled)
+        {
+            // The API comes up beside the start; a start that fails before the daemon actor exists (a damaged
+            // journal, a refused mount) cancels it, and a client asking meanwhile gets that, not a stack trace.
+            throw ApiError.NotReady("the daemon failed to start (its log says why) and is exiting");
+        }
     }
 
     private static DaemonInfoBody ToBody(DaemonInfo info, bool withBackends) => new(
