@@ -225,10 +225,14 @@ public sealed class FleetTests(ITestOutputHelper output)
         && !n.GetProperty("stale").GetBoolean()
         && n.GetProperty("daemons").EnumerateArray().Any(d => d.GetProperty("pid").GetInt32() == pid && d.GetProperty("healthy").GetBoolean());
 
+    /// <summary>The address is node's, over plain TCP (akka.tcp) or TLS (akka.ssl.tcp).</summary>
+    private static bool SameNode(string address, int node) =>
+        address == AddressOf(node) || address == AddressOf(node).Replace("akka.tcp://", "akka.ssl.tcp://", StringComparison.Ordinal);
+
     internal static JsonElement? Node(JsonElement view, int node)
     {
         foreach (var n in view.GetProperty("nodes").EnumerateArray())
-            if (n.GetProperty("address").GetString() == AddressOf(node)) return n;
+            if (n.GetProperty("address").GetString() is { } address && SameNode(address, node)) return n;
         return null;
     }
 

@@ -32,8 +32,16 @@ public sealed record FleetSettings(
     /// coordinator singleton runs only on them.</summary>
     public const string RolloutRole = "rollouts";
 
+    /// <summary>Akka.Remote's protocol: <c>akka.ssl.tcp</c> when the DotNetty transport has TLS on
+    /// (<c>akka.remote.dot-netty.tcp.enable-ssl</c>), else <c>akka.tcp</c>. Addresses carry it, so a seed given as
+    /// host:port must get the one the transport speaks, or joining fails with "no transport is loaded for protocol".</summary>
+    public string Protocol { get; init; } = PlainProtocol;
+
+    public const string PlainProtocol = "akka.tcp";
+    public const string TlsProtocol = "akka.ssl.tcp";
+
     /// <summary>This agent's own address in the fleet.</summary>
-    public Address SelfAddress => new("akka.tcp", SystemName, Hostname, Port);
+    public Address SelfAddress => new(Protocol, SystemName, Hostname, Port);
 
     /// <summary>Reads the block; null when the cluster is not enabled. A bad value throws
     /// <see cref="ConfigurationException"/> naming the key.</summary>
@@ -46,7 +54,8 @@ public sealed record FleetSettings(
             throw new ConfigurationException($"{ConfigPath}.hostname is required when the cluster is enabled: the address other agents reach this one at");
         var port = block.GetInt("port", 4053);
         if (port is < 1 or > 65535) throw new ConfigurationException($"{ConfigPath}.port must be 1-65535, not {port}");
-        var seeds = block.GetStringList("seed-nodes", []).Select(ParseSeed).ToList();
+        var protocol = config.GetBoolean("akka.remote.dot-netty.tcp.enable-ssl", false) ? TlsProtocol : PlainProtocol;
+        var seeds = block.GetStringList("seed-nodes", []).Select(seed => ParseSeed(seed, protocol)).ToList();
         if (seeds.Count == 0) throw new ConfigurationException($"{ConfigPath}.seed-nodes is empty: list at least one agent to join through (this one's own host:port founds the cluster)");
         var publish = block.GetTimeSpan("publish-interval", TimeSpan.FromSeconds(5));
         if (publish <= TimeSpan.Zero) throw new ConfigurationException($"{ConfigPath}.publish-interval must be positive");
@@ -58,6 +67,7 @@ public sealed record FleetSettings(
             Positive(block, "rollout.write-timeout", TimeSpan.FromSeconds(5)));
         return new FleetSettings(hostname, port, seeds, block.GetStringList("roles", []).ToList(), publish, restart)
         {
+            Protocol = protocol,
             Rollouts = block.GetBoolean("rollouts", true),
             Rollout = rollout,
         };
@@ -70,8 +80,8 @@ public sealed record FleetSettings(
         return value;
     }
 
-    /// <summary>"host:port", or a full akka.tcp address of the fleet's system.</summary>
-    private static Address ParseSeed(string seed)
+    /// <summary>"host:port" (given the transport's protocol), or a full akka.tcp/akka.ssl.tcp address of the fleet's system.</summary>
+    private static Address ParseSeed(string seed, string protocol)
     {
         if (seed.Contains("://", StringComparison.Ordinal))
         {
@@ -91,7 +101,7 @@ public sealed record FleetSettings(
         var colon = seed.LastIndexOf(':');
         if (colon <= 0 || !int.TryParse(seed[(colon + 1)..], out var port) || port is < 1 or > 65535)
             throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' is not host:port");
-        return new Address("akka.tcp", SystemName, seed[..colon].Trim('[', ']'), port);
+        return new Address(protocol, SystemName, seed[..colon].Trim('[', ']'), port);
     }
 
     /// <summary>The seeds to join through. A first start uses the configured list as is (its first seed may found
