@@ -208,6 +208,7 @@ public sealed class FleetTests(ITestOutputHelper output)
     [InlineData("enabled = on, hostname = \"10.0.0.1\"", "nydus.agent.cluster.seed-nodes is empty")]
     [InlineData("enabled = on, hostname = \"10.0.0.1\", seed-nodes = [\"10.0.0.1\"]", "'10.0.0.1' is not host:port")]
     [InlineData("enabled = on, hostname = \"10.0.0.1\", seed-nodes = [\"akka.tcp://other@10.0.0.1:4053\"]", "the fleet's is 'nydus-fleet'")]
+    [InlineData("enabled = on, hostname = \"10.0.0.1\", seed-nodes = [\"akka.ssl.tcp://nydus-fleet@10.0.0.1:4053\"]", "this agent's transport speaks akka.tcp (TLS off)")]
     public async Task An_agent_with_a_bad_cluster_block_refuses_to_start_naming_the_key(string block, string expected)
     {
         using var dir = new TempDir("fleetcfg");

@@ -96,6 +96,9 @@ public sealed record FleetSettings(
             }
             if (address.System != SystemName)
                 throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' names system '{address.System}'; the fleet's is '{SystemName}'");
+            // A seed of another protocol is never reached (e.g. akka.tcp with TLS on): say so now, not by join retries.
+            if (address.Protocol != protocol)
+                throw new ConfigurationException($"{ConfigPath}.seed-nodes: '{seed}' uses protocol {address.Protocol}; this agent's transport speaks {protocol} (TLS {(protocol == TlsProtocol ? "on" : "off")}): write it as {protocol}://... or as host:port");
             return address;
         }
         var colon = seed.LastIndexOf(':');
