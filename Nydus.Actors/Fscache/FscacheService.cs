@@ -253,10 +253,9 @@ public sealed class FscacheService : IDisposable
     /// (SEEK_HOLE, as cachefiles itself tells what is cached).</summary>
     private static bool IsPresent(SafeFileHandle fd, long offset, long end)
     {
-        const int SeekHole = 4;
         try
         {
-            long hole = Libc.LSeek(fd, offset, SeekHole);
+            long hole = Libc.LSeek(fd, offset, Libc.SEEK_HOLE);
             return hole >= end;
         }
         catch (ObjectDisposedException)

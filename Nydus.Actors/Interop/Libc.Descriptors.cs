@@ -72,6 +72,9 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     public static partial int FcntlLock(SafeFileHandle fd, int command, ref FileLock fileLock);
 
+    /// <summary>lseek whence: the next hole at or after the offset (the file's end counts as one).</summary>
+    public const int SEEK_HOLE = 4;
+
     [LibraryImport("libc", EntryPoint = "lseek64", SetLastError = true)]
     public static partial long LSeek(SafeFileHandle fd, long offset, int whence);
 

@@ -193,9 +193,7 @@ public sealed class SimulatedCachefilesKernel : IDisposable
             if (n == 0) break;
             done += n;
         }
-
-        const int SeekHole = 4;
-        long hole = bytes.Length == 0 ? offset : Libc.LSeek(file, offset, SeekHole);
+        long hole = bytes.Length == 0 ? offset : Libc.LSeek(file, offset, Libc.SEEK_HOLE);
         return new SimulatedRead(bytes, bytes.Length > 0 && hole >= end);
     }
 
