@@ -34,7 +34,6 @@ public sealed class BlobFileSystem : IFuseFileSystem, IDisposable
 
     private readonly BlockAddressSpace _space;
     private readonly Node[] _files;
-    private readonly Dictionary<string, int> _byName;
     private readonly DateTimeOffset _time;
 
     /// <param name="space">The image's block layout; owned (disposed with this).</param>
@@ -64,7 +63,6 @@ public sealed class BlobFileSystem : IFuseFileSystem, IDisposable
         byte[] devices = Encoding.UTF8.GetBytes(string.Concat(dataNames.Select(n => n + "\n")));
         files.Add(new Node(DevicesName, 0, devices.Length, devices));
         _files = [.. files];
-        _byName = _files.Select((f, i) => (f.Name, i)).ToDictionary(p => p.Name, p => p.i, StringComparer.Ordinal);
     }
 
     /// <summary>The files served, in listing order (names and sizes, for logs and tests).</summary>
@@ -76,7 +74,10 @@ public sealed class BlobFileSystem : IFuseFileSystem, IDisposable
     {
         entry = default;
         if (parent != RootId) return Errno.ENOTDIR;
-        if (!_byName.TryGetValue(Encoding.UTF8.GetString(name), out int index)) return Errno.ENOENT;
+        // A handful of files: a scan of their UTF-8 names, no string made per lookup.
+        int index = 0;
+        while (index < _files.Length && !_files[index].NameBytes.AsSpan().SequenceEqual(name)) index++;
+        if (index == _files.Length) return Errno.ENOENT;
         entry.NodeId = FileId(index);
         entry.Attr = Attr(entry.NodeId);
         entry.EntryTimeout = Timeout;
@@ -144,7 +145,7 @@ public sealed class BlobFileSystem : IFuseFileSystem, IDisposable
             {
                 0 => writer.TryAdd(RootId, "."u8, 4, i + 1),
                 1 => writer.TryAdd(RootId, ".."u8, 4, i + 1),
-                _ => writer.TryAdd(FileId((int)i - 2), Encoding.UTF8.GetBytes(_files[i - 2].Name), 8 /* DT_REG */, i + 1),
+                _ => writer.TryAdd(FileId((int)i - 2), _files[i - 2].NameBytes, 8 /* DT_REG */, i + 1),
             };
             if (!added) break;
         }
@@ -219,5 +220,9 @@ public sealed class BlobFileSystem : IFuseFileSystem, IDisposable
 
     /// <param name="DeviceOffset">Where the file's bytes start in the block address space.</param>
     /// <param name="Content">The bytes of a file made here (the device list), null for blob files.</param>
-    private readonly record struct Node(string Name, long DeviceOffset, long Size, byte[]? Content);
+    private readonly record struct Node(string Name, long DeviceOffset, long Size, byte[]? Content)
+    {
+        /// <summary>The name as the FUSE protocol carries it, encoded once.</summary>
+        public byte[] NameBytes { get; } = Encoding.UTF8.GetBytes(Name);
+    }
 }
