@@ -463,20 +463,12 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
 
     // ---------------------------------------------------------------- helpers
 
-    /// <summary>Appends to a log the agent keeps (a daemon's log, the spawn log), creating it 0600 whatever the umask:
-    /// a daemon's log holds its mount sources and paths. The daemon's output is appended after the first line, so
-    /// the file exists, with this mode, before the daemon writes to it.</summary>
-    private static void AppendOwnerOnly(string path, string text)
-    {
-        using var stream = new FileStream(path, new FileStreamOptions
-        {
-            Mode = FileMode.Append,
-            Access = FileAccess.Write,
-            Share = FileShare.ReadWrite | FileShare.Delete,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        });
-        stream.Write(System.Text.Encoding.UTF8.GetBytes(text));
-    }
+    /// <summary>Appends to a log the agent keeps (a daemon's log, the spawn log), creating it 0600: a daemon's log
+    /// holds its mount sources and paths. The daemon's output is appended after the first line, so the file exists,
+    /// with this mode, before the daemon writes to it. O_APPEND: the daemons of one agent upgraded in one batch append
+    /// their lines to the spawn log at the same moment, and a running daemon writes to its log beside the agent.</summary>
+    private static void AppendOwnerOnly(string path, string text) =>
+        Interop.AppendOnlyFile.Append(path, text, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
     private (int Pid, long StartTime) Launch(string binary, string apiSocket, bool upgrade, string role)
     {
