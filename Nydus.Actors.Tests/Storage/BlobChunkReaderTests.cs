@@ -95,8 +95,39 @@ public sealed class BlobChunkReaderTests
     }
 
     [Fact]
-    public void Crc32c_matches_the_standard_check_value() =>
+    public void Crc32c_matches_the_standard_check_value_and_the_iscsi_vectors()
+    {
         Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));
+        // RFC 3720 B.4: 32 bytes of zeros, of ones, ascending.
+        Assert.Equal(0x8A9136AAu, Crc32C.Compute(new byte[32]));
+        Assert.Equal(0x62A8AB43u, Crc32C.Compute(Enumerable.Repeat((byte)0xFF, 32).ToArray()));
+        Assert.Equal(0x46DD794Eu, Crc32C.Compute(Enumerable.Range(0, 32).Select(i => (byte)i).ToArray()));
+    }
+
+    [Fact]
+    public void Crc32c_in_pieces_of_any_length_equals_the_bitwise_definition()
+    {
+        // Eight-byte steps plus a byte tail: every length and split point around the step must agree with the
+        // polynomial computed bit by bit.
+        static uint Bitwise(uint crc, ReadOnlySpan<byte> data)
+        {
+            foreach (byte b in data)
+            {
+                crc ^= b;
+                for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? 0x82F6_3B78u ^ (crc >> 1) : crc >> 1;
+            }
+            return crc;
+        }
+        var data = new byte[67];
+        new Random(7).NextBytes(data);
+        for (int length = 0; length <= data.Length; length++)
+        {
+            var piece = data.AsSpan(0, length);
+            Assert.Equal(Bitwise(0xFFFF_FFFFu, piece), Crc32C.Update(0xFFFF_FFFFu, piece));
+            for (int split = 0; split <= length; split += 3)
+                Assert.Equal(Bitwise(0xFFFF_FFFFu, piece), Crc32C.Update(Crc32C.Update(0xFFFF_FFFFu, piece[..split]), piece[split..]));
+        }
+    }
 
     [Fact]
     public void Localfs_backend_finds_blobs_in_alt_dirs_and_reports_missing_and_short_blobs()
