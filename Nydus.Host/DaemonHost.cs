@@ -102,6 +102,12 @@ public static class DaemonHost
             ? Task.FromResult<ApiServer?>(null)
             : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
         var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
+        // The daemon's blob caches: one registry, made before any image is opened (the command line's is opened next)
+        // and handed to everything that opens a cache; the daemon's blob-cache actor disposes it when it stops.
+        var blobCaches = new Nydus.Actors.Storage.Cache.BlobCacheRegistry
+        {
+            ReadAheadWindows = Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8),
+        };
         FuseServiceSetup? fuse;
         Nydus.Actors.Fscache.ICachefilesDevice? fscacheDevice;
         try
@@ -110,14 +116,11 @@ public static class DaemonHost
             JournalStartup.Prepare(journalFiles, config, options.JournalRepair);
             timeline.Mark("journal-files");
 
-            // Read before any image is opened (the command line's is opened next).
-            Nydus.Actors.Storage.Cache.BlobCacheSettings.DefaultReadAheadWindows =
-                Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
             // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
             // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
             fuse = options.Singleton ? null
                 : FuseServiceSetup.Prepare(options,
-                    UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
+                    UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics, blobCaches);
             if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
             // Singleton with --fscache: the cachefiles device is opened and bound before the daemon exists, as a FUSE
             // daemon's mount is (a refused bind ends the start here). A successor opens nothing: the predecessor's
@@ -126,6 +129,7 @@ public static class DaemonHost
         }
         catch
         {
+            blobCaches.Dispose();
             daemonReady.SetCanceled();
             await DisposeQuietlyAsync(apiStarting);
             throw;
@@ -138,6 +142,7 @@ public static class DaemonHost
         catch (Exception e)
         {
             fuse?.Undo();
+            blobCaches.Dispose();
             fscacheDevice?.Dispose();
             daemonReady.SetCanceled();
             await DisposeQuietlyAsync(apiStarting);
@@ -151,11 +156,12 @@ public static class DaemonHost
             options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
-                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics),
+                config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics, blobCaches),
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
             Metrics = mountMetrics,
+            Caches = blobCaches,
             DeferStartRecord = takeover is not null,
             CacheLimits = new Nydus.Actors.Storage.Cache.BlobCacheLimits(
                 config.GetByteSize("nydus.blob-cache.disk-limit", 0) ?? 0,

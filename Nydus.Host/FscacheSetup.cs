@@ -35,14 +35,14 @@ public static class FscacheSetup
     /// <summary>The service child: on the bound device, or, for a successor (<paramref name="takeover"/>), waiting for
     /// the predecessor's; null for a singleton without --fscache.</summary>
     public static Props? ServiceProps(ICachefilesDevice? device, NydusdOptions options, TimeSpan askTimeout, TimeSpan transferTimeout, bool takeover,
-        FscacheMetrics? metrics)
+        FscacheMetrics? metrics, Nydus.Actors.Storage.Cache.BlobCacheRegistry caches)
     {
         if (options.Fscache is not { } cacheDir) return null;
         var handoff = new FscacheHandoffSettings(options.Supervisor, transferTimeout, options.Id ?? "", Path.GetFullPath(cacheDir),
             options.FscacheTag, AdoptDevice);
         return takeover
-            ? FscacheServiceActor.PropsForTakeover(options.FscacheThreads, askTimeout, handoff, metrics)
-            : FscacheServiceActor.Props(device!, options.FscacheThreads, askTimeout, handoff, metrics);
+            ? FscacheServiceActor.PropsForTakeover(options.FscacheThreads, askTimeout, handoff, metrics, caches)
+            : FscacheServiceActor.Props(device!, options.FscacheThreads, askTimeout, handoff, metrics, caches);
     }
 
     /// <summary>A received descriptor as the device kind this process uses (the test hook picks the simulation).</summary>

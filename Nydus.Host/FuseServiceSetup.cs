@@ -48,8 +48,9 @@ public sealed class FuseServiceSetup
     /// <param name="handoff">Supervisor settings for sendfd and takeover.</param>
     /// <param name="takeover">Non-null when this daemon is to take over an existing kernel mount instead of making one.</param>
     /// <param name="metrics">The daemon's table of instances: gets the session's in-flight requests.</param>
+    /// <param name="caches">The daemon's blob caches, where the command line's image opens its cache.</param>
     public static FuseServiceSetup Prepare(NydusdOptions options, FuseHandoffSettings handoff, TakeoverReason? takeover,
-        MountMetricsRegistry metrics)
+        MountMetricsRegistry metrics, Nydus.Actors.Storage.Cache.BlobCacheRegistry caches)
     {
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
         // Checked before anything opens: a successor with no mount to take over would wait in INIT for nothing. Never
@@ -60,7 +61,7 @@ public sealed class FuseServiceSetup
         if (takeover is null && !Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var opened = OpenFilesystem(options, metrics.Events, mountpoint);
+        var opened = OpenFilesystem(options, metrics.Events, mountpoint, caches);
         var instance = opened?.Opened.Instance;
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
         // virtual mountpoint, the API's instances beside it. The workers start only after the host has mounted the
@@ -148,7 +149,7 @@ public sealed class FuseServiceSetup
     /// <summary>Opens what the command line names through the same mount command as the API's (so that the
     /// instance's actor can open it again); null when the command line names nothing.</summary>
     private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options, ErrorEventLog events,
-        string mountpoint)
+        string mountpoint, Nydus.Actors.Storage.Cache.BlobCacheRegistry caches)
     {
         FsBackendMountCmd command;
         string configSource;
@@ -180,6 +181,6 @@ public sealed class FuseServiceSetup
         }
         else return null;
 
-        return (MountCommands.Open(command, configSource, events, servedMountpoint: mountpoint), command);
+        return (MountCommands.Open(command, caches, configSource, events, servedMountpoint: mountpoint), command);
     }
 }

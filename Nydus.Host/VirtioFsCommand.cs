@@ -57,11 +57,13 @@ public static class VirtioFsCommand
         {
             Log.Logger = NydusdLogging.Create(new LoggingLevelSwitch(LevelOf(r.GetValue<string>("--log-level"))), r.GetValue<string>("--log-file"), 0);
             if (r.GetValue(blobfs)) return await ServeBlobsAsync(r.GetValue(sock)!, r.GetValue(bootstrap)!, r.GetValue(config), r.GetValue(localfs), r.GetValue(queues), token);
+            // This process serves one image: its blob caches are its own, closed after it.
+            using var caches = new Nydus.Actors.Storage.Cache.BlobCacheRegistry();
             OpenedInstance opened;
             try
             {
                 opened = MountCommands.Open(MountCommandOf(r.GetValue(bootstrap), r.GetValue(config), r.GetValue(localfs), r.GetValue(shared),
-                    r.GetValue(virtualMountpoint)!), r.GetValue(config) ?? (r.GetValue(shared) is null ? "--localfs-dir" : "--shared-dir"), new ErrorEventLog());
+                    r.GetValue(virtualMountpoint)!), caches, r.GetValue(config) ?? (r.GetValue(shared) is null ? "--localfs-dir" : "--shared-dir"), new ErrorEventLog());
             }
             catch (Exception e) when (e is ConfigException or RafsException or StorageException or IOException or UnauthorizedAccessException)
             {

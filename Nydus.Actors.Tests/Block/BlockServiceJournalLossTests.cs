@@ -4,6 +4,7 @@ using Nydus.Actors.Config;
 using Nydus.Actors.Daemon;
 using Nydus.Actors.Daemon.Block;
 using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Tests.Support;
 using Xunit;
 
@@ -44,7 +45,7 @@ public sealed class BlockServiceJournalLossTests : IDisposable
         var first = NewSystem();
         try
         {
-            var service = first.ActorOf(BlockServiceActor.Props(PersistenceId, waitForRun: false));
+            var service = first.ActorOf(BlockServiceActor.Props(PersistenceId, new BlobCacheRegistry(), waitForRun: false));
             await UntilAsync(service, "serving");
             var r = Record;
             var result = await service.Ask<BlockServiceResult>(new ExportBlockDevice(r.Name, r.Source, r.Config, null, r.Address), Wait);
@@ -66,7 +67,7 @@ public sealed class BlockServiceJournalLossTests : IDisposable
         var system = NewSystem();
         try
         {
-            var service = system.ActorOf(BlockServiceActor.Props(PersistenceId, waitForRun: false));
+            var service = system.ActorOf(BlockServiceActor.Props(PersistenceId, new BlobCacheRegistry(), waitForRun: false));
             BlockExportList list = await UntilAsync(service, "unavailable");
             Assert.Empty(list.Exports);
             Assert.False(File.Exists(Socket), "an unreadable journal's export is served");
@@ -94,7 +95,7 @@ public sealed class BlockServiceJournalLossTests : IDisposable
         try
         {
             // A successor: the handoff state's table arrives, then the daemon runs.
-            var service = system.ActorOf(BlockServiceActor.Props(PersistenceId, waitForRun: true));
+            var service = system.ActorOf(BlockServiceActor.Props(PersistenceId, new BlobCacheRegistry(), waitForRun: true));
             service.Tell(new RestoreBlockExports([Record]));
             service.Tell(BlockServiceMayServe.Instance);
             BlockExportList list = await UntilAsync(service, "unrecorded");

@@ -5,6 +5,7 @@ using Nydus.Actors.Tests.Rafs;
 using Nydus.Actors.Tests.RafsFuse;
 using Nydus.Actors.Tests.Support;
 using Xunit;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Tests.Block;
 
@@ -35,9 +36,10 @@ public sealed class NbdKernelMountTests : IClassFixture<GeneratedTreeFixture>
     public void Kernel_mount_of_the_export_through_nbdfuse_equals_the_source_tree(string name, bool blobDevice, string[] options)
     {
         (string image, string? blob) = _fixture.MakeImage("nbd-" + name, blobDevice, options);
+        using var caches = new BlobCacheRegistry();
         BlockAddressSpace space = blob is null
             ? BlockImages.OpenFromCommandLine(image, null, _fixture.Tree.WorkDir)
-            : BlockImages.Open(image, Nydus.Actors.Config.NydusConfigLoader.Parse(GeneratedImageFuseTests.BlobFileConfig(blob), "test"), "test");
+            : BlockImages.Open(image, Nydus.Actors.Config.NydusConfigLoader.Parse(GeneratedImageFuseTests.BlobFileConfig(blob), "test"), "test", caches);
         if (blob is not null) Assert.Contains(0L, space.PatchedBlocks);
 
         using var dir = new TempDir("nbd-kmount");

@@ -5,6 +5,7 @@ using Nydus.Actors.Config;
 using Nydus.Actors.Tests.RafsFuse;
 using Nydus.Actors.Tests.Support;
 using Xunit;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Tests.Block;
 
@@ -19,6 +20,7 @@ public sealed class NbdSpliceTests : IDisposable
 {
     private readonly TempDir _dir = new("nbd-splice");
     private readonly NbdExportTable _exports = new();
+    private readonly BlobCacheRegistry _caches = new();
     private readonly NbdServer _server;
     private readonly BlockAddressSpace _device;
     private readonly byte[] _expected;
@@ -39,7 +41,7 @@ public sealed class NbdSpliceTests : IDisposable
         string meta = _dir.Combine("meta.erofs");
         _blob = _dir.Combine("blob.img");
         TreeBuilder.Run("mkfs.erofs", "--quiet", "--chunksize=1048576", "--blobdev=" + _blob, meta, source);
-        _device = BlockImages.Open(meta, NydusConfigLoader.Parse(GeneratedImageFuseTests.BlobFileConfig(_blob), "test"), "test");
+        _device = BlockImages.Open(meta, NydusConfigLoader.Parse(GeneratedImageFuseTests.BlobFileConfig(_blob), "test"), "test", _caches);
         _expected = new byte[_device.Size];
         _device.Read(0, _expected);
         _exports.TryAdd(new NbdExport("img", "", _device));
@@ -183,6 +185,7 @@ public sealed class NbdSpliceTests : IDisposable
     {
         _server.Dispose();
         _exports.Dispose();
+        _caches.Dispose();
         _dir.Dispose();
     }
 }

@@ -5,6 +5,7 @@ using Nydus.Actors.Block.Nbd;
 using Nydus.Actors.Config;
 using Nydus.Actors.Tests.Support;
 using Xunit;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Tests.Block;
 
@@ -41,8 +42,9 @@ public sealed class RegistryBlockDeviceTests : IDisposable
               "rafs": { "mode": "direct", "validate": true }
             }
             """;
+        using var caches = new BlobCacheRegistry();
         using var exports = new NbdExportTable();
-        exports.TryAdd(new NbdExport("img", "", BlockImages.Open(bootstrapPath, NydusConfigLoader.Parse(config, "test"), "test")));
+        exports.TryAdd(new NbdExport("img", "", BlockImages.Open(bootstrapPath, NydusConfigLoader.Parse(config, "test"), "test", caches)));
         using var server = new NbdServer(exports);
         string socket = _dir.Combine("s");
         server.ListenUnix(socket);

@@ -5,6 +5,7 @@ using Nydus.Actors.Api;
 using Nydus.Actors.Tests.Support;
 using Xunit;
 using Xunit.Abstractions;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Tests.Host;
 
@@ -291,7 +292,8 @@ public sealed class BlobCacheManagerTests(ITestOutputHelper output) : IDisposabl
         foreach (var (dir, blobs) in new[] { (ImageFixtures.UpstreamFile("blobs"), new[] { BlobA }), (ImageFixtures.UpstreamFile("repeatable", "blobs"), new[] { Big, Medium }) })
         {
             using var backend = Nydus.Actors.Storage.Backends.LocalFsBackend.ForDirectory(dir);
-            using var cache = new Nydus.Actors.Storage.Cache.BlobFileCache(new Nydus.Actors.Storage.Cache.BlobCacheSettings { WorkDir = CacheDir }, backend);
+            using var caches = new BlobCacheRegistry();
+            using var cache = caches.Open(new BlobCacheSettings { WorkDir = CacheDir }, backend);
             foreach (var blob in blobs) cache.Fill(blob, 0, (int)backend.GetBlobSize(blob));
         }
         string Data(string blob) => Path.Combine(CacheDir, blob + ".blob.data");

@@ -3,6 +3,7 @@ using Akka.TestKit.Xunit2;
 using Nydus.Actors.Config;
 using Nydus.Actors.Daemon.Mounts;
 using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Tests.Support;
 using Nydus.Actors.Vfs;
 using Xunit;
@@ -53,7 +54,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
 
         using var gone = new CancellationTokenSource();
@@ -77,7 +78,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/x/a", _a)));
 
         foreach (var mountpoint in new[] { "/", "/x", "/x/a/b" })
@@ -95,7 +96,7 @@ public sealed class FsServiceActorTests : TestKit
         var persistenceId = "fssvc-" + Guid.NewGuid().ToString("N");
         var journal = Sys.ActorOf(DaemonJournalActor.Props(persistenceId, "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry()));
 
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
         await AskAsync(service, new MountFilesystem(Command("/b", _b)));
@@ -113,7 +114,7 @@ public sealed class FsServiceActorTests : TestKit
         await journal.GracefulStop(Wait);
         var journal2 = Sys.ActorOf(DaemonJournalActor.Props(persistenceId, "fssvc"));
         using var vfs2 = new VirtualFileSystem();
-        var service2 = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs2, journal2, new MountMetricsRegistry()));
+        var service2 = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs2, journal2, new MountMetricsRegistry(), new BlobCacheRegistry()));
         var restored = await AskAsync(service2, RestoreMounts.Instance);
 
         Assert.Contains("restored 2", restored.Message);
@@ -127,7 +128,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
         await AskAsync(service, new MountFilesystem(Command("/b", _b)));
         int indexOfA = vfs.IndexOf("/a"), indexOfB = vfs.IndexOf("/b");
@@ -151,7 +152,7 @@ public sealed class FsServiceActorTests : TestKit
     {
         var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
         using var vfs = new VirtualFileSystem();
-        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry()));
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry()));
         await AskAsync(service, new MountFilesystem(Command("/a", _a)));
 
         var corrupt = Path.Combine(_dir.Path, "corrupt.img");

@@ -5,6 +5,7 @@ using Nydus.Actors.Api;
 using Nydus.Actors.Interop;
 using Nydus.Actors.Tests.Support;
 using Xunit;
+using Nydus.Actors.Storage.Cache;
 
 namespace Nydus.Actors.Tests.RegistryFuse;
 
@@ -112,8 +113,9 @@ public sealed class RegistryMountTests : IDisposable
         string cacheDir = _dir.Combine("cache");
         var leftover = new byte[200_000];
         new Random(7).NextBytes(leftover);
-        using (var old = new Nydus.Actors.Storage.Cache.BlobFileCache(
-                   new Nydus.Actors.Storage.Cache.BlobCacheSettings { WorkDir = cacheDir },
+        using (var caches = new BlobCacheRegistry())
+        using (var old = caches.Open(
+                   new BlobCacheSettings { WorkDir = cacheDir },
                    new Nydus.Actors.Tests.Storage.CountingBackend().Add("leftover", leftover)))
         {
             old.Read("leftover", 0, new byte[leftover.Length]);

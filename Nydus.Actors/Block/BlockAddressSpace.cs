@@ -35,7 +35,7 @@ public sealed class BlockAddressSpace : IDisposable
     private readonly long _bootstrapLength;
     private readonly Dictionary<long, byte[]> _patchedBlocks;
     private readonly Source[] _sources;
-    private readonly IDisposable[] _owned;
+    private IDisposable[] _owned;
     private readonly bool _validateDigests;
     private readonly int _mergeSize;
     private readonly IChunkReader _chunkReader;
@@ -388,6 +388,14 @@ public sealed class BlockAddressSpace : IDisposable
         }
 
         return lo;
+    }
+
+    /// <summary>Makes the space dispose <paramref name="resource"/> too, after what it owns already (what that was
+    /// opened in: a blob cache registry of its own).</summary>
+    internal BlockAddressSpace Own(IDisposable resource)
+    {
+        _owned = [.. _owned, resource];
+        return this;
     }
 
     public void Dispose()

@@ -14,13 +14,15 @@ public static class BlockImages
     /// FUSE mount of it would read its blobs (same blob cache files, amplification and digest checks).
     /// Errors: <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
     /// </summary>
+    /// <param name="caches">The daemon's blob caches, where a cached backend's cache is opened.</param>
     /// <param name="deviceBlobIds">Blob ids of a plain EROFS image's untagged devices, read through the backend
     /// (<see cref="BlobSource.DeviceBlobIds"/>); a localfs <c>blob_file</c> is read as the first device's file anyway.</param>
-    public static BlockAddressSpace Open(string bootstrap, ConfigV2 config, string configSource, IReadOnlyList<string>? deviceBlobIds = null)
+    public static BlockAddressSpace Open(string bootstrap, ConfigV2 config, string configSource, BlobCacheRegistry caches,
+        IReadOnlyList<string>? deviceBlobIds = null)
     {
         var mount = RafsMountConfig.From(config, isRafsV6: false, configSource);
         int amplify = (int)Math.Min(mount.Rafs.BatchSize, 64 << 20);
-        var (backend, devices, owned) = FilesystemInstance.OpenBackend(mount.Backend, mount.Cache, configSource, amplify);
+        var (backend, devices, owned) = FilesystemInstance.OpenBackend(mount.Backend, mount.Cache, configSource, amplify, caches);
         try
         {
             var options = new RafsOpenOptions
@@ -48,14 +50,29 @@ public static class BlockImages
         }
     }
 
-    /// <summary>The command line's form: <c>--config FILE</c> or <c>--localfs-dir DIR</c> (upstream's pair).</summary>
+    /// <summary>The command line's form: <c>--config FILE</c> or <c>--localfs-dir DIR</c> (upstream's pair), for the
+    /// one-image commands (export, virtio-fs): the image gets a blob cache registry of its own, closed with it.</summary>
     public static BlockAddressSpace OpenFromCommandLine(string bootstrap, string? configFile, string? localfsDir)
+    {
+        var caches = new BlobCacheRegistry();
+        try
+        {
+            return Open(bootstrap, ConfigFromCommandLine(configFile, localfsDir, out string source), source, caches).Own(caches);
+        }
+        catch
+        {
+            caches.Dispose();
+            throw;
+        }
+    }
+
+    private static ConfigV2 ConfigFromCommandLine(string? configFile, string? localfsDir, out string source)
     {
         string text = configFile is not null
             ? NydusConfigLoader.ReadConfigText(configFile)
             : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(localfsDir
                 ?? throw new ConfigException(ConfigErrorKind.MissingForMount, "--config or --localfs-dir is required with --bootstrap")));
-        string source = configFile ?? "--localfs-dir";
-        return Open(bootstrap, NydusConfigLoader.Parse(text, source), source);
+        source = configFile ?? "--localfs-dir";
+        return NydusConfigLoader.Parse(text, source);
     }
 }

@@ -51,10 +51,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
-        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.DeferStartRecord), "fs-service");
-        _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, setup: settings.Bootstraps is null ? null
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.Caches, settings.DeferStartRecord), "fs-service");
+        _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, settings.Caches, setup: settings.Bootstraps is null ? null
             : new BlobCacheManagerSetup(_journal, settings.Bootstraps, settings.DeferStartRecord, JournalFailures.IsDiskFull)), "blob-cache");
-        _blockService = Context.ActorOf(BlockServiceActor.Props(settings.PersistenceId + "-block", settings.DeferStartRecord), "block-service");
+        _blockService = Context.ActorOf(BlockServiceActor.Props(settings.PersistenceId + "-block", settings.Caches, settings.DeferStartRecord), "block-service");
         if (settings.ServiceProps is not null)
         {
             _service = Context.ActorOf(settings.ServiceProps, "service");

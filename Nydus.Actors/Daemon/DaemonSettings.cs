@@ -40,6 +40,10 @@ public sealed record DaemonSettings(
     /// <summary>The daemon's table of mounted instances (and its error log), shared with the API by the host.</summary>
     public Mounts.MountMetricsRegistry Metrics { get; init; } = new();
 
+    /// <summary>The daemon's local blob caches: built by the host (which opens the command line's image through it
+    /// before the daemon exists), handed to everything that opens a cache, disposed by the blob-cache actor.</summary>
+    public Storage.Cache.BlobCacheRegistry Caches { get; init; } = new();
+
     /// <summary>Disk budget of the blob caches (HOCON <c>nydus.blob-cache</c>).</summary>
     public Storage.Cache.BlobCacheLimits CacheLimits { get; init; } = Storage.Cache.BlobCacheLimits.Unlimited;
 

@@ -12,9 +12,10 @@ namespace Nydus.Actors.Fscache;
 /// the blob in the image of the bootstrap that brought it, read with that entry's backend and cache configuration
 /// (a filecache/blobcache entry reads through the local blob cache, an fscache entry straight from the backend: the
 /// kernel's cache file is the cache). Asked from the fscache worker threads, on OPEN only; images are opened once
-/// per bootstrap and kept until the service stops.
+/// per bootstrap and kept until the service stops. Their local blob caches are opened in the daemon's
+/// <paramref name="caches"/>, shared with the disk limit and any other user of the same work dir.
 /// </summary>
-public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : IFscacheCatalog, IDisposable
+public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout, Storage.Cache.BlobCacheRegistry caches) : IFscacheCatalog, IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<BlockAddressSpace>> _images = new(StringComparer.Ordinal);
 
@@ -35,7 +36,7 @@ public sealed class BlobCacheCatalog(ICanTell blobCache, TimeSpan askTimeout) : 
         var lazy = _images.GetOrAdd(bootstrapKey, _ => new Lazy<BlockAddressSpace>(
             // Entries need no rafs section (they serve no filesystem here); the image reader wants one: defaults.
             () => BlockImages.Open(path, item.Entry.Config with { Rafs = item.Entry.Config.Rafs ?? new RafsConfigV2() },
-                $"blob entry {bootstrapKey}", item.Entry.DeviceBlobIds)));
+                $"blob entry {bootstrapKey}", caches, item.Entry.DeviceBlobIds)));
         BlockAddressSpace image;
         try
         {

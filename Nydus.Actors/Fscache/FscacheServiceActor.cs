@@ -42,14 +42,15 @@ public sealed class FscacheServiceActor : ReceiveActor
 
     /// <param name="device">The bound device; null for a successor that waits for a takeover.</param>
     /// <param name="metrics">The counters the API reads (made by the host).</param>
+    /// <param name="caches">The daemon's blob caches, where entries with a filecache/blobcache open theirs.</param>
     public FscacheServiceActor(ICachefilesDevice? device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff,
-        FscacheMetrics? metrics)
+        FscacheMetrics? metrics, Storage.Cache.BlobCacheRegistry caches)
     {
         _threads = threads;
         _metrics = metrics;
         _handoff = handoff;
         // The blob cache manager is the daemon's blob-cache child, created before this one.
-        _catalog = new BlobCacheCatalog(Context.ActorSelection("../blob-cache"), askTimeout);
+        _catalog = new BlobCacheCatalog(Context.ActorSelection("../blob-cache"), askTimeout, caches);
         if (device is not null) Install(device);
 
         Receive<ServiceActionRequest>(OnAction);
@@ -70,12 +71,13 @@ public sealed class FscacheServiceActor : ReceiveActor
 
     /// <summary>A singleton serving a device it bound itself.</summary>
     public static Props Props(ICachefilesDevice device, int threads, TimeSpan askTimeout, FscacheHandoffSettings? handoff,
-        FscacheMetrics? metrics = null) =>
-        Akka.Actor.Props.Create(() => new FscacheServiceActor(device, threads, askTimeout, handoff, metrics)).WithDispatcher("nydus.blocking-io");
+        FscacheMetrics? metrics, Storage.Cache.BlobCacheRegistry caches) =>
+        Akka.Actor.Props.Create(() => new FscacheServiceActor(device, threads, askTimeout, handoff, metrics, caches)).WithDispatcher("nydus.blocking-io");
 
     /// <summary>A successor (<c>--upgrade</c>): no device until Restore receives the predecessor's.</summary>
-    public static Props PropsForTakeover(int threads, TimeSpan askTimeout, FscacheHandoffSettings handoff, FscacheMetrics? metrics = null) =>
-        Akka.Actor.Props.Create(() => new FscacheServiceActor(null, threads, askTimeout, handoff, metrics)).WithDispatcher("nydus.blocking-io");
+    public static Props PropsForTakeover(int threads, TimeSpan askTimeout, FscacheHandoffSettings handoff, FscacheMetrics? metrics,
+        Storage.Cache.BlobCacheRegistry caches) =>
+        Akka.Actor.Props.Create(() => new FscacheServiceActor(null, threads, askTimeout, handoff, metrics, caches)).WithDispatcher("nydus.blocking-io");
 
     private void Install(ICachefilesDevice device)
     {

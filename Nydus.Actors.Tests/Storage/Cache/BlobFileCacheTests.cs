@@ -8,8 +8,13 @@ using Xunit;
 
 namespace Nydus.Actors.Tests.Storage.Cache;
 
-public sealed class BlobFileCacheTests
+public sealed class BlobFileCacheTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private const string BlobId = "0123456789abcdef";
 
     private static byte[] Content(int size = 300_000, int seed = 3)
@@ -25,7 +30,7 @@ public sealed class BlobFileCacheTests
         using var dir = new TempDir("blobcache");
         byte[] content = Content();
         var backend = new CountingBackend().Add(BlobId, content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
 
         var first = new byte[10_000];
         cache.Read(BlobId, 12_345, first);
@@ -58,13 +63,13 @@ public sealed class BlobFileCacheTests
         using var dir = new TempDir("blobcache-restart");
         byte[] content = Content();
         var backend = new CountingBackend().Add(BlobId, content);
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend))
         {
             cache.Read(BlobId, 0, new byte[50_000]);
             cache.Read(BlobId, 200_000, new byte[1000]);
         }
 
-        using var restarted = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, new RefusingBackend());
+        using var restarted = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, new RefusingBackend());
         Assert.Equal(content.Length, restarted.GetBlobSize(BlobId));
         var part = new byte[40_000];
         restarted.Read(BlobId, 5000, part);
@@ -85,7 +90,7 @@ public sealed class BlobFileCacheTests
         using var dir = new TempDir("blobcache-flight");
         byte[] content = Content();
         var backend = new GatedBackend(content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
         cache.GetBlobSize(BlobId);
 
         var results = new byte[8][];
@@ -132,7 +137,7 @@ public sealed class BlobFileCacheTests
         using var dir = new TempDir("blobcache-corrupt");
         byte[] content = Content();
         var backend = new CountingBackend().Add(BlobId, content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
         var blob = new BlobRef(BlobId, cache, CompressionAlgorithm.None, DigestAlgorithm.Sha256);
         var digest = new byte[32];
         ChunkDigester.Compute(DigestAlgorithm.Sha256, content.AsSpan(20_000, 8000), digest);
@@ -182,7 +187,7 @@ public sealed class BlobFileCacheTests
     {
         using var dir = new TempDir("blobcache-evict");
         var backend = new CountingBackend().Add("older", Content(100_000, 1)).Add("newer", Content(100_000, 2));
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path, DiskLimitBytes = 150_000 }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path, DiskLimitBytes = 150_000 }, backend);
         cache.Read("older", 0, new byte[100_000]);
         cache.Read("newer", 0, new byte[100_000]);
         // Usage counts whole 4 KiB blocks: 100,000 bytes occupy 25 of them.
@@ -198,7 +203,7 @@ public sealed class BlobFileCacheTests
         // A blob with a reader inside (blocked in its fetch) is never evicted.
         byte[] gated = Content(100_000, 4);
         var gate = new GatedBackend(gated);
-        using var busy = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Combine("busy") }, gate);
+        using var busy = _caches.Open(new BlobCacheSettings { WorkDir = dir.Combine("busy") }, gate);
         busy.GetBlobSize(BlobId);
         var reader = new Thread(() => busy.Read(BlobId, 0, new byte[100_000]));
         reader.Start();
@@ -219,7 +224,7 @@ public sealed class BlobFileCacheTests
         using var dir = new TempDir("blobcache-registry");
         using var remote = new Nydus.Actors.Storage.Backends.RegistryBackend(
             Registry.RegistryBackendTests.Settings(registry.Host));
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, remote);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, remote);
         var part = new byte[123_456];
         cache.Read(id, 654_321, part);
         Assert.True(content.AsSpan(654_321, part.Length).SequenceEqual(part));

@@ -10,8 +10,13 @@ namespace Nydus.Actors.Tests.Storage.Cache;
 /// Read-ahead in the blob cache: a blob read in order gets its next missing range fetched in the background, as
 /// ordinary single-flight fetches (nothing fetched twice), stopped and waited for at dispose.
 /// </summary>
-public sealed class ReadAheadTests
+public sealed class ReadAheadTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private const string BlobId = "readahead";
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
 
@@ -33,7 +38,7 @@ public sealed class ReadAheadTests
         var backend = new CountingBackend().Add(BlobId, content);
         var read = new byte[content.Length];
         BlobCacheMetrics metrics;
-        using (var cache = new BlobFileCache(Settings(dir), backend))
+        using (var cache = _caches.Open(Settings(dir), backend))
         {
             metrics = cache.Metrics;
             // Small reads in blob order, like a walk over small files packed back to back.
@@ -71,7 +76,7 @@ public sealed class ReadAheadTests
         using var dir = new TempDir("readahead-random");
         byte[] content = Content(4 << 20);
         var backend = new CountingBackend().Add(BlobId, content);
-        using (var cache = new BlobFileCache(Settings(dir), backend))
+        using (var cache = _caches.Open(Settings(dir), backend))
         {
             cache.Read(BlobId, 0, new byte[100]);
             cache.Read(BlobId, 2 << 20, new byte[100]);
@@ -88,7 +93,7 @@ public sealed class ReadAheadTests
         using var dir = new TempDir("readahead-cached");
         byte[] content = Content(1 << 20);
         var backend = new CountingBackend().Add(BlobId, content);
-        using (var cache = new BlobFileCache(Settings(dir), backend))
+        using (var cache = _caches.Open(Settings(dir), backend))
         {
             // Cached already (a prefetcher's Fill never amplifies or reads ahead): 128 KiB to 192 KiB.
             cache.Fill(BlobId, 128 << 10, 64 << 10);
@@ -108,7 +113,7 @@ public sealed class ReadAheadTests
         byte[] content = Content(1 << 20);
         // Everything from 128 KiB on hangs until cancelled (a registry that stopped answering).
         using var backend = new HangingBackend(content, hangFrom: 128 << 10);
-        var cache = new BlobFileCache(Settings(dir, windows: 1), backend);
+        var cache = _caches.Open(Settings(dir, windows: 1), backend);
         try
         {
             cache.Read(BlobId, 0, new byte[100]);
@@ -152,9 +157,9 @@ public sealed class ReadAheadTests
         byte[] content = Content(1 << 20);
         using var hanging = new HangingBackend(content, hangFrom: 128 << 10);
         var counting = new CountingBackend().Add(BlobId, content);
-        var first = new BlobFileCache(Settings(dir, windows: 1), hanging);
+        var first = _caches.Open(Settings(dir, windows: 1), hanging);
         // A second image over the same work dir: it shares the blob's cache file and its running fetches.
-        using var second = new BlobFileCache(Settings(dir), counting);
+        using var second = _caches.Open(Settings(dir), counting);
         try
         {
             first.Read(BlobId, 0, new byte[100]);

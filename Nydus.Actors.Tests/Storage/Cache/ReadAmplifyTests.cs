@@ -5,8 +5,13 @@ using Xunit;
 namespace Nydus.Actors.Tests.Storage.Cache;
 
 /// <summary>amplify_io in the blob cache: an on-demand miss also brings the missing blocks that follow it.</summary>
-public sealed class ReadAmplifyTests
+public sealed class ReadAmplifyTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private const string BlobId = "amplified";
 
     private static byte[] Content(int size)
@@ -22,7 +27,7 @@ public sealed class ReadAmplifyTests
         using var dir = new TempDir("amplify");
         byte[] content = Content(1 << 20);
         var backend = new CountingBackend().Add(BlobId, content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path, ReadAmplifyBytes = 256 << 10 }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path, ReadAmplifyBytes = 256 << 10 }, backend);
 
         var small = new byte[100];
         cache.Read(BlobId, 5000, small);
@@ -44,7 +49,7 @@ public sealed class ReadAmplifyTests
         using var dir = new TempDir("amplify-stop");
         byte[] content = Content(100_000);
         var backend = new CountingBackend().Add(BlobId, content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path, ReadAmplifyBytes = 1 << 20 }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path, ReadAmplifyBytes = 1 << 20 }, backend);
         // Block 10 cached without amplification (what a prefetcher does).
         cache.Fill(BlobId, 40_960, 4096);
         Assert.Equal((40_960L, 4096), backend.Ranges[^1]);
@@ -66,7 +71,7 @@ public sealed class ReadAmplifyTests
     {
         using var dir = new TempDir("amplify-off");
         var backend = new CountingBackend().Add(BlobId, Content(100_000));
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
         cache.Read(BlobId, 5000, new byte[100]);
         Assert.Equal((4096L, 4096), Assert.Single(backend.Ranges));
     }

@@ -9,8 +9,13 @@ namespace Nydus.Actors.Tests.Storage.Cache;
 /// (pkg/cache/manager.go, re-implemented below as a test vector) must find and remove every file we write, and
 /// caches of our first layout or of upstream's format must be migrated or ignored, never misread.
 /// </summary>
-public sealed class SnapshotterCacheLayoutTests
+public sealed class SnapshotterCacheLayoutTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private static byte[] Content(int size, int seed)
     {
         var content = new byte[size];
@@ -24,7 +29,7 @@ public sealed class SnapshotterCacheLayoutTests
         using var dir = new TempDir("snapshotter-cache");
         string blobA = new string('a', 64), blobB = new string('b', 64);
         var backend = new CountingBackend().Add(blobA, Content(300_000, 1)).Add(blobB, Content(200_000, 2));
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend))
         {
             cache.Read(blobA, 0, new byte[300_000]);
             cache.Read(blobB, 50_000, new byte[10_000]);
@@ -47,7 +52,7 @@ public sealed class SnapshotterCacheLayoutTests
         Assert.DoesNotContain(Directory.GetFiles(dir.Path),
             f => SnapshotterCacheManager.ExtractBlobIdFromFilename(Path.GetFileName(f)) == blobA);
         int readsBefore = backend.Reads;
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend))
         {
             var part = new byte[10_000];
             cache.Read(blobB, 50_000, part);
@@ -69,7 +74,7 @@ public sealed class SnapshotterCacheLayoutTests
         string blob = new string('c', 64);
         byte[] content = Content(120_000, 3);
         var backend = new CountingBackend().Add(blob, content);
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend))
         {
             cache.Read(blob, 0, new byte[content.Length]);
         }
@@ -79,7 +84,7 @@ public sealed class SnapshotterCacheLayoutTests
         File.Move(dir.Combine(blob + ".chunk_map"), dir.Combine(blob + ".raw.map"));
         int reads = backend.Reads;
 
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend))
         {
             // Seen at start (usage and eviction count it) before any read.
             Assert.Equal(122_880, cache.DiskUsageBytes);
@@ -108,7 +113,7 @@ public sealed class SnapshotterCacheLayoutTests
         File.WriteAllBytes(dir.Combine(blob + ".blob.data"), new byte[content.Length]);
 
         var backend = new CountingBackend().Add(blob, content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
         var read = new byte[content.Length];
         cache.Read(blob, 0, read);
         Assert.True(read.AsSpan().SequenceEqual(content));

@@ -11,8 +11,13 @@ using Xunit;
 namespace Nydus.Actors.Tests.Storage.Prefetch;
 
 /// <summary>Whole-blob prefetch into the blob cache, against a real docker-registry and in-memory backends.</summary>
-public sealed class BlobPrefetcherTests
+public sealed class BlobPrefetcherTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private const string Repo = "nydus/test-image";
     private static readonly TimeSpan CompletionTimeout = TimeSpan.FromSeconds(60);
 
@@ -43,7 +48,7 @@ public sealed class BlobPrefetcherTests
         int pieces = (content.Length + Batch - 1) / Batch;
 
         var network = new RequestCountingBackend(new RegistryBackend(RegistryBackendTests.Settings(registry.Host)));
-        using (var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, network))
+        using (var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, network))
         using (var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob(blobId)], PrefetchAll(Batch)))
         {
             AssertCompletes(prefetcher);
@@ -62,7 +67,7 @@ public sealed class BlobPrefetcherTests
 
         // No network at all now: every byte must come from the cache files the prefetch wrote.
         var refusing = RequestCountingBackend.Refusing();
-        using var offline = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, refusing);
+        using var offline = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, refusing);
         var whole = new byte[content.Length];
         offline.Read(blobId, 0, whole);
         Assert.True(content.AsSpan().SequenceEqual(whole), "cached blob differs from the pushed blob");
@@ -78,7 +83,7 @@ public sealed class BlobPrefetcherTests
         byte[] content = FixtureBlob();
         string blobId = registry.Push(Repo, content);
 
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path },
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path },
             new RegistryBackend(RegistryBackendTests.Settings(registry.Host)));
         var clock = Stopwatch.StartNew();
         using var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob(blobId, content.Length)],
@@ -104,7 +109,7 @@ public sealed class BlobPrefetcherTests
 
         var network = new RequestCountingBackend(new RegistryBackend(RegistryBackendTests.Settings(registry.Host)),
             delay: TimeSpan.FromMilliseconds(50));
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, network);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, network);
         var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob(blobId)],
             PrefetchAll(batch: 64 * 1024, threads: 2, bandwidth: 256 * 1024));
         try
@@ -140,7 +145,7 @@ public sealed class BlobPrefetcherTests
         using var dir = new TempDir("prefetch-hung");
         using var gate = new ManualResetEventSlim();
         var backend = new GatedBackend(gate, size: 4 << 20);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, backend);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, backend);
         var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob("blob-hung")], PrefetchAll(batch: 64 * 1024, threads: 2));
         try
         {
@@ -189,7 +194,7 @@ public sealed class BlobPrefetcherTests
         var content = new byte[1_000_000];
         new Random(5).NextBytes(content);
         var memory = new CountingBackend().Add("blob-a", content);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, memory);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, memory);
         // Pieces of 128 KiB: pieces 0 and 1 fully cached, piece 2 half cached.
         cache.Read("blob-a", 0, new byte[3 * 65_536 + 65_536 * 2 + 1000]);
         int before = memory.Reads;
@@ -214,7 +219,7 @@ public sealed class BlobPrefetcherTests
     {
         using var dir = new TempDir("prefetch-fail");
         var refusing = RequestCountingBackend.Refusing();
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, refusing);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, refusing);
         // One blob whose size cannot be learned, one with a known size whose every piece fails.
         using var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob("unsized"), new PrefetchBlob("sized", 300_000)],
             PrefetchAll(batch: 100_000, threads: 2));
@@ -234,7 +239,7 @@ public sealed class BlobPrefetcherTests
     {
         using var dir = new TempDir("prefetch-off");
         var memory = new CountingBackend().Add("blob-a", new byte[10_000]);
-        using var cache = new BlobFileCache(new BlobCacheSettings { WorkDir = dir.Path }, memory);
+        using var cache = _caches.Open(new BlobCacheSettings { WorkDir = dir.Path }, memory);
         using var prefetcher = new BlobPrefetcher(cache, [new PrefetchBlob("blob-a")], PrefetchAll(4096) with { PrefetchAll = false });
         Assert.True(prefetcher.Completion.IsCompleted);
         Assert.Equal(0, memory.Reads);

@@ -9,8 +9,13 @@ using Xunit;
 namespace Nydus.Actors.Tests.Storage.Prefetch;
 
 /// <summary>A RAFS mount over registry + blob cache starts (and on dispose stops) the prefetch its config asks for.</summary>
-public sealed class MountPrefetchTests
+public sealed class MountPrefetchTests : IDisposable
 {
+    // Every test gets the caches of its own daemon, as the host makes one registry per daemon.
+    private readonly BlobCacheRegistry _caches = new();
+
+    public void Dispose() => _caches.Dispose();
+
     private const string Repo = "library/nydus-fixture";
     private const string BlobId = "7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00";
 
@@ -36,7 +41,7 @@ public sealed class MountPrefetchTests
         string text = Config(registry, cacheDir,
             """, "prefetch": { "enable": true, "prefetch_all": true, "threads": 2, "batch_size": 524288 }""");
 
-        using (FilesystemInstance instance = FilesystemInstance.OpenRafs(bootstrap, NydusConfigLoader.Parse(text, "test"), "test"))
+        using (FilesystemInstance instance = FilesystemInstance.OpenRafs(bootstrap, NydusConfigLoader.Parse(text, "test"), "test", _caches))
         {
             BlobPrefetcher prefetcher = Assert.IsType<BlobPrefetcher>(instance.Prefetcher);
             Assert.True(prefetcher.Completion.Wait(TimeSpan.FromSeconds(60)), $"prefetch still running: {prefetcher.Progress}");
@@ -46,7 +51,7 @@ public sealed class MountPrefetchTests
 
         // The mount read nothing itself, so every byte in the cache is the prefetch's.
         registry.Stop();
-        using var offline = new BlobFileCache(new BlobCacheSettings { WorkDir = cacheDir }, RequestCountingBackend.Refusing());
+        using var offline = _caches.Open(new BlobCacheSettings { WorkDir = cacheDir }, RequestCountingBackend.Refusing());
         var whole = new byte[blob.Length];
         offline.Read(BlobId, 0, whole);
         Assert.True(blob.AsSpan().SequenceEqual(whole));
@@ -60,7 +65,7 @@ public sealed class MountPrefetchTests
         using var dir = new TempDir("mount-noprefetch");
         string bootstrap = ImageFixtures.UpstreamFile("repeatable", "sha256-nocompress-repeatable");
         string text = Config(registry, dir.Combine("cache"), """, "prefetch": { "enable": true }""");
-        using FilesystemInstance instance = FilesystemInstance.OpenRafs(bootstrap, NydusConfigLoader.Parse(text, "test"), "test");
+        using FilesystemInstance instance = FilesystemInstance.OpenRafs(bootstrap, NydusConfigLoader.Parse(text, "test"), "test", _caches);
         Assert.Null(instance.Prefetcher);
     }
 }

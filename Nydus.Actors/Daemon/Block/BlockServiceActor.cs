@@ -30,6 +30,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly string _persistenceId;
+    private readonly Storage.Cache.BlobCacheRegistry _caches;
     private readonly NbdListenerSet _listeners = new();
     // Every recorded export, served or not (a restored one that failed stays recorded, listed as failed).
     private readonly SortedDictionary<string, ServedExport> _exports = new(StringComparer.Ordinal);
@@ -54,18 +55,20 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
     public IStash Stash { get; set; } = null!;
 
     /// <param name="persistenceId">The block service's own persistence id in the daemon's journal.</param>
+    /// <param name="caches">The daemon's blob caches, where an export with a cached backend opens its cache.</param>
     /// <param name="waitForRun">A successor waiting for a takeover: serve nothing and write nothing until
     /// <see cref="BlockServiceMayServe"/>.</param>
-    public BlockServiceActor(string persistenceId, bool waitForRun)
+    public BlockServiceActor(string persistenceId, Storage.Cache.BlobCacheRegistry caches, bool waitForRun)
     {
         _persistenceId = persistenceId;
+        _caches = caches;
         _mayServe = !waitForRun;
         StartJournal();
         Become(Recovering);
     }
 
-    public static Props Props(string persistenceId, bool waitForRun) =>
-        Akka.Actor.Props.Create(() => new BlockServiceActor(persistenceId, waitForRun));
+    public static Props Props(string persistenceId, Storage.Cache.BlobCacheRegistry caches, bool waitForRun) =>
+        Akka.Actor.Props.Create(() => new BlockServiceActor(persistenceId, caches, waitForRun));
 
     /// <summary>A journal that fails is replaced by the Terminated handler, never restarted in place.</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
@@ -404,7 +407,8 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         BlockAddressSpace device;
         try
         {
-            device = await Task.Run(() => OpenImage(record));
+            var caches = _caches;
+            device = await Task.Run(() => OpenImage(record, caches));
         }
         catch (BlockServiceException e)
         {
@@ -439,7 +443,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
         }
     }
 
-    private static BlockAddressSpace OpenImage(BlockExportRecord record)
+    private static BlockAddressSpace OpenImage(BlockExportRecord record, Storage.Cache.BlobCacheRegistry caches)
     {
         var what = $"the config of block export '{record.Name}'";
         try
@@ -454,7 +458,7 @@ public sealed class BlockServiceActor : ReceiveActor, IWithUnboundedStash
                     throw new BlockServiceException(BlockErrorKind.Invalid, $"source: the image {record.Source} {notRegular}");
             }
             var config = NydusConfigLoader.Parse(record.Config, what, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
-            return BlockImages.Open(record.Source, config, what);
+            return BlockImages.Open(record.Source, config, what, caches);
         }
         catch (Exception e) when (e is ConfigException or RafsException or StorageException or IOException or UnauthorizedAccessException)
         {

@@ -48,11 +48,12 @@ public sealed class FilesystemInstance : IDisposable
     /// <see cref="ConfigException"/> for the configuration, <see cref="RafsException"/> for the image.
     /// </summary>
     /// <remarks>Images without explicit uid/gid report the daemon's own, as upstream does.</remarks>
+    /// <param name="caches">The daemon's blob caches: a registry backend with a filecache/blobcache reads through one opened here.</param>
     /// <param name="prefetchFiles">
     /// <c>--prefetch-files</c> or the API's <c>prefetch_files</c> (absolute paths; <c>["/"]</c> = everything): with
     /// <c>rafs.prefetch.enable</c> they replace the image's own prefetch table. Null: use the table.
     /// </param>
-    public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource,
+    public static FilesystemInstance OpenRafs(string bootstrap, ConfigV2 config, string configSource, BlobCacheRegistry caches,
         IReadOnlyList<string>? prefetchFiles = null, ErrorEventLog? events = null)
     {
         // Upstream also demands a file cache for RAFS v6 over FUSE because its reader needs one; ours does not.
@@ -62,7 +63,7 @@ public sealed class FilesystemInstance : IDisposable
 
         // rafs.batch_size (legacy amplify_io) is also how far an on-demand miss is amplified in the blob cache.
         int amplify = (int)Math.Min(mount.Rafs.BatchSize, 64 << 20);
-        var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource, amplify);
+        var (backend, devices, ownedBackends) = OpenBackend(mount.Backend, mount.Cache, configSource, amplify, caches);
         var metrics = new MountMetrics(mount.Backend.Type,
             ownedBackends.OfType<RegistryBackend>().FirstOrDefault()?.Metrics,
             (backend as BlobFileCache)?.Metrics,
@@ -167,7 +168,7 @@ public sealed class FilesystemInstance : IDisposable
     }
 
     internal static (IBlobBackend Backend, string[] Devices, IDisposable[] Owned) OpenBackend(BackendConfigV2 backend, CacheConfigV2 cache, string configSource,
-        int amplifyBytes)
+        int amplifyBytes, BlobCacheRegistry caches)
     {
         switch (backend.Type)
         {
@@ -192,10 +193,10 @@ public sealed class FilesystemInstance : IDisposable
                 var registry = new RegistryBackend(RegistryBackendSettings.FromConfig(backend.Registry!));
                 if (BlobCacheSettings.FromConfig(cache) is not { } cacheSettings) return (registry, [], [registry]);
                 Directory.CreateDirectory(cacheSettings.WorkDir);
-                var cached = new BlobFileCache(cacheSettings with
+                var cached = caches.Open(cacheSettings with
                 {
                     ReadAmplifyBytes = amplifyBytes,
-                    ReadAheadWindows = BlobCacheSettings.DefaultReadAheadWindows,
+                    ReadAheadWindows = caches.ReadAheadWindows,
                 }, registry);
                 // The cache first (it flushes its maps), then the HTTP client under it.
                 return (cached, [], [cached, registry]);

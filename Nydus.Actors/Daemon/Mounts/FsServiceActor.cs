@@ -3,6 +3,7 @@ using Akka.Actor;
 using Akka.Event;
 using Nydus.Actors.Config;
 using Nydus.Actors.Daemon.Persistence;
+using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Vfs;
 
 namespace Nydus.Actors.Daemon.Mounts;
@@ -35,6 +36,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     private readonly VirtualFileSystem? _vfs;
     private readonly IActorRef _journal;
     private readonly MountMetricsRegistry _metrics;
+    private readonly BlobCacheRegistry _caches;
     private readonly Dictionary<string, Entry> _table = new(StringComparer.Ordinal);
     private readonly Queue<Operation> _queue = new();
     private Operation? _current;
@@ -54,9 +56,11 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     /// <param name="journal">Where mount table changes are recorded.</param>
     /// <param name="journalDeferred">Write nothing to the journal until <see cref="JournalIsOurs"/>.</param>
     /// <param name="openTimeout">Time limit of one open; null: HOCON nydus.daemon.mount-open-timeout (default 60 s).</param>
-    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false,
-        TimeSpan? openTimeout = null)
+    /// <param name="caches">The daemon's blob caches, which instances open their caches in.</param>
+    public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, BlobCacheRegistry caches,
+        bool journalDeferred = false, TimeSpan? openTimeout = null)
     {
+        _caches = caches;
         _openTimeout = openTimeout ?? Context.System.Settings.Config.GetTimeSpan("nydus.daemon.mount-open-timeout", DefaultOpenTimeout);
         _vfs = vfs;
         _journal = journal;
@@ -98,9 +102,9 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
         Receive<Terminated>(OnChildTerminated);
     }
 
-    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, bool journalDeferred = false,
-        TimeSpan? openTimeout = null) =>
-        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, journalDeferred, openTimeout));
+    public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, BlobCacheRegistry caches,
+        bool journalDeferred = false, TimeSpan? openTimeout = null) =>
+        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, caches, journalDeferred, openTimeout));
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -113,7 +117,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
 
     private IActorRef NewChild(string mountpoint)
     {
-        var child = Context.ActorOf(MountedInstanceActor.Props(mountpoint, _vfs!, _metrics), $"instance-{++_childNumber}");
+        var child = Context.ActorOf(MountedInstanceActor.Props(mountpoint, _vfs!, _metrics, _caches), $"instance-{++_childNumber}");
         Context.Watch(child);
         return child;
     }

@@ -20,11 +20,12 @@ public static class MountCommands
     /// configuration text. Passthrough: <c>source</c> is the directory; the config may be empty, or a JSON object
     /// whose <c>"writable": true</c> shares it writable (upstream ignores the config of passthrough mounts).
     /// </summary>
+    /// <param name="caches">The daemon's blob caches, where a RAFS instance opens its cache.</param>
     /// <param name="configSource">Names the config in error messages (a file path); default "the config of &lt;mountpoint&gt;".</param>
     /// <param name="events">Where the instance records read errors (the daemon's log).</param>
     /// <param name="servedMountpoint">The kernel mountpoint of the FUSE connection the instance will be served on (null
     /// when there is none, e.g. virtio-fs): a passthrough source around it is refused.</param>
-    public static OpenedInstance Open(FsBackendMountCmd command, string? configSource = null, ErrorEventLog? events = null,
+    public static OpenedInstance Open(FsBackendMountCmd command, Storage.Cache.BlobCacheRegistry caches, string? configSource = null, ErrorEventLog? events = null,
         string? servedMountpoint = null)
     {
         configSource ??= $"the config of {command.Mountpoint}";
@@ -43,7 +44,7 @@ public static class MountCommands
                         throw new ConfigException(ConfigErrorKind.MissingForMount, $"source: the bootstrap {bootstrap} {what}");
                 }
                 var config = NydusConfigLoader.Parse(command.Config, configSource, Environment.GetEnvironmentVariable("IMAGE_PULL_AUTH"));
-                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, command.PrefetchFiles, events);
+                var rafs = FilesystemInstance.OpenRafs(bootstrap, config, configSource, caches, command.PrefetchFiles, events);
                 return new OpenedInstance(rafs, new MountedBackend(FsBackendType.Rafs.ToDisplayString(), command.Mountpoint,
                     DateTimeOffset.UtcNow, ConfigJson.SerializeWithoutSecrets(config), (rafs.FileSystem as RafsFileSystem)?.Image.SuperMeta));
 

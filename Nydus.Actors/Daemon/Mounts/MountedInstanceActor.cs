@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Akka.Event;
+using Nydus.Actors.Storage.Cache;
 using Nydus.Actors.Vfs;
 
 namespace Nydus.Actors.Daemon.Mounts;
@@ -21,9 +22,11 @@ public sealed class MountedInstanceActor : ReceiveActor
     private readonly string _mountpoint;
     private readonly VirtualFileSystem _vfs;
     private readonly MountMetricsRegistry _metrics;
+    private readonly BlobCacheRegistry _caches;
 
-    public MountedInstanceActor(string mountpoint, VirtualFileSystem vfs, MountMetricsRegistry metrics)
+    public MountedInstanceActor(string mountpoint, VirtualFileSystem vfs, MountMetricsRegistry metrics, BlobCacheRegistry caches)
     {
+        _caches = caches;
         _mountpoint = mountpoint;
         _vfs = vfs;
         _metrics = metrics;
@@ -54,8 +57,8 @@ public sealed class MountedInstanceActor : ReceiveActor
         });
     }
 
-    public static Props Props(string mountpoint, VirtualFileSystem vfs, MountMetricsRegistry metrics) =>
-        Akka.Actor.Props.Create(() => new MountedInstanceActor(mountpoint, vfs, metrics)).WithDispatcher("nydus.blocking-io");
+    public static Props Props(string mountpoint, VirtualFileSystem vfs, MountMetricsRegistry metrics, BlobCacheRegistry caches) =>
+        Akka.Actor.Props.Create(() => new MountedInstanceActor(mountpoint, vfs, metrics, caches)).WithDispatcher("nydus.blocking-io");
 
     protected override void PostRestart(Exception reason)
     {
@@ -76,6 +79,7 @@ public sealed class MountedInstanceActor : ReceiveActor
         var log = _log;
         var mountpoint = _mountpoint;
         var events = _metrics.Events;
+        var caches = _caches;
         var servedMountpoint = _vfs.KernelMountpoint;
         _ = Task.Factory.StartNew(() =>
         {
@@ -83,7 +87,7 @@ public sealed class MountedInstanceActor : ReceiveActor
             Exception? failure = null;
             try
             {
-                opened = MountCommands.Open(command, events: events, servedMountpoint: servedMountpoint);
+                opened = MountCommands.Open(command, caches, events: events, servedMountpoint: servedMountpoint);
             }
             catch (Exception e)
             {

@@ -30,7 +30,9 @@ public sealed record BlobCacheManagerSetup(IActorRef Journal, IBootstrapBlobTabl
 
 /// <summary>
 /// Owns the blob cache manager (<see cref="BlobCacheManager"/>: domains, bootstraps, shared data blobs, served by
-/// <c>/api/v2/blobs</c>) and the disk limit of the local blob caches. The manager's bootstrap entries are recorded in
+/// <c>/api/v2/blobs</c>), the disk limit of the local blob caches, and the daemon's <see cref="BlobCacheRegistry"/>
+/// (made by the host and handed to whatever opens a cache; this actor disposes it when it stops, closing the caches
+/// still open). The manager's bootstrap entries are recorded in
 /// the daemon journal before they count (a change the journal refuses is undone and answered with the cause), read
 /// back at start, and carried to a successor by the handoff state. Reads never pass through this actor: the data path
 /// reads cache files directly; this actor only measures the caches every <see cref="BlobCacheLimits.CheckInterval"/>
@@ -54,7 +56,7 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly BlobCacheLimits _limits;
-    private readonly Func<IEnumerable<BlobFileCache>> _caches;
+    private readonly BlobCacheRegistry _caches;
     private readonly BlobCacheManagerSetup? _setup;
     private readonly BlobCacheManager _manager = new();
     private bool _journalDeferred;
@@ -66,19 +68,19 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
     public IStash Stash { get; set; } = null!;
 
     /// <param name="limits">The budget.</param>
-    /// <param name="caches">Which caches to check; every cache open in the process by default.</param>
+    /// <param name="caches">The daemon's caches: checked against the budget, disposed when this actor stops.</param>
     /// <param name="setup">The blob cache manager's dependencies; without them <c>/api/v2/blobs</c> answers 501.</param>
-    public BlobCacheActor(BlobCacheLimits limits, Func<IEnumerable<BlobFileCache>>? caches = null, BlobCacheManagerSetup? setup = null)
+    public BlobCacheActor(BlobCacheLimits limits, BlobCacheRegistry caches, BlobCacheManagerSetup? setup = null)
     {
         _limits = limits;
-        _caches = caches ?? (static () => BlobFileCache.OpenCaches);
+        _caches = caches;
         _setup = setup;
         _journalDeferred = setup?.JournalDeferred ?? false;
         if (setup is null) Unmanaged();
         else Restoring();
     }
 
-    public static Props Props(BlobCacheLimits limits, Func<IEnumerable<BlobFileCache>>? caches = null, BlobCacheManagerSetup? setup = null) =>
+    public static Props Props(BlobCacheLimits limits, BlobCacheRegistry caches, BlobCacheManagerSetup? setup = null) =>
         Akka.Actor.Props.Create(() => new BlobCacheActor(limits, caches, setup));
 
     protected override void PreStart()
@@ -97,7 +99,17 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
         }
     }
 
+    /// <summary>A restart (a failure in this actor) keeps the registry: the mounts' caches go on serving. The watch
+    /// caches are this instance's and closed; the next one opens them again with its first change.</summary>
+    protected override void PreRestart(Exception reason, object message) => CloseManagedDirs();
+
     protected override void PostStop()
+    {
+        CloseManagedDirs();
+        _caches.Dispose();
+    }
+
+    private void CloseManagedDirs()
     {
         foreach (var cache in _managedDirs.Values) cache.Dispose();
         _managedDirs.Clear();
@@ -304,9 +316,9 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
             if (_managedDirs.ContainsKey(dir)) continue;
             try
             {
-                _managedDirs[dir] = new BlobFileCache(new BlobCacheSettings { WorkDir = dir }, NoBackend.Instance);
+                _managedDirs[dir] = _caches.Open(new BlobCacheSettings { WorkDir = dir }, NoBackend.Instance);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or StorageException or ObjectDisposedException)
             {
                 _log.Warning("The disk limit cannot watch cache work dir {0}: {1}", dir, e.Message);
             }
@@ -396,26 +408,8 @@ public sealed class BlobCacheActor : ReceiveActor, IWithTimers, IWithUnboundedSt
 
     private void ReceiveTrim() => Receive<Trim>(_ => Sender.Tell(new Trimmed(TrimAll())));
 
-    private long TrimAll()
-    {
-        if (_limits.DiskLimitBytes <= 0)
-            return 0;
-        long freed = 0;
-        foreach (BlobFileCache cache in _caches().Concat(_managedDirs.Values).Distinct())
-        {
-            try
-            {
-                freed += cache.TrimToLimit(_limits.DiskLimitBytes);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ObjectDisposedException)
-            {
-                // A cache closing under us or a file we cannot delete: try again at the next check.
-                _log.Warning("Trimming blob cache {0} failed: {1}", cache.WorkDir, e.Message);
-            }
-        }
-
-        return freed;
-    }
+    // The watch caches of managed dirs are in the registry too: one pass trims mounted and managed dirs alike.
+    private long TrimAll() => _limits.DiskLimitBytes <= 0 ? 0 : _caches.TrimToLimit(_limits.DiskLimitBytes);
 
     /// <summary>The recorded entry texts at start.</summary>
     private sealed record JournalRead(ImmutableArray<string> Entries, string? Error);

@@ -24,12 +24,10 @@ public sealed record BlobCacheSettings
 
     /// <summary>
     /// How many read-ahead fetches may run per blob (see <see cref="BlobFileCache"/>); 0 turns read-ahead off. Only
-    /// with <see cref="ReadAmplifyBytes"/> &gt; 0, whose size each read-ahead has.
+    /// with <see cref="ReadAmplifyBytes"/> &gt; 0, whose size each read-ahead has. Mounts take the daemon's
+    /// <see cref="BlobCacheRegistry.ReadAheadWindows"/>.
     /// </summary>
     public int ReadAheadWindows { get; init; }
-
-    /// <summary>What mounts use for <see cref="ReadAheadWindows"/> (HOCON <c>nydus.blob-cache.read-ahead</c>, set by the host).</summary>
-    public static int DefaultReadAheadWindows { get; set; } = 2;
 
     /// <summary>Settings of a <c>blobcache</c>/<c>filecache</c> section; null for other cache types.</summary>
     public static BlobCacheSettings? FromConfig(CacheConfigV2 config) =>

@@ -32,11 +32,11 @@ namespace Nydus.Actors.Storage.Cache;
 /// cancelled at <see cref="Dispose"/>.
 /// </para>
 /// <para>
-/// Every cache object on the same work dir in this process shares one table of blob files (<see cref="WorkDirState"/>):
+/// Every cache object of a <see cref="BlobCacheRegistry"/> on the same work dir shares one table of blob files (<see cref="BlobWorkDir"/>):
 /// images that share a blob (a base layer, say) share its cache file, its block map and its single-flight fetches,
 /// and a pin taken by any mounted image keeps the blob from eviction through any of them. Each object fetches misses
 /// from its own backend (blob ids are content digests, so any backend holding the blob serves the same bytes) and
-/// keeps its own counters.
+/// keeps its own counters. Caches are opened with <see cref="BlobCacheRegistry.Open"/>, the daemon's registry.
 /// </para>
 /// </summary>
 public sealed class BlobFileCache : IBlobBackend
@@ -45,23 +45,23 @@ public sealed class BlobFileCache : IBlobBackend
 
     private readonly BlobCacheSettings _settings;
     private readonly IBlobBackend _backend;
-    private readonly WorkDirState _dir;
+    private readonly BlobCacheRegistry _registry;
+    private readonly BlobWorkDir _dir;
     private readonly ConcurrentDictionary<string, CachedBlobFile> _files;
     private readonly object _filesLock;
     private readonly HashSet<string> _myPins = new(StringComparer.Ordinal);
-    private static readonly ConcurrentDictionary<BlobFileCache, byte> Open = new();
-    private static readonly Dictionary<string, WorkDirState> WorkDirs = new(StringComparer.Ordinal);
     private bool _disposed;
+    private int _closed;
     private readonly CancellationTokenSource _readAheadStop = new();
     private int _readAheadsRunning;
 
     /// <summary>How long <see cref="Dispose"/> waits for cancelled read-aheads to end.</summary>
     private static readonly TimeSpan ReadAheadStopGrace = TimeSpan.FromSeconds(5);
 
-    /// <summary>The caches open in this process right now, for <see cref="BlobCacheActor"/>'s checks.</summary>
-    public static ICollection<BlobFileCache> OpenCaches => Open.Keys;
-
     public string WorkDir => _settings.WorkDir;
+
+    /// <summary>The shared table of the work dir (caches on one dir are trimmed once, see <see cref="BlobCacheRegistry.TrimToLimit"/>).</summary>
+    internal BlobWorkDir WorkDirState => _dir;
 
     /// <summary>Suffix of a blob's data file in the work dir (upstream's name, see <see cref="CachedBlobFile"/>).</summary>
     public const string DataFileSuffix = CachedBlobFile.DataSuffix;
@@ -98,7 +98,7 @@ public sealed class BlobFileCache : IBlobBackend
         }
     }
 
-    public BlobFileCache(BlobCacheSettings settings, IBlobBackend backend, BlobCacheMetrics? metrics = null)
+    internal BlobFileCache(BlobCacheRegistry registry, BlobCacheSettings settings, IBlobBackend backend, BlobCacheMetrics? metrics)
     {
         if (settings.BlockSize <= 0 || (settings.BlockSize & (settings.BlockSize - 1)) != 0)
         {
@@ -109,10 +109,10 @@ public sealed class BlobFileCache : IBlobBackend
         _backend = backend;
         Metrics = metrics ?? new BlobCacheMetrics();
         Directory.CreateDirectory(settings.WorkDir);
-        _dir = WorkDirState.Acquire(settings);
+        _registry = registry;
+        _dir = registry.AcquireWorkDir(settings);
         _files = _dir.Files;
         _filesLock = _dir.Lock;
-        Open[this] = 0;
     }
 
     public BlobCacheMetrics Metrics { get; }
@@ -319,11 +319,12 @@ public sealed class BlobFileCache : IBlobBackend
 
     public void Dispose()
     {
-        if (!Open.TryRemove(this, out _)) return;
+        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        _registry.Closed(this);
         StopReadAheads();
         UnpinAll();
         lock (_filesLock) _disposed = true;
-        WorkDirState.Release(_dir);
+        _registry.ReleaseWorkDir(_dir);
     }
 
     /// <summary>
@@ -628,127 +629,6 @@ public sealed class BlobFileCache : IBlobBackend
         if (blobId.Length == 0 || blobId.Contains('/') || blobId.Contains('\0') || blobId is "." or "..")
         {
             throw new StorageException(StorageErrorKind.BlobNotFound, $"invalid blob id \"{blobId}\"");
-        }
-    }
-
-    /// <summary>
-    /// The blob files of one cache work dir, shared by every <see cref="BlobFileCache"/> open on it in this process
-    /// and closed when the last of them is disposed. Two tables on one directory would each keep their own block map
-    /// of the same file (the later flush losing the other's blocks) and could evict a blob the other has pinned.
-    /// </summary>
-    private sealed class WorkDirState
-    {
-        /// <summary>How often stored blocks are flushed and claimed in the maps (see <see cref="CachedBlobFile.Flush"/>).</summary>
-        private static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(1);
-
-        private int _users;
-        private readonly Timer _flusher;
-
-        private WorkDirState(string workDir, int blockSize)
-        {
-            WorkDir = workDir;
-            BlockSize = blockSize;
-            _flusher = new Timer(static state => ((WorkDirState)state!).FlushAll(), this, FlushInterval, FlushInterval);
-        }
-
-        private void FlushAll()
-        {
-            foreach (KeyValuePair<string, CachedBlobFile> entry in Files)
-            {
-                if (!entry.Value.HasUnflushed) continue;
-                try
-                {
-                    entry.Value.Flush();
-                }
-                catch (Exception e) when (e is IOException or ObjectDisposedException or UnauthorizedAccessException)
-                {
-                    Log.Warning("Cannot flush cache file {DataPath}: {Reason}", entry.Value.DataPath, e.Message);
-                }
-            }
-        }
-
-        public string WorkDir { get; }
-
-        /// <summary>The block size of the first cache opened on the dir; later ones share its files as they are.</summary>
-        public int BlockSize { get; }
-
-        public ConcurrentDictionary<string, CachedBlobFile> Files { get; } = new(StringComparer.Ordinal);
-        public object Lock { get; } = new();
-
-        /// <summary>How many cache objects pinned each blob.</summary>
-        public ConcurrentDictionary<string, int> PinCounts { get; } = new(StringComparer.Ordinal);
-
-        public volatile bool Disposed;
-
-        public static WorkDirState Acquire(BlobCacheSettings settings)
-        {
-            string key = Path.GetFullPath(settings.WorkDir);
-            lock (WorkDirs)
-            {
-                if (!WorkDirs.TryGetValue(key, out WorkDirState? state))
-                {
-                    state = new WorkDirState(key, settings.BlockSize);
-                    state.LoadExisting();
-                    WorkDirs[key] = state;
-                }
-                else if (state.BlockSize != settings.BlockSize)
-                {
-                    Log.Information("Cache work dir {WorkDir} is open with {BlockSize}-byte blocks already; sharing it as it is",
-                        key, state.BlockSize);
-                }
-
-                state._users++;
-                return state;
-            }
-        }
-
-        public static void Release(WorkDirState state)
-        {
-            lock (WorkDirs)
-            {
-                if (--state._users > 0) return;
-                WorkDirs.Remove(state.WorkDir);
-            }
-
-            // Waits for a flush in progress; the files flush the rest as they are disposed.
-            using (var stopped = new ManualResetEvent(false))
-            {
-                if (state._flusher.Dispose(stopped)) stopped.WaitOne(TimeSpan.FromSeconds(30));
-            }
-
-            lock (state.Lock)
-            {
-                state.Disposed = true;
-                foreach (KeyValuePair<string, CachedBlobFile> entry in state.Files) entry.Value.Dispose();
-                state.Files.Clear();
-            }
-        }
-
-        /// <summary>Picks up the blobs a previous run left in the work dir, so eviction and usage see them.</summary>
-        private void LoadExisting()
-        {
-            var blobIds = new SortedSet<string>(StringComparer.Ordinal);
-            foreach (string suffix in new[] { CachedBlobFile.MapSuffix, CachedBlobFile.LegacyMapSuffix })
-            {
-                foreach (string mapPath in Directory.EnumerateFiles(WorkDir, "*" + suffix))
-                {
-                    blobIds.Add(Path.GetFileName(mapPath)[..^suffix.Length]);
-                }
-            }
-
-            foreach (string blobId in blobIds)
-            {
-                try
-                {
-                    CachedBlobFile file = CachedBlobFile.Open(WorkDir, blobId, BlockSize, blobSize: null);
-                    file.LastAccess = 0;
-                    Files[blobId] = file;
-                }
-                catch (StorageException e)
-                {
-                    Log.Warning("Ignoring unusable cache files of blob {BlobId}: {Reason}", blobId, e.Message);
-                }
-            }
         }
     }
 }
