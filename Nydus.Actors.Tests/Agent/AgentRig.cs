@@ -193,6 +193,13 @@ public sealed partial class AgentRig : IAsyncDisposable
         try { FuseMount.Abort(connection); } catch (Nydus.Actors.Fuse.FuseException) { }
     }
 
+    /// <summary>Unmounts the tree's mount if it is still there (lazily when busy); mountinfo is read, the mountpoint
+    /// never stat()ed.</summary>
+    private static void Detach(GeneratedTree tree)
+    {
+        try { FuseMount.Unmount(tree.MountPoint); } catch (Nydus.Actors.Fuse.FuseException) { }
+    }
+
     public static string Summary(IEnumerable<TimeSpan> times)
     {
         var sorted = times.OrderBy(t => t).ToList();
@@ -265,9 +272,9 @@ public sealed partial class AgentRig : IAsyncDisposable
         var deadline = Stopwatch.StartNew();
         while (daemons.Any(pid => Directory.Exists($"/proc/{pid}")) && deadline.Elapsed < TimeSpan.FromSeconds(15))
             await Task.Delay(50);
-        NydusdMount.DetachIfMounted(Tree.MountPoint);
+        Detach(Tree);
         lock (_more)
-            foreach (var (_, tree, _) in _more) NydusdMount.DetachIfMounted(tree.MountPoint);
+            foreach (var (_, tree, _) in _more) Detach(tree);
 
         if (Environment.GetEnvironmentVariable("NYDUS_TEST_DAEMON_LOGS") is { } logs)
         {

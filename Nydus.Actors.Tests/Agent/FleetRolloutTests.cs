@@ -19,7 +19,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     private static readonly TimeSpan RolloutWait = TimeSpan.FromSeconds(180);
 
     /// <summary>Short gates so a test sees them within its bounds; settle long enough that a step can be caught in flight.</summary>
-    private static string Hocon(int node, bool rollouts = true, string extra = "") => FleetTests.Hocon(node, $$"""
+    private static string Hocon(int node, bool rollouts = true, string extra = "") => FleetCluster.Hocon(node, $$"""
         nydus.agent.cluster.rollouts = {{(rollouts ? "on" : "off")}}
         nydus.agent.cluster.rollout { settle = 3s, gate-timeout = 150s, step-timeout = 120s }
         {{extra}}
@@ -28,16 +28,16 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     [FuseFact]
     public async Task A_rollout_upgrades_every_daemon_once_under_readers_and_resumes_elsewhere_when_the_coordinators_agent_is_killed()
     {
-        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        await using var fleet = await StartFleetAsync([true, true, true]);
         var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
-        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var binary = RolloutFleet.WrapperBinary(dir, "nydusd-v2", failFor: null);
 
         // The coordinator runs on the oldest agent, node 0 (it founded the cluster); its own daemon comes last.
         var started = await StartRolloutAsync(rigs[1], binary, "--batch", "1", "--pause-on-failure");
         Assert.Contains("running", started);
         var watch = Stopwatch.StartNew();
-        var first = await WaitForRolloutAsync(rigs[2], r => Coordinator(r) == FleetTests.AddressOf(0), "the coordinator on node 0");
-        Assert.Equal([FleetTests.AddressOf(1), FleetTests.AddressOf(2), FleetTests.AddressOf(0)],
+        var first = await WaitForRolloutAsync(rigs[2], r => Coordinator(r) == FleetCluster.AddressOf(0), "the coordinator on node 0");
+        Assert.Equal([FleetCluster.AddressOf(1), FleetCluster.AddressOf(2), FleetCluster.AddressOf(0)],
             first.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("node").GetString()).ToArray());
 
         // SIGKILL node 0's agent while node 2's daemon is in its upgrade (or its health gate).
@@ -47,7 +47,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         output.WriteLine($"SIGKILLed node 0's agent (the coordinator's) {watch.Elapsed.TotalSeconds:F1} s into the rollout");
 
         // The singleton moves (node 0 is downed by the others after stable-after) and the rollout goes on there.
-        var moved = await WaitForRolloutAsync(rigs[1], r => Coordinator(r) != FleetTests.AddressOf(0) && State(r, 1) == "done",
+        var moved = await WaitForRolloutAsync(rigs[1], r => Coordinator(r) != FleetCluster.AddressOf(0) && State(r, 1) == "done",
             "the coordinator moved and node 2's daemon done");
         output.WriteLine($"coordinator moved to {Coordinator(moved)} after {watch.Elapsed.TotalSeconds:F1} s; node 2's daemon: "
                          + Target(moved, 1).GetProperty("message"));
@@ -74,16 +74,16 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         var events = await WaitForEventsAsync(rigs[1], e => e.Any(x => x.Kind == "rollout_state" && x.Message.StartsWith($"rollout {id} completed")),
             "the rollout's completion");
         output.WriteLine(await CtlAsync(rigs[1], "fleet", "events"));
-        for (int i = 0; i < 3; i++) Assert.Single(events, e => e.Kind == "daemon_upgraded" && e.Rollout == id && e.Node == FleetTests.AddressOf(i));
+        for (int i = 0; i < 3; i++) Assert.Single(events, e => e.Kind == "daemon_upgraded" && e.Rollout == id && e.Node == FleetCluster.AddressOf(i));
         Assert.Single(events, e => e.Kind == "rollout_started" && e.Rollout == id);
         Assert.Contains(events, e => e.Kind == "coordinator_moved" && e.Rollout == id);
-        Assert.Contains(events, e => e.Kind == "member_unreachable" && e.Node == FleetTests.AddressOf(0));
-        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == FleetTests.AddressOf(0));
+        Assert.Contains(events, e => e.Kind == "member_unreachable" && e.Node == FleetCluster.AddressOf(0));
+        var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == FleetCluster.AddressOf(0));
         Assert.True(removed >= 0, "node 0's removal is not among node 1's events");
-        Assert.Contains(events.Skip(removed), e => e.Kind == "member_up" && e.Node == FleetTests.AddressOf(0));
+        Assert.Contains(events.Skip(removed), e => e.Kind == "member_up" && e.Node == FleetCluster.AddressOf(0));
         var page = await WaitForMetricsAsync(rigs[1], p => Enumerable.Range(0, 3).All(i =>
-                MetricValue(p, $"nydus_fleet_node_up{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1
-                && MetricValue(p, $"nydus_fleet_node_daemons_healthy{{node=\"{FleetTests.AddressOf(i)}\"}}") == 1),
+                MetricValue(p, $"nydus_fleet_node_up{{node=\"{FleetCluster.AddressOf(i)}\"}}") == 1
+                && MetricValue(p, $"nydus_fleet_node_daemons_healthy{{node=\"{FleetCluster.AddressOf(i)}\"}}") == 1),
             "every host up with its daemon healthy");
         Assert.Equal(1, MetricValue(page, "nydus_fleet_clustered"));
         Assert.Equal(1, MetricValue(page, $"nydus_fleet_rollout_state{{rollout=\"{id}\",state=\"completed\"}}"));
@@ -112,9 +112,9 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
             nydus.agent.persistence-id = "nydusd-agent-node{{node}}"
             """);
         // Two daemons per agent (each under a verifying reader), upgraded two at a time.
-        await using var fleet = await RolloutFleet.StartAsync([true, true, true], Journal, daemonsPerAgent: 2);
+        await using var fleet = await StartFleetAsync([true, true, true], Journal, daemonsPerAgent: 2);
         var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
-        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var binary = RolloutFleet.WrapperBinary(dir, "nydusd-v2", failFor: null);
 
         // Paused once a daemon of node 1 (the first batch) is done; whatever was in progress then finishes.
         await StartRolloutAsync(rigs[0], binary, "--pause-on-failure", "--batch", "2");
@@ -140,7 +140,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         for (int i = 0; i < 3; i++)
         {
             await rigs[i].StartAgentAsync(hotStandby: false, TimeSpan.FromMinutes(4));
-            if (i == 0) await FleetTests.WaitForFleetAsync(rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
+            if (i == 0) await FleetCluster.WaitForFleetAsync(rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
         }
         var back = await WaitForRolloutAsync(rigs[2], r => r.GetProperty("id").GetString() == id, "the rollout read back from the agents' journals");
         output.WriteLine($"rollout {id} back {watch.Elapsed.TotalSeconds:F1} s after the agents restarted ({journal} journals):");
@@ -181,11 +181,11 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     [FuseFact]
     public async Task A_bad_binary_pauses_a_second_rollout_is_refused_and_an_older_agent_pauses_or_is_skipped()
     {
-        await using var fleet = await RolloutFleet.StartAsync([true, true, false]);
+        await using var fleet = await StartFleetAsync([true, true, false]);
         // Node 2 runs with rollouts off: to the coordinator, an agent of a version before rollouts.
         var (dir, rigs, readers, pids) = (fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
         // Fails to start on node 1 only (its state dir is in the daemon's arguments), works elsewhere.
-        var bad = WrapperBinary(dir, "nydusd-bad", failFor: rigs[1].StateDir);
+        var bad = RolloutFleet.WrapperBinary(dir, "nydusd-bad", failFor: rigs[1].StateDir);
 
         // Two rollouts at once, through two agents: one starts, the other is refused with the first one named.
         var both = await Task.WhenAll(
@@ -209,7 +209,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
 
         // Abort; a good binary then: node 1 is upgraded, and the rollout pauses before node 2's older agent.
         Assert.Contains("aborted", await CtlAsync(rigs[1], "fleet", "abort"));
-        var good = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var good = RolloutFleet.WrapperBinary(dir, "nydusd-v2", failFor: null);
         await StartRolloutAsync(rigs[0], good);
         var older = await WaitForRolloutAsync(rigs[0], r => r.GetProperty("state").GetString() == "paused", "paused before the older agent");
         output.WriteLine(await CtlAsync(rigs[0], "fleet", "rollout"));
@@ -237,23 +237,23 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     [FuseFact]
     public async Task A_node_cut_off_during_a_rollout_is_waited_for_and_upgraded_once_its_link_is_back()
     {
-        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        await using var fleet = await StartFleetAsync([true, true, true]);
         var (network, dir, rigs, readers, pids) = (fleet.Network, fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
-        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var binary = RolloutFleet.WrapperBinary(dir, "nydusd-v2", failFor: null);
         await StartRolloutAsync(rigs[0], binary, "--pause-on-failure");
         // Node 2 (second in the order) loses its link while node 1's daemon is being upgraded.
         await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "upgrading", "node 1's daemon upgrading");
         var watch = Stopwatch.StartNew();
         network.SetLink(2, up: false);
         var waiting = await WaitForRolloutAsync(rigs[0], r => State(r, 0) == "done" && r.GetProperty("message").GetString() is { } m
-            && m.Contains(FleetTests.AddressOf(2), StringComparison.Ordinal), "the rollout waiting for node 2");
+            && m.Contains(FleetCluster.AddressOf(2), StringComparison.Ordinal), "the rollout waiting for node 2");
         output.WriteLine($"{watch.Elapsed.TotalSeconds:F1} s after the cut: {waiting.GetProperty("message").GetString()}");
         Assert.Equal("running", waiting.GetProperty("state").GetString());
         Assert.Equal("pending", State(waiting, 1));
         // Cut off, node 2's daemon serves its readers; nothing was sent to it.
         await readers[2].AdvanceAsync(100, AgentRig.Wait);
         Assert.Equal(pids[2], (await rigs[2].DaemonAsync()).GetProperty("pid").GetInt32());
-        await FleetTests.WaitForFleetAsync(rigs[0], v => FleetTests.Node(v, 2) is { } n && n.GetProperty("member_status").GetString() == "absent",
+        await FleetCluster.WaitForFleetAsync(rigs[0], v => FleetCluster.Node(v, 2) is { } n && n.GetProperty("member_status").GetString() == "absent",
             "node 2 removed");
 
         network.SetLink(2, up: true);
@@ -262,7 +262,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         output.WriteLine($"rollout with node 2 cut off and back: {watch.Elapsed.TotalSeconds:F1} s from the cut");
         Assert.Equal("completed", done.GetProperty("state").GetString());
         // Node 0's events: node 2 unreachable, removed, up again (its new cluster node), then its daemon upgraded.
-        var node2 = FleetTests.AddressOf(2);
+        var node2 = FleetCluster.AddressOf(2);
         var events = await WaitForEventsAsync(rigs[0], e => e.Any(x => x.Kind == "daemon_upgraded" && x.Node == node2), "node 2's daemon upgraded");
         var unreachable = events.FindIndex(e => e.Kind == "member_unreachable" && e.Node == node2);
         var removed = events.FindIndex(e => e.Kind == "member_removed" && e.Node == node2);
@@ -281,10 +281,10 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
     [FuseFact]
     public async Task The_coordinators_own_node_cut_off_the_majority_takes_over_and_the_node_rejoins_and_is_upgraded_once()
     {
-        await using var fleet = await RolloutFleet.StartAsync([true, true, true]);
+        await using var fleet = await StartFleetAsync([true, true, true]);
         var (network, dir, rigs, readers, pids) = (fleet.Network, fleet.Dir, fleet.Rigs, fleet.Readers, fleet.Pids);
-        var binary = WrapperBinary(dir, "nydusd-v2", failFor: null);
-        var node0 = FleetTests.AddressOf(0);
+        var binary = RolloutFleet.WrapperBinary(dir, "nydusd-v2", failFor: null);
+        var node0 = FleetCluster.AddressOf(0);
         await StartRolloutAsync(rigs[1], binary, "--pause-on-failure");
         // Node 0 runs the coordinator (the oldest agent); its link goes down while node 1's daemon is being upgraded.
         await WaitForRolloutAsync(rigs[1], r => Coordinator(r) == node0 && State(r, 0) == "upgrading", "node 1's daemon upgrading");
@@ -298,7 +298,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         Assert.Equal("running", waiting.GetProperty("state").GetString());
         Assert.Equal("pending", State(waiting, 2));
         // The minority side stopped its part: node 0 downed its own cluster node, and its daemon, never asked, serves on.
-        await FleetTests.WaitForOutputAsync(rigs[0], "Fleet: this node's cluster system ended", "node 0 downing itself");
+        await FleetCluster.WaitForOutputAsync(rigs[0], "Fleet: this node's cluster system ended", "node 0 downing itself");
         await readers[0].AdvanceAsync(100, AgentRig.Wait);
         Assert.Equal(pids[0], (await rigs[0].DaemonAsync()).GetProperty("pid").GetInt32());
         Assert.Equal(0, UpgradesOf(rigs[0]));
@@ -331,80 +331,10 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         Assert.Contains("not in a fleet", stderr);
     }
 
-    /// <summary>Three agents in network namespaces (node 0 first, so it is the oldest member), each with its daemon and
-    /// two verifying readers, every agent listing all three nodes serving. Disposing stops the readers, the agents and
-    /// everything they started, and removes the namespaces, whatever the test did.</summary>
-    private sealed class RolloutFleet : IAsyncDisposable
-    {
-        public NamespaceNetwork Network { get; } = NamespaceNetwork.Create(3);
-        public TempDir Dir { get; } = new("rollout");
-        public List<AgentRig> Rigs { get; } = [];
-        public List<TreeReaders> Readers { get; } = [];
-        public int[] Pids { get; } = new int[3];
-
-        /// <summary>Every agent's daemons beyond d1 (<c>d2</c>, ...: <see cref="StartAsync"/>'s daemonsPerAgent).</summary>
-        public List<string> MoreDaemons { get; } = [];
-
-        /// <param name="extra">More HOCON for node i's agent (its journal elsewhere, say).</param>
-        /// <param name="daemonsPerAgent">Daemons each agent manages, each serving its own tree under a verifying reader.</param>
-        public static async Task<RolloutFleet> StartAsync(bool[] rollouts, Func<int, string>? extra = null, int daemonsPerAgent = 1)
-        {
-            var fleet = new RolloutFleet();
-            try
-            {
-                for (int i = 0; i < 3; i++)
-                {
-                    fleet.Rigs.Add(await AgentRig.StartInNetworkNamespaceAsync(fleet.Network.Nodes[i], Hocon(i, rollouts[i], extra?.Invoke(i) ?? "")));
-                    if (i == 0) await FleetTests.WaitForFleetAsync(fleet.Rigs[0], v => v.GetProperty("self_status").GetString() == "up", "node 0 up");
-                }
-                foreach (var rig in fleet.Rigs)
-                {
-                    var r = new TreeReaders(rig.Tree, 2);
-                    fleet.Readers.Add(r);
-                    r.Start();
-                }
-                fleet.MoreDaemons.AddRange(Enumerable.Range(2, daemonsPerAgent - 1).Select(n => $"d{n}"));
-                foreach (var rig in fleet.Rigs)
-                {
-                    foreach (var id in fleet.MoreDaemons)
-                    {
-                        var r = new TreeReaders(await rig.AddDaemonAsync(id), 1);
-                        fleet.Readers.Add(r);
-                        r.Start();
-                    }
-                }
-                for (int i = 0; i < 3; i++) fleet.Pids[i] = (await fleet.Rigs[i].DaemonAsync()).GetProperty("pid").GetInt32();
-                foreach (var rig in fleet.Rigs)
-                    await FleetTests.WaitForFleetAsync(rig, view => Enumerable.Range(0, 3).All(i => FleetTests.IsServing(view, i, fleet.Pids[i])),
-                        "all three nodes serving");
-                return fleet;
-            }
-            catch
-            {
-                await fleet.DisposeAsync();
-                throw;
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var r in Readers) r.Dispose();
-            foreach (var rig in Rigs) await rig.DisposeAsync();
-            Dir.Dispose();
-            Network.Dispose();
-        }
-    }
-
-    /// <summary>A "new nydusd": a script that execs the test's nydusd (same pid), or fails at once when its arguments
-    /// name <paramref name="failFor"/> (one host's state dir), as a binary that cannot start there.</summary>
-    private static string WrapperBinary(TempDir dir, string name, string? failFor)
-    {
-        var path = dir.Combine(name);
-        var fail = failFor is null ? "" : $"case \"$*\" in *'{failFor}'*) echo \"{name}: cannot start on this host\" >&2; exit 1;; esac\n";
-        File.WriteAllText(path, $"#!/bin/sh\n{fail}exec '{NydusdProcess.BinaryPath}' \"$@\"\n");
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        return path;
-    }
+    /// <summary>The three agents (<see cref="RolloutFleet"/>) with this class's HOCON: node i with rollouts on or off,
+    /// and <paramref name="extra"/> HOCON for it (its journal elsewhere, say).</summary>
+    private static Task<RolloutFleet> StartFleetAsync(bool[] rollouts, Func<int, string>? extra = null, int daemonsPerAgent = 1) =>
+        RolloutFleet.StartAsync(i => Hocon(i, rollouts[i], extra?.Invoke(i) ?? ""), daemonsPerAgent);
 
     private static async Task<string> StartRolloutAsync(AgentRig rig, string binary, params string[] options)
     {

@@ -4,6 +4,7 @@ using Nydus.Actors.Tests.Support;
 using Nydus.Actors.Tests.Upgrade;
 using Xunit;
 using Xunit.Abstractions;
+using static Nydus.Actors.Tests.Agent.FleetCluster;
 
 namespace Nydus.Actors.Tests.Agent;
 
@@ -17,26 +18,6 @@ namespace Nydus.Actors.Tests.Agent;
 [Collection("upgrade")]
 public sealed class FleetTests(ITestOutputHelper output)
 {
-    private const int Port = 4053;
-    private static readonly TimeSpan FleetWait = TimeSpan.FromSeconds(120);
-
-    internal static string AddressOf(int node) => $"akka.tcp://nydus-fleet@{NamespaceNetwork.AddressOf(node)}:{Port}";
-
-    /// <summary>Every agent lists all three nodes as seeds; short timings so a partition resolves within the test.</summary>
-    internal static string Hocon(int node, string extra = "") => $$"""
-        nydus.agent.cluster {
-          enabled = on
-          hostname = "{{NamespaceNetwork.AddressOf(node)}}"
-          port = {{Port}}
-          seed-nodes = ["{{NamespaceNetwork.AddressOf(0)}}:{{Port}}", "{{NamespaceNetwork.AddressOf(1)}}:{{Port}}", "{{NamespaceNetwork.AddressOf(2)}}:{{Port}}"]
-          roles = ["node-{{node}}"]
-          publish-interval = 1s
-          restart-delay = 2s
-        }
-        akka.cluster.split-brain-resolver.stable-after = 5s
-        {{extra}}
-        """;
-
     [FuseFact]
     public async Task Three_agents_in_network_namespaces_form_a_fleet_survive_a_partition_and_a_graceful_leave()
     {
@@ -219,51 +200,5 @@ public sealed class FleetTests(ITestOutputHelper output)
         Assert.Equal(1, code);
         Assert.Contains(expected, outputText);
         Assert.False(Directory.Exists(dir.Combine("state")), "a failed start left its state dir");
-    }
-
-    internal static bool IsServing(JsonElement view, int node, int pid) =>
-        Node(view, node) is { } n && n.GetProperty("member_status").GetString() == "up" && n.GetProperty("reachable").GetBoolean()
-        && !n.GetProperty("stale").GetBoolean()
-        && n.GetProperty("daemons").EnumerateArray().Any(d => d.GetProperty("pid").GetInt32() == pid && d.GetProperty("healthy").GetBoolean());
-
-    /// <summary>The address is node's, over plain TCP (akka.tcp) or TLS (akka.ssl.tcp).</summary>
-    private static bool SameNode(string address, int node) =>
-        address == AddressOf(node) || address == AddressOf(node).Replace("akka.tcp://", "akka.ssl.tcp://", StringComparison.Ordinal);
-
-    internal static JsonElement? Node(JsonElement view, int node)
-    {
-        foreach (var n in view.GetProperty("nodes").EnumerateArray())
-            if (n.GetProperty("address").GetString() is { } address && SameNode(address, node)) return n;
-        return null;
-    }
-
-    internal static async Task<JsonElement> FleetAsync(AgentRig rig)
-    {
-        var (status, body) = await rig.SendAsync("GET", "/api/v1/fleet");
-        if (status != 200) throw new InvalidOperationException($"GET /api/v1/fleet answered {status}: {body}");
-        return JsonDocument.Parse(body).RootElement.Clone();
-    }
-
-    internal static async Task<JsonElement> WaitForFleetAsync(AgentRig rig, Func<JsonElement, bool> condition, string what)
-    {
-        var deadline = Stopwatch.StartNew();
-        JsonElement last = default;
-        while (deadline.Elapsed < FleetWait)
-        {
-            last = await FleetAsync(rig);
-            if (condition(last)) return last;
-            await Task.Delay(250);
-        }
-        throw new TimeoutException($"{what}: not seen by {rig.Socket} within {FleetWait}; last view {last}\n{rig.Agent.Output}");
-    }
-
-    internal static async Task WaitForOutputAsync(AgentRig rig, string text, string what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!rig.Agent.Output.Contains(text, StringComparison.Ordinal))
-        {
-            if (deadline.Elapsed > FleetWait) throw new TimeoutException($"{what}: '{text}' not logged within {FleetWait}\n{rig.Agent.Output}");
-            await Task.Delay(250);
-        }
     }
 }

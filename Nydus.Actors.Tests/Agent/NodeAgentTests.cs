@@ -86,17 +86,81 @@ public sealed class NodeAgentTests(ITestOutputHelper output)
         output.WriteLine($"agent SIGKILLed with upgrade process {leftover} in flight: re-attached to pid {pid}, leftover ended; "
                          + $"{readers.Operations} reader operations, {readers.FailureCount} failed");
         Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+    }
 
-        static bool Running(int pid)
+    [FuseFact]
+    public async Task An_agent_SIGKILLed_after_the_old_daemon_exited_in_an_upgrade_adopts_the_new_one_once_restarted()
+    {
+        await using var rig = await AgentRig.StartAsync(hotStandby: false);
+        using var readers = new TreeReaders(rig.Tree, 2);
+        readers.Start();
+        await readers.AdvanceAsync(100, AgentRig.Wait);
+        // The daemon first runs under a wrapper that outlives its nydusd: once nydusd has exited (told to by the next
+        // upgrade) it leaves a marker and waits, so the agent, waiting for the old pid to end, is caught between the old
+        // daemon's exit and recording the new one.
+        var marker = Path.Combine(rig.StateDir, "..", "old-nydusd-exited");
+        var holding = Path.GetFullPath(Path.Combine(rig.StateDir, "..", "nydusd-holding"));
+        await File.WriteAllTextAsync(holding, $"#!/bin/sh\n'{NydusdProcess.BinaryPath}' \"$@\"\ntouch '{marker}'\nexec sleep 600\n");
+        File.SetUnixFileMode(holding, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var (status, body) = await rig.SendAsync("PUT", $"/api/v1/agent/daemons/{AgentRig.DaemonId}/upgrade", JsonSerializer.Serialize(new { binary = holding }));
+        Assert.True(status == 200, $"upgrade to the holding wrapper: {status} {body}");
+        var old = (await rig.DaemonAsync()).GetProperty("pid").GetInt32();
+        await readers.AdvanceAsync(50, AgentRig.Wait);
+
+        var upgrade = rig.SendAsync("PUT", $"/api/v1/agent/daemons/{AgentRig.DaemonId}/upgrade",
+            JsonSerializer.Serialize(new { binary = NydusdProcess.BinaryPath }));
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(marker))
         {
-            try
-            {
-                return File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2] != "Z";
-            }
-            catch (IOException)
-            {
-                return false;
-            }
+            Assert.True(deadline.Elapsed < AgentRig.Wait, $"the old nydusd did not exit within {AgentRig.Wait}\n{rig.Agent.Output}");
+            await Task.Delay(20);
+        }
+        rig.Agent.Signal(NydusdProcess.SIGKILL);
+        await rig.Agent.WaitForExitAsync(AgentRig.Wait);
+        await Assert.ThrowsAnyAsync<Exception>(() => upgrade);
+        // Now the old daemon is gone altogether (its wrapper too); the new one waits in READY with the mount taken over.
+        Assert.Equal(0, AgentRig.Kill(old));
+        deadline.Restart();
+        while (Running(old))
+        {
+            Assert.True(deadline.Elapsed < AgentRig.Wait, $"the old daemon's wrapper {old} did not end");
+            await Task.Delay(20);
+        }
+        var successor = int.Parse(File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Select(l => l.Split(' '))
+            .Last(f => f is [_, _, "upgrade", AgentRig.DaemonId])[0]);
+        Assert.True(Running(successor), "the new daemon died with the agent: nothing to adopt");
+
+        await rig.StartAgentAsync(hotStandby: false);
+        var adopted = await rig.WaitForServingAsync(failovers: 0, standby: false);
+        Assert.Equal(successor, adopted.GetProperty("pid").GetInt32());
+        Assert.Equal(NydusdProcess.BinaryPath, adopted.GetProperty("binary").GetString());
+        Assert.Contains($"adopted pid {successor}", rig.Agent.Output);
+        await readers.AdvanceAsync(100, AgentRig.Wait);
+        // One process serves the id: of everything the agent ever started for it, only the adopted one lives.
+        var alive = File.ReadLines(Path.Combine(rig.StateDir, "spawned.log")).Select(l => l.Split(' '))
+            .Where(f => f is [_, _, _, AgentRig.DaemonId] && Nydus.Actors.Agent.AgentProcesses.IsAlive(int.Parse(f[0]), long.Parse(f[1])))
+            .Select(f => int.Parse(f[0])).ToList();
+        Assert.Equal([successor], alive);
+        // And the adopted daemon is the agent's like any other: it is failed over when killed.
+        await rig.KillDaemonAsync();
+        await rig.WaitForServingAsync(failovers: 1, standby: false);
+        await readers.AdvanceAsync(100, AgentRig.Wait);
+        Assert.True(readers.Stop(AgentRig.Wait), "a reader is still blocked");
+        output.WriteLine($"agent SIGKILLed after old pid {old} exited mid-upgrade: new pid {successor} adopted, then failed over; "
+                         + $"{readers.Operations} reader operations, {readers.FailureCount} failed; longest {readers.Longest.TotalMilliseconds:F0} ms "
+                         + $"({readers.LongestWhat})");
+        Assert.True(readers.FailureCount == 0, string.Join("\n", readers.Failures.Take(20)));
+    }
+
+    private static bool Running(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2] != "Z";
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 

@@ -27,7 +27,11 @@ public sealed partial class NydusdProcess : IAsyncDisposable
         get { lock (_output) return _output.ToString(); }
     }
 
-    public static string BinaryPath => Path.Combine(AppContext.BaseDirectory, "nydusd");
+    /// <summary>The nydusd of the build output, or the one <c>$NYDUS_NYDUSD</c> names (the fleet bench, which links this
+    /// file, runs the published build).</summary>
+    public static string BinaryPath => Environment.GetEnvironmentVariable("NYDUS_NYDUSD") is { Length: > 0 } path
+        ? path
+        : Path.Combine(AppContext.BaseDirectory, "nydusd");
 
     public static NydusdProcess Start(params string[] args) => StartIn(null, args);
 

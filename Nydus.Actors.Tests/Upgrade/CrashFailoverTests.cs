@@ -19,7 +19,7 @@ public sealed class CrashFailoverTests(ITestOutputHelper output)
     public async Task Ten_kills_with_resend_lose_no_reader_operation()
     {
         await using var rig = await UpgradeRig.StartAsync("--failover-policy", "resend");
-        using var readers = new TreeReaders(rig, 4);
+        using var readers = new TreeReaders(rig.Tree, 4);
         readers.Start();
         await readers.AdvanceAsync(200, UpgradeRig.Wait);
         var recoveries = new List<TimeSpan>();
@@ -59,7 +59,7 @@ public sealed class CrashFailoverTests(ITestOutputHelper output)
     public async Task Kills_with_policy_none_leave_the_unanswered_requests_pending()
     {
         await using var rig = await UpgradeRig.StartAsync("--failover-policy", "none");
-        using var readers = new TreeReaders(rig, 8);
+        using var readers = new TreeReaders(rig.Tree, 8);
         readers.Start();
         await readers.AdvanceAsync(200, UpgradeRig.Wait);
         var blockedAfter = new List<int>();

@@ -23,7 +23,7 @@ public sealed class LiveUpgradeTests(ITestOutputHelper output)
         using var opened = File.OpenHandle(rig.MountPoint + big);
         var expected = File.ReadAllBytes(rig.Source + big);
 
-        using var readers = new TreeReaders(rig, 4);
+        using var readers = new TreeReaders(rig.Tree, 4);
         readers.Start();
         await readers.AdvanceAsync(200, UpgradeRig.Wait);
         var pids = new List<int> { rig.Current.Pid };

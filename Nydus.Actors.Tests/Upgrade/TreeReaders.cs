@@ -24,10 +24,6 @@ public sealed partial class TreeReaders : IDisposable
     private long _longestTicks;
     private string _longestWhat = "";
 
-    public TreeReaders(UpgradeRig rig, int count) : this(rig.Tree, count)
-    {
-    }
-
     public TreeReaders(GeneratedTree rig, int count)
     {
         _rig = rig;
@@ -57,6 +53,19 @@ public sealed partial class TreeReaders : IDisposable
     public string LongestWhat
     {
         get { lock (_failures) return _longestWhat; }
+    }
+
+    /// <summary>The longest operation so far (and what it was), starting a new window: the next call reports only
+    /// operations that ended after this one (the fleet bench's stall of one rollout).</summary>
+    public (TimeSpan Longest, string What) ResetLongest()
+    {
+        lock (_failures)
+        {
+            var longest = (Longest, _longestWhat);
+            Interlocked.Exchange(ref _longestTicks, 0);
+            _longestWhat = "";
+            return longest;
+        }
     }
 
     public void Start()

@@ -25,7 +25,16 @@ public sealed record ManagedDaemonRecord(
     long StandbyStartTime,
     string? StandbySocket,
     int Failovers,
-    int SocketGeneration) : IAgentJournalPersisted;
+    int SocketGeneration,
+    UpgradeSuccessor? Successor = null) : IAgentJournalPersisted;
+
+/// <summary>
+/// An upgrade's new process, written to the agent's journal (<see cref="ManagedDaemonRecord.Successor"/>) once it has
+/// taken the mount over (READY) and before the old process is told to exit; cleared when the new one is recorded as
+/// the daemon or the upgrade fails. An agent killed in between finds it on restart: with the old process gone it is
+/// the only one holding the mount, and the agent adopts it.
+/// </summary>
+public sealed record UpgradeSuccessor(int Pid, long StartTime, string ApiSocket, string Binary);
 
 public sealed record AgentDaemonSaved(ManagedDaemonRecord Record) : IAgentJournalPersisted;
 
@@ -118,7 +127,13 @@ internal sealed record AttachManaged
     public static readonly AttachManaged Instance = new();
 }
 
-internal sealed record ManagedStatus(ManagedDaemonView View, ManagedDaemonRecord Record, bool Persist);
+/// <param name="Acknowledge">Answer the sender with <see cref="ManagedStatusSaved"/> once the record is in the journal.</param>
+internal sealed record ManagedStatus(ManagedDaemonView View, ManagedDaemonRecord Record, bool Persist, bool Acknowledge = false);
+
+internal sealed record ManagedStatusSaved
+{
+    public static readonly ManagedStatusSaved Instance = new();
+}
 
 internal sealed record ManagedGone(string Id);
 

@@ -103,7 +103,16 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     private async Task AttachAsync()
     {
         bool standbyAlive = _record.StandbyPid is { } sp && AgentProcesses.IsAlive(sp, _record.StandbyStartTime);
-        if (!AgentProcesses.IsAlive(_record.Pid, _record.StartTime))
+        bool primaryAlive = AgentProcesses.IsAlive(_record.Pid, _record.StartTime);
+        if (!primaryAlive && _record.Successor is { } successor && AgentProcesses.IsAlive(successor.Pid, successor.StartTime))
+        {
+            await AdoptSuccessorAsync(successor);
+            return;
+        }
+        // A successor whose old process is still alive (the agent died before telling it to exit) is ended below as a
+        // leftover: the old one serves on. One that died too has nothing left to adopt.
+        _record = _record with { Successor = null };
+        if (!primaryAlive)
         {
             if (standbyAlive) await RetireStandbyAsync();
             _record = _record with { StandbyPid = null, StandbySocket = null };
@@ -138,6 +147,48 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             SetState(ManagedStates.Running, $"re-attached, but sendfd failed: {e.Message} (no failover possible until it succeeds)", persist: true);
             _log.Warning("Daemon {Id}: {Message}", Id, _message);
         }
+        Self.Tell(EnsureStandby.Instance);
+    }
+
+    /// <summary>
+    /// The agent was killed during an upgrade after the old process exited and before it recorded the new one as the
+    /// daemon: the new one (recorded as the successor before the old one was told to exit) has taken the mount over
+    /// and waits in READY for a start nobody would send, with readers' requests queued in the kernel. It becomes the
+    /// daemon, on the binary the upgrade named: start (unless already RUNNING), sendfd, recorded. Should that fail it
+    /// is ended, and the mount reported lost as for a daemon that died while the agent was down: never two processes
+    /// serving one id.
+    /// </summary>
+    private async Task AdoptSuccessorAsync(UpgradeSuccessor successor)
+    {
+        var old = _record.Pid;
+        var (pid, start, socket) = (successor.Pid, successor.StartTime, successor.ApiSocket);
+        _record = _record with
+        {
+            Pid = pid, StartTime = start, ApiSocket = socket, Binary = successor.Binary, Successor = null, StandbyPid = null, StandbySocket = null,
+        };
+        _supervisor = new SupervisorServer(_record.SupervisorSocket, TimeSpan.FromSeconds(10));
+        WatchPrimary();
+        try
+        {
+            if (await DaemonStateAsync(socket) == "READY") Check(await PutAsync(socket, "/api/v1/daemon/start"), "start");
+            await WaitForStateAsync(socket, "RUNNING", pid, start);
+            await SendFdAsync(socket);
+        }
+        catch (Exception e) when (IsStepFailure(e))
+        {
+            _primaryWatch?.Dispose();
+            _primaryWatch = null;
+            AgentProcesses.Signal(pid, start, AgentProcesses.SIGKILL);
+            await AgentProcesses.WaitGoneAsync(pid, start, _settings.StepTimeout);
+            SetState(ManagedStates.Lost, $"pid {old} exited in an upgrade the agent did not finish, and its successor pid {pid} could not be "
+                + $"started ({e.Message}); it was ended: {_record.Mountpoint} cannot be served again (DELETE detaches the mount)", persist: true);
+            _log.Error("Daemon {Id}: {Message}", Id, _message);
+            return;
+        }
+        SetState(ManagedStates.Running, null, persist: true);
+        _log.Warning("Daemon {Id}: adopted pid {Pid} ({Binary}), the new process of an upgrade the agent was killed in after the old pid {Old} "
+            + "had exited; it serves, the agent holds its fd", Id, pid, successor.Binary, old);
+        EndLeftovers();
         Self.Tell(EnsureStandby.Instance);
     }
 
@@ -387,6 +438,11 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             await WaitForStateAsync(socket, "INIT", pid, start);
             await TakeOverAsync(socket, failover: false);
             await WaitForStateAsync(socket, "READY", pid, start);
+            // In the journal before the old one is told to exit: an agent killed from then until the new one is
+            // recorded as the daemon adopts it when it restarts (AttachAsync), instead of leaving the mount to a
+            // process that nobody starts.
+            _record = _record with { Successor = new UpgradeSuccessor(pid, start, socket, binary) };
+            await SavedAsync();
             // From here the old process must go: it stops answering, and the new one serves once started.
             _primaryWatch?.Dispose();
             _primaryWatch = null;
@@ -394,7 +450,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
             if (!await AgentProcesses.WaitGoneAsync(oldPid, oldStart, _settings.StepTimeout))
                 throw new TimeoutException($"the old daemon (pid {oldPid}) did not exit within {_settings.StepTimeout}");
             oldExited = true;
-            _record = _record with { Pid = pid, StartTime = start, ApiSocket = socket, Binary = binary };
+            _record = _record with { Pid = pid, StartTime = start, ApiSocket = socket, Binary = binary, Successor = null };
             WatchPrimary();
             Publish(persist: true);
             Check(await PutAsync(socket, "/api/v1/daemon/start"), "start of the new daemon");
@@ -404,6 +460,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
         catch (Exception e) when (IsStepFailure(e))
         {
             _log.Warning("Upgrade of daemon {Id} failed: {Error}", Id, e.Message);
+            _record = _record with { Successor = null };
             if (!oldExited)
             {
                 // The old daemon still serves (or its exit will be seen as a crash): the new one goes.
@@ -562,7 +619,7 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     /// </summary>
     private static bool IsStepFailure(Exception e) => e is IOException or TimeoutException or InvalidOperationException
         or HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException
-        or System.Text.Json.JsonException or KeyNotFoundException or Nydus.Actors.Upgrade.UpgradeException;
+        or System.Text.Json.JsonException or KeyNotFoundException or Nydus.Actors.Upgrade.UpgradeException or AskTimeoutException;
 
     private string LogTail()
     {
@@ -585,6 +642,19 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
     }
 
     private void Publish(bool persist) => Context.Parent.Tell(new ManagedStatus(View(), _record, persist));
+
+    /// <summary>Publishes the record and waits (bounded by the step timeout) until the agent's journal holds it.</summary>
+    private Task SavedAsync() =>
+        Context.Parent.Ask<ManagedStatusSaved>(new ManagedStatus(View(), _record, Persist: true, Acknowledge: true), _settings.StepTimeout);
+
+    /// <summary>The daemon's state as its API reports it (<c>GET /api/v1/daemon</c>).</summary>
+    private async Task<string?> DaemonStateAsync(string socket)
+    {
+        using var client = new ApiClient(socket, _settings.StepTimeout);
+        var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
+        if (status != 200) throw new InvalidOperationException($"GET /api/v1/daemon answered {status}: {body}");
+        return System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
+    }
 
     private ManagedDaemonView View() => new(Id, _record.Pid, _state, _record.ApiSocket, _record.Mountpoint,
         _supervisor is { HasState: true }, _record.Failovers, _record.StandbyPid, _record.StandbySocket, _record.SupervisorSocket,

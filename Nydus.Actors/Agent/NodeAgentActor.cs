@@ -83,7 +83,7 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
         {
             if (!_children.ContainsKey(s.Record.Id)) return;
             _views[s.Record.Id] = s.View;
-            if (s.Persist) Save(s.Record);
+            if (s.Persist) Save(s.Record, s.Acknowledge ? Sender : null);
             else _records[s.Record.Id] = s.Record;
         });
         Command<ManagedGone>(g =>
@@ -194,10 +194,16 @@ public sealed partial class NodeAgentActor : ReceivePersistentActor
 
     private static AgentReply NotFound(string id) => AgentReply.Fail(Api.ApiErrorKind.NotFound, $"no managed daemon with id {id}");
 
-    private void Save(ManagedDaemonRecord record)
+    /// <param name="savedTo">Told <see cref="ManagedStatusSaved"/> once the record is written (a daemon actor that must
+    /// not go on before its journal holds it).</param>
+    private void Save(ManagedDaemonRecord record, IActorRef? savedTo = null)
     {
         _records[record.Id] = record;
-        Persist(new AgentDaemonSaved(record), _ => MaybeSnapshot());
+        Persist(new AgentDaemonSaved(record), _ =>
+        {
+            savedTo?.Tell(ManagedStatusSaved.Instance);
+            MaybeSnapshot();
+        });
     }
 
     private void MaybeSnapshot()
