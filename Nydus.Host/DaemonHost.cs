@@ -102,7 +102,7 @@ public static class DaemonHost
             ? Task.FromResult<ApiServer?>(null)
             : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
         var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
-        FuseServiceSetup? fuse;
+        FsServiceSetup? fuse;
         Nydus.Actors.Fscache.ICachefilesDevice? fscacheDevice;
         try
         {
@@ -115,7 +115,9 @@ public static class DaemonHost
                 Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8);
             // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
             // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
+            // virtio-fs: the image is opened and the vhost-user socket bound, likewise before the daemon exists.
             fuse = options.Singleton ? null
+                : options.VirtioFsSocket is not null ? VirtioFsServiceSetup.Prepare(options, mountMetrics)
                 : FuseServiceSetup.Prepare(options,
                     UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics);
             if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
@@ -148,7 +150,7 @@ public static class DaemonHost
         var settings = new DaemonSettings(
             options.Id,
             options.Supervisor,
-            options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
+            options.Singleton ? DaemonKind.Singleton : options.VirtioFsSocket is not null ? DaemonKind.VirtioFs : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
                 config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics),
@@ -299,7 +301,7 @@ public static class DaemonHost
                 if (api is not null) await api.DisposeAsync();
                 await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
             }
-            if (!running && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
+            if (!running && fuse is FuseServiceSetup { MountPoint: var mountPoint } && takeover is null) TakeBackMount(mountPoint);
         }
     }
 
