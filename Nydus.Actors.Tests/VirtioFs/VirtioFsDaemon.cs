@@ -36,9 +36,13 @@ internal sealed class VirtioFsDaemon : IAsyncDisposable
     /// <summary>The upstream RAFS v6 fixture over its localfs blob directory, as command line flags.</summary>
     public static string[] V6FixtureArgs => ["--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", ImageFixtures.UpstreamFile("blobs")];
 
-    /// <summary>Starts <c>nydusd virtiofs --sock DIR/vhost.sock --thread-num 2</c> with <paramref name="args"/> (and, with
+    /// <summary>Starts <c>nydusd virtiofs --sock DIR/vhost.sock --thread-num 2 --work-dir DIR/work</c> with <paramref name="args"/> (and, with
     /// <paramref name="withApi"/>, <c>--apisock DIR/api.sock</c>); returns once it accepts VMMs.</summary>
-    public static async Task<VirtioFsDaemon> StartAsync(bool withApi, params string[] args)
+    public static Task<VirtioFsDaemon> StartAsync(bool withApi, params string[] args) => StartAsync(withApi, workDir: null, args);
+
+    /// <summary>The same with the daemon's work dir (journal) at <paramref name="workDir"/>, which outlives this daemon
+    /// (a second one started on it mounts the journal's table again); null: inside the temp dir.</summary>
+    public static async Task<VirtioFsDaemon> StartAsync(bool withApi, string? workDir, string[] args)
     {
         var dir = new TempDir("virtiofs");
         string socket = dir.Combine("vhost.sock");
@@ -46,7 +50,8 @@ internal sealed class VirtioFsDaemon : IAsyncDisposable
         NydusdProcess? process = null;
         try
         {
-            process = NydusdProcess.Start(["virtiofs", "--sock", socket, "--thread-num", "2", .. (api is null ? Array.Empty<string>() : ["--apisock", api]), .. args]);
+            // The daemon's work dir (journal) inside the temp dir, so a killed daemon leaves nothing in /tmp.
+            process = NydusdProcess.Start(["virtiofs", "--sock", socket, "--thread-num", "2", "--work-dir", workDir ?? dir.Combine("work"), .. (api is null ? Array.Empty<string>() : ["--apisock", api]), .. args]);
             DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
             while (!process.Output.Contains("virtio-fs served on"))
             {

@@ -13,7 +13,8 @@ namespace Nydus.Actors.Tests.VirtioFs;
 /// share one VFS, the one the guest's FUSE requests reach over the virtqueues: a mount added through the API is found
 /// and read by LOOKUP and READ on a queue, and after its umount the name is gone (ENOENT); GET /api/v1/daemon shows
 /// the state and the mount table, the metrics count per mount, exit and SIGTERM stop the daemon and remove its
-/// socket, and what virtio-fs cannot do (sendfd) is refused with a clear answer.
+/// socket, a restart on the same work dir mounts the journal's table again, and what virtio-fs cannot do (sendfd) is
+/// refused with a clear answer.
 /// </summary>
 public sealed class VirtioFsDaemonApiTests
 {
@@ -110,6 +111,29 @@ public sealed class VirtioFsDaemonApiTests
         Assert.False(File.Exists(daemon.Socket), "the vhost-user socket is left behind");
         Assert.Contains("Running --Stop--> Ready, action TerminateService", daemon.Process.Output);
         Assert.Contains("Ready --Stop--> Die, action Umount", daemon.Process.Output);
+    }
+
+    [Fact]
+    public async Task A_restarted_daemon_mounts_the_api_mounts_its_journal_recorded_again_for_the_next_vmm()
+    {
+        using var state = new TempDir("virtiofs-state");
+        string id = "vfs-" + Guid.NewGuid().ToString("N")[..8];
+        await using (var first = await VirtioFsDaemon.StartAsync(withApi: true, state.Path, ["--id", id]))
+        {
+            Assert.Equal(204, (await first.MountV6FixtureAsync("/sub")).Status);
+            first.Process.Signal(NydusdProcess.SIGTERM);
+            Assert.Equal(0, await first.Process.WaitForExitAsync(Wait));
+        }
+
+        // Same id and work dir, no image on the command line: the journal's table is mounted again before it serves.
+        await using var second = await VirtioFsDaemon.StartAsync(withApi: true, state.Path, ["--id", id]);
+        Assert.Equal(["/sub"], BackendMountpoints(await second.DaemonInfoAsync()));
+        using var guest = new VhostUserTestFrontend(second.Socket, VirtioFsDaemon.NewMemoryPath());
+        guest.Start(queues: 2);
+        Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        var (subError, sub) = Lookup(guest, 1, "sub");
+        Assert.Equal(0, subError);
+        Assert.Equal(LibRsMd5, ReadWhole(guest, NodeOf(sub), "lib.rs", 16931));
     }
 
     private static string[] BackendMountpoints(JsonElement info) =>
