@@ -108,7 +108,7 @@ public static class DaemonHost
         {
             ReadAheadWindows = Math.Clamp(config.GetInt("nydus.blob-cache.read-ahead", 2), 0, 8),
         };
-        FuseServiceSetup? fuse;
+        FsServiceSetup? fuse;
         Nydus.Actors.Fscache.ICachefilesDevice? fscacheDevice;
         try
         {
@@ -118,7 +118,9 @@ public static class DaemonHost
 
             // FUSE mode: the filesystem is opened and the kernel mount made before the daemon exists (upstream's order);
             // a takeover opens the filesystem only: the kernel mount and its fd come from the predecessor.
+            // virtio-fs: the image is opened and the vhost-user socket bound, likewise before the daemon exists.
             fuse = options.Singleton ? null
+                : options.VirtioFsSocket is not null ? VirtioFsServiceSetup.Prepare(options, mountMetrics, blobCaches)
                 : FuseServiceSetup.Prepare(options,
                     UpgradeStart.HandoffSettings(options, transferTimeout, isFailover: takeover == TakeoverReason.Failover), takeover, mountMetrics, blobCaches);
             if (fuse is not null) timeline.Mark(takeover is null ? "image+mount" : "image");
@@ -153,7 +155,7 @@ public static class DaemonHost
         var settings = new DaemonSettings(
             options.Id,
             options.Supervisor,
-            options.Singleton ? DaemonKind.Singleton : DaemonKind.Fuse,
+            options.Singleton ? DaemonKind.Singleton : options.VirtioFsSocket is not null ? DaemonKind.VirtioFs : DaemonKind.Fuse,
             workDir,
             ServiceProps: fuse?.ServiceProps ?? FscacheSetup.ServiceProps(fscacheDevice, options,
                 config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)), transferTimeout, takeover is not null, fscacheMetrics, blobCaches),
@@ -305,7 +307,7 @@ public static class DaemonHost
                 if (api is not null) await api.DisposeAsync();
                 await system.Terminate().WaitAsync(TimeSpan.FromSeconds(15));
             }
-            if (!running && fuse is not null && takeover is null) TakeBackMount(fuse.MountPoint);
+            if (!running && fuse is FuseServiceSetup { MountPoint: var mountPoint } && takeover is null) TakeBackMount(mountPoint);
         }
     }
 

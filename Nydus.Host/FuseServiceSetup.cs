@@ -17,33 +17,16 @@ namespace Nydus.Host;
 /// A daemon that takes over (<c>--upgrade</c>, or a crashed predecessor, §3) opens the same filesystems but makes no
 /// kernel mount: its service waits in INIT for the descriptor the supervisor holds.
 /// </summary>
-public sealed class FuseServiceSetup
+public sealed class FuseServiceSetup : FsServiceSetup
 {
     private FuseServiceSetup(Props serviceProps, VirtualFileSystem vfs, MountFilesystem? commandLine, string mountPoint, Action undo)
+        : base(serviceProps, vfs, commandLine, undo)
     {
         MountPoint = mountPoint;
-        ServiceProps = serviceProps;
-        Vfs = vfs;
-        CommandLine = commandLine;
-        Undo = undo;
     }
 
     /// <summary>Where the kernel mount is.</summary>
     public string MountPoint { get; }
-
-    /// <summary>The virtual filesystem at the FUSE root: the filesystem service attaches instances to it.</summary>
-    public VirtualFileSystem Vfs { get; }
-
-    /// <summary>The command line's instance, opened (so its errors came before the kernel mount) but not attached: the
-    /// host mounts it through the daemon like an API mount, which attaches and records it. Null without
-    /// <c>--bootstrap</c> or <c>--shared-dir</c> (an empty root, filled through the API).</summary>
-    public MountFilesystem? CommandLine { get; }
-
-    /// <summary>The daemon's service child: the FUSE session on the mounted descriptor.</summary>
-    public Props ServiceProps { get; }
-
-    /// <summary>Unmounts and releases everything, for when the daemon never got to own it.</summary>
-    public Action Undo { get; }
 
     /// <param name="handoff">Supervisor settings for sendfd and takeover.</param>
     /// <param name="takeover">Non-null when this daemon is to take over an existing kernel mount instead of making one.</param>
@@ -61,13 +44,13 @@ public sealed class FuseServiceSetup
         if (takeover is null && !Directory.Exists(mountpoint))
             throw new IOException($"mountpoint {mountpoint} is not an existing directory");
 
-        var opened = OpenFilesystem(options, metrics.Events, mountpoint, caches);
+        var opened = OpenCommandLineInstance(options, metrics.Events, mountpoint, caches);
         var instance = opened?.Opened.Instance;
         // Every daemon serves a VFS at its FUSE root, as upstream's does: the command line's instance at its
         // virtual mountpoint, the API's instances beside it. The workers start only after the host has mounted the
         // command line's instance through the daemon (before Start), so nothing is served from an empty VFS.
         var vfs = new VirtualFileSystem { KernelMountpoint = mountpoint };
-        MountFilesystem? commandLine = opened is { } o ? new MountFilesystem(o.Command) { Opened = o.Opened } : null;
+        var commandLine = AsMount(opened);
         FuseDevice? device = null;
         FuseSession? session = null;
 
@@ -144,43 +127,5 @@ public sealed class FuseServiceSetup
             vfs.Dispose();
             instance?.Dispose();
         });
-    }
-
-    /// <summary>Opens what the command line names through the same mount command as the API's (so that the
-    /// instance's actor can open it again); null when the command line names nothing.</summary>
-    private static (OpenedInstance Opened, FsBackendMountCmd Command)? OpenFilesystem(NydusdOptions options, ErrorEventLog events,
-        string mountpoint, Nydus.Actors.Storage.Cache.BlobCacheRegistry caches)
-    {
-        FsBackendMountCmd command;
-        string configSource;
-        if (options.SharedDir is { } shared)
-        {
-            command = new FsBackendMountCmd
-            {
-                FsType = FsBackendType.PassthroughFs,
-                Source = Path.GetFullPath(shared),
-                Config = options.Writable ? """{"writable":true}""" : "",
-                Mountpoint = options.VirtualMountpoint,
-            };
-            configSource = "--shared-dir";
-        }
-        else if (options.Bootstrap is { } bootstrap)
-        {
-            command = new FsBackendMountCmd
-            {
-                FsType = FsBackendType.Rafs,
-                Source = Path.GetFullPath(bootstrap),
-                Config = options.Config is { } file
-                    ? NydusConfigLoader.ReadConfigText(file)
-                    : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(options.LocalfsDir!)),
-                Mountpoint = options.VirtualMountpoint,
-                PrefetchFiles = options.PrefetchFiles is { } list ? PrefetchList.ParseFile(list) : null,
-            };
-            // Config errors name the file the user gave, as before the API existed.
-            configSource = options.Config ?? "--localfs-dir";
-        }
-        else return null;
-
-        return (MountCommands.Open(command, caches, configSource, events, servedMountpoint: mountpoint), command);
     }
 }

@@ -200,9 +200,11 @@ public static class NydusdCommandLine
         }
     }
 
-    private static NydusdOptions ToOptions(ParseResult r, bool singleton) => new()
+    /// <summary>The global flags every daemon kind takes (API socket, id, supervisor, logging, work dir, HOCON), for a
+    /// daemon started by a subcommand that adds its own (<c>virtiofs</c>).</summary>
+    public static NydusdOptions GlobalOptions(ParseResult r) => new()
     {
-        Singleton = singleton,
+        Singleton = false,
         ApiSock = r.GetValue(ApiSock),
         Config = r.GetValue(ConfigFile),
         Id = r.GetValue(Id),
@@ -215,6 +217,11 @@ public static class NydusdCommandLine
         HoconFile = r.GetValue(Hocon),
         JournalRepair = r.GetValue(JournalRepair),
         RlimitNofile = r.GetValue(RlimitNofile),
+    };
+
+    private static NydusdOptions ToOptions(ParseResult r, bool singleton) => GlobalOptions(r) with
+    {
+        Singleton = singleton,
         Mountpoint = singleton ? null : r.GetValue(Mountpoint),
         FailoverPolicy = singleton ? "resend" : r.GetValue(FailoverPolicy)!,
         ThreadNum = singleton ? 4 : r.GetValue(ThreadNum),

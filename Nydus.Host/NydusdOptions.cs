@@ -30,6 +30,11 @@ public sealed record NydusdOptions
     public string? PrefetchFiles { get; init; }
     public string VirtualMountpoint { get; init; } = "/";
 
+    // virtio-fs (nydusd virtiofs): the FUSE mode's source flags above, served over vhost-user-fs instead of a mount;
+    // ThreadNum is the number of request queues offered.
+    /// <summary>--sock: the vhost-user-fs socket; non-null makes this a virtio-fs daemon (no --mountpoint).</summary>
+    public string? VirtioFsSocket { get; init; }
+
     // Singleton: EROFS over fscache (cachefiles on-demand)
     /// <summary>--fscache: the cachefiles cache directory; null: no fscache service.</summary>
     public string? Fscache { get; init; }

@@ -30,6 +30,8 @@ public static class UpgradeStart
         // An fscache singleton has no mount to find a crash by: a supervisor starts its successor with --upgrade,
         // after an upgrade and after a crash alike (the kernel's restore makes both the same takeover).
         if (options.Singleton) return options.Upgrade && options.Fscache is not null ? TakeoverReason.Upgrade : null;
+        // A virtio-fs daemon has no connection to take over (qemu does not reconnect); its command line refuses --upgrade.
+        if (options.VirtioFsSocket is not null) return null;
         if (options.Upgrade) return TakeoverReason.Upgrade;
         var mountpoint = Path.GetFullPath(options.Mountpoint!);
         if (options.ApiSock is not null && CrashDetector.PredecessorCrashed(mountpoint, options.ApiSock))

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Runtime.InteropServices;
 using Nydus.Actors.Blobfs;
 using Nydus.Actors.Block;
@@ -18,9 +19,12 @@ namespace Nydus.Host;
 
 /// <summary>
 /// <c>nydusd virtiofs --sock PATH</c> (upstream's virtiofs mode): the image (<c>--bootstrap</c> with <c>--config</c> or
-/// <c>--localfs-dir</c>) or a host directory (<c>--shared-dir</c>) served to a VM over vhost-user-fs, until SIGTERM.
-/// The file system is the daemon's VFS with the instance at <c>--virtual-mountpoint</c>, as a FUSE daemon's is; the
-/// guest mounts it with <c>mount -t virtiofs TAG DIR</c>.
+/// <c>--localfs-dir</c>) or a host directory (<c>--shared-dir</c>) served to a VM over vhost-user-fs. It runs as a
+/// daemon (<see cref="DaemonHost"/>, <see cref="VirtioFsServiceSetup"/>) with the same state machine, API
+/// (<c>--apisock</c>), journal and mount table as a FUSE daemon: the file system is the daemon's VFS with the command
+/// line's instance at <c>--virtual-mountpoint</c> and the API's mounts beside it; the guest mounts it with
+/// <c>mount -t virtiofs TAG DIR</c>. With <c>--blobfs</c> the image's files are served instead, by a plain process
+/// without the daemon (no API).
 /// </summary>
 public static class VirtioFsCommand
 {
@@ -37,16 +41,23 @@ public static class VirtioFsCommand
             Description = "Serve the image's bootstrap and blobs as files (image.boot, one per blob id, devices) for the guest's own EROFS, instead of its tree",
         };
         var queues = new Option<int>("--thread-num") { Description = "Request queues offered to the VMM, each served by its own thread (1-64)", DefaultValueFactory = _ => 4 };
-        var command = new Command("virtiofs", "Serve an image or directory to a VM over vhost-user-fs (virtio-fs) until SIGTERM")
+        var command = new Command("virtiofs", "Serve an image or directory to a VM over vhost-user-fs (virtio-fs), as a daemon with the HTTP API (--apisock)")
         {
             sock, bootstrap, config, localfs, shared, virtualMountpoint, queues, blobfs,
         };
         command.Validators.Add(r =>
         {
             bool image = r.GetValue(bootstrap) is not null, directory = r.GetValue(shared) is not null;
-            if (image == directory) r.AddError("give exactly one of --bootstrap and --shared-dir");
+            // The global flags are the root command's: looked up by name.
+            bool Given(string name) => r.GetResult(name) is OptionResult { Implicit: false };
+            if (image && directory) r.AddError("give at most one of --bootstrap and --shared-dir");
+            if (!image && !directory && !r.GetValue(blobfs) && !Given("--apisock"))
+                r.AddError("give --bootstrap or --shared-dir, or --apisock to mount images through the API");
             if (image && (r.GetValue(config) is null) == (r.GetValue(localfs) is null)) r.AddError("--bootstrap needs exactly one of --config and --localfs-dir");
             if (r.GetValue(blobfs) && !image) r.AddError("--blobfs serves an image: give --bootstrap");
+            if (r.GetValue(blobfs) && new[] { "--apisock", "--id", "--supervisor", "--upgrade" }.FirstOrDefault(Given) is { } daemonFlag)
+                r.AddError($"{daemonFlag} is not supported with --blobfs yet: blobfs runs without the daemon and its API");
+            else if (Given("--upgrade")) r.AddError($"--upgrade is not supported by nydusd virtiofs: {VirtioFsServiceActor.NoHandoff}");
             // Defaults are not applied yet inside a validator: only given values are checked.
             if (r.GetResult(queues) is { Implicit: false } q && q.GetValueOrDefault<int>() is < 1 or > 64)
                 r.AddError($"invalid --thread-num {q.GetValueOrDefault<int>()}: must be between 1 and 64");
@@ -55,42 +66,24 @@ public static class VirtioFsCommand
         });
         command.SetAction(async (r, token) =>
         {
-            Log.Logger = NydusdLogging.Create(new LoggingLevelSwitch(LevelOf(r.GetValue<string>("--log-level"))), r.GetValue<string>("--log-file"), 0);
-            if (r.GetValue(blobfs)) return await ServeBlobsAsync(r.GetValue(sock)!, r.GetValue(bootstrap)!, r.GetValue(config), r.GetValue(localfs), r.GetValue(queues), token);
-            // This process serves one image: its blob caches are its own, closed after it.
-            using var caches = new Nydus.Actors.Storage.Cache.BlobCacheRegistry();
-            OpenedInstance opened;
-            try
+            if (r.GetValue(blobfs))
             {
-                opened = MountCommands.Open(MountCommandOf(r.GetValue(bootstrap), r.GetValue(config), r.GetValue(localfs), r.GetValue(shared),
-                    r.GetValue(virtualMountpoint)!), caches, r.GetValue(config) ?? (r.GetValue(shared) is null ? "--localfs-dir" : "--shared-dir"), new ErrorEventLog());
-            }
-            catch (Exception e) when (e is ConfigException or RafsException or StorageException or IOException or UnauthorizedAccessException)
-            {
-                Console.Error.WriteLine($"nydusd: {e.Message}");
-                return 1;
+                Log.Logger = NydusdLogging.Create(new LoggingLevelSwitch(LevelOf(r.GetValue<string>("--log-level"))), r.GetValue<string>("--log-file"), 0);
+                return await ServeBlobsAsync(r.GetValue(sock)!, r.GetValue(bootstrap)!, r.GetValue(config), r.GetValue(localfs), r.GetValue(queues), token);
             }
 
-            using var vfs = new VirtualFileSystem();
-            vfs.Mount(r.GetValue(virtualMountpoint)!, opened.Instance.FileSystem, opened.Instance);
-            VhostUserFsServer server;
-            try
+            // A daemon like a FUSE one, with the vhost-user-fs socket in place of the kernel mount.
+            var global = NydusdCommandLine.GlobalOptions(r);
+            return await DaemonHost.RunAsync(global with
             {
-                server = new VhostUserFsServer(r.GetValue(sock)!, vfs, opened.Instance.InitOptions, r.GetValue(queues));
-            }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
-            {
-                Console.Error.WriteLine($"nydusd: cannot listen on {r.GetValue(sock)}: {e.Message}");
-                return 1;
-            }
-
-            using (server)
-            {
-                await ServeUntilSignalAsync(server, opened.Instance.Type.ToDisplayString(), token);
-            }
-
-            await Log.CloseAndFlushAsync();
-            return 0;
+                VirtioFsSocket = r.GetValue(sock),
+                Bootstrap = r.GetValue(bootstrap),
+                Config = r.GetValue(config) ?? global.Config,
+                LocalfsDir = r.GetValue(localfs),
+                SharedDir = r.GetValue(shared),
+                VirtualMountpoint = r.GetValue(virtualMountpoint)!,
+                ThreadNum = r.GetValue(queues),
+            }, token);
         });
         return command;
     }
@@ -144,17 +137,6 @@ public static class VirtioFsCommand
         await stop.Task.WaitAsync(token);
         Log.Information("virtio-fs: stopping");
     }
-
-    private static FsBackendMountCmd MountCommandOf(string? bootstrap, string? config, string? localfs, string? shared, string mountpoint) =>
-        shared is not null
-            ? new FsBackendMountCmd { FsType = FsBackendType.PassthroughFs, Source = Path.GetFullPath(shared), Config = "", Mountpoint = mountpoint }
-            : new FsBackendMountCmd
-            {
-                FsType = FsBackendType.Rafs,
-                Source = Path.GetFullPath(bootstrap!),
-                Config = config is not null ? NydusConfigLoader.ReadConfigText(config) : NydusConfigLoader.CreateLocalFsDirConfigText(Path.GetFullPath(localfs!)),
-                Mountpoint = mountpoint,
-            };
 
     private static LogEventLevel LevelOf(string? level) => level?.ToLowerInvariant() switch
     {

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Win32.SafeHandles;
 using Nydus.Actors.Interop;
 using Nydus.Actors.VirtioFs;
+using Xunit;
 
 namespace Nydus.Actors.Tests.VirtioFs;
 
@@ -30,6 +31,9 @@ internal sealed unsafe class VhostUserTestFrontend : IDisposable
     private readonly ushort[] _seenUsed = new ushort[8];
     private readonly ushort[] _base = new ushort[8];
     private ulong _nextBuffer = BufferArea;
+
+    /// <summary>How long <see cref="Call"/> waits for the backend's answer.</summary>
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(20);
 
     public VhostUserTestFrontend(string socketPath, string memoryPath)
     {
@@ -163,6 +167,32 @@ internal sealed unsafe class VhostUserTestFrontend : IDisposable
         _nextAvail[q] = index;
         Volatile.Write(ref *(ushort*)((byte*)_memory + (long)(Avail(q) + 2 - GuestBase)), index);
         Kick(q);
+    }
+
+    /// <summary>One request in a two-descriptor chain (or one indirect table of two) at head 0; returns the error and body.</summary>
+    public (int Error, byte[] Body) Call(int q, byte[] request, int replyRoom, bool indirect = false)
+    {
+        ulong at = Put(request);
+        ulong reply = Put([], FuseWire.OutHeaderSize + replyRoom);
+        if (indirect)
+        {
+            ulong table = Put(new byte[32]);
+            WriteDescriptor(q, 0, at, (uint)request.Length, SplitVirtqueue.DescFlagNext, 1, table);
+            WriteDescriptor(q, 1, reply, (uint)(FuseWire.OutHeaderSize + replyRoom), SplitVirtqueue.DescFlagWrite, 0, table);
+            WriteDescriptor(q, 0, table, 32, SplitVirtqueue.DescFlagIndirect, 0);
+        }
+        else
+        {
+            WriteDescriptor(q, 0, at, (uint)request.Length, SplitVirtqueue.DescFlagNext, 1);
+            WriteDescriptor(q, 1, reply, (uint)(FuseWire.OutHeaderSize + replyRoom), SplitVirtqueue.DescFlagWrite, 0);
+        }
+
+        Publish(q, 0);
+        var used = WaitUsed(q, 1, CallTimeout);
+        Assert.Equal(0u, used[0].Head);
+        var (length, error, _) = FuseWire.OutHeader(Guest(reply, 16));
+        Assert.Equal(length, used[0].Length);
+        return (error, Guest(reply + FuseWire.OutHeaderSize, replyRoom).ToArray());
     }
 
     public void Kick(int q) => Libc.SignalEvent(_queues[q].Kick);

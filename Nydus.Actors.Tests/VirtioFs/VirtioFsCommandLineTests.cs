@@ -3,7 +3,8 @@ using Xunit;
 
 namespace Nydus.Actors.Tests.VirtioFs;
 
-/// <summary><c>nydusd virtiofs</c>'s bad command lines: one clear line, nothing started, nobody's file touched.</summary>
+/// <summary><c>nydusd virtiofs</c>'s bad command lines: one clear line, nothing started, nobody's file touched (the daemon's
+/// start refuses a missing image or a file at the socket path before the socket exists).</summary>
 public sealed class VirtioFsCommandLineTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
@@ -15,7 +16,10 @@ public sealed class VirtioFsCommandLineTests
         string sock = dir.Combine("vfs.sock");
         (int code, string output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock);
         Assert.Equal(2, code);
-        Assert.Contains("give exactly one of --bootstrap and --shared-dir", output);
+        Assert.Contains("give --bootstrap or --shared-dir, or --apisock to mount images through the API", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--bootstrap", "/nonexistent.boot", "--localfs-dir", dir.Path);
+        Assert.Equal(2, code);
+        Assert.Contains("give at most one of --bootstrap and --shared-dir", output);
         (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--bootstrap", "/nonexistent.boot");
         Assert.Equal(2, code);
         Assert.Contains("--bootstrap needs exactly one of --config and --localfs-dir", output);
@@ -25,7 +29,17 @@ public sealed class VirtioFsCommandLineTests
         (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--blobfs");
         Assert.Equal(2, code);
         Assert.Contains("--blobfs serves an image: give --bootstrap", output);
+        // blobfs runs without the daemon: its flags are refused, not ignored.
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--blobfs", "--bootstrap", "/nonexistent.boot",
+            "--localfs-dir", dir.Path, "--apisock", dir.Combine("api.sock"));
+        Assert.Equal(2, code);
+        Assert.Contains("--apisock is not supported with --blobfs yet", output);
+        // A vhost-user connection cannot be taken over.
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--upgrade");
+        Assert.Equal(2, code);
+        Assert.Contains("--upgrade is not supported by nydusd virtiofs", output);
         Assert.False(File.Exists(sock));
+        Assert.False(File.Exists(dir.Combine("api.sock")));
     }
 
     [Fact]

@@ -43,14 +43,14 @@ public sealed class VirtioFsTransportTests
         Assert.Equal(7u, BinaryPrimitives.ReadUInt32LittleEndian(guest.Guest(body, 4)));
 
         // LOOKUP through an indirect table.
-        (int lookupError, byte[] entry) = Call(guest, 1, FuseWire.Request(FuseWire.Lookup, 4, 1, FuseWire.Name("lib.rs")), 144, indirect: true);
+        (int lookupError, byte[] entry) = guest.Call(1, FuseWire.Request(FuseWire.Lookup, 4, 1, FuseWire.Name("lib.rs")), 144, indirect: true);
         Assert.Equal(0, lookupError);
         ulong node = BinaryPrimitives.ReadUInt64LittleEndian(entry);
         // fuse_entry_out: nodeid, generation, 2 valid + 2 nsec, then fuse_attr (size at +8).
         Assert.Equal(16931UL, BinaryPrimitives.ReadUInt64LittleEndian(entry.AsSpan(40 + 8)));
 
         // RAFS answers OPEN with ENOSYS, as upstream's (the kernel then stops sending OPEN and reads with handle 0).
-        (int openError, byte[] opened) = Call(guest, 1, FuseWire.Request(FuseWire.Open, 6, node, FuseWire.OpenBody()), 16);
+        (int openError, byte[] opened) = guest.Call(1, FuseWire.Request(FuseWire.Open, 6, node, FuseWire.OpenBody()), 16);
         Assert.True(openError is 0 or -38, $"OPEN answered {openError}");
         ulong handle = openError == 0 ? BinaryPrimitives.ReadUInt64LittleEndian(opened) : 0;
 
@@ -79,7 +79,7 @@ public sealed class VirtioFsTransportTests
         await using var daemon = await VirtioFsDaemon.StartWithV6FixtureAsync();
         using var guest = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath());
         guest.Start(queues: 2);
-        Assert.Equal(0, Call(guest, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
 
         byte[] getattr = FuseWire.Request(FuseWire.GetAttr, 10, 1, FuseWire.GetAttrBody());
         ulong request = guest.Put(getattr);
@@ -120,7 +120,7 @@ public sealed class VirtioFsTransportTests
         }
 
         // After all that, a good request on the same queue is answered.
-        var (error, attr) = Call(guest, 1, getattr, 256);
+        var (error, attr) = guest.Call(1, getattr, 256);
         Assert.Equal(0, error);
         Assert.Equal(0x41EDu, BinaryPrimitives.ReadUInt32LittleEndian(attr.AsSpan(16 + 60))); // S_IFDIR | 0755
         Assert.False(daemon.Process.HasExited);
@@ -132,12 +132,12 @@ public sealed class VirtioFsTransportTests
         await using var daemon = await VirtioFsDaemon.StartWithV6FixtureAsync();
         using var guest = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath());
         guest.Start(queues: 3);
-        Assert.Equal(0, Call(guest, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
         byte[] getattr = FuseWire.Request(FuseWire.GetAttr, 10, 1, FuseWire.GetAttrBody());
 
         // A head index beyond the table: queue 1 stops; queue 2 still serves.
         guest.Publish(1, 4000);
-        Assert.Equal(0, Call(guest, 2, getattr, 256).Error);
+        Assert.Equal(0, guest.Call(2, getattr, 256).Error);
         ushort usedBefore = guest.UsedIndex(1);
         LayGetAttr(guest, 1, getattr);
         guest.Publish(1, 0);
@@ -153,7 +153,7 @@ public sealed class VirtioFsTransportTests
         // An available index far ahead of the ring (more pending than the ring holds): the same, and nothing is read.
         guest.SetAvailIndex(2, 1000);
         await Task.Delay(500);
-        Assert.Equal(0, Call(guest, 1, getattr, 256).Error);
+        Assert.Equal(0, guest.Call(1, getattr, 256).Error);
         Assert.False(daemon.Process.HasExited);
     }
 
@@ -163,8 +163,8 @@ public sealed class VirtioFsTransportTests
         await using var daemon = await VirtioFsDaemon.StartWithV6FixtureAsync();
         using var guest = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath());
         guest.Start(queues: 2);
-        Assert.Equal(0, Call(guest, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
-        (int lookupError, byte[] entry) = Call(guest, 1, FuseWire.Request(FuseWire.Lookup, 4, 1, FuseWire.Name("lib.rs")), 144);
+        Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        (int lookupError, byte[] entry) = guest.Call(1, FuseWire.Request(FuseWire.Lookup, 4, 1, FuseWire.Name("lib.rs")), 144);
         Assert.Equal(0, lookupError);
         ulong node = BinaryPrimitives.ReadUInt64LittleEndian(entry);
 
@@ -217,7 +217,7 @@ public sealed class VirtioFsTransportTests
         {
             PublishReads();
             guest.ResetAndRestart(queues: 2);
-            Assert.Equal(0, Call(guest, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+            Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
             PublishReads();
             AssertServed(guest.WaitUsed(1, Chains, Wait));
         }
@@ -265,7 +265,7 @@ public sealed class VirtioFsTransportTests
         // The next front-end is served as if nothing happened.
         using var good = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath());
         good.Start(queues: 2);
-        Assert.Equal(0, Call(good, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        Assert.Equal(0, good.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
         Assert.False(daemon.Process.HasExited);
     }
 
@@ -277,7 +277,7 @@ public sealed class VirtioFsTransportTests
         using (var first = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath()))
         {
             first.Start(queues: 2);
-            Assert.Equal(0, Call(first, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+            Assert.Equal(0, first.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
         }
 
         await WaitForAsync(() => daemon.Process.Output.Contains("front-end disconnected"));
@@ -287,7 +287,7 @@ public sealed class VirtioFsTransportTests
         {
             memory = guest.MemoryPath;
             guest.Start(queues: 3);
-            Assert.Equal(0, Call(guest, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+            Assert.Equal(0, guest.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
             Assert.True(daemon.MappingsOf(memory) > 0, "the guest memory is not mapped by the daemon");
             // Requests in flight on two queues, then the front-end vanishes (as a killed qemu's socket closes).
             for (int q = 1; q <= 2; q++)
@@ -305,7 +305,7 @@ public sealed class VirtioFsTransportTests
 
         using var next = new VhostUserTestFrontend(daemon.Socket, VirtioFsDaemon.NewMemoryPath());
         next.Start(queues: 2);
-        Assert.Equal(0, Call(next, 1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
+        Assert.Equal(0, next.Call(1, FuseWire.Request(FuseWire.Init, 2, 0, FuseWire.InitBody()), 256).Error);
         Assert.Contains("front-end disconnected", daemon.Process.Output);
         Assert.False(daemon.Process.HasExited);
     }
@@ -320,32 +320,6 @@ public sealed class VirtioFsTransportTests
     {
         guest.WriteDescriptor(q, 0, guest.Put(getattr), (uint)getattr.Length, SplitVirtqueue.DescFlagNext, 1);
         guest.WriteDescriptor(q, 1, guest.Put([], 256), 256, SplitVirtqueue.DescFlagWrite, 0);
-    }
-
-    /// <summary>One request in a two-descriptor chain (or one indirect table of two) at head 0; returns the error and body.</summary>
-    private static (int Error, byte[] Body) Call(VhostUserTestFrontend guest, int q, byte[] request, int replyRoom, bool indirect = false)
-    {
-        ulong at = guest.Put(request);
-        ulong reply = guest.Put([], FuseWire.OutHeaderSize + replyRoom);
-        if (indirect)
-        {
-            ulong table = guest.Put(new byte[32]);
-            guest.WriteDescriptor(q, 0, at, (uint)request.Length, SplitVirtqueue.DescFlagNext, 1, table);
-            guest.WriteDescriptor(q, 1, reply, (uint)(FuseWire.OutHeaderSize + replyRoom), SplitVirtqueue.DescFlagWrite, 0, table);
-            guest.WriteDescriptor(q, 0, table, 32, SplitVirtqueue.DescFlagIndirect, 0);
-        }
-        else
-        {
-            guest.WriteDescriptor(q, 0, at, (uint)request.Length, SplitVirtqueue.DescFlagNext, 1);
-            guest.WriteDescriptor(q, 1, reply, (uint)(FuseWire.OutHeaderSize + replyRoom), SplitVirtqueue.DescFlagWrite, 0);
-        }
-
-        guest.Publish(q, 0);
-        var used = guest.WaitUsed(q, 1, Wait);
-        Assert.Equal(0u, used[0].Head);
-        var (length, error, _) = FuseWire.OutHeader(guest.Guest(reply, 16));
-        Assert.Equal(length, used[0].Length);
-        return (error, guest.Guest(reply + FuseWire.OutHeaderSize, replyRoom).ToArray());
     }
 
     private static byte[] MemTable(uint regions)

@@ -8,6 +8,8 @@ public enum DaemonKind
     Fuse,
     /// <summary>No filesystem service; hosts the blob cache manager (upstream's <c>nydusd singleton</c>).</summary>
     Singleton,
+    /// <summary>The VFS served to a VM over a vhost-user-fs socket (<c>nydusd virtiofs</c>).</summary>
+    VirtioFs,
 }
 
 /// <summary>What a daemon actor is started with. Built by the host from the command line and HOCON.</summary>

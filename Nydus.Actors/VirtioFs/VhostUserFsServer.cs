@@ -9,13 +9,14 @@ using Serilog;
 namespace Nydus.Actors.VirtioFs;
 
 /// <summary>
-/// The vhost-user-fs socket (<c>nydusd virtiofs --sock PATH</c>): listens for the VMM (qemu's
-/// <c>-chardev socket,path=PATH -device vhost-user-fs-pci,chardev=...</c>), serves one front-end connection at a time
-/// on a dedicated thread, and reads its requests: a 12-byte header (request, flags, size), the payload, and the
-/// descriptors that ride along. Each connection gets a fresh <see cref="FuseDispatcher"/> (INIT is per connection)
-/// over the same file system, and a <see cref="VhostUserFsBackend"/> that owns its queues. When the VMM goes away
-/// (the VM ended or was killed) the connection's workers stop, its descriptors close, the guest memory is unmapped,
-/// and the server waits for the next VMM: the daemon and its images stay.
+/// The vhost-user-fs socket (<c>nydusd virtiofs --sock PATH</c>): bound when constructed (so a bad path fails the start
+/// before anything serves), accepting the VMM (qemu's <c>-chardev socket,path=PATH -device vhost-user-fs-pci,chardev=...</c>)
+/// from <see cref="Start"/> to <see cref="Stop"/>. Serves one front-end connection at a time on a dedicated thread, and
+/// reads its requests: a 12-byte header (request, flags, size), the payload, and the descriptors that ride along. Each
+/// connection gets a fresh <see cref="FuseDispatcher"/> (INIT is per connection) over the same file system, and a
+/// <see cref="VhostUserFsBackend"/> that owns its queues. When the VMM goes away (the VM ended or was killed) the
+/// connection's workers stop, its descriptors close, the guest memory is unmapped, and the server waits for the next
+/// VMM: the daemon and its images stay.
 /// </summary>
 public sealed class VhostUserFsServer : IDisposable
 {
@@ -25,11 +26,16 @@ public sealed class VhostUserFsServer : IDisposable
     private readonly FuseInitOptions _initOptions;
     private readonly int _requestQueues;
     private readonly Socket _listener;
-    private readonly Thread _thread;
     private readonly object _gate = new();
+    private Thread? _thread;
     private Socket? _connection;
     private volatile bool _stopping;
+    private bool _disposed;
     private long _connections;
+
+    /// <summary>How often the accept loop looks whether it is to stop (a blocking accept could not be woken without
+    /// closing the listening socket, which must stay bound between Stop and Start).</summary>
+    private static readonly TimeSpan AcceptPoll = TimeSpan.FromMilliseconds(200);
 
     /// <param name="socketPath">Where to listen (mode 0600); a stale socket there is replaced, any other file refused.</param>
     /// <param name="fileSystem">What the guest mounts (the daemon's VFS).</param>
@@ -56,8 +62,6 @@ public sealed class VhostUserFsServer : IDisposable
             _listener.Dispose();
             throw;
         }
-
-        _thread = new Thread(AcceptLoop) { IsBackground = true, Name = "vhost-user-fs" };
     }
 
     public string SocketPath { get; }
@@ -68,7 +72,53 @@ public sealed class VhostUserFsServer : IDisposable
     /// <summary>The current connection's backend (its counters and queues), null between connections.</summary>
     public VhostUserFsBackend? Backend { get; private set; }
 
-    public void Start() => _thread.Start();
+    /// <summary>True between <see cref="Start"/> and <see cref="Stop"/>.</summary>
+    public bool Accepting
+    {
+        get
+        {
+            lock (_gate) return _thread is not null && !_stopping;
+        }
+    }
+
+    /// <summary>Starts accepting front-ends (again after <see cref="Stop"/>); a no-op while accepting.</summary>
+    public void Start()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_thread is not null && !_stopping) return;
+            if (_thread is not null) throw new InvalidOperationException("the previous front-end connection has not ended yet");
+            _stopping = false;
+            _thread = new Thread(AcceptLoop) { IsBackground = true, Name = "vhost-user-fs" };
+            _thread.Start();
+        }
+    }
+
+    /// <summary>
+    /// Ends the current connection (its queues stop, its memory is unmapped) and stops accepting; the socket stays
+    /// bound, so a VMM that connects meanwhile waits in the backlog until <see cref="Start"/>. False when the
+    /// connection thread did not end within 15 s (a request stuck in the file system).
+    /// </summary>
+    public bool Stop()
+    {
+        Thread? thread;
+        lock (_gate)
+        {
+            thread = _thread;
+            _stopping = true;
+            try { _connection?.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
+        }
+
+        bool ended = thread is null || !thread.IsAlive || thread.Join(TimeSpan.FromSeconds(15));
+        if (!ended) Log.Warning("vhost-user-fs: the connection thread did not end within 15 s");
+        lock (_gate)
+        {
+            if (ended && ReferenceEquals(_thread, thread)) _thread = null;
+        }
+
+        return ended;
+    }
 
     private void AcceptLoop()
     {
@@ -77,6 +127,8 @@ public sealed class VhostUserFsServer : IDisposable
             Socket connection;
             try
             {
+                if (!_listener.Poll(AcceptPoll, SelectMode.SelectRead)) continue;
+                if (_stopping) return;
                 connection = _listener.Accept();
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException)
@@ -211,18 +263,17 @@ public sealed class VhostUserFsServer : IDisposable
         descriptors.Clear();
     }
 
-    /// <summary>Stops listening, ends the current connection (its queues stop, its memory is unmapped) and removes the socket.</summary>
+    /// <summary>Stops (as <see cref="Stop"/>), closes the listening socket and removes it.</summary>
     public void Dispose()
     {
-        _stopping = true;
         lock (_gate)
         {
-            try { _connection?.Shutdown(SocketShutdown.Both); } catch (SocketException) { }
+            if (_disposed) return;
+            _disposed = true;
         }
 
+        Stop();
         _listener.Dispose();
-        if (_thread.IsAlive && !_thread.Join(TimeSpan.FromSeconds(15)))
-            Log.Warning("vhost-user-fs: the connection thread did not end within 15 s");
         try { File.Delete(SocketPath); } catch (IOException) { }
     }
 }
