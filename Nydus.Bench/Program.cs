@@ -1,7 +1,7 @@
 using Nydus.Bench;
 
 // Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
-// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache] ; prints a table per suite and writes bench/results-<suite>.md.
+// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache|virtiofs] ; prints a table per suite and writes bench/results-<suite>.md.
 // Nydus.Bench plots: only redraws bench/plots/ from bench/history/*.csv (no bench runs, no nydusd needed).
 var suite = args.Length > 0 ? args[0] : "all";
 var repoRoot = RepoPaths.FindRoot();
@@ -34,6 +34,7 @@ var suites = new Dictionary<string, Func<string, string, Task<BenchReport>>>
     ["upgrade-quick"] = UpgradeBench.RunQuickAsync,
     ["blockdev"] = BlockDevBench.RunAsync,
     ["fscache"] = FscacheBench.RunAsync,
+    ["virtiofs"] = VirtioFsBench.RunAsync,
 };
 foreach (var (name, run) in suites)
 {

@@ -30,7 +30,8 @@ public static class VirtioFsCommand
         var bootstrap = new Option<string?>("--bootstrap", "-B") { Description = "RAFS or EROFS image (bootstrap) to serve" };
         var config = new Option<string?>("--config", "-C") { Description = "Configuration file (backend and cache of the blobs)" };
         var localfs = new Option<string?>("--localfs-dir", "-D") { Description = "Directory holding the blobs (localfs backend), instead of --config" };
-        var shared = new Option<string?>("--shared-dir", "-s") { Description = "Host directory to share through passthroughfs (read-only)" };
+        var shared = new Option<string?>("--shared-dir", "-s") { Description = "Host directory to share through passthroughfs (read-only unless --writable)" };
+        var writable = new Option<bool>("--writable") { Description = "Share the --shared-dir directory read-write (the guest's changes reach the host directory)" };
         var virtualMountpoint = new Option<string>("--virtual-mountpoint", "-m") { Description = "Where in the guest's mount the filesystem goes", DefaultValueFactory = _ => "/" };
         var blobfs = new Option<bool>("--blobfs")
         {
@@ -39,7 +40,7 @@ public static class VirtioFsCommand
         var queues = new Option<int>("--thread-num") { Description = "Request queues offered to the VMM, each served by its own thread (1-64)", DefaultValueFactory = _ => 4 };
         var command = new Command("virtiofs", "Serve an image or directory to a VM over vhost-user-fs (virtio-fs) until SIGTERM")
         {
-            sock, bootstrap, config, localfs, shared, virtualMountpoint, queues, blobfs,
+            sock, bootstrap, config, localfs, shared, writable, virtualMountpoint, queues, blobfs,
         };
         command.Validators.Add(r =>
         {
@@ -47,6 +48,7 @@ public static class VirtioFsCommand
             if (image == directory) r.AddError("give exactly one of --bootstrap and --shared-dir");
             if (image && (r.GetValue(config) is null) == (r.GetValue(localfs) is null)) r.AddError("--bootstrap needs exactly one of --config and --localfs-dir");
             if (r.GetValue(blobfs) && !image) r.AddError("--blobfs serves an image: give --bootstrap");
+            if (r.GetValue(writable) && !directory) r.AddError("--writable applies to --shared-dir only: images are read-only");
             // Defaults are not applied yet inside a validator: only given values are checked.
             if (r.GetResult(queues) is { Implicit: false } q && q.GetValueOrDefault<int>() is < 1 or > 64)
                 r.AddError($"invalid --thread-num {q.GetValueOrDefault<int>()}: must be between 1 and 64");
@@ -61,7 +63,7 @@ public static class VirtioFsCommand
             try
             {
                 opened = MountCommands.Open(MountCommandOf(r.GetValue(bootstrap), r.GetValue(config), r.GetValue(localfs), r.GetValue(shared),
-                    r.GetValue(virtualMountpoint)!), r.GetValue(config) ?? (r.GetValue(shared) is null ? "--localfs-dir" : "--shared-dir"), new ErrorEventLog());
+                    r.GetValue(writable), r.GetValue(virtualMountpoint)!), r.GetValue(config) ?? (r.GetValue(shared) is null ? "--localfs-dir" : "--shared-dir"), new ErrorEventLog());
             }
             catch (Exception e) when (e is ConfigException or RafsException or StorageException or IOException or UnauthorizedAccessException)
             {
@@ -143,9 +145,13 @@ public static class VirtioFsCommand
         Log.Information("virtio-fs: stopping");
     }
 
-    private static FsBackendMountCmd MountCommandOf(string? bootstrap, string? config, string? localfs, string? shared, string mountpoint) =>
+    private static FsBackendMountCmd MountCommandOf(string? bootstrap, string? config, string? localfs, string? shared, bool writable, string mountpoint) =>
         shared is not null
-            ? new FsBackendMountCmd { FsType = FsBackendType.PassthroughFs, Source = Path.GetFullPath(shared), Config = "", Mountpoint = mountpoint }
+            ? new FsBackendMountCmd
+            {
+                // The passthrough config's "writable" is what a FUSE daemon's --writable sets too (FuseServiceSetup).
+                FsType = FsBackendType.PassthroughFs, Source = Path.GetFullPath(shared), Config = writable ? """{"writable":true}""" : "", Mountpoint = mountpoint,
+            }
             : new FsBackendMountCmd
             {
                 FsType = FsBackendType.Rafs,

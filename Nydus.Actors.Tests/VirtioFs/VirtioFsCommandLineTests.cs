@@ -25,6 +25,10 @@ public sealed class VirtioFsCommandLineTests
         (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--blobfs");
         Assert.Equal(2, code);
         Assert.Contains("--blobfs serves an image: give --bootstrap", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--writable",
+            "--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", dir.Path);
+        Assert.Equal(2, code);
+        Assert.Contains("--writable applies to --shared-dir only", output);
         Assert.False(File.Exists(sock));
     }
 
