@@ -11,7 +11,7 @@ namespace Nydus.Actors.Tests.VirtioFs;
 /// truncate, unlink, utimensat and their errno cases, some as uid 65534). The same script on a guest tmpfs is the
 /// oracle: any line that differs fails the test. pjdfstest itself is packaged neither in Debian nor on npm.
 /// </summary>
-public sealed class GuestPosixConformanceTests
+public sealed class GuestPosixConformanceTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan VmTimeout = TimeSpan.FromMinutes(8);
 
@@ -46,6 +46,7 @@ public sealed class GuestPosixConformanceTests
 
         string[] oracle = File.ReadAllLines(Path.Combine(exchange, "tmpfs.results"));
         string[] served = File.ReadAllLines(Path.Combine(exchange, "virtiofs.results"));
+        output.WriteLine($"--- virtiofs.results ({served.Length} lines; the tmpfs oracle's has {oracle.Length})\n{string.Join("\n", served)}");
         // The oracle ran every check (the last line counts them) and none of them broke on tmpfs itself.
         Assert.True(oracle.Length > 40 && oracle[^1] == $"checks\t{oracle.Length - 1}", $"the oracle's run is incomplete:\n{string.Join("\n", oracle)}");
         Assert.DoesNotContain(oracle, l => l.Contains("\tEXC:", StringComparison.Ordinal));
