@@ -34,6 +34,11 @@ def err(fn, *args, **kwargs):
         return errno.errorcode.get(e.errno, str(e.errno))
 
 
+def outcomes(cases):
+    """"name=outcome" of each (name, call) pair, in order."""
+    return " ".join(f"{name}={err(fn)}" for name, fn in cases)
+
+
 def kind(mode):
     for test, letter in ((stat.S_ISREG, "f"), (stat.S_ISDIR, "d"), (stat.S_ISLNK, "l"), (stat.S_ISFIFO, "p"),
                          (stat.S_ISCHR, "c"), (stat.S_ISBLK, "b"), (stat.S_ISSOCK, "s")):
@@ -201,11 +206,7 @@ def open_errors(d):
         ("name-256", lambda: os.open(f"{d}/" + "n" * 256, os.O_CREAT | os.O_WRONLY, 0o644)),
         ("path-too-long", lambda: os.open(f"{d}/" + "a/" * 2100 + "f", os.O_CREAT | os.O_WRONLY, 0o644)),
     ]
-    out = []
-    for name, fn in cases:
-        r = err(fn)
-        out.append(f"{name}={r if r != 'ok' else 'ok'}")
-    return " ".join(out)
+    return outcomes(cases)
 
 
 @check
@@ -239,7 +240,7 @@ def open_permissions_as_user(d):
             ("list-0700-dir", lambda: os.listdir(f"{d}/private")),
             ("create-in-0755-root-dir", lambda: os.open(f"{d}/rootdir/new", os.O_CREAT | os.O_WRONLY, 0o644)),
         ]
-        return " ".join(f"{name}={err(fn)}" for name, fn in cases)
+        return outcomes(cases)
 
     root = " ".join(f"{n}={err(lambda p=p: os.close(os.open(p, os.O_RDWR)))}" for n, p in (("root-rdwr-0000", f"{d}/none"),))
     return as_user(user) + " " + root + " " + lst(f"{d}/rootdir/new")
@@ -385,7 +386,7 @@ def link_errors(d):
         ("name-256", lambda: os.link(f"{d}/a", f"{d}/" + "n" * 256)),
         ("symlink-itself", lambda: os.link(f"{d}/sl", f"{d}/sl2", follow_symlinks=False)),
     ]
-    return " ".join(f"{n}={err(fn)}" for n, fn in cases) + f" {lst(f'{d}/sl2')[:1]} {lst(f'{d}/a')}"
+    return outcomes(cases) + f" {lst(f'{d}/sl2')[:1]} {lst(f'{d}/a')}"
 
 
 # ---- mkdir / rmdir ------------------------------------------------------------------------------------------------
@@ -417,7 +418,7 @@ def mkdir_errors(d):
         ("name-255", lambda: os.mkdir(f"{d}/" + "n" * 255)),
         ("name-256", lambda: os.mkdir(f"{d}/" + "n" * 256)),
     ]
-    out = " ".join(f"{n}={err(fn)}" for n, fn in cases)
+    out = outcomes(cases)
     os.chmod(f"{d}/dir", 0o755)
     return out + " user-in-root-0755=" + as_user(lambda: err(os.mkdir, f"{d}/dir/u"))
 
@@ -438,7 +439,7 @@ def rmdir_cases(d):
         ("empty", lambda: os.rmdir(f"{d}/empty")),
         ("again", lambda: os.rmdir(f"{d}/empty")),
     ]
-    return " ".join(f"{n}={err(fn)}" for n, fn in cases) + " " + lst(f"{d}/full/f")
+    return outcomes(cases) + " " + lst(f"{d}/full/f")
 
 
 @check
@@ -527,7 +528,7 @@ def rename_directories_over_directories(d):
         ("name-256", lambda: os.rename(f"{d}/file", f"{d}/" + "n" * 256)),
         ("dir-over-empty-dir", lambda: os.rename(f"{d}/a", f"{d}/empty")),
     ]
-    return " ".join(f"{n}={err(fn)}" for n, fn in cases) + f" {lst(f'{d}/a')} {read(f'{d}/empty/f')} {read(f'{d}/full/f')}"
+    return outcomes(cases) + f" {lst(f'{d}/a')} {read(f'{d}/empty/f')} {read(f'{d}/full/f')}"
 
 
 @check
@@ -624,7 +625,7 @@ def truncate_errors(d):
         ("negative", lambda: os.truncate(f"{d}/f", -1)),
         ("file-as-dir", lambda: os.truncate(f"{d}/f/x", 0)),
     ]
-    return (" ".join(f"{n}={err(fn)}" for n, fn in cases) + f" ftruncate-rdonly={ro} user-0644="
+    return (outcomes(cases) + f" ftruncate-rdonly={ro} user-0644="
             + as_user(lambda: err(os.truncate, f"{d}/f", 0)) + " " + lst(f"{d}/f"))
 
 
@@ -665,7 +666,7 @@ def unlink_errors(d):
         ("name-256", lambda: os.unlink(f"{d}/" + "n" * 256)),
         ("symlink", lambda: os.unlink(f"{d}/l")),
     ]
-    out = " ".join(f"{n}={err(fn)}" for n, fn in cases) + f" {lst(f'{d}/f')}"
+    out = outcomes(cases) + f" {lst(f'{d}/f')}"
     return out + " user-in-root-0755-dir=" + as_user(lambda: err(os.unlink, f"{d}/f"))
 
 
@@ -726,6 +727,80 @@ def write_changes_mtime_and_ctime(d):
         f.write(b"y")
     s = os.stat(f"{d}/f")
     return f"mtime {changed(1_000_000_000, s.st_mtime_ns)} ctime {changed(before, s.st_ctime_ns)} {read(f'{d}/f')}"
+
+
+@check
+def directory_and_inode_times_after_namespace_changes(d):
+    """Each change's effect on its directory's mtime/ctime and the inode's ctime (times first set to a fixed past)."""
+    os.mkdir(f"{d}/a")
+    os.mkdir(f"{d}/b")
+    write(f"{d}/a/keep", b"k")
+    write(f"{d}/a/moving", b"m")
+    os.mkdir(f"{d}/a/subdir")
+    ops = [
+        ("create", lambda: write(f"{d}/a/new", b"n"), None),
+        ("mkdir", lambda: os.mkdir(f"{d}/a/newdir"), None),
+        ("symlink", lambda: os.symlink("keep", f"{d}/a/sl"), None),
+        ("mkfifo", lambda: os.mkfifo(f"{d}/a/fifo"), None),
+        ("link", lambda: os.link(f"{d}/a/keep", f"{d}/a/keep2"), f"{d}/a/keep"),
+        ("unlink", lambda: os.unlink(f"{d}/a/keep2"), f"{d}/a/keep"),
+        ("rename-within", lambda: os.rename(f"{d}/a/moving", f"{d}/a/moved"), f"{d}/a/moved"),
+        ("rename-across", lambda: os.rename(f"{d}/a/moved", f"{d}/b/moved"), f"{d}/b/moved"),
+        ("rename-dir-across", lambda: os.rename(f"{d}/a/subdir", f"{d}/b/subdir"), f"{d}/b/subdir"),
+        ("rmdir", lambda: os.rmdir(f"{d}/a/newdir"), None),
+        ("chmod-child", lambda: os.chmod(f"{d}/a/keep", 0o600), None),
+        ("write-child", lambda: write(f"{d}/a/keep", b"changed"), None),
+    ]
+    out = []
+    for name, op, inode in ops:
+        for p in (f"{d}/a", f"{d}/b"):
+            os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+        before_ctime = {p: os.stat(p).st_ctime_ns for p in (f"{d}/a", f"{d}/b")}
+        inode_ctime = None
+        if inode is not None:
+            source = {"link": f"{d}/a/keep", "unlink": f"{d}/a/keep", "rename-within": f"{d}/a/moving",
+                      "rename-across": f"{d}/a/moved", "rename-dir-across": f"{d}/a/subdir"}[name]
+            inode_ctime = os.lstat(source).st_ctime_ns
+        time.sleep(0.02)
+        op()
+        a, b = os.stat(f"{d}/a"), os.stat(f"{d}/b")
+        text = (f"{name}: a-mtime {changed(1_000_000_000, a.st_mtime_ns)} a-ctime {changed(before_ctime[f'{d}/a'], a.st_ctime_ns)}"
+                f" b-mtime {changed(1_000_000_000, b.st_mtime_ns)}")
+        if inode_ctime is not None:
+            text += f" inode-ctime {changed(inode_ctime, os.lstat(inode).st_ctime_ns)}"
+        out.append(text)
+    return "; ".join(out)
+
+
+@check
+def setgid_directory_passes_its_group_on(d):
+    os.mkdir(f"{d}/g")
+    os.chown(f"{d}/g", 0, 1000)
+    os.chmod(f"{d}/g", 0o2775)
+    write(f"{d}/g/file", b"x")
+    os.mkdir(f"{d}/g/sub")
+    os.mkfifo(f"{d}/g/fifo")
+    return f"{lst(f'{d}/g/file')} {lst(f'{d}/g/sub')} {lst(f'{d}/g/fifo')}"
+
+
+@check
+def open_flags_more(d):
+    write(f"{d}/f", b"abcdef")
+    fd = os.open(f"{d}/f", os.O_RDWR)
+    os.lseek(fd, 2, os.SEEK_SET)
+    os.write(fd, b"XY")
+    os.lseek(fd, 0, os.SEEK_SET)
+    a = os.read(fd, 100).decode()
+    os.close(fd)
+    rdonly_trunc = err(lambda: os.close(os.open(f"{d}/f", os.O_RDONLY | os.O_TRUNC)))
+    sizes = lst(f"{d}/f")
+    os.mkdir(f"{d}/dir")
+    dfd = os.open(f"{d}/dir", os.O_RDONLY | os.O_DIRECTORY)
+    created = err(lambda: os.close(os.open("in-dir", os.O_CREAT | os.O_WRONLY, 0o640, dir_fd=dfd)))
+    os.close(dfd)
+    excl_dir = err(os.open, f"{d}/dir", os.O_CREAT | os.O_EXCL | os.O_RDONLY, 0o644)
+    creat_dir = err(os.open, f"{d}/dir", os.O_CREAT | os.O_RDONLY, 0o644)
+    return f"{a} rdonly-trunc={rdonly_trunc} {sizes} openat={created} {lst(f'{d}/dir/in-dir')} creat-excl-dir={excl_dir} creat-dir={creat_dir}"
 
 
 @check
