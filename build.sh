@@ -11,7 +11,7 @@ target="${1:-Build}"; shift || true
 # Debian packages that the tests and the sample use as real peers. Installed only when missing,
 # so a second run on the same machine is quick.
 packages=(erofs-utils docker-registry libnbd-bin squashfuse squashfs-tools fio fuse3 libfuse3-dev pkg-config attr tree openssl systemd cryptsetup-bin zstd nbdkit
-          qemu-system-x86 busybox-static cpio nbd-client postgresql iproute2 util-linux)
+          qemu-system-x86 busybox-static cpio nbd-client postgresql iproute2 util-linux python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,4 +57,12 @@ internal static class BenchProcesses
         }
         if (process.ExitCode != 0) throw new InvalidOperationException($"{file} exited {process.ExitCode}: {stderr.Result}");
     }
+
+    /// <summary>SIGTERM first (nydusd removes its socket), then a kill if it lingers past 10 s.</summary>
+    public static void Stop(Process process)
+    {
+        if (process.HasExited) return;
+        Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!.WaitForExit();
+        if (!process.WaitForExit(10_000)) process.Kill(entireProcessTree: true);
+    }
 }

@@ -111,7 +111,7 @@ public static class BlockDevBench
                 }
                 finally
                 {
-                    Stop(freshServer);
+                    BenchProcesses.Stop(freshServer);
                 }
             }
 
@@ -126,9 +126,9 @@ public static class BlockDevBench
         }
         finally
         {
-            Stop(server);
-            Stop(serialServer);
-            Stop(nbdkit);
+            BenchProcesses.Stop(server);
+            BenchProcesses.Stop(serialServer);
+            BenchProcesses.Stop(nbdkit);
         }
     }
 
@@ -173,7 +173,7 @@ public static class BlockDevBench
                 }
                 finally
                 {
-                    Stop(server);
+                    BenchProcesses.Stop(server);
                 }
             }
 
@@ -240,32 +240,10 @@ public static class BlockDevBench
             exec bash '{Path.Combine(repoRoot, "scripts", "vm", "guest-bench.sh")}'
 
             """);
-        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (string a in new[] { Path.Combine(repoRoot, "scripts", "vm", "run.sh"), script, exchange, "1500" }) info.ArgumentList.Add(a);
-        using Process vm = Process.Start(info)!;
-        vm.StandardInput.Close();
-        var console = new StringBuilder();
-        vm.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (console) console.AppendLine(e.Data); };
-        vm.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (console) console.AppendLine(e.Data); };
-        vm.BeginOutputReadLine();
-        vm.BeginErrorReadLine();
-        try
-        {
-            if (!vm.WaitForExit(TimeSpan.FromMinutes(27))) throw new TimeoutException("the bench VM did not finish in 27 minutes");
-            vm.WaitForExit();
-        }
-        finally
-        {
-            if (!vm.HasExited) vm.Kill(entireProcessTree: true);
-        }
-
+        BenchVm.Run(repoRoot, script, exchange, TimeSpan.FromSeconds(1500));
         string results = Path.Combine(exchange, "results");
         string[] lines = File.Exists(results) ? File.ReadAllLines(results) : [];
-        if (vm.ExitCode != 0 || lines.Length == 0)
-        {
-            string text = console.ToString();
-            throw new InvalidOperationException($"the bench VM failed (exit {vm.ExitCode}):\n{(text.Length > 4000 ? text[^4000..] : text)}");
-        }
+        if (lines.Length == 0) throw new InvalidOperationException("the bench VM wrote no results");
 
         var parsed = lines.Select(l => l.Split(' ')).ToArray();
         long bytes = long.Parse(parsed[0][3], CultureInfo.InvariantCulture);
@@ -325,14 +303,6 @@ public static class BlockDevBench
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
-    }
-
-    private static void Stop(Process process)
-    {
-        if (process.HasExited) return;
-        // SIGTERM first (nydusd removes its socket), then a kill if it lingers.
-        Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
-        if (!process.WaitForExit(10_000)) process.Kill(entireProcessTree: true);
     }
 
     private static string Run(string file, params string[] args)

@@ -1,7 +1,7 @@
 using Nydus.Bench;
 
 // Benchmarks of the published nydusd (artifacts/nydusd, built by `dotnet cake --target=Bench`).
-// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache|fleet] ; prints a table per suite and writes bench/results-<suite>.md.
+// Usage: Nydus.Bench [all|startup|passthrough|rafs|mounts|memory|registry|upgrade|blockdev|fscache|fleet|virtiofs] ; prints a table per suite and writes bench/results-<suite>.md.
 // Nydus.Bench plots: only redraws bench/plots/ from bench/history/*.csv (no bench runs, no nydusd needed).
 var suite = args.Length > 0 ? args[0] : "all";
 var repoRoot = RepoPaths.FindRoot();
@@ -35,6 +35,7 @@ var suites = new Dictionary<string, Func<string, string, Task<BenchReport>>>
     ["blockdev"] = BlockDevBench.RunAsync,
     ["fscache"] = FscacheBench.RunAsync,
     ["fleet"] = Nydus.Bench.Fleet.FleetBench.RunAsync,
+    ["virtiofs"] = VirtioFsBench.RunAsync,
 };
 foreach (var (name, run) in suites)
 {

@@ -34,7 +34,8 @@ public static class VirtioFsCommand
         var bootstrap = new Option<string?>("--bootstrap", "-B") { Description = "RAFS or EROFS image (bootstrap) to serve" };
         var config = new Option<string?>("--config", "-C") { Description = "Configuration file (backend and cache of the blobs)" };
         var localfs = new Option<string?>("--localfs-dir", "-D") { Description = "Directory holding the blobs (localfs backend), instead of --config" };
-        var shared = new Option<string?>("--shared-dir", "-s") { Description = "Host directory to share through passthroughfs (read-only)" };
+        var shared = new Option<string?>("--shared-dir", "-s") { Description = "Host directory to share through passthroughfs (read-only unless --writable)" };
+        var writable = new Option<bool>("--writable") { Description = "Share the --shared-dir directory read-write (the guest's changes reach the host directory)" };
         var virtualMountpoint = new Option<string>("--virtual-mountpoint", "-m") { Description = "Where in the guest's mount the filesystem goes", DefaultValueFactory = _ => "/" };
         var blobfs = new Option<bool>("--blobfs")
         {
@@ -43,7 +44,7 @@ public static class VirtioFsCommand
         var queues = new Option<int>("--thread-num") { Description = "Request queues offered to the VMM, each served by its own thread (1-64)", DefaultValueFactory = _ => 4 };
         var command = new Command("virtiofs", "Serve an image or directory to a VM over vhost-user-fs (virtio-fs), as a daemon with the HTTP API (--apisock)")
         {
-            sock, bootstrap, config, localfs, shared, virtualMountpoint, queues, blobfs,
+            sock, bootstrap, config, localfs, shared, writable, virtualMountpoint, queues, blobfs,
         };
         command.Validators.Add(r =>
         {
@@ -58,6 +59,7 @@ public static class VirtioFsCommand
             if (r.GetValue(blobfs) && new[] { "--apisock", "--id", "--supervisor", "--upgrade" }.FirstOrDefault(Given) is { } daemonFlag)
                 r.AddError($"{daemonFlag} is not supported with --blobfs yet: blobfs runs without the daemon and its API");
             else if (Given("--upgrade")) r.AddError($"--upgrade is not supported by nydusd virtiofs: {VirtioFsServiceActor.NoHandoff}");
+            if (r.GetValue(writable) && !directory) r.AddError("--writable applies to --shared-dir only: images are read-only");
             // Defaults are not applied yet inside a validator: only given values are checked.
             if (r.GetResult(queues) is { Implicit: false } q && q.GetValueOrDefault<int>() is < 1 or > 64)
                 r.AddError($"invalid --thread-num {q.GetValueOrDefault<int>()}: must be between 1 and 64");
@@ -81,6 +83,7 @@ public static class VirtioFsCommand
                 Config = r.GetValue(config) ?? global.Config,
                 LocalfsDir = r.GetValue(localfs),
                 SharedDir = r.GetValue(shared),
+                Writable = r.GetValue(writable),
                 VirtualMountpoint = r.GetValue(virtualMountpoint)!,
                 ThreadNum = r.GetValue(queues),
             }, token);

@@ -38,6 +38,10 @@ public sealed class VirtioFsCommandLineTests
         (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--shared-dir", dir.Path, "--upgrade");
         Assert.Equal(2, code);
         Assert.Contains("--upgrade is not supported by nydusd virtiofs", output);
+        (code, output) = await NydusdProcess.RunAsync(Timeout, "virtiofs", "--sock", sock, "--writable",
+            "--bootstrap", ImageFixtures.UpstreamFile("bootstrap", "rafs-v6-2.2.boot"), "--localfs-dir", dir.Path);
+        Assert.Equal(2, code);
+        Assert.Contains("--writable applies to --shared-dir only", output);
         Assert.False(File.Exists(sock));
         Assert.False(File.Exists(dir.Combine("api.sock")));
     }

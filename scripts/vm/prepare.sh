@@ -29,7 +29,7 @@ moddir="$cache/root/lib/modules/$kver"
 
 # The modules the guest loads and, from modules.dep, everything they need. The initramfs's /init loads
 # them in this order (dependencies first).
-wanted=(virtio_pci 9pnet_virtio 9p crc32c_generic erofs nbd dm-verity fuse virtiofs loop)
+wanted=(virtio_pci 9pnet_virtio 9p crc32c_generic erofs nbd dm-verity fuse virtiofs loop virtio_blk)
 initrd="$cache/initramfs-$kver-$(cat "$here/init" "$0" | sha256sum | cut -c1-12).cpio.gz"
 if [ ! -f "$initrd" ]; then
   stage="$(mktemp -d "$cache/.initramfs.XXXXXX")"

@@ -6,6 +6,10 @@
 # With NYDUS_VM_VHOST_USER_FS="SOCKET..." the guest also gets one vhost-user-fs-pci device per socket, tagged nydus0,
 # nydus1, ... (a vhost-user backend such as `nydusd virtiofs` must listen on each); its RAM is then a shared memfd, as
 # vhost-user needs.
+# With NYDUS_VM_NBD="SOCKET..." the guest gets one read-only virtio-blk disk per NBD export (qemu's NBD client on the
+# Unix socket, export "default", as `nydusd nbd --nbd-socket` serves it): /dev/vda, /dev/vdb, ...
+# With NYDUS_VM_9P_EXPORT=DIR the guest also gets DIR as a read-only 9p export tagged "export9p" (not mounted: the
+# guest script mounts it with the options it wants).
 # Killed after TIMEOUT seconds (default 300).
 # Usage: scripts/vm/run.sh GUEST_SCRIPT [EXCHANGE_DIR] [TIMEOUT]
 set -euo pipefail
@@ -26,6 +30,14 @@ if [ -n "${NYDUS_VM_VHOST_USER_FS:-}" ]; then
     args+=(-chardev "socket,id=vufs$n,path=$sock" -device "vhost-user-fs-pci,chardev=vufs$n,tag=nydus$n,queue-size=1024")
     n=$((n + 1))
   done
+fi
+n=0
+for sock in ${NYDUS_VM_NBD:-}; do
+  args+=(-drive "file=nbd+unix:///default?socket=$sock,format=raw,if=none,id=nbd$n,readonly=on" -device "virtio-blk-pci,drive=nbd$n")
+  n=$((n + 1))
+done
+if [ -n "${NYDUS_VM_9P_EXPORT:-}" ]; then
+  args+=(-virtfs "local,path=$(realpath "$NYDUS_VM_9P_EXPORT"),mount_tag=export9p,security_model=none,readonly=on,multidevs=remap")
 fi
 cmdline="console=ttyS0 panic=-1 quiet loglevel=3 nydus.script=$script"
 if [ -n "$xchg" ]; then
