@@ -199,6 +199,7 @@ public static class DaemonHost
         // takeover never owned it: it belongs to the predecessor); once it runs, its own stop unmounts, and an exit
         // for an upgrade must leave the mount to the successor.
         bool running = false;
+        long endSeenAt = 0;
         try
         {
             try
@@ -278,7 +279,9 @@ public static class DaemonHost
             systemd.StartWatchdog(async token =>
                 await daemon.Ask<DaemonInfo>(GetDaemonInfo.Instance, TimeSpan.FromSeconds(5), token) is not null);
 
-            await daemonStopped;
+            // A stop ends with the actor; an exit once the journal confirmed its writes (the rest is the successor's).
+            await Task.WhenAny(daemonStopped, settings.Outcome.LeftToSuccessor);
+            endSeenAt = System.Diagnostics.Stopwatch.GetTimestamp();
             systemd.Stopping("STOPPED");
             if (settings.Outcome.Failure is { } failure)
             {
@@ -290,17 +293,24 @@ public static class DaemonHost
         }
         finally
         {
-            if (running && daemonStopped.IsCompleted)
+            if (running && (daemonStopped.IsCompleted || settings.Outcome.LeftToSuccessor.IsCompleted))
             {
-                // The daemon has stopped: its workers are joined, its instances disposed (caches flushed) and its
-                // journal confirmed every write (DaemonActor.StopAfterJournalFlush). Nothing left holds data, so the
-                // process ends now, as upstream's does once it answered exit: a graceful stop of Kestrel and of the
-                // actor system took 300 ms and more (cold code under load), all of it in the stall of an upgrade whose
-                // supervisor waits for the old process to be gone. Program ends the process (Environment.Exit).
-                var shutdown = System.Diagnostics.Stopwatch.StartNew();
-                if (api is not null) await api.CloseForExitAsync(TimeSpan.FromSeconds(1));
+                // The daemon has stopped: its workers are joined and its journal confirmed every write
+                // (DaemonActor.StopAfterJournalFlush); after a stop its instances are disposed too (caches flushed),
+                // after an exit they are left as they are (the successor opened its own). Nothing left holds data, so
+                // the process ends now, as upstream's does once it answered exit: a graceful stop of Kestrel and of
+                // the actor system took 300 ms and more (cold code under load), all of it in the stall of an upgrade
+                // whose supervisor waits for the old process to be gone. The API's last answers and the actors' last
+                // log lines go out meanwhile. Program ends the process (Environment.Exit).
+                var answersSent = Task.Run(async () =>
+                {
+                    if (api is not null) await api.CloseForExitAsync(TimeSpan.FromSeconds(1));
+                    return System.Diagnostics.Stopwatch.GetTimestamp();
+                });
                 await DrainActorLogsAsync(system, TimeSpan.FromSeconds(1));
-                Log.Debug("Exit: API answers sent in {Ms:F1} ms; the actor system is left to the process's end", shutdown.Elapsed.TotalMilliseconds);
+                long logsWritten = System.Diagnostics.Stopwatch.GetTimestamp();
+                Log.Information("Exit: {Timings}; the actor system is left to the process's end",
+                    ExitTimings(settings.Outcome, endSeenAt, await answersSent, logsWritten));
             }
             else
             {
@@ -309,6 +319,18 @@ public static class DaemonHost
             }
             if (!running && fuse is FuseServiceSetup { MountPoint: var mountPoint } && takeover is null) TakeBackMount(mountPoint);
         }
+    }
+
+    /// <summary>Where an exit's time went (issue 20: an old daemon must be gone within a few ms of handing over), in
+    /// ms from the daemon's answer in STOPPED: its journal confirmed its writes, the host saw the daemon end (after a
+    /// stop: its actor tree stopped, instances disposed), the API's last answers sent, the actors' log lines written.</summary>
+    private static string ExitTimings(DaemonOutcome outcome, long endSeen, long answersSent, long logsWritten)
+    {
+        string Since(long at) => outcome.StoppedAt == 0 || at == 0 ? "?"
+            : System.Diagnostics.Stopwatch.GetElapsedTime(outcome.StoppedAt, at).TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
+        return $"journal flushed +{Since(outcome.JournalFlushedAt)} ms, daemon ended +{Since(endSeen)} ms"
+               + (outcome.LeftToSuccessor.IsCompleted ? " (left to its successor)" : " (actor tree stopped)")
+               + $", API answers sent +{Since(answersSent)} ms, actor logs written +{Since(logsWritten)} ms";
     }
 
     /// <summary>Waits until Akka's loggers have written what the actors logged so far (the daemon's last lines:

@@ -18,12 +18,16 @@ public class DaemonActorTests : TestKit
     }
 
     /// <summary>A daemon whose service child forwards every action to the probe, which answers for it.</summary>
+    // The outcome of the daemon NewDaemon made last (the host reads it: why it stopped, whether it left to a successor).
+    private DaemonOutcome _outcome = null!;
+
     private IActorRef NewDaemon(TimeSpan? actionTimeout = null, bool withService = true)
     {
         var probe = _service.Ref;
         var settings = new DaemonSettings("test-" + Guid.NewGuid().ToString("N"), null, DaemonKind.Fuse, "/nonexistent",
             withService ? Props.Create(() => new ForwardingService(probe)) : null,
             actionTimeout ?? TimeSpan.FromSeconds(5));
+        _outcome = settings.Outcome;
         return Sys.ActorOf(DaemonActor.Props(settings));
     }
 
@@ -143,6 +147,8 @@ public class DaemonActorTests : TestKit
         var result = await SendAsync(daemon, DaemonInput.Stop, DaemonAction.Umount);
         Assert.Equal(DaemonState.Stopped, result.State);
         await ExpectTerminatedAsync(daemon, Wait);
+        // A stop is not an exit: the actor tree is stopped (instances disposed), nothing is left to a successor.
+        Assert.False(_outcome.LeftToSuccessor.IsCompleted);
     }
 
     [Fact]
@@ -165,7 +171,21 @@ public class DaemonActorTests : TestKit
         var result = await SendAsync(daemon, DaemonInput.Exit);
         Assert.Equal(DaemonState.Stopped, result.State);
         await _service.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(100));
-        await ExpectTerminatedAsync(daemon, Wait);
+        await ExpectLeftToSuccessorAsync(daemon);
+    }
+
+    /// <summary>An exit leaves the mount to a successor: once the journal confirmed its writes the host is told the
+    /// process may end, and the actor tree is not torn down (the process's end releases it); the daemon answers as
+    /// STOPPED meanwhile.</summary>
+    private async Task ExpectLeftToSuccessorAsync(IActorRef daemon)
+    {
+        await _outcome.LeftToSuccessor.WaitAsync(Wait);
+        Assert.Null(_outcome.Failure);
+        Assert.NotEqual(0, _outcome.JournalFlushedAt);
+        Assert.True(_outcome.JournalFlushedAt >= _outcome.StoppedAt, "the host was told before the daemon stopped");
+        await ExpectNoMsgAsync(TimeSpan.FromMilliseconds(200));
+        Assert.Equal(DaemonState.Stopped, await ReportedAsync(daemon));
+        Assert.Equal(DaemonErrorKind.Stopped, (await SendAsync(daemon, DaemonInput.Start)).Error?.Kind);
     }
 
     [Fact]
@@ -235,7 +255,7 @@ public class DaemonActorTests : TestKit
         var result = await ExpectMsgAsync<DaemonCommandResult>(Wait);
         Assert.Equal(DaemonState.Stopped, result.State);
         await _service.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(100));
-        await ExpectTerminatedAsync(daemon, Wait);
+        await ExpectLeftToSuccessorAsync(daemon);
     }
 
     [Fact]

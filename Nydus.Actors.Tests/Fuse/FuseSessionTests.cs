@@ -62,6 +62,44 @@ public class FuseSessionTests
     }
 
     [FuseFact]
+    public void Prepare_ParksWorkersUntilArm_StopEndsParkedWorkers()
+    {
+        using var mount = FuseTestMount.StartPassthrough(writable: false, workers: 4,
+            prepare: backing => File.WriteAllText(Path.Combine(backing, "file"), "content"));
+        Assert.Equal("content", File.ReadAllText(mount.Mounted("file")));
+        mount.Session.Stop();
+        Assert.True(mount.Session.Wait(Prompt));
+        var exits = new ConcurrentQueue<FuseWorkerExit>();
+
+        // Parked: the threads run, yet a request waits in the kernel queue until they are armed.
+        int generation = mount.Session.Prepare(exits.Enqueue);
+        Assert.Equal(4, mount.Session.RunningWorkers);
+        Assert.False(mount.Session.Armed);
+        Task<string> pending = Task.Factory.StartNew(() => File.ReadAllText(mount.Mounted("file")), TaskCreationOptions.LongRunning);
+        Assert.False(pending.Wait(TimeSpan.FromMilliseconds(300)), "a parked worker answered a request");
+        Assert.Empty(exits);
+
+        mount.Session.Arm();
+        Assert.True(mount.Session.Armed);
+        Assert.True(pending.Wait(TimeSpan.FromSeconds(10)), "the queued request was not served once the workers were armed");
+        Assert.Equal("content", pending.Result);
+        Assert.Throws<InvalidOperationException>(() => mount.Session.Arm());
+
+        mount.Session.Stop();
+        Assert.True(mount.Session.Wait(Prompt));
+        // Workers that were never armed end on stop as well.
+        int parked = mount.Session.Prepare(exits.Enqueue);
+        mount.Session.Stop();
+        Assert.True(mount.Session.Wait(Prompt), "parked workers did not end on stop");
+        Assert.Equal(0, mount.Session.RunningWorkers);
+        Assert.Equal(8, exits.Count);
+        Assert.All(exits, exit => Assert.Equal(FuseWorkerExitReason.Stopped, exit.Reason));
+        Assert.Equal(4, exits.Count(exit => exit.Generation == generation));
+        Assert.Equal(4, exits.Count(exit => exit.Generation == parked));
+        Assert.True(mount.IsMounted);
+    }
+
+    [FuseFact]
     public void Unmount_EndsWorkersWithUnmounted()
     {
         var exits = new ConcurrentQueue<FuseWorkerExit>();

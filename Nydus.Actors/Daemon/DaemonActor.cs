@@ -42,6 +42,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private int _actionGeneration;
     // The takeover being worked on was asked with ?failover=true.
     private bool _failoverTakeover;
+    // An exit is under way: once STOPPED, the mount is left to a successor (see DaemonOutcome.LeftToSuccessor).
+    private bool _exiting;
 
     public IStash Stash { get; set; } = null!;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -83,7 +85,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             BeginSequence([c.Input], Sender);
         });
         Receive<TriggerStop>(_ => BeginSequence(DaemonStateMachine.StopSequence(_reported), Sender));
-        Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender));
+        Receive<TriggerExit>(_ => BeginSequence(DaemonStateMachine.ExitSequence(_reported), Sender, exiting: true));
         Receive<ServiceEnded>(e =>
         {
             _log.Warning("Service ended on its own ({Reason}); shutting down", e.Reason);
@@ -204,8 +206,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
             _blockService.Forward(request with { Source = mount.Source, Config = mount.Config });
     }
 
-    private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo)
+    private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo, bool exiting = false)
     {
+        // An exit input leaves the mount as well (an exit from INIT is a stop input: TriggerExit says so).
+        _exiting = exiting || inputs.Contains(DaemonInput.Exit);
         _pending.Clear();
         foreach (var input in inputs) _pending.Enqueue(input);
         _replyTo = replyTo;
@@ -368,34 +372,47 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         {
             // Upstream's state machine thread ends here; the host watches this actor and ends the process.
             _log.Info("Daemon stopped");
+            _settings.Outcome.MarkStopped();
             StopAfterJournalFlush();
         }
     }
 
     /// <summary>The host ends the process as soon as this actor stops, without a graceful shutdown of the actor
     /// system (an old daemon must be gone within milliseconds of handing over): so the journal first confirms that
-    /// every write asked of it is on disk. Bounded: a journal that cannot answer does not keep the process alive.</summary>
+    /// every write asked of it is on disk. Bounded: a journal that cannot answer does not keep the process alive.
+    /// After an exit this actor does not stop at all: it tells the host the mount is left to the successor
+    /// (<see cref="DaemonOutcome.LeftToSuccessor"/>) and keeps answering as STOPPED until the process ends.</summary>
     private void StopAfterJournalFlush()
     {
         if (_journalStopped)
         {
-            Context.Stop(Self);
+            Done();
             return;
         }
         Become(() =>
         {
-            Receive<JournalFlushed>(_ => Context.Stop(Self));
+            Receive<JournalFlushed>(_ => Done());
             Receive<Status.Failure>(f =>
             {
                 _log.Warning("The journal did not confirm its writes before the stop: {0}", f.Cause.Message);
-                Context.Stop(Self);
+                Done();
             });
-            Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ => Context.Stop(Self));
+            Receive<Terminated>(t => t.ActorRef.Equals(_journal), _ => Done());
             Receive<GetDaemonInfo>(_ => Sender.Tell(new DaemonInfo(_settings.Id, _settings.Supervisor, _reported, _backends)));
             Receive<DaemonCommand>(_ => Sender.Tell(new DaemonCommandResult(_reported,
                 new DaemonError(DaemonErrorKind.Stopped, "the daemon has stopped"))));
         });
         _journal.Ask<JournalFlushed>(FlushJournal.Instance, JournalFlushTimeout).PipeTo(Self);
+
+        void Done()
+        {
+            if (_exiting) _settings.Outcome.MarkLeftToSuccessor();
+            else
+            {
+                _settings.Outcome.MarkJournalFlushed();
+                Context.Stop(Self);
+            }
+        }
     }
 
     private static readonly TimeSpan JournalFlushTimeout = TimeSpan.FromSeconds(10);

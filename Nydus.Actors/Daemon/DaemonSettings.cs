@@ -67,4 +67,33 @@ public sealed class DaemonOutcome
     public string? Failure => _failure;
 
     public void Fail(string reason) => _failure ??= reason;
+
+    /// <summary>Stopwatch timestamps of the way out, for the host's exit timing line (0 until reached): the daemon
+    /// answered its last input in STOPPED, then its journal confirmed every write.</summary>
+    public long StoppedAt { get; private set; }
+
+    /// <inheritdoc cref="StoppedAt"/>
+    public long JournalFlushedAt { get; private set; }
+
+    private readonly TaskCompletionSource _leftToSuccessor = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Completes when the daemon has left (<c>exit</c>) and its journal has confirmed every write: what it served is
+    /// its successor's now (the FUSE connection, the journal) or never was its own (a successor that never took over),
+    /// so nothing it still holds needs a graceful release and the process may end at once. Its actor tree is not
+    /// stopped first: disposing sessions, instances and caches took tens of milliseconds more (hundreds under load),
+    /// all of it in an upgrade's stall, for nothing the successor uses (it opened its own instances and cache maps).
+    /// A stop (signal, which unmounts) still stops the tree and ends with the actor.
+    /// </summary>
+    public Task LeftToSuccessor => _leftToSuccessor.Task;
+
+    public void MarkStopped() => StoppedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    public void MarkLeftToSuccessor()
+    {
+        MarkJournalFlushed();
+        _leftToSuccessor.TrySetResult();
+    }
+
+    public void MarkJournalFlushed() => JournalFlushedAt = System.Diagnostics.Stopwatch.GetTimestamp();
 }

@@ -178,6 +178,9 @@ public sealed class FuseServiceActor : ReceiveActor
 
             _owned.InsertRange(0, [session, new FuseDevice(descriptor, _mountpoint)]);
             InstallSession(session);
+            // The workers' threads start now, parked (the predecessor may still serve this connection): Start then
+            // only arms them, which keeps thread creation out of an upgrade's stall.
+            _sessionActor!.Tell(PrepareWorkers.Instance);
             var timings = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{Ms(started):F1} ms: fd and state received {Ms(started, received):F1}, session built {Ms(received, built):F1}, drain and install {Ms(built):F1}");
             _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover}) in {Timings}",

@@ -16,15 +16,15 @@ internal sealed class ExclusiveWaiter : IDisposable
 
     private readonly SafeFileHandle _epoll;
 
-    /// <param name="device">Waited for exclusively; must stay open while this waiter is used.</param>
+    /// <summary>A waiter for the stop event only until <see cref="AddDevice"/>: a thread may wait in it before it is
+    /// to serve (a FUSE worker parked before a takeover's start).</summary>
     /// <param name="stopEvent">Wakes every waiter; must stay open while this waiter is used.</param>
     /// <exception cref="IOException">epoll_create1 or epoll_ctl failed (e.g. out of descriptors).</exception>
-    public ExclusiveWaiter(SafeFileHandle device, SafeFileHandle stopEvent)
+    public ExclusiveWaiter(SafeFileHandle stopEvent)
     {
         _epoll = Libc.Own(Libc.EpollCreate(Libc.EPOLL_CLOEXEC)) ?? throw new IOException($"epoll_create1 failed: {Libc.LastErrno}");
         try
         {
-            Add(device, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, DeviceTag);
             Add(stopEvent, Libc.EPOLLIN, StopTag);
         }
         catch
@@ -33,6 +33,11 @@ internal sealed class ExclusiveWaiter : IDisposable
             throw;
         }
     }
+
+    /// <summary>Adds the device, waited for exclusively; it must stay open while this waiter is used. Safe while
+    /// another thread waits in <see cref="Wait"/>: epoll_wait reports it from then on.</summary>
+    /// <exception cref="IOException">epoll_ctl failed.</exception>
+    public void AddDevice(SafeFileHandle device) => Add(device, Libc.EPOLLIN | Libc.EPOLLEXCLUSIVE, DeviceTag);
 
     /// <summary>Blocks until the device or the stop event is ready (readable, or in error).</summary>
     /// <returns>0, or the errno of epoll_wait (EINTR: call again).</returns>

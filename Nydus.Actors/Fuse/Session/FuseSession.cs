@@ -21,6 +21,7 @@ public sealed class FuseSession : IDisposable
     private SafeFileHandle? _stopEvent;
     private int _generation;
     private int _running;
+    private bool _armed;
 
     /// <param name="device">The /dev/fuse descriptor; the caller keeps ownership (the session never closes it).</param>
     /// <param name="fileSystem">What to serve.</param>
@@ -65,10 +66,36 @@ public sealed class FuseSession : IDisposable
     /// <summary>Incremented by every Start; tags <see cref="FuseWorkerExit"/>.</summary>
     public int Generation => Volatile.Read(ref _generation);
 
-    /// <summary>Starts <see cref="WorkerCount"/> workers.</summary>
+    /// <summary>Starts <see cref="WorkerCount"/> workers serving the device: <see cref="Prepare"/> and <see cref="Arm"/>.</summary>
     /// <param name="onWorkerExit">Called on each worker's thread as it ends (keep it short: e.g. an actor Tell).</param>
     /// <returns>The generation of the started workers.</returns>
     public int Start(Action<FuseWorkerExit>? onWorkerExit = null)
+    {
+        lock (_gate)
+        {
+            int generation = Prepare(onWorkerExit);
+            Arm();
+            return generation;
+        }
+    }
+
+    /// <summary>True once the current workers read from the device (<see cref="Arm"/>).</summary>
+    public bool Armed
+    {
+        get
+        {
+            lock (_gate) return _armed;
+        }
+    }
+
+    /// <summary>
+    /// Starts <see cref="WorkerCount"/> workers parked: their threads run and wait for the stop event only, and
+    /// nothing is read from the device until <see cref="Arm"/>. A successor prepares its workers at the takeover, while
+    /// its predecessor still serves, so that its start is only <see cref="Arm"/>. <see cref="Stop"/> ends them as usual.
+    /// </summary>
+    /// <param name="onWorkerExit">Called on each worker's thread as it ends (keep it short: e.g. an actor Tell).</param>
+    /// <returns>The generation of the prepared workers.</returns>
+    public int Prepare(Action<FuseWorkerExit>? onWorkerExit = null)
     {
         lock (_gate)
         {
@@ -82,39 +109,64 @@ public sealed class FuseSession : IDisposable
                 ?? throw new IOException($"eventfd failed: {Libc.LastErrno}");
             int generation = ++_generation;
             var workers = new FuseWorker[_options.WorkerCount];
-            var copies = new SafeFileHandle[workers.Length];
             try
             {
-                for (int i = 0; i < copies.Length; i++)
+                for (int i = 0; i < workers.Length; i++)
                 {
-                    copies[i] = Libc.Duplicate(_device);
+                    SafeFileHandle copy = Libc.Duplicate(_device);
+                    try
+                    {
+                        workers[i] = new FuseWorker(generation, i, copy, _stopEvent, Dispatcher, Inflight,
+                            _options.ThreadNamePrefix + i, exit => OnWorkerExit(exit, onWorkerExit));
+                    }
+                    catch
+                    {
+                        copy.Dispose();
+                        throw;
+                    }
                 }
             }
             catch
             {
-                // Out of descriptors part-way: give back the copies made so far, start nobody.
-                foreach (SafeFileHandle? copy in copies)
+                // Out of descriptors part-way: give back what the workers made so far hold, start nobody.
+                foreach (FuseWorker? worker in workers)
                 {
-                    copy?.Dispose();
+                    worker?.Abandon();
                 }
 
                 throw;
             }
 
-            for (int i = 0; i < workers.Length; i++)
-            {
-                workers[i] = new FuseWorker(generation, i, copies[i], _stopEvent, Dispatcher, Inflight,
-                    _options.ThreadNamePrefix + i, exit => OnWorkerExit(exit, onWorkerExit));
-            }
-
             Volatile.Write(ref _running, workers.Length);
             _workers = workers;
+            _armed = false;
             foreach (FuseWorker worker in workers)
             {
                 worker.Start();
             }
 
             return generation;
+        }
+    }
+
+    /// <summary>The prepared workers read from the device from now on: one epoll_ctl each.</summary>
+    /// <exception cref="InvalidOperationException">No workers are prepared, or they serve already.</exception>
+    /// <exception cref="IOException">epoll_ctl failed; the workers armed before it serve, Stop ends them all.</exception>
+    public void Arm()
+    {
+        lock (_gate)
+        {
+            if (_armed || Volatile.Read(ref _running) == 0)
+            {
+                throw new InvalidOperationException(_armed ? "FUSE session workers already serve" : "no FUSE session workers are prepared");
+            }
+
+            foreach (FuseWorker worker in _workers)
+            {
+                worker.Arm();
+            }
+
+            _armed = true;
         }
     }
 

@@ -48,7 +48,9 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
     {
         base.PostRestart(reason);
         _log.Warning("FUSE session restarted after {Reason}; starting workers again on the same descriptor", reason.Message);
-        Self.Tell(StartWorkers.Instance);
+        // Workers that were only prepared (a successor before its start) come back parked: its predecessor may still
+        // be the one serving the connection.
+        Self.Tell(_session.Armed ? StartWorkers.Instance : PrepareWorkers.Instance);
     }
 
     protected override void PostStop()
@@ -62,7 +64,10 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
         switch (message)
         {
             case StartWorkers:
-                Start();
+                Start(armed: true);
+                break;
+            case PrepareWorkers:
+                Start(armed: false);
                 break;
             case StopWorkers:
                 Sender.Tell(new WorkersStopped(_generation));
@@ -76,32 +81,48 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
         }
     }
 
-    private void Start()
+    /// <summary>Starts the workers, serving at once or (<paramref name="armed"/> false) parked until StartWorkers.</summary>
+    private void Start(bool armed)
     {
         IActorRef self = Self;
-        if (!Sender.Equals(Self))
-        {
-            _starter = Sender;
-        }
-
         _ended = false;
-        _generation = _session.Start(exit => self.Tell(new WorkerExited(exit)));
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        _generation = armed
+            ? _session.Start(exit => self.Tell(new WorkerExited(exit)))
+            : _session.Prepare(exit => self.Tell(new WorkerExited(exit)));
         _remaining = _session.WorkerCount;
-        _log.Info("FUSE session started {Count} workers (generation {Generation})", _remaining, _generation);
-        if (!Sender.Equals(Self))
-        {
-            // A restart starts the workers by telling itself; nobody waits for that answer.
-            Sender.Tell(new WorkersStarted(_generation, _remaining));
-        }
+        _log.Info("FUSE session {What} {Count} workers (generation {Generation}) in {Ms} ms", armed ? "started" : "prepared (parked)",
+            _remaining, _generation, ElapsedMs(started));
         Context.Become(Running);
+        if (armed) Started();
     }
+
+    /// <summary>Answers whoever asked for the workers (a restart starts them by telling itself; nobody waits for that).</summary>
+    private void Started()
+    {
+        if (Sender.Equals(Self)) return;
+        _starter = Sender;
+        Sender.Tell(new WorkersStarted(_generation, _remaining));
+    }
+
+    private static string ElapsedMs(long since) =>
+        System.Diagnostics.Stopwatch.GetElapsedTime(since).TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
 
     private void Running(object message)
     {
         switch (message)
         {
+            case StartWorkers when !_session.Armed:
+                // Prepared at the takeover: the threads wait already, so starting is one epoll_ctl per worker.
+                long arming = System.Diagnostics.Stopwatch.GetTimestamp();
+                _session.Arm();
+                _log.Info("FUSE session armed {Count} prepared workers (generation {Generation}) in {Ms} ms", _remaining, _generation, ElapsedMs(arming));
+                Started();
+                break;
             case StartWorkers:
                 Sender.Tell(new WorkersStarted(_generation, _session.WorkerCount));
+                break;
+            case PrepareWorkers:
                 break;
             case StopWorkers:
                 _stopRequesters.Add(Sender);
@@ -127,6 +148,7 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
                 _stopRequesters.Add(Sender);
                 break;
             case StartWorkers:
+            case PrepareWorkers:
                 Stash.Stash();
                 break;
             case WorkerExited exited when exited.Exit.Generation == _generation:

@@ -14,6 +14,13 @@ public sealed record StartWorkers : IFuseSessionMessage
     public static StartWorkers Instance { get; } = new();
 }
 
+/// <summary>Start the worker threads parked (<see cref="FuseSession.Prepare"/>): nothing is read from the device until
+/// <see cref="StartWorkers"/> arms them. Not answered; a no-op when workers exist already.</summary>
+public sealed record PrepareWorkers : IFuseSessionMessage
+{
+    public static PrepareWorkers Instance { get; } = new();
+}
+
 /// <summary>Wake and end the workers, leaving the mount alive. Answered with <see cref="WorkersStopped"/> once all exited.</summary>
 public sealed record StopWorkers : IFuseSessionMessage
 {

@@ -10,6 +10,9 @@ namespace Nydus.Actors.Fuse.Session;
 /// registered EPOLLEXCLUSIVE so one request wakes one idle worker, not all of them), read one request into its
 /// pinned buffer, dispatch, write the reply. The worker owns a dup() of the session descriptor (same open file,
 /// so the kernel queue is shared and nothing is lost if this copy closes) and never closes the original.
+/// A worker starts parked: its thread runs and waits for the stop event only, and serves once <see cref="Arm"/> adds
+/// the device to its epoll instance, so that a successor's start is one epoll_ctl per worker (issue 20: the thread's
+/// creation and its first run happen before the takeover's start, outside the reader's stall).
 /// </summary>
 internal sealed class FuseWorker
 {
@@ -18,11 +21,13 @@ internal sealed class FuseWorker
     private readonly int _generation;
     private readonly int _index;
     private readonly SafeFileHandle _device;
-    private readonly SafeFileHandle _stopEvent;
     private readonly FuseDispatcher _dispatcher;
     private readonly FuseInflight _inflight;
     private readonly Action<FuseWorkerExit> _onExit;
     private readonly Thread _thread;
+    // Made on the creating thread, so that Arm can add the device while the worker waits in it; the worker's thread
+    // disposes it as it ends (or Abandon, for a thread never started).
+    private readonly ExclusiveWaiter _waiter;
 
     public FuseWorker(int generation, int index, SafeFileHandle device, SafeFileHandle stopEvent, FuseDispatcher dispatcher,
         FuseInflight inflight, string threadName, Action<FuseWorkerExit> onExit)
@@ -30,14 +35,36 @@ internal sealed class FuseWorker
         _generation = generation;
         _index = index;
         _device = device;
-        _stopEvent = stopEvent;
         _dispatcher = dispatcher;
         _inflight = inflight;
         _onExit = onExit;
+        _waiter = new ExclusiveWaiter(stopEvent);
         _thread = new Thread(Run) { IsBackground = true, Name = threadName };
     }
 
+    /// <summary>Starts the thread, parked until <see cref="Arm"/>.</summary>
     public void Start() => _thread.Start();
+
+    /// <summary>From now on the worker reads requests from the device (a worker that has ended already is skipped:
+    /// its exit was reported).</summary>
+    /// <exception cref="IOException">epoll_ctl failed.</exception>
+    public void Arm()
+    {
+        try
+        {
+            _waiter.AddDevice(_device);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Releases what a worker whose thread was never started holds.</summary>
+    public void Abandon()
+    {
+        _waiter.Dispose();
+        _device.Dispose();
+    }
 
     public bool Join(TimeSpan timeout) => _thread.Join(timeout);
 
@@ -56,6 +83,7 @@ internal sealed class FuseWorker
         finally
         {
             _inflight.End(_index);
+            _waiter.Dispose();
             _device.Dispose();
         }
 
@@ -77,10 +105,9 @@ internal sealed class FuseWorker
         // One pinned buffer per worker, split in a request half and a reply half: the reply is built while
         // the request (names, WRITE data) is still being read.
         byte[] buffer = GC.AllocateUninitializedArray<byte>(requestSize + replySize, pinned: true);
-        using var waiter = new ExclusiveWaiter(_device, _stopEvent);
         while (true)
         {
-            Errno waitError = waiter.Wait(out bool deviceReady, out bool stopped);
+            Errno waitError = _waiter.Wait(out bool deviceReady, out bool stopped);
             if (waitError != Errno.Success)
             {
                 if (waitError == Errno.EINTR)
