@@ -215,6 +215,62 @@ public sealed class FscacheSingletonTests(ITestOutputHelper output) : IAsyncLife
     }
 
     /// <summary>
+    /// A registry that takes requests and never answers (a fake one that holds every connection until the test lets
+    /// go, with the entry's registry timeout far longer than the test): the daemon runs 4 workers, so at most 2 of them
+    /// wait in the hung object's backend reads and its other READs queue on the object, while another domain's object
+    /// is opened and read in full meanwhile. When the backend gives up (the connections close with no answer) every
+    /// READ of the hung object completes with nothing written (EIO to the kernel's reader), queued ones included.
+    /// </summary>
+    [Fact]
+    public async Task A_hanging_registry_holds_at_most_half_the_workers_and_its_READs_fail_when_it_gives_up()
+    {
+        byte[] blob = File.ReadAllBytes(Path.Combine(UpstreamBlockImage.BlobDir, UpstreamBlockImage.BlobId));
+        var letGo = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int hanging = 0, held = 0;
+        using var registry = new RegistryFakeServer(async (request, stream, cancellation) =>
+        {
+            if (Volatile.Read(ref hanging) == 1)
+            {
+                Interlocked.Increment(ref held);
+                // Closed with no answer once let go (at once for requests that come after).
+                await letGo.Task.WaitAsync(cancellation);
+                return;
+            }
+            if (request.Method == "HEAD")
+            {
+                await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes(
+                    $"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {blob.Length}\r\n\r\n"), cancellation);
+                return;
+            }
+            await RegistryFakeServer.RespondWithRangeAsync(stream, request, blob);
+        });
+        var backend = RegistryBackend(registry.Host);
+        backend["registry"]!["timeout"] = 600;
+        await AddAsync(FscacheFixture.Entry("hung", "img", UpstreamBlockImage.Bootstrap, backend,
+            new JsonObject { ["type"] = "filecache", ["filecache"] = new JsonObject { ["work_dir"] = Dir("blobcache-hung") } }));
+        await AddAsync(LocalEntry("local", "img", UpstreamBlockImage.Bootstrap));
+        var hung = await _kernel.OpenAsync("erofs,hung", UpstreamBlockImage.BlobId, Wait);
+
+        Volatile.Write(ref hanging, 1);
+        var failing = Enumerable.Range(0, 8).Select(i => _kernel.StartRead(hung, i * 4096, 4096)).ToList();
+        for (var deadline = DateTime.UtcNow + Wait; Volatile.Read(ref held) == 0; await Task.Delay(50))
+            Assert.True(DateTime.UtcNow < deadline, "no backend request of the hung object reached the registry");
+
+        // Two workers wait on the registry; the other two serve the other domain, its OPEN included.
+        var local = await _kernel.OpenAsync("erofs,local", UpstreamBlockImage.BlobId, Wait);
+        Assert.Equal(DataObject, await ReadAllAsync(local, 4096));
+        Assert.All(failing, read => Assert.False(read.IsCompleted, "a READ of the hung object was answered while its registry held it"));
+        Assert.Equal(6, (await FscacheCountersAsync())["queued_reads"]);
+
+        letGo.SetResult();
+        await Task.WhenAll(failing).WaitAsync(Wait);
+        var after = SimulatedCachefilesKernel.ReadBack(hung, 0, hung.Size);
+        Assert.All(after.Bytes, b => Assert.Equal(0, b));
+        Assert.Empty(_kernel.UnexpectedReplies);
+        Assert.Equal(8, (await FscacheCountersAsync())["failed_reads"]);
+    }
+
+    /// <summary>
     /// A chunked <c>mkfs.erofs --chunksize --blobdev</c> image: its device slot has no tag, so the kernel's OPEN names
     /// the data device by the mount's <c>device=</c> option, which the entry names too (<c>devices</c>, or a localfs
     /// <c>blob_file</c>'s file name). Both objects read back byte for byte, over localfs and over a real registry,

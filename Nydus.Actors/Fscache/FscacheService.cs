@@ -19,6 +19,12 @@ namespace Nydus.Actors.Fscache;
 /// and nothing else waits for it.</item>
 /// <item>CLOSE: the object and its fd are dropped.</item>
 /// </list>
+/// Bounded work: a READ that needs the object's source (not already in its cache file) holds a worker while the
+/// backend answers, which a backend that hangs makes as long as its timeout (the registry's <c>timeout</c> per
+/// request). So at most <see cref="SourceReadsPerObject"/> workers read one object's source at a time; further READs
+/// of that object wait in the object's queue without holding a worker, and are served in order by the workers that
+/// finish, so the other workers go on serving the other objects. Prefetches run on at most as many threads as there
+/// are workers (<c>--fscache-threads</c>), one object each; the others wait their turn.
 /// A malformed message is logged and dropped (an OPEN whose header was readable is refused, its fd closed); the
 /// service goes on. Only a failing device ends it (<see cref="Ended"/>).
 /// </summary>
@@ -38,8 +44,22 @@ public sealed class FscacheService : IDisposable
     private readonly ConcurrentDictionary<uint, OpenObject> _objects = new();
     private readonly List<Thread> _threads = [];
     private int _ended;
+    private readonly int _sourceReadsPerObject;
+    private readonly ConcurrentQueue<(uint ObjectId, OpenObject Object)> _prefetches = new();
+    private int _prefetchThreads;
 
-    private sealed record OpenObject(FscacheObjectSource Source, SafeFileHandle Fd);
+    private sealed class OpenObject(FscacheObjectSource source, SafeFileHandle fd)
+    {
+        public FscacheObjectSource Source { get; } = source;
+
+        public SafeFileHandle Fd { get; } = fd;
+
+        /// <summary>Workers reading the source for this object now, and the READs waiting for one of them (both
+        /// under the queue's lock).</summary>
+        public int SourceReaders;
+
+        public readonly Queue<(CachefilesMessage Message, CachefilesRead Read)> Waiting = new();
+    }
 
     /// <param name="metrics">Counters to add to (the host's, which the API reads); a fresh set when null.</param>
     public FscacheService(ICachefilesDevice device, IFscacheCatalog catalog, int threads, FscacheMetrics? metrics = null)
@@ -49,7 +69,12 @@ public sealed class FscacheService : IDisposable
         _device = device;
         _catalog = catalog;
         _threadCount = threads;
+        _sourceReadsPerObject = Math.Max(1, threads / 2);
     }
+
+    /// <summary>How many workers may read one object's source at a time: half of them (at least one), so that an
+    /// object whose backend hangs leaves the other half to the other objects.</summary>
+    public int SourceReadsPerObject => _sourceReadsPerObject;
 
     public FscacheMetrics Metrics { get; }
 
@@ -188,6 +213,54 @@ public sealed class FscacheService : IDisposable
             return;
         }
 
+        if (IsCached(obj, read))
+        {
+            // Answered at once, even while other READs of the object wait for its source.
+            Serve(obj, message, read);
+            return;
+        }
+
+        lock (obj.Waiting)
+        {
+            if (obj.SourceReaders >= _sourceReadsPerObject)
+            {
+                obj.Waiting.Enqueue((message, read));
+                Metrics.CountQueuedRead();
+                return;
+            }
+
+            obj.SourceReaders++;
+        }
+
+        // This worker serves its READ, then the object's waiting ones, until none is left.
+        while (true)
+        {
+            Serve(obj, message, read);
+            lock (obj.Waiting)
+            {
+                if (!obj.Waiting.TryDequeue(out var next))
+                {
+                    obj.SourceReaders--;
+                    return;
+                }
+
+                (message, read) = next;
+            }
+        }
+    }
+
+    /// <summary>Whether a READ's range (clipped to the object) is in the cache file already.</summary>
+    private static bool IsCached(OpenObject obj, CachefilesRead read)
+    {
+        long size = obj.Source.Size;
+        long offset = (long)Math.Min(read.Offset, (ulong)size);
+        long end = offset + (long)Math.Min(read.Length, (ulong)(size - offset));
+        return end > offset && IsPresent(obj.Fd, offset, end);
+    }
+
+    /// <summary>Fills a READ's range from the cache file or the source, and completes it (empty on failure).</summary>
+    private void Serve(OpenObject obj, CachefilesMessage message, CachefilesRead read)
+    {
         long size = obj.Source.Size;
         // Only what lies inside the object is filled; written so that no sum of two 64-bit fields can wrap.
         long offset = (long)Math.Min(read.Offset, (ulong)size);
@@ -266,41 +339,71 @@ public sealed class FscacheService : IDisposable
 
     /// <summary>
     /// Upstream's fscache prefetch of a data blob (its entry's <c>cache.prefetch</c>): the whole object, piece by
-    /// piece, from the source into the cache file on a thread of its own, skipping what is there already. It stops
-    /// at the object's CLOSE or at the first piece that cannot be had (logged: READs then fetch what is missing).
+    /// piece, from the source into the cache file, skipping what is there already. It stops at the object's CLOSE or at
+    /// the first piece that cannot be had (logged: READs then fetch what is missing). Objects are prefetched one per
+    /// thread on at most as many threads as there are workers; the others wait in order.
     /// </summary>
     private void StartPrefetch(uint objectId, OpenObject obj)
     {
-        new Thread(() =>
+        _prefetches.Enqueue((objectId, obj));
+        while (true)
         {
-            int piece = obj.Source.PrefetchPiece;
-            long size = obj.Source.Size;
-            byte[] buffer = new byte[piece];
-            long done = 0;
-            try
+            int running = Volatile.Read(ref _prefetchThreads);
+            if (running >= _threadCount) return;
+            if (Interlocked.CompareExchange(ref _prefetchThreads, running + 1, running) == running) break;
+        }
+
+        new Thread(PrefetchQueued) { IsBackground = true, Name = "fscache-prefetch" }.Start();
+    }
+
+    /// <summary>A prefetch thread: objects from the queue until it is empty.</summary>
+    private void PrefetchQueued()
+    {
+        while (true)
+        {
+            while (_prefetches.TryDequeue(out var next)) Prefetch(next.ObjectId, next.Object);
+            Interlocked.Decrement(ref _prefetchThreads);
+            // An object queued between the last TryDequeue and the decrement saw this thread still counted: take it
+            // unless another thread has started meanwhile.
+            if (_prefetches.IsEmpty) return;
+            int running = Volatile.Read(ref _prefetchThreads);
+            if (running >= _threadCount || Interlocked.CompareExchange(ref _prefetchThreads, running + 1, running) != running) return;
+        }
+    }
+
+    private void Prefetch(uint objectId, OpenObject obj)
+    {
+        int piece = obj.Source.PrefetchPiece;
+        long size = obj.Source.Size;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(piece);
+        long done = 0;
+        try
+        {
+            for (long at = 0; at < size; at += piece)
             {
-                for (long at = 0; at < size; at += piece)
-                {
-                    if (!_objects.TryGetValue(objectId, out var current) || !ReferenceEquals(current, obj)) return;
-                    int length = (int)Math.Min(piece, size - at);
-                    if (IsPresent(obj.Fd, at, at + length)) continue;
-                    obj.Source.Read(at, buffer.AsSpan(0, length));
-                    WriteAll(obj.Fd, buffer.AsSpan(0, length), at);
-                    Metrics.CountPrefetched(length);
-                    done += length;
-                }
-                Log.Information("fscache: prefetched {Bytes} bytes of {Source} into its cache file", done, obj.Source.Describe());
+                if (!_objects.TryGetValue(objectId, out var current) || !ReferenceEquals(current, obj)) return;
+                int length = (int)Math.Min(piece, size - at);
+                if (IsPresent(obj.Fd, at, at + length)) continue;
+                obj.Source.Read(at, buffer.AsSpan(0, length));
+                WriteAll(obj.Fd, buffer.AsSpan(0, length), at);
+                Metrics.CountPrefetched(length);
+                done += length;
             }
-            catch (ObjectDisposedException)
-            {
-                // Closed meanwhile.
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                Metrics.CountFailedPrefetch();
-                Log.Warning("fscache: prefetch of {Source} stopped after {Bytes} bytes: {Error}", obj.Source.Describe(), done, e.Message);
-            }
-        }) { IsBackground = true, Name = $"fscache-prefetch-{objectId}" }.Start();
+            Log.Information("fscache: prefetched {Bytes} bytes of {Source} into its cache file", done, obj.Source.Describe());
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed meanwhile.
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Metrics.CountFailedPrefetch();
+            Log.Warning("fscache: prefetch of {Source} stopped after {Bytes} bytes: {Error}", obj.Source.Describe(), done, e.Message);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static void WriteAll(SafeFileHandle fd, ReadOnlySpan<byte> data, long offset)
@@ -353,7 +456,7 @@ public sealed class FscacheService : IDisposable
 public sealed class FscacheMetrics
 {
     private long _opens, _closes, _reads, _readBytes, _failedReads, _malformed, _unknownObjectReads;
-    private long _readsFromCacheFile, _prefetchedBytes, _failedPrefetches;
+    private long _readsFromCacheFile, _prefetchedBytes, _failedPrefetches, _queuedReads;
 
     public long Opens => Interlocked.Read(ref _opens);
     public long Closes => Interlocked.Read(ref _closes);
@@ -371,6 +474,10 @@ public sealed class FscacheMetrics
     /// <summary>Prefetches stopped by a piece that could not be had.</summary>
     public long FailedPrefetches => Interlocked.Read(ref _failedPrefetches);
 
+    /// <summary>READs that waited in their object's queue because as many workers as allowed were reading its source
+    /// (see <see cref="FscacheService.SourceReadsPerObject"/>).</summary>
+    public long QueuedReads => Interlocked.Read(ref _queuedReads);
+
     /// <summary>READs for an object id not open here (after a takeover: the predecessor's objects), dropped.</summary>
     public long UnknownObjectReads => Interlocked.Read(ref _unknownObjectReads);
 
@@ -382,6 +489,7 @@ public sealed class FscacheMetrics
     internal void CountReadFromCacheFile() => Interlocked.Increment(ref _readsFromCacheFile);
     internal void CountPrefetched(long bytes) => Interlocked.Add(ref _prefetchedBytes, bytes);
     internal void CountFailedPrefetch() => Interlocked.Increment(ref _failedPrefetches);
+    internal void CountQueuedRead() => Interlocked.Increment(ref _queuedReads);
 
     internal void CountRead(long bytes)
     {

@@ -142,6 +142,7 @@ public static class MetricsEndpoints
         ["reads_from_cache_file"] = metrics.ReadsFromCacheFile,
         ["prefetched_bytes"] = metrics.PrefetchedBytes,
         ["failed_prefetches"] = metrics.FailedPrefetches,
+        ["queued_reads"] = metrics.QueuedReads,
     };
 
     /// <summary>The same counters as Prometheus text (GET /metrics), one series per mounted instance, and the
