@@ -21,7 +21,9 @@ public static class VirtioFsBench
     private const int RandomReadBytes = 8 << 20;
     private const string Reference = "9p";
     private static readonly string[] Contenders = ["virtiofs-rafs", "virtiofs-erofs", "virtiofs-passthrough", "9p", "nbd-erofs"];
-    private static readonly TimeSpan RoundBudget = TimeSpan.FromMinutes(20);
+    // BENCH_VIRTIOFS_ROUND_BUDGET=SECONDS: no round starts after that (1: a single round, for a quick check).
+    private static readonly TimeSpan RoundBudget = TimeSpan.FromSeconds(
+        int.TryParse(Environment.GetEnvironmentVariable("BENCH_VIRTIOFS_ROUND_BUDGET"), out int seconds) && seconds > 0 ? seconds : 1200);
     private static readonly TimeSpan VmTimeout = TimeSpan.FromMinutes(50);
 
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
@@ -100,7 +102,7 @@ public static class VirtioFsBench
     {
         report.Note($"Load average at the start: {load}; at the end: {File.ReadAllText("/proc/loadavg").Trim()} (shared host: other engineers' builds and tests run at the same time).");
         report.Note($"Guest: Debian 6.1 kernel under qemu 7.2 TCG (no KVM here), 2 vCPUs, 2 GiB; times include the emulation, so only the ratios mean something. Tree: a copy of /usr/lib/python3.11 ({entries}) and a {BigFileBytes >> 20} MiB random file. "
-            + $"Up to {Rounds} rounds (none starts after {RoundBudget.TotalMinutes:F0} minutes); each round runs every contender in turn; each measure is cold in the guest (sync, drop_caches before it), the host's page cache is warm for all alike.");
+            + $"Up to {Rounds} rounds (none starts after {RoundBudget.TotalSeconds:F0} s); each round runs every contender in turn; each measure is cold in the guest (sync, drop_caches before it), the host's page cache is warm for all alike.");
         report.Note("Contenders: virtiofs-rafs = `nydusd virtiofs` serving a RAFS v6 image of the tree (bootstrap + one uncompressed blob, Nydus.Bench/Memory/RafsV6FromErofs.cs, localfs); virtiofs-erofs = the same daemon serving a plain `mkfs.erofs` image of it; "
             + "virtiofs-passthrough = `nydusd virtiofs --shared-dir` of the directory (read-only); 9p = qemu's `-virtfs local,security_model=none,readonly=on` export of the directory, mounted `version=9p2000.L,cache=loose,msize=512000` (the test VM's own root mount options); "
             + "nbd-erofs = the plain EROFS image served by `nydusd nbd --nbd-socket`, attached by qemu's NBD client as a read-only virtio-blk disk, mounted by the guest kernel's EROFS (Linux 6.1's EROFS cannot mount a multi-blob image from one device, so this row uses the plain image). "
