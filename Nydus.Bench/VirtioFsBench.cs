@@ -21,10 +21,23 @@ public static class VirtioFsBench
     private const int RandomReadBytes = 8 << 20;
     private const string Reference = "9p";
     private static readonly string[] Contenders = ["virtiofs-rafs", "virtiofs-erofs", "virtiofs-passthrough", "9p", "nbd-erofs"];
-    private static readonly TimeSpan VmTimeout = TimeSpan.FromMinutes(40);
+    // BENCH_VIRTIOFS_ROUND_BUDGET=SECONDS: no round starts after that (1: a single round, for a quick check).
+    private static readonly TimeSpan RoundBudget = TimeSpan.FromSeconds(
+        int.TryParse(Environment.GetEnvironmentVariable("BENCH_VIRTIOFS_ROUND_BUDGET"), out int seconds) && seconds > 0 ? seconds : 1200);
+    private static readonly TimeSpan VmTimeout = TimeSpan.FromMinutes(50);
 
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
     {
+        // BENCH_VIRTIOFS_RESULTS=FILE: the table of an earlier run's guest results file (its "results"), no VM.
+        if (Environment.GetEnvironmentVariable("BENCH_VIRTIOFS_RESULTS") is { Length: > 0 } saved)
+        {
+            BenchReport again = Report(File.ReadAllLines(saved));
+            again.Note($"Rendered from the saved guest results {saved} (BENCH_VIRTIOFS_RESULTS), not a new run; the notes below describe how that run was made. "
+                + Environment.GetEnvironmentVariable("BENCH_VIRTIOFS_RUN_NOTE"));
+            AddNotes(again, "(not recorded by the bench: see above)", "entries: see above");
+            return again;
+        }
+
         // On disk (not tmpfs), as the other image benches.
         string work = Path.Combine("/var/tmp", $"nydus-bench-virtiofs-{Guid.NewGuid():N}");
         Directory.CreateDirectory(work);
@@ -55,7 +68,7 @@ public static class VirtioFsBench
             string script = Path.Combine(work, "guest.sh");
             File.WriteAllText(script,
                 $"""
-                export TREE_DIR=python BIG_FILE=big.bin OUT='{exchange}' ROUNDS={Rounds} IO_SIZE={RandomReadBytes}
+                export TREE_DIR=python BIG_FILE=big.bin OUT='{exchange}' ROUNDS={Rounds} IO_SIZE={RandomReadBytes} ROUND_BUDGET={(int)RoundBudget.TotalSeconds}
                 exec bash '{Path.Combine(repoRoot, "scripts", "vm", "guest-vfbench.sh")}'
 
                 """);
@@ -70,15 +83,7 @@ public static class VirtioFsBench
             string mounts = File.ReadAllText(Path.Combine(exchange, "mounts.log"));
             Console.WriteLine(mounts);
             var report = Report(File.ReadAllLines(Path.Combine(exchange, "results")));
-            report.Note($"Load average at the start: {load}; at the end: {File.ReadAllText("/proc/loadavg").Trim()} (shared host: other engineers' builds and tests run at the same time).");
-            report.Note($"Guest: Debian 6.1 kernel under qemu 7.2 TCG (no KVM here), 2 vCPUs, 2 GiB; times include the emulation, so only the ratios mean something. Tree: a copy of /usr/lib/python3.11 ({TreeEntries(mounts)}) and a {BigFileBytes >> 20} MiB random file. "
-                + $"{Rounds} rounds; each round runs every contender in turn; each measure is cold in the guest (sync, drop_caches before it), the host's page cache is warm for all alike.");
-            report.Note("Contenders: virtiofs-rafs = `nydusd virtiofs` serving a RAFS v6 image of the tree (bootstrap + one uncompressed blob, Nydus.Bench/Memory/RafsV6FromErofs.cs, localfs); virtiofs-erofs = the same daemon serving a plain `mkfs.erofs` image of it; "
-                + "virtiofs-passthrough = `nydusd virtiofs --shared-dir` of the directory (read-only); 9p = qemu's `-virtfs local,security_model=none,readonly=on` export of the directory, mounted `version=9p2000.L,cache=loose,msize=512000` (the test VM's own root mount options); "
-                + "nbd-erofs = the plain EROFS image served by `nydusd nbd --nbd-socket`, attached by qemu's NBD client as a read-only virtio-blk disk, mounted by the guest kernel's EROFS (Linux 6.1's EROFS cannot mount a multi-blob image from one device, so this row uses the plain image). "
-                + "All virtio-fs devices: vhost-user-fs-pci, queue-size 1024, 4 request queues offered (`--thread-num` default), the guest's default virtiofs mount options.");
-            report.Note($"Measures: tar = `tar -cf - python | wc -c`; 1 MiB seq = `dd bs=1M` of the large file; 4 KiB random = fio randread, psync, {RandomReadBytes >> 20} MiB in 4 KiB reads at offsets of a fixed seed (fio's run time, its start-up excluded). "
-                + "'9p / this' > 1: this contender took less time than 9p.");
+            AddNotes(report, load, TreeEntries(mounts));
             return report;
         }
         finally
@@ -93,6 +98,19 @@ public static class VirtioFsBench
         }
     }
 
+    private static void AddNotes(BenchReport report, string load, string entries)
+    {
+        report.Note($"Load average at the start: {load}; at the end: {File.ReadAllText("/proc/loadavg").Trim()} (shared host: other engineers' builds and tests run at the same time).");
+        report.Note($"Guest: Debian 6.1 kernel under qemu 7.2 TCG (no KVM here), 2 vCPUs, 2 GiB; times include the emulation, so only the ratios mean something. Tree: a copy of /usr/lib/python3.11 ({entries}) and a {BigFileBytes >> 20} MiB random file. "
+            + $"Up to {Rounds} rounds (none starts after {RoundBudget.TotalSeconds:F0} s); each round runs every contender in turn; each measure is cold in the guest (sync, drop_caches before it), the host's page cache is warm for all alike.");
+        report.Note("Contenders: virtiofs-rafs = `nydusd virtiofs` serving a RAFS v6 image of the tree (bootstrap + one uncompressed blob, Nydus.Bench/Memory/RafsV6FromErofs.cs, localfs); virtiofs-erofs = the same daemon serving a plain `mkfs.erofs` image of it; "
+            + "virtiofs-passthrough = `nydusd virtiofs --shared-dir` of the directory (read-only); 9p = qemu's `-virtfs local,security_model=none,readonly=on` export of the directory, mounted `version=9p2000.L,cache=loose,msize=512000` (the test VM's own root mount options); "
+            + "nbd-erofs = the plain EROFS image served by `nydusd nbd --nbd-socket`, attached by qemu's NBD client as a read-only virtio-blk disk, mounted by the guest kernel's EROFS (Linux 6.1's EROFS cannot mount a multi-blob image from one device, so this row uses the plain image). "
+            + "All virtio-fs devices: vhost-user-fs-pci, queue-size 1024, 4 request queues offered (`--thread-num` default), the guest's default virtiofs mount options.");
+        report.Note($"Measures: tar = `tar -cf - python | wc -c`; 1 MiB seq = `dd bs=1M` of the large file; 4 KiB random = fio randread, psync, {RandomReadBytes >> 20} MiB in 4 KiB reads at offsets of a fixed seed (fio's run time, its start-up excluded). "
+            + "'9p / this' > 1: this contender took less time than 9p.");
+    }
+
     private static BenchReport Report(string[] lines)
     {
         var parsed = lines.Select(l => l.Split(' ')).Where(p => p.Length == 4).ToArray();
@@ -101,8 +119,11 @@ public static class VirtioFsBench
         foreach ((string key, string title) in new[] { ("tar", "tar of the tree, cold"), ("seq1m", "1 MiB sequential reads, cold"), ("rand4k", "4 KiB random reads, cold") })
         {
             // Every contender must have moved the same bytes, else one of them did not serve the whole tree or file.
-            string[][] rows = parsed.Where(p => p[1] == key).ToArray();
-            if (rows.Select(p => p[3]).Distinct().Count() != 1 || rows.Length != Rounds * Contenders.Length)
+            // Whole rounds only: a round the VM did not finish (its time limit) is left out of this measure.
+            string[][] all = parsed.Where(p => p[1] == key).ToArray();
+            int rounds = all.Length / Contenders.Length;
+            string[][] rows = all[..(rounds * Contenders.Length)];
+            if (rounds == 0 || rows.Select(p => p[3]).Distinct().Count() != 1)
             {
                 throw new InvalidOperationException($"the guest's {key} runs differ in size or some are missing:\n{string.Join("\n", lines)}");
             }
@@ -127,7 +148,9 @@ public static class VirtioFsBench
     private static double Median(List<double> values)
     {
         double[] sorted = values.Order().ToArray();
-        return sorted.Length == 0 ? double.NaN : sorted[sorted.Length / 2];
+        if (sorted.Length == 0) return double.NaN;
+        int middle = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
     }
 
     /// <summary>"N entries" from the guest's mounts.log line of the 9p mount.</summary>

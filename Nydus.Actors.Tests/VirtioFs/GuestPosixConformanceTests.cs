@@ -1,6 +1,7 @@
 using Nydus.Actors.Tests.Block;
 using Nydus.Actors.Tests.Support;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Nydus.Actors.Tests.VirtioFs;
 
