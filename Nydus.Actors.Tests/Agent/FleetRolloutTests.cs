@@ -38,7 +38,7 @@ public sealed class FleetRolloutTests(ITestOutputHelper output)
         var watch = Stopwatch.StartNew();
         var first = await WaitForRolloutAsync(rigs[2], r => Coordinator(r) == FleetCluster.AddressOf(0), "the coordinator on node 0");
         Assert.Equal([FleetCluster.AddressOf(1), FleetCluster.AddressOf(2), FleetCluster.AddressOf(0)],
-            first.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("node").GetString()).ToArray());
+            first.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("node").GetString()!).ToArray());
 
         // SIGKILL node 0's agent while node 2's daemon is in its upgrade (or its health gate).
         await WaitForRolloutAsync(rigs[1], r => State(r, 1) == "upgrading", "node 2's daemon upgrading");

@@ -81,19 +81,19 @@ public sealed class GuestRun(int exitCode, string console, string exchange, stri
 
     /// <summary>The value the guest recorded for a step ("name value" lines of OUT/results), or null if it never ran.</summary>
     public string? Result(string step) =>
-        File.Exists(Path.Combine(exchange, "results"))
-            ? File.ReadLines(Path.Combine(exchange, "results")).Select(l => l.Split(' ', 2)).FirstOrDefault(p => p[0] == step)?[1]
+        File.Exists(Path.Combine(ExchangeDirectory, "results"))
+            ? File.ReadLines(Path.Combine(ExchangeDirectory, "results")).Select(l => l.Split(' ', 2)).FirstOrDefault(p => p[0] == step)?[1]
             : null;
 
-    public string? Manifest(string name) => File.Exists(Path.Combine(exchange, name + ".manifest"))
-        ? File.ReadAllText(Path.Combine(exchange, name + ".manifest"))
+    public string? Manifest(string name) => File.Exists(Path.Combine(ExchangeDirectory, name + ".manifest"))
+        ? File.ReadAllText(Path.Combine(ExchangeDirectory, name + ".manifest"))
         : null;
 
     /// <summary>The guest's logs and the console's end, for failure messages.</summary>
     public string Diagnostics()
     {
-        var logs = Directory.Exists(exchange)
-            ? Directory.GetFiles(exchange, "*.log").Append(Path.Combine(exchange, "results")).Where(File.Exists)
+        var logs = Directory.Exists(ExchangeDirectory)
+            ? Directory.GetFiles(ExchangeDirectory, "*.log").Append(Path.Combine(ExchangeDirectory, "results")).Where(File.Exists)
                 .Select(f => $"--- {Path.GetFileName(f)}\n{File.ReadAllText(f)}")
             : [];
         string tail = Console.Length > 3000 ? Console[^3000..] : Console;
