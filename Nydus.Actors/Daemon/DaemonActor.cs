@@ -208,8 +208,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void BeginSequence(DaemonInput[] inputs, IActorRef replyTo, bool exiting = false)
     {
-        // An exit input leaves the mount as well (an exit from INIT is a stop input: TriggerExit says so).
-        _exiting = exiting || inputs.Contains(DaemonInput.Exit);
+        // An exit input leaves the mount as well (an exit from INIT is a stop input: TriggerExit says so). A virtio-fs
+        // daemon has no successor to leave anything to (a vhost-user connection cannot be handed over): its exit
+        // stops the actor tree like a stop, which closes the VMM's connection and removes the socket.
+        _exiting = (exiting || inputs.Contains(DaemonInput.Exit)) && _settings.Kind != DaemonKind.VirtioFs;
         _pending.Clear();
         foreach (var input in inputs) _pending.Enqueue(input);
         _replyTo = replyTo;
