@@ -95,6 +95,40 @@ public sealed class BlobChunkReaderTests
     }
 
     [Fact]
+    public void A_slice_of_a_raw_chunk_nobody_checks_reads_only_the_slice_and_a_checked_one_reads_the_whole_chunk()
+    {
+        // Two 64 KiB raw chunks; the read wants 4 KiB of the first's end and 4 KiB of the second's start.
+        var content = new byte[128 * 1024];
+        new Random(11).NextBytes(content);
+        var backend = new CountingBackend().Add(BlobId, content);
+        var blob = new BlobRef(BlobId, backend, CompressionAlgorithm.None, DigestAlgorithm.Sha256);
+        ChunkRequest[] Slices() =>
+        [
+            Raw(blob, 0, 65536, 0, content) with { SliceStart = 61440, SliceLength = 4096, DestinationOffset = 0 },
+            Raw(blob, 65536, 65536, 1, content) with { SliceStart = 0, SliceLength = 4096, DestinationOffset = 4096 },
+        ];
+        var expected = content.AsSpan(61440, 8192).ToArray();
+
+        // Digests not validated, no CRC: one backend read of exactly the 8 KiB wanted (the two slices are adjacent).
+        var destination = new byte[8192];
+        BlobChunkReader.Read(Slices(), destination, validateDigests: false);
+        Assert.Equal([(61440L, 8192)], backend.Ranges);
+        Assert.Equal(expected, destination);
+
+        // Validated: the digest covers the whole chunk, so both chunks are read whole (and checked).
+        backend.Ranges.Clear();
+        destination = new byte[8192];
+        BlobChunkReader.Read(Slices(), destination, validateDigests: true);
+        Assert.Equal([(0L, 131072)], backend.Ranges);
+        Assert.Equal(expected, destination);
+
+        // A raw chunk whose stored size differs from its size is corrupt, checked or not.
+        var corrupt = Raw(blob, 0, 65536, 0, content) with { UncompressedSize = 65537, SliceStart = 0, SliceLength = 4096 };
+        var e = Assert.Throws<StorageException>(() => BlobChunkReader.Read([corrupt], new byte[4096], validateDigests: false));
+        Assert.Contains("65537", e.Message);
+    }
+
+    [Fact]
     public void Crc32c_matches_the_standard_check_value_and_the_iscsi_vectors()
     {
         Assert.Equal(0xE3069283u, Crc32C.Compute("123456789"u8));

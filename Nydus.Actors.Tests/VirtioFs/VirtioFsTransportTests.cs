@@ -148,7 +148,7 @@ public sealed class VirtioFsTransportTests
         uint stoppedAt = guest.StopQueue(1);
         Assert.Equal(2u, stoppedAt); // INIT and the bad entry were taken; the good one was not
         guest.StartQueue(1);
-        Assert.Equal(1, guest.WaitUsed(1, 1, Wait).Count);
+        Assert.Single(guest.WaitUsed(1, 1, Wait));
 
         // An available index far ahead of the ring (more pending than the ring holds): the same, and nothing is read.
         guest.SetAvailIndex(2, 1000);

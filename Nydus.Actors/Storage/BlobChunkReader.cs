@@ -24,24 +24,25 @@ public static class BlobChunkReader
         while (first < chunks.Length)
         {
             ref readonly ChunkRequest head = ref chunks[first];
-            long rangeStart = head.CompressedOffset;
-            long rangeEnd = rangeStart + head.CompressedSize;
+            long rangeStart = StoredStart(in head, validateDigests);
+            long rangeEnd = rangeStart + StoredLength(in head, validateDigests);
             int last = first;
             while (last + 1 < chunks.Length)
             {
                 ref readonly ChunkRequest next = ref chunks[last + 1];
-                // Deduplicated chunks (e.g. two zero chunks in a row) share one blob range: next.Offset < end,
+                long nextStart = StoredStart(in next, validateDigests);
+                // Deduplicated chunks (e.g. two zero chunks in a row) share one blob range: next's start < end,
                 // so they start a new range instead of being read twice inside one.
                 bool joins = ReferenceEquals(next.Blob, head.Blob)
-                    && next.CompressedOffset >= rangeEnd
-                    && next.CompressedOffset - rangeEnd <= maxGap
+                    && nextStart >= rangeEnd
+                    && nextStart - rangeEnd <= maxGap
                     && rangeEnd - rangeStart < mergeSize;
                 if (!joins)
                 {
                     break;
                 }
 
-                rangeEnd = next.CompressedOffset + next.CompressedSize;
+                rangeEnd = nextStart + StoredLength(in next, validateDigests);
                 last++;
             }
 
@@ -50,6 +51,24 @@ public static class BlobChunkReader
             first = last + 1;
         }
     }
+
+    /// <summary>
+    /// True when only the wanted slice of the chunk has to come from the blob: a chunk stored raw whose bytes nobody
+    /// checks (no CRC, digests not validated). A 4 KiB read of a 1 MiB uncompressed chunk then reads 4 KiB, not the
+    /// whole chunk (which made random reads of uncompressed images without a cache cost a chunk each). A raw chunk
+    /// whose stored size is not its size is corrupt: it takes the whole-chunk path, which says so.
+    /// </summary>
+    private static bool ReadsSliceOnly(in ChunkRequest chunk, bool validateDigests) =>
+        !chunk.IsCompressed && chunk.CompressedSize == chunk.UncompressedSize && !chunk.HasCrc32
+        && !(validateDigests && chunk.Digest.Length == ChunkDigester.DigestSize);
+
+    /// <summary>Where the bytes this read needs of <paramref name="chunk"/> start in its blob.</summary>
+    private static long StoredStart(in ChunkRequest chunk, bool validateDigests) =>
+        ReadsSliceOnly(in chunk, validateDigests) ? chunk.CompressedOffset + chunk.SliceStart : chunk.CompressedOffset;
+
+    /// <summary>How many bytes of <paramref name="chunk"/> this read needs from its blob.</summary>
+    private static int StoredLength(in ChunkRequest chunk, bool validateDigests) =>
+        ReadsSliceOnly(in chunk, validateDigests) ? chunk.SliceLength : chunk.CompressedSize;
 
     private static void ReadRange(ReadOnlySpan<ChunkRequest> chunks, long rangeStart, int rangeLength,
         Span<byte> destination, bool validateDigests)
@@ -61,8 +80,14 @@ public static class BlobChunkReader
             blob.Backend.Read(blob.Id, rangeStart, raw.AsSpan(0, rangeLength));
             foreach (ref readonly ChunkRequest chunk in chunks)
             {
-                ReadOnlySpan<byte> stored = raw.AsSpan((int)(chunk.CompressedOffset - rangeStart), chunk.CompressedSize);
                 Span<byte> target = destination.Slice(chunk.DestinationOffset, chunk.SliceLength);
+                if (ReadsSliceOnly(in chunk, validateDigests))
+                {
+                    raw.AsSpan((int)(StoredStart(in chunk, validateDigests) - rangeStart), chunk.SliceLength).CopyTo(target);
+                    continue;
+                }
+
+                ReadOnlySpan<byte> stored = raw.AsSpan((int)(chunk.CompressedOffset - rangeStart), chunk.CompressedSize);
                 DecodeChunk(in chunk, stored, target, validateDigests);
             }
         }
