@@ -653,7 +653,8 @@ public sealed class ManagedDaemonActor : ReceiveActor, IWithTimers
         using var client = new ApiClient(socket, _settings.StepTimeout);
         var (status, body) = await client.SendAsync("GET", "/api/v1/daemon");
         if (status != 200) throw new InvalidOperationException($"GET /api/v1/daemon answered {status}: {body}");
-        return System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("state").GetString();
+        using var document = System.Text.Json.JsonDocument.Parse(body);
+        return document.RootElement.GetProperty("state").GetString();
     }
 
     private ManagedDaemonView View() => new(Id, _record.Pid, _state, _record.ApiSocket, _record.Mountpoint,
