@@ -70,7 +70,7 @@ public sealed class DaemonJournalSqliteTests : IDisposable
         try
         {
             var journal = system.ActorOf(DaemonJournalActor.Props("nydusd-snap", "snap"));
-            var count = DaemonJournalActor.SnapshotInterval + 20;
+            var count = RecordJournalActor<DaemonRecord>.SnapshotInterval + 20;
             for (var i = 0; i < count; i++)
                 await journal.Ask<Recorded>(new RecordMount(Mount($"/m{i % 7}", i)), Wait);
         }
@@ -96,7 +96,7 @@ public sealed class DaemonJournalSqliteTests : IDisposable
             var record = await journal.Ask<DaemonRecord>(GetDaemonRecord.Instance, Wait);
             Assert.Equal(7, record.Mounts.Count);
             // The last write to /m{(count-1)%7} wins.
-            var last = DaemonJournalActor.SnapshotInterval + 19;
+            var last = RecordJournalActor<DaemonRecord>.SnapshotInterval + 19;
             Assert.Equal(last, record.Mounts[$"/m{last % 7}"].VfsIndex);
         }
         finally
@@ -109,7 +109,7 @@ public sealed class DaemonJournalSqliteTests : IDisposable
     public async Task Block_exports_survive_a_killed_actor_system_past_a_snapshot()
     {
         static BlockExportRecord Export(int i) => new($"e{i % 5}", $"/images/{i}.boot", "{\"device\":{}}", i % 2 == 0 ? null : "/m", $"/run/e{i}.nbd");
-        var count = DaemonJournalActor.SnapshotInterval + 21;
+        var count = RecordJournalActor<DaemonRecord>.SnapshotInterval + 21;
         var first = NewSystem();
         try
         {
@@ -195,7 +195,7 @@ public sealed class DaemonJournalSqliteTests : IDisposable
         try
         {
             var journal = first.ActorOf(DaemonJournalActor.Props("nydusd-sealed", "sealed"));
-            for (int i = 0; i < DaemonJournalActor.SnapshotInterval + 5; i++)
+            for (int i = 0; i < RecordJournalActor<DaemonRecord>.SnapshotInterval + 5; i++)
                 await journal.Ask<Recorded>(new RecordMount(Mount("/a", 1) with { Config = "{\"auth\":\"" + secret + "\"}" }), Wait);
         }
         finally
