@@ -17,6 +17,9 @@ namespace Nydus.Actors.Tests.Rafs;
 /// </summary>
 public sealed class ImageFuzzTests
 {
+    // At least MinimumCases mutations whatever the machine's load (seeds 0..N are the same on every run), then more
+    // until the budget is spent: a loaded machine runs fewer extra cases, never fewer than the minimum.
+    private const int MinimumCases = 1000;
     private static readonly TimeSpan Budget = TimeSpan.FromSeconds(25);
     private readonly ITestOutputHelper _output;
 
@@ -26,7 +29,7 @@ public sealed class ImageFuzzTests
     }
 
     [Fact]
-    public void Mutated_images_fail_only_with_rafs_or_storage_exceptions()
+    public async Task Mutated_images_fail_only_with_rafs_or_storage_exceptions()
     {
         using var tree = new TreeBuilder();
         File.WriteAllText(tree.P("dir/file"), new string('f', 10000));
@@ -64,7 +67,7 @@ public sealed class ImageFuzzTests
         {
             var stopwatch = Stopwatch.StartNew();
             var buffer = new byte[64 * 1024];
-            for (int seed = 0; stopwatch.Elapsed < Budget && failures.Count < 5; seed++)
+            for (int seed = 0; (seed < MinimumCases || stopwatch.Elapsed < Budget) && failures.Count < 5; seed++)
             {
                 var (name, original, blobs, erofs) = seeds[seed % seeds.Length];
                 var random = new Random(seed);
@@ -91,11 +94,10 @@ public sealed class ImageFuzzTests
             }
         });
 
-        Assert.True(run.Wait(Budget + TimeSpan.FromSeconds(60)), "fuzz loop hung");
-        run.GetAwaiter().GetResult();
+        // A hang, not slowness: the 1,000 cases took 49 s at load ~85 on 2 cores (432 fitted the 25 s budget at load 45).
+        await run.Within(Budget + TimeSpan.FromSeconds(240), "fuzz loop hung");
         _output.WriteLine($"{cases} cases, {opened} opened");
         Assert.True(failures.Count == 0, string.Join("\n\n", failures));
-        Assert.True(cases > 1000, $"only {cases} cases ran");
         Assert.True(opened > cases / 10, $"only {opened} of {cases} mutated images opened: mutations too destructive");
     }
 

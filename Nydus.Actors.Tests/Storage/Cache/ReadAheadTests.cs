@@ -107,7 +107,7 @@ public sealed class ReadAheadTests : IDisposable
     }
 
     [Fact]
-    public void Dispose_cancels_a_read_ahead_stuck_in_the_backend_and_readers_of_its_blocks_fail()
+    public async Task Dispose_cancels_a_read_ahead_stuck_in_the_backend_and_readers_of_its_blocks_fail()
     {
         using var dir = new TempDir("readahead-cancel");
         byte[] content = Content(1 << 20);
@@ -138,7 +138,7 @@ public sealed class ReadAheadTests : IDisposable
             Assert.True(SpinWait.SpinUntil(() => cache.Metrics.Misses == 3, Bound), "the reader never waited");
 
             Task dispose = Task.Run(cache.Dispose);
-            Assert.True(dispose.Wait(Bound), "dispose did not return");
+            await dispose.Within(Bound, "dispose did not return");
             Assert.True(reader.Join(Bound), "the reader of the cancelled range did not return");
             Assert.IsType<StorageException>(readerError);
             Assert.Equal(1, cache.Metrics.ReadAheadFailures);
@@ -151,7 +151,7 @@ public sealed class ReadAheadTests : IDisposable
     }
 
     [Fact]
-    public void Reader_of_another_cache_on_the_work_dir_fetches_for_itself_when_a_disposed_cache_cancels_its_read_ahead()
+    public async Task Reader_of_another_cache_on_the_work_dir_fetches_for_itself_when_a_disposed_cache_cancels_its_read_ahead()
     {
         using var dir = new TempDir("readahead-shared");
         byte[] content = Content(1 << 20);
@@ -183,7 +183,7 @@ public sealed class ReadAheadTests : IDisposable
             Assert.True(SpinWait.SpinUntil(() => second.Metrics.Misses == 1, Bound), "the reader never waited");
 
             Task dispose = Task.Run(first.Dispose);
-            Assert.True(dispose.Wait(Bound), "dispose did not return");
+            await dispose.Within(Bound, "dispose did not return");
             Assert.True(reader.Join(Bound), "the reader did not return");
             Assert.Null(readerError);
             Assert.True(content.AsSpan(130 << 10, 100).SequenceEqual(read));

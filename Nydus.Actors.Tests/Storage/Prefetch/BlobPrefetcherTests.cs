@@ -99,7 +99,7 @@ public sealed class BlobPrefetcherTests : IDisposable
     }
 
     [Fact]
-    public void Dispose_during_a_slow_prefetch_returns_promptly_and_stops_backend_requests()
+    public async Task Dispose_during_a_slow_prefetch_returns_promptly_and_stops_backend_requests()
     {
         Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
         using var registry = RegistryServer.Start();
@@ -126,7 +126,7 @@ public sealed class BlobPrefetcherTests : IDisposable
         // A worker inside a backend read when Dispose came ends with that read, which a loaded machine may stretch past
         // Dispose's grace: awaited here, bounded. Workers that kept fetching would fail below (the blob fetched whole)
         // or here (still running after 30 s: at 256 KiB/s the 3.35 MiB blob takes 13 s).
-        Assert.True(prefetcher.Completion.Wait(TimeSpan.FromSeconds(30)), "workers still running 30 s after Dispose");
+        await prefetcher.Completion.Within(TimeSpan.FromSeconds(30), "workers still running 30 s after Dispose");
         int afterStop = network.Reads;
         Thread.Sleep(TimeSpan.FromMilliseconds(700));
         Assert.Equal(afterStop, network.Reads);
@@ -140,7 +140,7 @@ public sealed class BlobPrefetcherTests : IDisposable
     /// <summary>A backend read cannot be interrupted: Dispose does not wait it out (an unmount must not hang on a dead
     /// registry), and the read that ends later is neither counted as a failure nor followed by another.</summary>
     [Fact]
-    public void Dispose_returns_while_a_backend_read_never_ends_and_the_late_read_is_dropped()
+    public async Task Dispose_returns_while_a_backend_read_never_ends_and_the_late_read_is_dropped()
     {
         using var dir = new TempDir("prefetch-hung");
         using var gate = new ManualResetEventSlim();
@@ -151,7 +151,7 @@ public sealed class BlobPrefetcherTests : IDisposable
         {
             Assert.True(SpinWait.SpinUntil(() => backend.Waiting == 2, TimeSpan.FromSeconds(30)), $"{backend.Waiting} reads reached the backend");
             var disposing = Task.Run(prefetcher.Dispose);
-            Assert.True(disposing.Wait(TimeSpan.FromSeconds(30)), "Dispose waited for a backend read that never ends");
+            await disposing.Within(TimeSpan.FromSeconds(30), "Dispose waited for a backend read that never ends");
             Assert.False(prefetcher.Completion.IsCompleted, "the workers ended although their reads are still held");
         }
         finally
@@ -159,7 +159,7 @@ public sealed class BlobPrefetcherTests : IDisposable
             gate.Set();
         }
 
-        Assert.True(prefetcher.Completion.Wait(TimeSpan.FromSeconds(30)), "workers still running 30 s after their reads ended");
+        await prefetcher.Completion.Within(TimeSpan.FromSeconds(30), "workers still running 30 s after their reads ended");
         Assert.Equal(2, backend.Reads);
         Assert.Equal(0, prefetcher.Progress.PiecesFailed);
     }

@@ -29,7 +29,7 @@ public sealed class MountPrefetchTests : IDisposable
         """;
 
     [Fact]
-    public void Mount_with_cache_prefetch_all_fills_the_cache_with_the_image_blob()
+    public async Task Mount_with_cache_prefetch_all_fills_the_cache_with_the_image_blob()
     {
         Assert.True(RegistryServer.IsAvailable, $"{RegistryServer.BinaryPath} is missing (build.sh installs docker-registry)");
         using var registry = RegistryServer.Start();
@@ -44,7 +44,7 @@ public sealed class MountPrefetchTests : IDisposable
         using (FilesystemInstance instance = FilesystemInstance.OpenRafs(bootstrap, NydusConfigLoader.Parse(text, "test"), "test", _caches))
         {
             BlobPrefetcher prefetcher = Assert.IsType<BlobPrefetcher>(instance.Prefetcher);
-            Assert.True(prefetcher.Completion.Wait(TimeSpan.FromSeconds(60)), $"prefetch still running: {prefetcher.Progress}");
+            await prefetcher.Completion.Within(TimeSpan.FromSeconds(60), $"prefetch still running: {prefetcher.Progress}");
             Assert.Equal(blob.Length, prefetcher.Progress.BytesPrefetched);
             Assert.Equal(0, prefetcher.Progress.PiecesFailed);
         }
