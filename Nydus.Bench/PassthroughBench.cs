@@ -27,11 +27,15 @@ public static class PassthroughBench
 
     private const string Host = "backing dir";
     private const string Libfuse = "libfuse";
+
+    /// <summary>passthrough_ll mounted with default_permissions, as nydusd mounts: the kernel checks permissions itself,
+    /// and so refreshes a directory's attributes (a GETATTR) before the next create or unlink in it after each change.</summary>
+    private const string LibfuseChecked = "libfuse default_permissions";
     private const string Nydus = "nydus";
 
     /// <summary>The same passthrough served through FUSE alone (no FUSE_PASSTHROUGH): an empty-root daemon, mounted by the API.</summary>
     private const string NydusFuse = "nydus no kernel passthrough";
-    private static readonly string[] Targets = [Host, Libfuse, Nydus, NydusFuse];
+    private static readonly string[] Targets = [Host, Libfuse, LibfuseChecked, Nydus, NydusFuse];
 
     /// <summary>
     /// A row: its short name (history, plots), what it measures, and the aim of nydus against one baseline (NaN: none).
@@ -48,7 +52,7 @@ public static class PassthroughBench
     private static readonly Measure[] Measures = [SequentialWrite, ColdRead, WarmRead, RandomRead, Create, Stat, Unlink];
 
     /// <summary>The ratios shown and kept in the history: (series, baseline).</summary>
-    private static readonly (string Series, string Baseline)[] Ratios = [(Nydus, Host), (Nydus, Libfuse), (NydusFuse, Libfuse)];
+    private static readonly (string Series, string Baseline)[] Ratios = [(Nydus, Host), (Nydus, Libfuse), (Nydus, LibfuseChecked), (NydusFuse, Libfuse)];
 
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
     {
@@ -61,9 +65,10 @@ public static class PassthroughBench
         var scratch = Path.Combine(Path.GetTempPath(), $"nydus-bench-passthrough-{Guid.NewGuid():N}");
         var backing = Path.Combine(scratch, "backing");
         var libfuseMount = Path.Combine(scratch, "mnt-libfuse");
+        var libfuseCheckedMount = Path.Combine(scratch, "mnt-libfuse-checked");
         var nydusMount = Path.Combine(scratch, "mnt-nydus");
         var nydusFuseMount = Path.Combine(scratch, "mnt-nydus-fuse");
-        foreach (var dir in new[] { backing, libfuseMount, nydusMount, nydusFuseMount }) Directory.CreateDirectory(dir);
+        foreach (var dir in new[] { backing, libfuseMount, libfuseCheckedMount, nydusMount, nydusFuseMount }) Directory.CreateDirectory(dir);
 
         // results[measure][target][round]; NaN where a round did not run or failed.
         var results = Measures.ToDictionary(m => m.Key, _ => Targets.ToDictionary(t => t, _ => Enumerable.Repeat(double.NaN, Rounds).ToArray()));
@@ -78,6 +83,8 @@ public static class PassthroughBench
             // no keep_cache (the page cache is dropped on open), no writeback cache.
             await using var libfuse = await FuseServerProcess.StartAsync(Libfuse, libfuseMount, passthroughLl,
                 ["-f", "-o", "source=" + backing, "-o", "cache=auto", libfuseMount]);
+            await using var libfuseChecked = await FuseServerProcess.StartAsync(LibfuseChecked, libfuseCheckedMount, passthroughLl,
+                ["-f", "-o", "source=" + backing, "-o", "cache=auto", "-o", "default_permissions", libfuseCheckedMount]);
             await using var nydus = await FuseServerProcess.StartAsync(Nydus, nydusMount, nydusd,
                 ["--apisock", Path.Combine(scratch, "api.sock"), "--work-dir", Path.Combine(scratch, "nydus-work"),
                  "--mountpoint", nydusMount, "--shared-dir", backing, "--writable", "--thread-num", NydusThreads.ToString(CultureInfo.InvariantCulture),
@@ -100,7 +107,7 @@ public static class PassthroughBench
             }
             var roots = new Dictionary<string, string>
             {
-                [Host] = backing, [Libfuse] = libfuseMount, [Nydus] = nydusMount, [NydusFuse] = nydusFuseMount,
+                [Host] = backing, [Libfuse] = libfuseMount, [LibfuseChecked] = libfuseCheckedMount, [Nydus] = nydusMount, [NydusFuse] = nydusFuseMount,
             };
 
             for (var round = 0; round < Rounds; round++)
@@ -135,7 +142,7 @@ public static class PassthroughBench
         }
         finally
         {
-            if (MountTable.IsFuseMount(libfuseMount) || MountTable.IsFuseMount(nydusMount) || MountTable.IsFuseMount(nydusFuseMount))
+            if (new[] { libfuseMount, libfuseCheckedMount, nydusMount, nydusFuseMount }.Any(MountTable.IsFuseMount))
                 Console.Error.WriteLine($"  a mount under {scratch} is still there: leaving the folder in place");
             else
                 Directory.Delete(scratch, recursive: true);
@@ -187,7 +194,7 @@ public static class PassthroughBench
     private static BenchReport Report(Dictionary<string, Dictionary<string, double[]>> results, List<string> failures, int roundsRun, string commit, string repoRoot)
     {
         var report = new BenchReport("Passthrough mount: nydusd (with and without kernel passthrough) against the backing directory and libfuse passthrough_ll",
-            ["measure", Host, Libfuse, Nydus, NydusFuse, .. Ratios.Select(r => $"{r.Series} ÷ {r.Baseline}"), "aim"]);
+            ["measure", .. Targets, .. Ratios.Select(r => $"{r.Series} ÷ {r.Baseline}"), "aim"]);
         var points = new List<RatioPoint>();
         var date = DateTimeOffset.UtcNow;
         var load = BenchHistory.Load1();
@@ -210,8 +217,9 @@ public static class PassthroughBench
         }
         report.Note($"Medians of {roundsRun} interleaved rounds (each visits every target once; the first target rotates per round); each ratio is the " +
                     "median of the per-round ratios. Higher is better everywhere. ✅/❌: nydus (kernel passthrough) against issue 20's aim.");
-        report.Note("libfuse: /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c built with `cc -O2` against the installed fuse3, run as `passthrough_ll -f -o source=DIR -o cache=auto MNT` (its default: 1 s entry/attr timeout, no keep_cache, no writeback, xattrs off, multi-threaded loop with libfuse's default cap of 10 threads). It does not use FUSE passthrough.");
-        report.Note($"nydus: the published nydusd, `--shared-dir DIR --writable --thread-num {NydusThreads}` (1 s entry/attr timeout, no keep_cache, no writeback), with FUSE passthrough (Linux 6.9+): opened files are read and written by the kernel from the host file.");
+        report.Note("libfuse: /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c built with `cc -O2` against the installed fuse3, run as `passthrough_ll -f -o source=DIR -o cache=auto MNT` (its default: 1 s entry/attr timeout, no keep_cache, no writeback, xattrs off, multi-threaded loop with libfuse's default cap of 10 threads). It does not use FUSE passthrough. " +
+                    "libfuse default_permissions: the same with `-o default_permissions`, the kernel-side permission checks nydusd mounts with (it serves every user as root, with allow_other): after each create or unlink the kernel refreshes the directory's attributes before the next one, one GETATTR more per file (counted with strace: per create LOOKUP, GETATTR, CREATE, WRITE, FLUSH, RELEASE against 5 without; per unlink LOOKUP, GETATTR, UNLINK, FORGET against 3).");
+        report.Note($"nydus: the published nydusd, `--shared-dir DIR --writable --thread-num {NydusThreads}` (mounted with default_permissions and allow_other, 1 s entry/attr timeout, no keep_cache, no writeback), with FUSE passthrough (Linux 6.9+): opened files are read and written by the kernel from the host file.");
         report.Note($"nydus no kernel passthrough: the same nydusd with an empty root (`--mountpoint M --writable --thread-num {NydusThreads}`) and the directory mounted at / through the API with `{{\"writable\":true,\"kernel_passthrough\":false}}`: every read and write is a FUSE request (INIT was settled by the empty root: image flags).");
         report.Note($"fio 1 MiB sequential jobs use psync, direct=0, one {FileSize}iB file; write MiB/s is the file's size over the wall time of the fio run including its end_fsync; `sync; echo 3 > /proc/sys/vm/drop_caches` before the write and the cold read. Random reads: psync, {RandomReadJobs} jobs on the same file, 32 MiB each, after the cold read filled the host cache.");
         report.Note($"Small files: one thread calls open(O_CREAT|O_EXCL)+write 1 KiB+close, then lstat, then unlink directly (no .NET file APIs), in batches of 4,000 with `echo 2 > /proc/sys/vm/drop_caches` (untimed) before each batch: every lstat/unlink is a fresh LOOKUP, and the servers (one O_PATH descriptor per known inode) stay under this machine's RLIMIT_NOFILE of 20,000.");

@@ -1,5 +1,6 @@
 using Nydus.Actors.Fuse.Abi;
 using Nydus.Actors.Fuse.Ops;
+using Nydus.Actors.Fuse.Session;
 using Nydus.Actors.Passthrough;
 using Nydus.Actors.Tests.Support;
 using Xunit;
@@ -62,6 +63,49 @@ public sealed class KernelPassthroughTests
             first.ReadExactly(read);
             Assert.Equal("both"u8.ToArray(), read);
         }
+    }
+
+    /// <summary>
+    /// A write or truncation by a user without CAP_FSETID clears suid, and sgid where the group may execute; root's
+    /// write does not; any write drops security.capability. The same steps on a plain host directory and through the
+    /// mount (kernel passthrough on, so the writes never reach the daemon) leave the same modes, sizes and xattrs.
+    /// The O_TRUNC open is the case ATOMIC_O_TRUNC used to get wrong (it kept 6777). Not compared: sgid without group
+    /// exec, which the host (Linux 6.2+) clears for a writer outside the file's group and the kernel's FUSE client keeps
+    /// (its setattr recomputes the mode with the older rule), whatever the daemon does.
+    /// </summary>
+    [FuseFact]
+    public void Writes_and_truncations_clear_suid_sgid_and_capabilities_as_on_the_host()
+    {
+        using var mount = FuseTestMount.StartPassthrough(writable: true,
+            mountOptions: new FuseMountOptions { ReadOnly = false, AllowOther = true, Source = "passthrough" });
+        string host = Path.Combine(mount.Root, "host");
+        Directory.CreateDirectory(host);
+
+        string ResultAfterSteps(string files, string view)
+        {
+            // Made by root on the host side: modes as given, then the steps through `view`.
+            TreeBuilder.Run("sh", "-c",
+                "cd \"$0\" && for f in su sg trunc truncate root cap; do printf x > $f; done && " +
+                "chmod 4777 su root && chmod 2777 sg && chmod 6777 trunc truncate && chmod 644 cap && " +
+                "setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 cap", files);
+            TreeBuilder.Run("setpriv", "--reuid=4321", "--regid=4321", "--clear-groups", "sh", "-c",
+                "printf y >> \"$0/su\" && printf y >> \"$0/sg\" && : > \"$0/trunc\" && truncate -s 0 \"$0/truncate\"",
+                view);
+            TreeBuilder.Run("sh", "-c", "printf y >> \"$0/root\" && printf y >> \"$0/cap\"", view);
+            string modes = TreeBuilder.Run("sh", "-c", "cd \"$0\" && stat -c '%n %a %s' su sg trunc truncate root cap", files);
+            string capability = TreeBuilder.Run("sh", "-c", "getfattr -n security.capability \"$0/cap\" >/dev/null 2>&1 && echo kept || echo dropped", files);
+            return modes.Trim() + "\n" + capability.Trim();
+        }
+
+        string onHost = ResultAfterSteps(host, host);
+        string throughMount = ResultAfterSteps(mount.Backing, mount.MountPoint);
+
+        // The host's own answer, spelled out, so that a change of the host's rules shows here and not as a pass.
+        Assert.Equal("su 777 2\nsg 777 2\ntrunc 777 0\ntruncate 777 0\nroot 4777 2\ncap 644 2\ndropped", onHost.Trim());
+        Assert.Equal(onHost, throughMount);
+        var fs = Assert.IsType<PassthroughFileSystem>(mount.FileSystem);
+        Assert.True(fs.KernelPassthroughActive);
+        Assert.Equal(0, fs.WriteRequests);
     }
 
     [FuseFact]

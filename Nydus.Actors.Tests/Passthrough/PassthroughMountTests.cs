@@ -59,7 +59,7 @@ public class PassthroughMountTests
 
         Assert.Equal("first", File.ReadAllText(mount.Backed("log.txt")));
 
-        // O_TRUNC on open (atomic with ATOMIC_O_TRUNC).
+        // O_TRUNC on open (OPEN, then SETATTR of size 0: ATOMIC_O_TRUNC is not negotiated).
         using (new FileStream(file, FileMode.Truncate, FileAccess.Write))
         {
         }

@@ -35,12 +35,17 @@ public sealed record FuseInitOptions
         FuseInitFlags.HasResend;
 
     /// <summary>
-    /// A writable passthrough additionally wants O_TRUNC folded into OPEN (atomic truncation) and the
-    /// kernel to keep the page cache coherent with host changes (AUTO_INVAL_DATA). Symlink caching is
-    /// dropped because the host may retarget links behind the mount's back.
+    /// A writable passthrough additionally wants the kernel to keep the page cache coherent with host changes
+    /// (AUTO_INVAL_DATA). Symlink caching is dropped because the host may retarget links behind the mount's back.
+    /// ATOMIC_O_TRUNC is not asked for: with it the kernel skips the SETATTR of an O_TRUNC open, and with that SETATTR
+    /// the clearing of suid/sgid that a caller without CAP_FSETID owes (measured: `: > file` by uid 65534 left a
+    /// 6777 file 6777, where ext4 itself gives 0777); the daemon, running as root, cannot tell who lacks CAP_FSETID.
+    /// Without it an O_TRUNC open is OPEN then SETATTR (mode and size 0), the kernel's own rule. HANDLE_KILLPRIV_V2
+    /// would tell the daemon instead, but the kernel then leaves suid/sgid to the daemon on every write, and writes
+    /// through kernel passthrough never reach it (measured: suid/sgid kept after a write by uid 65534).
     /// </summary>
     public const FuseInitFlags WritablePassthroughFlags =
-        (ReadOnlyImageFlags & ~FuseInitFlags.CacheSymlinks) | FuseInitFlags.AtomicOTrunc | FuseInitFlags.AutoInvalData;
+        (ReadOnlyImageFlags & ~FuseInitFlags.CacheSymlinks) | FuseInitFlags.AutoInvalData;
 
     /// <summary>Options for a read-only image (RAFS) or read-only passthrough.</summary>
     public static FuseInitOptions ReadOnlyImage { get; } = new();
