@@ -432,7 +432,13 @@ internal sealed partial class ErofsImage : RafsImage
         int length = (int)Math.Min(BlockSize, size - block * BlockSize);
         if (inode.Layout == ErofsInode.LayoutFlatInline && block == blocks - 1)
         {
-            return Data.Span(InlineTailOffset(in inode, length), length, "inline data");
+            // The tail block sits right after the inode and its xattrs and must not cross a block boundary.
+            if (inode.TailOffset % BlockSize + length > BlockSize)
+            {
+                Data.Throw(RafsErrorKind.InvalidInode, $"inline tail of nid {inode.Nid} crosses a block boundary");
+            }
+
+            return Data.Span(inode.TailOffset, length, "inline data");
         }
 
         if (inode.Layout != ErofsInode.LayoutFlatPlain && inode.Layout != ErofsInode.LayoutFlatInline)
@@ -461,27 +467,16 @@ internal sealed partial class ErofsImage : RafsImage
             Data.Read((long)inode.U * BlockSize + offset, target.Slice(0, done), "data block");
         }
 
-        if (done < target.Length)
+        while (done < target.Length)
         {
-            // What is left lies in FLAT_INLINE's tail block, stored right after the inode. File data, so read in place
-            // into the reply like the blocks before it: through the metadata page cache, every small file's READ cost
-            // a 20 KiB page (read and allocated) and evicted the inodes and directory blocks that lookups were using.
-            long tailStart = contiguousEnd;
-            long at = InlineTailOffset(in inode, (int)(size - tailStart));
-            Data.Read(at + (offset + done - tailStart), target.Slice(done), "inline data");
+            long pos = offset + done;
+            long block = pos / BlockSize;
+            int inBlock = (int)(pos % BlockSize);
+            ReadOnlySpan<byte> bytes = FlatBlock(in inode, block).Slice(inBlock);
+            int n = Math.Min(bytes.Length, target.Length - done);
+            bytes.Slice(0, n).CopyTo(target.Slice(done));
+            done += n;
         }
-    }
-
-    /// <summary>Where FLAT_INLINE's tail block of <paramref name="length"/> bytes lies in the image: right after the
-    /// inode and its xattrs, never crossing a block boundary.</summary>
-    private long InlineTailOffset(in ErofsInode inode, int length)
-    {
-        if (inode.TailOffset % BlockSize + length > BlockSize)
-        {
-            Data.Throw(RafsErrorKind.InvalidInode, $"inline tail of nid {inode.Nid} crosses a block boundary");
-        }
-
-        return inode.TailOffset;
     }
 
     private void ReadChunked(in ErofsInode inode, long offset, Span<byte> target)
