@@ -97,8 +97,8 @@ public static partial class RafsBench
             new("warm tar", "s", true, 1.2, false, root => Time(() => tarBytes[root] = Tar(root))),
             // One walk takes 0.04-0.3 s here, too short to tell contenders apart on a shared machine: each row times
             // several walks (cold: caches dropped before each, the drop itself not timed) and reports their sum.
-            new($"cold stat-all, {ColdWalks} walks", "s", true, 2.0, true, root => Repeat(ColdWalks, dropCaches: true, () => StatAll(root, entries))),
-            new($"warm stat-all, {WarmWalks} walks", "s", true, 1.2, false, root => Repeat(WarmWalks, dropCaches: false, () => StatAll(root, entries))),
+            new($"cold stat-all of {ColdWalks} walks", "s", true, 2.0, true, root => Repeat(ColdWalks, dropCaches: true, () => StatAll(root, entries))),
+            new($"warm stat-all of {WarmWalks} walks", "s", true, 1.2, false, root => Repeat(WarmWalks, dropCaches: false, () => StatAll(root, entries))),
             new("4 KiB random read cold", "IOPS", false, 0.9, true, root => Fio(Path.Combine(root, BigFileName), "randread", "4k").Iops),
             new("4 KiB random read warm", "IOPS", false, 0.9, false, root => Fio(Path.Combine(root, BigFileName), "randread", "4k").Iops),
             new("1 MiB sequential read cold", "MiB/s", false, 0.9, true, root => Fio(Path.Combine(root, BigFileName), "read", "1M").MiBps),
