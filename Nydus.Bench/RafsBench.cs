@@ -25,6 +25,8 @@ public static partial class RafsBench
     private const long BigFileSize = 1L << 30;
     private const string BigFileName = "big.bin";
     private const int FioSeconds = 5;
+    private const int ColdWalks = 3;
+    private const int WarmWalks = 20;
     private static readonly TimeSpan MountTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(300);
 
@@ -93,8 +95,10 @@ public static partial class RafsBench
         [
             new("cold tar", "s", true, 2.0, true, root => Time(() => tarBytes[root] = Tar(root))),
             new("warm tar", "s", true, 1.2, false, root => Time(() => tarBytes[root] = Tar(root))),
-            new("cold stat-all", "s", true, 2.0, true, root => Time(() => StatAll(root, entries))),
-            new("warm stat-all", "s", true, 1.2, false, root => Time(() => StatAll(root, entries))),
+            // One walk takes 0.04-0.3 s here, too short to tell contenders apart on a shared machine: each row times
+            // several walks (cold: caches dropped before each, the drop itself not timed) and reports their sum.
+            new($"cold stat-all of {ColdWalks} walks", "s", true, 2.0, true, root => Repeat(ColdWalks, dropCaches: true, () => StatAll(root, entries))),
+            new($"warm stat-all of {WarmWalks} walks", "s", true, 1.2, false, root => Repeat(WarmWalks, dropCaches: false, () => StatAll(root, entries))),
             new("4 KiB random read cold", "IOPS", false, 0.9, true, root => Fio(Path.Combine(root, BigFileName), "randread", "4k").Iops),
             new("4 KiB random read warm", "IOPS", false, 0.9, false, root => Fio(Path.Combine(root, BigFileName), "randread", "4k").Iops),
             new("1 MiB sequential read cold", "MiB/s", false, 0.9, true, root => Fio(Path.Combine(root, BigFileName), "read", "1M").MiBps),
@@ -203,7 +207,7 @@ public static partial class RafsBench
                     "One nydusd process per image, defaults otherwise.");
         report.Note($"Workloads, in this order per contender: `tar -cf - --exclude=./{BigFileName} -C MNT .` into a pipe the bench drains " +
                     "(GNU tar skips reading file data when writing to /dev/null); `find MNT -printf '%s\\n'` (readdir of every directory and an " +
-                    $"lstat of every entry); fio psync, one job, `--invalidate=0`, 4 KiB random reads of the 1 GiB file for {FioSeconds} s " +
+                    $"lstat of every entry; {ColdWalks} walks each dropping caches first, {WarmWalks} walks warm, their times summed); fio psync, one job, `--invalidate=0`, 4 KiB random reads of the 1 GiB file for {FioSeconds} s " +
                     "(cold, then warm: the warm run repeats the same offsets), then 1 MiB sequential reads once through it (cold).");
         report.Note("Cold = `sync; echo 3 > /proc/sys/vm/drop_caches` right before: the kernel's page, dentry and inode caches are empty for every " +
                     "contender, and nydusd holds no copy either: it reads the image (and the RAFS blob) in place with pread, keeping at most " +
@@ -425,6 +429,20 @@ public static partial class RafsBench
     {
         int seen = Run("find", root, "-mindepth", "1", "-printf", @"%s\n").Count(c => c == '\n');
         if (seen != expectedEntries) throw new InvalidOperationException($"find saw {seen} entries under {root}, expected {expectedEntries}");
+    }
+
+    /// <summary>The summed time of <paramref name="times"/> runs of <paramref name="action"/>, each after a cache drop
+    /// (not timed) when <paramref name="dropCaches"/>.</summary>
+    private static double Repeat(int times, bool dropCaches, Action action)
+    {
+        double total = 0;
+        for (int i = 0; i < times; i++)
+        {
+            if (dropCaches) DropCaches();
+            total += Time(action);
+        }
+
+        return total;
     }
 
     private static double Time(Action action)
