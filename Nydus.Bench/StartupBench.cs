@@ -17,15 +17,28 @@ public static partial class StartupBench
     private const int Runs = 7;
     private static readonly TimeSpan Idle = TimeSpan.FromSeconds(5);
 
+    /// <summary>A published nydusd to compare with (e.g. the base commit's, published into another directory): its
+    /// starts are interleaved with this build's, one each in turn, so a loaded machine weighs on both alike, and the
+    /// table gains its medians and the ratios. The way to measure a change on a shared machine.</summary>
+    public const string BaselineVariable = "NYDUS_BENCH_STARTUP_BASELINE";
+
     public static async Task<BenchReport> RunAsync(string nydusd, string repoRoot)
     {
         var loadBefore = File.ReadAllText("/proc/loadavg").Split(' ')[0];
         var versionMs = new List<double>();
         for (var i = 0; i < Runs; i++) versionMs.Add(await TimeVersionAsync(nydusd));
 
+        var baseline = Environment.GetEnvironmentVariable(BaselineVariable) is { Length: > 0 } path ? Path.GetFullPath(path) : null;
         var runs = new List<StartRun>();
+        var baselineRuns = new List<StartRun>();
         for (var i = 0; i < Runs; i++)
         {
+            if (baseline is not null)
+            {
+                var before = await OneStartAsync(baseline);
+                baselineRuns.Add(before);
+                Console.WriteLine($"  baseline run {i + 1}: API {before.ApiMs:F0} ms, RUNNING {before.RunningMs:F0} ms, CPU {before.CpuMs:F0} ms");
+            }
             var run = await OneStartAsync(nydusd);
             runs.Add(run);
             Console.WriteLine($"  run {i + 1}: API {run.ApiMs:F0} ms, RUNNING {run.RunningMs:F0} ms, CPU {run.CpuMs:F0} ms, "
@@ -46,6 +59,14 @@ public static partial class StartupBench
         Row(report, "threads when idle", runs.Select(r => (double)r.Threads), "");
         Row(report, "exit answered to process gone (ms)", runs.Select(r => r.ExitToGoneMs), "a few");
         Row(report, "`nydusd -V`, exec to exit (ms): runtime + command line floor", versionMs, "");
+        if (baseline is not null)
+        {
+            CompareRow(report, "exec to API answering", runs.Select(r => r.ApiMs), baselineRuns.Select(r => r.ApiMs));
+            CompareRow(report, "exec to RUNNING", runs.Select(r => r.RunningMs), baselineRuns.Select(r => r.RunningMs));
+            CompareRow(report, "CPU time used by RUNNING", runs.Select(r => r.CpuMs), baselineRuns.Select(r => r.CpuMs));
+            // The steadier figure on a loaded machine: the process's CPU time when Kestrel listened (`api` mark).
+            CompareRow(report, "CPU time used by the API listening (`api` mark)", runs.Select(r => PhaseCpu(r, "api")), baselineRuns.Select(r => PhaseCpu(r, "api")));
+        }
 
         // The breakdown: each phase's median mark, in the order the daemon logged them.
         var phases = runs.SelectMany(r => r.Phases).Select(p => p.Name).Distinct().ToList();
@@ -64,6 +85,9 @@ public static partial class StartupBench
                     + "`host` exec to our code (runtime, assemblies, command line), `logging` Serilog, `hocon` configuration, `journal-files` SQLite files checked or created and the key, "
                     + "`actor-system` Akka up (in parallel with the journal files), `daemon-actor` daemon and children created (the journal starts recovering), `api` Kestrel listening, "
                     + "`journal-recovered` the persistence plugin (Akka.Persistence.Sql, linq2db, SQLite) has read the journal, `running` Mount and Start done.");
+        if (baseline is not null)
+            report.Note($"Baseline ({BaselineVariable}): {baseline}, started in turn with this build ({Runs} runs each, interleaved); "
+                        + "a ratio below 1.0 means this build is faster.");
         report.Note($"Load average (1 min) {loadBefore} before and {loadAfter} after: on this shared 2-core machine other builds run beside the bench, so wall times are several times a quiet machine's; CPU time is the steadier figure.");
         return report;
     }
@@ -72,6 +96,18 @@ public static partial class StartupBench
     {
         var list = values.ToList();
         report.Add(name, F(Median(list)), F(list.Min()), F(list.Max()), aim);
+    }
+
+    private static double PhaseCpu(StartRun run, string phase) =>
+        run.Phases.FirstOrDefault(p => p.Name == phase) is { Name: not null } mark ? mark.CpuMs : double.NaN;
+
+    /// <summary>The baseline's median and this build's median over it, from runs interleaved with this build's.</summary>
+    private static void CompareRow(BenchReport report, string name, IEnumerable<double> current, IEnumerable<double> baseline)
+    {
+        var before = baseline.Where(v => !double.IsNaN(v)).ToList();
+        if (before.Count == 0) return;
+        report.Add($"{name}, baseline build (ms)", F(Median(before)), F(before.Min()), F(before.Max()), "");
+        report.Add($"{name}, this build / baseline (ratio of medians)", (Median(current) / Median(before)).ToString("F2", CultureInfo.InvariantCulture), "", "", "");
     }
 
     private readonly record struct Phase(string Name, double WallMs, double CpuMs, double RssMiB);

@@ -96,11 +96,14 @@ public static class DaemonHost
         // The fscache counters: one set per daemon, read by the API, counted by the service.
         var fscacheMetrics = options.Singleton && options.Fscache is not null ? new Nydus.Actors.Fscache.FscacheMetrics() : null;
         // The API server takes a few hundred milliseconds of CPU to come up, as the actor system does: it starts now, on
-        // the socket already listening, and answers once the daemon actor exists (GET /api/v1/daemon then says INIT).
+        // the socket already listening. Requests that need the daemon (mount, takeover, start) wait for its actor.
         var daemonReady = new TaskCompletionSource<IActorRef>(TaskCreationOptions.RunContinuationsAsynchronously);
+        // What GET /api/v1/daemon reports (INIT until the daemon's state machine moves on): the API answers it from the
+        // moment it listens, without waiting for the daemon actor.
+        var readModel = new DaemonReadModel(options.Id, options.Supervisor);
         var apiStarting = apiListener is null
             ? Task.FromResult<ApiServer?>(null)
-            : StartApiAsync(apiListener, daemonReady.Task, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
+            : StartApiAsync(apiListener, daemonReady.Task, readModel, config, levelSwitch, timeline, mountMetrics, fscacheMetrics);
         var transferTimeout = config.GetTimeSpan("nydus.upgrade.transfer-timeout", TimeSpan.FromSeconds(10));
         // The daemon's blob caches: one registry, made before any image is opened (the command line's is opened next)
         // and handed to everything that opens a cache; the daemon's blob-cache actor disposes it when it stops.
@@ -162,6 +165,7 @@ public static class DaemonHost
             ActionTimeout: config.GetTimeSpan("nydus.daemon.action-timeout", TimeSpan.FromSeconds(30)))
         {
             Vfs = fuse?.Vfs,
+            ReadModel = readModel,
             Metrics = mountMetrics,
             Caches = blobCaches,
             DeferStartRecord = takeover is not null,
@@ -361,13 +365,14 @@ public static class DaemonHost
         }
     }
 
-    private static Task<ApiServer?> StartApiAsync(ApiListener socket, Task<IActorRef> daemon, Akka.Configuration.Config config,
+    private static Task<ApiServer?> StartApiAsync(ApiListener socket, Task<IActorRef> daemon, DaemonReadModel readModel, Akka.Configuration.Config config,
         LoggingLevelSwitch levelSwitch, StartupTimeline timeline, Nydus.Actors.Daemon.Mounts.MountMetricsRegistry mountMetrics,
         Nydus.Actors.Fscache.FscacheMetrics? fscacheMetrics)
     {
         var askTimeout = config.GetTimeSpan("nydus.api.ask-timeout", TimeSpan.FromSeconds(30));
         var context = new ApiContext(daemon, askTimeout, level => TrySetLevel(levelSwitch, level), mountMetrics.Events)
         {
+            ReadModel = readModel,
             Metrics = mountMetrics,
             Fscache = fscacheMetrics,
             IdleTimeout = ApiIdleTimeout(config),

@@ -90,6 +90,29 @@ public class DaemonActorTests : TestKit
         await _service.ExpectNoMsgAsync(TimeSpan.FromMilliseconds(100));
     }
 
+    [Fact]
+    public async Task The_read_model_has_each_reported_state_by_the_time_the_input_is_answered()
+    {
+        // GET /api/v1/daemon reads this model, not the actor: a client that got an input's answer must read the state
+        // it led to, and a daemon whose actor does not exist yet reads INIT.
+        var probe = _service.Ref;
+        var settings = new DaemonSettings("test-" + Guid.NewGuid().ToString("N"), "/run/supervisor.sock", DaemonKind.Fuse, "/nonexistent",
+            Props.Create(() => new ForwardingService(probe)), TimeSpan.FromSeconds(5));
+        Assert.Equal(DaemonState.Init, settings.ReadModel.Current.State);
+        Assert.Equal(settings.Id, settings.ReadModel.Current.Id);
+        Assert.Equal("/run/supervisor.sock", settings.ReadModel.Current.Supervisor);
+        var daemon = Sys.ActorOf(DaemonActor.Props(settings));
+
+        Assert.True((await SendAsync(daemon, DaemonInput.Mount)).Succeeded);
+        Assert.Equal(DaemonState.Init, settings.ReadModel.Current.State);
+        Assert.True((await SendAsync(daemon, DaemonInput.Start, DaemonAction.StartService)).Succeeded);
+        Assert.Equal(DaemonState.Running, settings.ReadModel.Current.State);
+        // A refused input leaves it where the machine is.
+        Assert.False((await SendAsync(daemon, DaemonInput.Start)).Succeeded);
+        Assert.Equal(DaemonState.Running, settings.ReadModel.Current.State);
+        Assert.Equal(DaemonState.Running, await ReportedAsync(daemon));
+    }
+
     [Theory]
     [InlineData(DaemonInput.Start)]
     [InlineData(DaemonInput.Exit)]

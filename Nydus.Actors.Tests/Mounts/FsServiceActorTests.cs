@@ -90,6 +90,30 @@ public sealed class FsServiceActorTests : TestKit
         Assert.Equal(["/x/a"], vfs.Mounts.Keys);
     }
 
+    /// <summary>GET /api/v1/daemon reads the daemon's read model, not the actor: the table a mount, remount or umount
+    /// left is there by the time its answer comes.</summary>
+    [Fact]
+    public async Task The_read_model_has_the_table_by_the_time_an_operation_is_answered()
+    {
+        var journal = Sys.ActorOf(DaemonJournalActor.Props("fssvc-" + Guid.NewGuid().ToString("N"), "fssvc"));
+        using var vfs = new VirtualFileSystem();
+        var readModel = new Nydus.Actors.Daemon.DaemonReadModel("fssvc", null);
+        var service = CreateTestProbe().ChildActorOf(FsServiceActor.Props(vfs, journal, new MountMetricsRegistry(), new BlobCacheRegistry(),
+            readModel: readModel));
+
+        await AskAsync(service, new MountFilesystem(Command("/a", _a)));
+        Assert.Equal(["/a"], readModel.Current.Backends.Keys);
+        Assert.Equal("/a", readModel.Current.Backends["/a"].Mountpoint);
+        await AskAsync(service, new MountFilesystem(Command("/b", _b)));
+        Assert.Equal(["/a", "/b"], readModel.Current.Backends.Keys);
+        var before = readModel.Current;
+        await AskAsync(service, new RemountFilesystem(Command("/b", _c)));
+        Assert.NotSame(before.Backends["/b"], readModel.Current.Backends["/b"]);
+        await AskAsync(service, new UmountFilesystem("/a"));
+        Assert.Equal(["/b"], readModel.Current.Backends.Keys);
+        Assert.Equal(Nydus.Actors.Daemon.DaemonState.Init, readModel.Current.State);
+    }
+
     [Fact]
     public async Task The_journal_records_the_table_and_a_new_service_restores_it_at_the_same_indexes()
     {

@@ -14,6 +14,11 @@ public sealed record ApiContext(
     Func<string, bool> SetLogLevel,
     ErrorEventLog Events)
 {
+    /// <summary>The daemon's state and instances as the daemon actor and its filesystem service last published them
+    /// (the host hands the daemon the same one): <c>GET /api/v1/daemon</c> reads it without an actor round trip, so it
+    /// answers INIT while the daemon actor is still being created.</summary>
+    public required DaemonReadModel ReadModel { get; init; }
+
     /// <summary>Idle time after which the API closes a client's connection; null: never (see ApiServer.StartAsync).</summary>
     public TimeSpan? IdleTimeout { get; init; }
 

@@ -1,11 +1,15 @@
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Nydus.Actors.Api.Endpoints;
 using Serilog;
+using ILogger = Microsoft.Extensions.Logging.ILogger;
+using BadHttpRequestException = Microsoft.AspNetCore.Http.BadHttpRequestException;
 using Serilog.Extensions.Logging;
 
 namespace Nydus.Actors.Api;
@@ -23,13 +27,15 @@ public sealed class ApiServer : IAsyncDisposable
     // The API speaks to programs, not browsers: no HTML-safe escaping of quotes and plus signs.
     private static readonly JsonSerializerOptions Json = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    private readonly WebApplication _app;
+    private readonly KestrelServer _server;
+    private readonly KestrelServerOptions _options;
     private readonly string _socketPath;
     private readonly RequestsInFlight _inFlight;
 
-    private ApiServer(WebApplication app, string socketPath, RequestsInFlight inFlight)
+    private ApiServer(KestrelServer server, KestrelServerOptions options, string socketPath, RequestsInFlight inFlight)
     {
-        _app = app;
+        _server = server;
+        _options = options;
         _socketPath = socketPath;
         _inFlight = inFlight;
     }
@@ -44,9 +50,7 @@ public sealed class ApiServer : IAsyncDisposable
     public static readonly TimeSpan NoIdleLimit = TimeSpan.FromDays(36500);
 
     /// <summary>The idle limit Kestrel applies between requests (<see cref="NoIdleLimit"/>: none).</summary>
-    public TimeSpan KeepAliveTimeout =>
-        _app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>>()
-            .Value.Limits.KeepAliveTimeout;
+    public TimeSpan KeepAliveTimeout => _options.Limits.KeepAliveTimeout;
 
     /// <summary>The daemon's API: upstream's endpoints, answered by the daemon actor.</summary>
     public static Task<ApiServer> StartAsync(string socketPath, ApiContext api, CancellationToken cancellationToken = default) =>
@@ -83,32 +87,28 @@ public sealed class ApiServer : IAsyncDisposable
         var routes = new ApiRoutes();
         map(routes);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        // Kestrel alone, without the generic host, its configuration sources and its dependency injection: none of
+        // them is used here (one listener, one request delegate), and setting them up was a good part of the ~200 ms
+        // of CPU the API took to come up, all of it before the first answer.
+        var loggerFactory = new SerilogLoggerFactory(Serilog.Log.Logger);
+        var kestrelOptions = new KestrelServerOptions
         {
-            // Not the working directory: hosting watches its content root for configuration changes, and that walk
-            // would stat our own FUSE mount (if it lies below) before any worker could answer: a deadlock.
-            ContentRootPath = AppContext.BaseDirectory,
-            Args = ["--hostBuilder:reloadConfigOnChange=false"],
-        });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddProvider(new SerilogLoggerProvider(Serilog.Log.Logger));
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            AddServerHeader = false,
+            // Kestrel asks these for its own optional services (none registered: none used).
+            ApplicationServices = EmptyServices.Instance,
+        };
+        kestrelOptions.Limits.KeepAliveTimeout = idleTimeout ?? NoIdleLimit;
+        // No cap on open connections (Kestrel's default too): idle ones cost a socket and no thread, and the
+        // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
+        kestrelOptions.Limits.MaxConcurrentConnections = null;
+        kestrelOptions.Limits.MaxRequestBodySize = ApiLimits.MaxBodyBytes;
         // Only the daemon's owner may drive it (the API can unmount and stop it): the listener was bound privately
         // and published 0600 (ApiSocket), and is adopted here as it is.
-        var descriptor = listener.Adopt();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.AddServerHeader = false;
-            kestrel.Limits.KeepAliveTimeout = idleTimeout ?? NoIdleLimit;
-            // No cap on open connections (Kestrel's default too): idle ones cost a socket and no thread, and the
-            // listen backlog (512) queues bursts, so many idle clients never keep a new request waiting.
-            kestrel.Limits.MaxConcurrentConnections = null;
-            kestrel.Limits.MaxRequestBodySize = ApiLimits.MaxBodyBytes;
-            kestrel.ListenHandle(descriptor);
-        });
-        var app = builder.Build();
+        kestrelOptions.ListenHandle(listener.Adopt());
+        var server = new KestrelServer(Options.Create(kestrelOptions),
+            new SocketTransportFactory(Options.Create(new SocketTransportOptions()), loggerFactory), new WarningsOnly(loggerFactory));
         var inFlight = new RequestsInFlight();
-        app.Run(async context =>
+        var application = new ApiApplication(async context =>
         {
             inFlight.Enter();
             try
@@ -125,16 +125,16 @@ public sealed class ApiServer : IAsyncDisposable
 
         try
         {
-            await app.StartAsync(cancellationToken);
+            await server.StartAsync(application, cancellationToken);
         }
         catch
         {
-            await app.DisposeAsync();
+            server.Dispose();
             try { File.Delete(socketPath); } catch (IOException) { }
             throw;
         }
         Log.Information("API server listening on {ApiSocket}", socketPath);
-        return new ApiServer(app, socketPath, inFlight);
+        return new ApiServer(server, kestrelOptions, socketPath, inFlight);
     }
 
     private static async Task HandleAsync(HttpContext context, ApiRoutes routes)
@@ -199,6 +199,40 @@ public sealed class ApiServer : IAsyncDisposable
         while (_inFlight.Count > 0 && DateTime.UtcNow < deadline) await Task.Delay(1);
     }
 
+    /// <summary>What the generic host's HostingApplication does for us, minus what we do not use (request services,
+    /// activities, diagnostics): a context over Kestrel's features, handed to the API's one request delegate.</summary>
+    private sealed class ApiApplication(RequestDelegate handle) : IHttpApplication<HttpContext>
+    {
+        public HttpContext CreateContext(IFeatureCollection contextFeatures) => new DefaultHttpContext(contextFeatures);
+        public Task ProcessRequestAsync(HttpContext context) => handle(context);
+        public void DisposeContext(HttpContext context, Exception? exception) { }
+    }
+
+    /// <summary>A service provider with nothing in it.</summary>
+    private sealed class EmptyServices : IServiceProvider
+    {
+        public static readonly EmptyServices Instance = new();
+        public object? GetService(Type serviceType) => null;
+    }
+
+    /// <summary>Kestrel's own log lines at Warning and above only (connection chatter stays out of the daemon's log).</summary>
+    private sealed class WarningsOnly(ILoggerFactory inner) : ILoggerFactory
+    {
+        public ILogger CreateLogger(string categoryName) => new Filtered(inner.CreateLogger(categoryName));
+        public void AddProvider(ILoggerProvider provider) => inner.AddProvider(provider);
+        public void Dispose() => inner.Dispose();
+
+        private sealed class Filtered(ILogger logger) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => logger.BeginScope(state);
+            public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning && logger.IsEnabled(logLevel);
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                if (IsEnabled(logLevel)) logger.Log(logLevel, eventId, state, exception, formatter);
+            }
+        }
+    }
+
     /// <summary>How many requests are being answered now.</summary>
     private sealed class RequestsInFlight
     {
@@ -213,11 +247,11 @@ public sealed class ApiServer : IAsyncDisposable
         try
         {
             using var stopTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await _app.StopAsync(stopTimeout.Token);
+            await _server.StopAsync(stopTimeout.Token);
         }
         finally
         {
-            await _app.DisposeAsync();
+            _server.Dispose();
             // Upstream removes its own socket file on the way out (only its own: an upgrade's new daemon has another).
             try { File.Delete(_socketPath); } catch (IOException) { }
         }

@@ -53,7 +53,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _settings = settings;
         _journal = Context.ActorOf(DaemonJournalGuard.Props(settings.PersistenceId, settings.Id, !settings.DeferStartRecord), "journal");
         Context.Watch(_journal);
-        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.Caches, settings.DeferStartRecord), "fs-service");
+        _fsService = Context.ActorOf(FsServiceActor.Props(settings.Vfs, _journal, settings.Metrics, settings.Caches, settings.DeferStartRecord,
+            readModel: settings.ReadModel), "fs-service");
         _blobCache = Context.ActorOf(BlobCacheActor.Props(settings.CacheLimits, settings.Caches, setup: settings.Bootstraps is null ? null
             : new BlobCacheManagerSetup(_journal, settings.Bootstraps, settings.DeferStartRecord, JournalFailures.IsDiskFull)), "blob-cache");
         _blockService = Context.ActorOf(BlockServiceActor.Props(settings.PersistenceId + "-block", settings.Caches, settings.DeferStartRecord), "block-service");
@@ -341,6 +342,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         var previous = _reported;
         _reported = DaemonStateMachine.ReportedStateAfter(action) ?? _reported;
+        // Published before the input is answered: a client that saw its answer reads the new state.
+        if (previous != _reported) _settings.ReadModel.PublishState(_reported);
         if (_settings.DeferStartRecord && !_startRecorded && _reported == DaemonState.Running)
         {
             // The predecessor has exited (upstream's sequence starts a successor only after that): the journal is ours.

@@ -39,6 +39,10 @@ public sealed record DaemonSettings(
     /// same journal.</summary>
     public bool DeferStartRecord { get; init; }
 
+    /// <summary>The state and instances the API reports, written by the daemon actor and its filesystem service; the
+    /// host makes it (with the same id and supervisor) and hands the API the same one.</summary>
+    public DaemonReadModel ReadModel { get; init; } = new(Id, Supervisor);
+
     /// <summary>The daemon's table of mounted instances (and its error log), shared with the API by the host.</summary>
     public Mounts.MountMetricsRegistry Metrics { get; init; } = new();
 

@@ -8,8 +8,8 @@ public static class DaemonEndpoints
 {
     public static void Map(ApiRoutes routes, ApiContext api)
     {
-        routes.Map("GET", "/api/v1/daemon", async _ => ApiResult.Ok(ToBody(await AskInfoAsync(api), withBackends: true)));
-        routes.Map("GET", "/api/v2/daemon", async _ => ApiResult.Ok(ToBody(await AskInfoAsync(api), withBackends: false)));
+        routes.Map("GET", "/api/v1/daemon", _ => Task.FromResult(ApiResult.Ok(ToBody(ReadInfo(api), withBackends: true))));
+        routes.Map("GET", "/api/v2/daemon", _ => Task.FromResult(ApiResult.Ok(ToBody(ReadInfo(api), withBackends: false))));
         routes.Map("PUT", "/api/v1/daemon", request => SetLogLevelAsync(request, api));
         routes.Map("PUT", "/api/v2/daemon", request => SetLogLevelAsync(request, api));
         routes.Map("GET", "/api/v1/daemon/events", _ =>
@@ -23,14 +23,19 @@ public static class DaemonEndpoints
         routes.Map("PUT", "/api/v1/daemon/exit", request => InputAsync(request, api, TriggerExit.Instance));
     }
 
-    private static async Task<DaemonInfo> AskInfoAsync(ApiContext api) =>
-        await AskAsync<DaemonInfo>(api, GetDaemonInfo.Instance);
+    /// <summary>The daemon's state and instances from the read model: answered as soon as the API listens (INIT
+    /// until the daemon's state machine moves on), without waiting for the daemon actor to exist.</summary>
+    private static DaemonInfo ReadInfo(ApiContext api) =>
+        api.Daemon.IsCanceled ? throw DaemonFailedToStart() : api.ReadModel.Current;
+
+    private static ApiError DaemonFailedToStart() =>
+        ApiError.NotReady("the daemon failed to start (its log says why) and is exiting");
 
     /// <summary>
     /// Upstream's export_backend_info: the superblock of the RAFS instance at <c>?mountpoint=</c>. Unlike upstream
     /// (500 for both) nothing mounted there is a 404 and an instance that is not RAFS (passthrough_fs) a 400.
     /// </summary>
-    private static async Task<ApiResult> BackendInfoAsync(ApiRequest request, ApiContext api)
+    private static Task<ApiResult> BackendInfoAsync(ApiRequest request, ApiContext api)
     {
         request.RequireNoBody();
         string mountpoint;
@@ -42,10 +47,10 @@ public static class DaemonEndpoints
         {
             throw ApiError.BadRequest(e.Message);
         }
-        var info = await AskInfoAsync(api);
+        var info = ReadInfo(api);
         if (!info.Backends.TryGetValue(mountpoint, out var backend)) throw ApiError.NotFound($"nothing is mounted at {mountpoint}");
-        return ApiResult.Ok(backend.SuperMeta
-                            ?? throw ApiError.BadRequest($"{mountpoint} is a {backend.BackendType} instance, which has no RAFS superblock"));
+        return Task.FromResult(ApiResult.Ok(backend.SuperMeta
+                            ?? throw ApiError.BadRequest($"{mountpoint} is a {backend.BackendType} instance, which has no RAFS superblock")));
     }
 
     private static async Task<ApiResult> InputAsync(ApiRequest request, ApiContext api, IDaemonMessage message)
@@ -81,7 +86,7 @@ public static class DaemonEndpoints
         {
             // The API comes up beside the start; a start that fails before the daemon actor exists (a damaged
             // journal, a refused mount) cancels it, and a client asking meanwhile gets that, not a stack trace.
-            throw ApiError.NotReady("the daemon failed to start (its log says why) and is exiting");
+            throw DaemonFailedToStart();
         }
     }
 

@@ -36,6 +36,7 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     private readonly VirtualFileSystem? _vfs;
     private readonly IActorRef _journal;
     private readonly MountMetricsRegistry _metrics;
+    private readonly DaemonReadModel? _readModel;
     private readonly BlobCacheRegistry _caches;
     private readonly Dictionary<string, Entry> _table = new(StringComparer.Ordinal);
     private readonly Queue<Operation> _queue = new();
@@ -57,9 +58,11 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     /// <param name="journalDeferred">Write nothing to the journal until <see cref="JournalIsOurs"/>.</param>
     /// <param name="openTimeout">Time limit of one open; null: HOCON nydus.daemon.mount-open-timeout (default 60 s).</param>
     /// <param name="caches">The daemon's blob caches, which instances open their caches in.</param>
+    /// <param name="readModel">Where the API reads the mount table (GET /api/v1/daemon); null: nowhere but the parent.</param>
     public FsServiceActor(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, BlobCacheRegistry caches,
-        bool journalDeferred = false, TimeSpan? openTimeout = null)
+        bool journalDeferred = false, TimeSpan? openTimeout = null, DaemonReadModel? readModel = null)
     {
+        _readModel = readModel;
         _caches = caches;
         _openTimeout = openTimeout ?? Context.System.Settings.Config.GetTimeSpan("nydus.daemon.mount-open-timeout", DefaultOpenTimeout);
         _vfs = vfs;
@@ -103,8 +106,8 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     }
 
     public static Props Props(VirtualFileSystem? vfs, IActorRef journal, MountMetricsRegistry metrics, BlobCacheRegistry caches,
-        bool journalDeferred = false, TimeSpan? openTimeout = null) =>
-        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, caches, journalDeferred, openTimeout));
+        bool journalDeferred = false, TimeSpan? openTimeout = null, DaemonReadModel? readModel = null) =>
+        Akka.Actor.Props.Create(() => new FsServiceActor(vfs, journal, metrics, caches, journalDeferred, openTimeout, readModel));
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -585,6 +588,9 @@ public sealed class FsServiceActor : ReceiveActor, IWithTimers
     {
         var backends = ImmutableSortedDictionary.CreateRange(StringComparer.Ordinal,
             _table.Select(kv => KeyValuePair.Create(kv.Key, kv.Value.Backend)));
+        // Written here, not by the parent on BackendsChanged: the API's next read after this operation's answer
+        // (which follows) must see the table it left.
+        _readModel?.PublishBackends(backends);
         Context.Parent.Tell(new BackendsChanged(backends, [.. _table.Values.Select(e => MountCommands.ToRecord(e.Command, e.Index))]));
     }
 
