@@ -155,14 +155,14 @@ public sealed class FuseServiceActor : ReceiveActor
         if (_restoreSession is null || _handoff is null) return ("this daemon was not started for a takeover (--upgrade, or after a crash)", null);
         SafeFileHandle? descriptor = null;
         FuseSession? session = null;
-        // Where a takeover's time goes (issue 20: hot standby and upgrade stall), logged with the result.
-        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        // Where a takeover's time goes, and which steps ran cold code (issue 20: hot standby and upgrade stall).
+        var timer = new HandoffStepTimer();
         try
         {
             (HandoffState state, descriptor) = FuseHandoff.Receive(_handoff, _mountpoint);
-            long received = System.Diagnostics.Stopwatch.GetTimestamp();
+            timer.Mark("fd and state received");
             session = _restoreSession(descriptor);
-            long built = System.Diagnostics.Stopwatch.GetTimestamp();
+            timer.Mark("session built");
             // The kernel sent INIT to the first daemon of this connection only; without the saved answer the
             // session could not know the agreed sizes and flags (upstream: VFS initialized iff INIT options saved).
             if (state.FuseInit is { } init) session.Dispatcher.Restore(FuseHandoff.ToConnectionInfo(init));
@@ -181,10 +181,9 @@ public sealed class FuseServiceActor : ReceiveActor
             // The workers' threads start now, parked (the predecessor may still serve this connection): Start then
             // only arms them, which keeps thread creation out of an upgrade's stall.
             _sessionActor!.Tell(PrepareWorkers.Instance);
-            var timings = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{Ms(started):F1} ms: fd and state received {Ms(started, received):F1}, session built {Ms(received, built):F1}, drain and install {Ms(built):F1}");
+            timer.Mark("drain and install");
             _log.Info("Took over the FUSE connection of {MountPoint} (conn {ConnectionId}, INIT restored {Restored}, failover {Failover}) in {Timings}",
-                _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover, timings);
+                _mountpoint, state.FuseConnId, state.FuseInit is not null, isFailover, timer.ToString());
             return (null, state);
         }
         catch (Exception e) when (e is UpgradeException or IOException or Fuse.FuseException)
@@ -195,9 +194,6 @@ public sealed class FuseServiceActor : ReceiveActor
             return ($"takeover of {_mountpoint} failed: {e.Message}", null);
         }
     }
-
-    private static double Ms(long from, long? to = null) =>
-        System.Diagnostics.Stopwatch.GetElapsedTime(from, to ?? System.Diagnostics.Stopwatch.GetTimestamp()).TotalMilliseconds;
 
     /// <summary>Undoes a Restore whose takeover failed afterwards: its workers never started, so closing the session
     /// and this process's copy of the descriptor touches neither the kernel mount nor the predecessor.</summary>
