@@ -15,7 +15,9 @@ if (suite == "plots")
     }
     return 0;
 }
-var nydusd = Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
+// NYDUS_BENCH_NYDUSD: another published nydusd (an A/B run against a base commit's build on a shared machine).
+var nydusd = Environment.GetEnvironmentVariable("NYDUS_BENCH_NYDUSD") is { Length: > 0 } other ? other
+    : Path.Combine(repoRoot, "artifacts", "nydusd", "nydusd");
 if (!File.Exists(nydusd))
 {
     Console.Error.WriteLine($"{nydusd} is missing: run `dotnet cake --target=Bench` (it publishes first)");

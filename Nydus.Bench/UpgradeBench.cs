@@ -98,7 +98,7 @@ public static partial class UpgradeBench
             report.Add("longest reader operation without an upgrade (ms, 1 s window)", F(idle.TotalMilliseconds), "", "", "");
             report.Note($"Image: {rig.FileCount} files of 64 KiB (mkfs.erofs, plain), served with --localfs-dir; one reader thread, posix_fadvise(DONTNEED) before every 4 KiB read at a random offset, so each read is a FUSE READ; failed reader operations: {reader.Failures} (of {reader.Operations}).");
             report.Note("Upgrade as nydus-snapshotter drives it: new process (`--upgrade`, own API socket) polled to INIT, takeover, READY, `exit` to the old one, then, once the old process has ended (the snapshotter waits for it), `start` to the new one. Stall: the longest reader operation that overlapped the window from `exit` to the new one answering RUNNING; requests that arrive meanwhile wait in the kernel's queue.");
-            report.Note("Failover: SIGKILL, then the same command line again (crash detected: mountpoint mounted, API socket dead), takeover (restore + FUSE_NOTIFY_RESEND), start; the time is to the reader's first successful read after the kill. Hot standby: a process started beforehand with `--upgrade` and its own socket, settled in INIT ('waiting for a takeover'); after the kill `takeover?failover=true` and `start`, as `nydusd agent --hot-standby` does.");
+            report.Note("Failover: SIGKILL, then the same command line again (crash detected: mountpoint mounted, API socket dead), takeover (restore + FUSE_NOTIFY_RESEND), start; the time is to the reader's first successful read after the kill. Hot standby: a process started beforehand with `--upgrade` and its own socket, settled in INIT ('waiting for a takeover') and idle (no CPU used for 300 ms: its start-up work done, as a standby started long before a crash); after the kill `takeover?failover=true` and `start`, as `nydusd agent --hot-standby` does.");
             report.Note($"Windows of nydus-snapshotter: a state must come within {PollWindowMs / 1000:0} s of the first poll (20 tries 100-200 ms apart); the supervisor serves the state for {SupervisorWindowMs / 1000:0} s. 'inside' counts the rounds that met them (exec → INIT, and exec → takeover answered).");
             foreach (var note in registryNotes) report.Note(note);
             report.Note($"Load: quiet rounds at load average {quietLoad} (other sessions share this 2-core machine); loaded rounds with 12 busy-looping `sh` processes started by the bench.");
@@ -198,21 +198,24 @@ public static partial class UpgradeBench
             round.UpgradeExecToInit.Add(upgrade.ExecToInit);
             round.UpgradeTakeover.Add(upgrade.TakeoverToReady);
             round.ExitToGone.Add(upgrade.ExitToGone);
-            Console.WriteLine($"  {label} upgrade {i + 1}: stall {round.Stalls[^1]:F1} ms, exec→INIT {upgrade.ExecToInit:F0} ms, "
-                              + $"takeover→READY {upgrade.TakeoverToReady:F0} ms, exit answered→gone {upgrade.ExitToGone:F0} ms, whole {upgrade.Total.TotalMilliseconds:F0} ms");
+            round.ExitAnswered.Add(upgrade.ExitAnswered);
+            round.UpgradeStartToRunning.Add(upgrade.StartToRunning);
+            Console.WriteLine($"  {label} upgrade {i + 1}: stall {round.Stalls[^1]:F1} ms (exit sent→answered {upgrade.ExitAnswered:F1}, "
+                              + $"answered→gone {upgrade.ExitToGone:F1}, start sent→RUNNING {upgrade.StartToRunning:F1}), exec→INIT {upgrade.ExecToInit:F0} ms, "
+                              + $"takeover→READY {upgrade.TakeoverToReady:F0} ms, whole {upgrade.Total.TotalMilliseconds:F0} ms");
         }
         // Reads the dying daemon still answered complete before its exit was seen; the first one completing after that
         // was answered by the successor (a request the killed one had read comes back by resend).
         await FailoversAsync(kills, rig.KillAndFailOverAsync, reader, $"{label} failover by restart",
-            round.Failovers, round.FailoverExecToInit, round.FailoverTakeover);
+            round.Failovers, round.FailoverExecToInit, round.FailoverTakeover, null);
         await FailoversAsync(standbyKills, rig.KillAndTakeOverByStandbyAsync, reader, $"{label} hot standby",
-            round.Standby, round.StandbyExecToInit, round.StandbyTakeover);
+            round.Standby, round.StandbyExecToInit, round.StandbyTakeover, round.StandbyPhases);
         return round;
     }
 
     /// <summary>Kills and fail-overs, each timed from the kill to the reader's first successful read after it.</summary>
     private static async Task FailoversAsync(int count, Func<Task<Failover>> killAndFailOver, Reader reader, string what,
-        List<double> toFirstRead, List<double> execToInit, List<double> takeoverToReady)
+        List<double> toFirstRead, List<double> execToInit, List<double> takeoverToReady, FailoverPhases? phases)
     {
         for (int i = 0; i < count; i++)
         {
@@ -221,10 +224,27 @@ public static partial class UpgradeBench
             toFirstRead.Add(Ms(failover.KilledAt, firstRead));
             execToInit.Add(failover.ExecToInit);
             takeoverToReady.Add(failover.TakeoverToReady);
+            // The phases of SIGKILL → first read: the killed process reaped, takeover sent → answered READY, start sent →
+            // RUNNING seen, and the reader's first read completing after RUNNING was seen (negative: before it).
+            double killToDead = Ms(failover.KilledAt, failover.DeadAt);
+            double startToRunning = Ms(failover.StartSentAt, failover.RunningAt);
+            double runningToRead = Ms(failover.RunningAt, firstRead);
+            phases?.KillToDead.Add(killToDead);
+            phases?.StartToRunning.Add(startToRunning);
+            phases?.RunningToFirstRead.Add(runningToRead);
             await reader.WaitForOperationsAsync(100);
-            Console.WriteLine($"  {what} {i + 1}: SIGKILL to first read {toFirstRead[^1]:F0} ms, exec→INIT {failover.ExecToInit:F0} ms, "
-                              + $"takeover→READY {failover.TakeoverToReady:F0} ms");
+            Console.WriteLine($"  {what} {i + 1}: SIGKILL to first read {toFirstRead[^1]:F0} ms (kill→reaped {killToDead:F1}, takeover→READY "
+                              + $"{failover.TakeoverToReady:F1}, start sent→RUNNING {startToRunning:F1}, RUNNING→first read {runningToRead:F1}), "
+                              + $"exec→INIT {failover.ExecToInit:F0} ms");
         }
+    }
+
+    /// <summary>Where the time of a SIGKILL → first read goes (see FailoversAsync).</summary>
+    private sealed class FailoverPhases
+    {
+        public List<double> KillToDead { get; } = [];
+        public List<double> StartToRunning { get; } = [];
+        public List<double> RunningToFirstRead { get; } = [];
     }
 
     /// <summary>The timings of one round of sequences.</summary>
@@ -235,19 +255,24 @@ public static partial class UpgradeBench
         public List<double> UpgradeExecToInit { get; } = [];
         public List<double> UpgradeTakeover { get; } = [];
         public List<double> ExitToGone { get; } = [];
+        public List<double> ExitAnswered { get; } = [];
+        public List<double> UpgradeStartToRunning { get; } = [];
         public List<double> Failovers { get; } = [];
         public List<double> FailoverExecToInit { get; } = [];
         public List<double> FailoverTakeover { get; } = [];
         public List<double> Standby { get; } = [];
         public List<double> StandbyExecToInit { get; } = [];
         public List<double> StandbyTakeover { get; } = [];
+        public FailoverPhases StandbyPhases { get; } = new();
 
         public void AddTo(BenchReport report, string prefix, bool full)
         {
             void Row(string measure, List<double> values, string aim) =>
                 report.Add(prefix + measure + $" ({values.Count})", F(Median(values)), F(values.Min()), F(values.Max()), aim);
             Row("upgrade: reader stall, exit sent → new RUNNING, start sent after the old process ended (ms)", Stalls, full ? "<= 20" : "");
+            Row("upgrade: exit sent → answered (ms)", ExitAnswered, "");
             Row("upgrade: old daemon's exit answered → process gone (ms)", ExitToGone, "a few");
+            Row("upgrade: start sent → RUNNING seen (ms)", UpgradeStartToRunning, "");
             Row("upgrade: successor exec → INIT (ms)", UpgradeExecToInit, $"<= {PollWindowMs:0}");
             Row("upgrade: takeover sent → READY (ms)", UpgradeTakeover, "");
             Row("upgrade: whole sequence, exec → RUNNING + sendfd (ms)", UpgradeTotal, "");
@@ -255,7 +280,10 @@ public static partial class UpgradeBench
             Row("failover by restart: exec → INIT (ms)", FailoverExecToInit, $"<= {PollWindowMs:0}");
             Row("failover by restart: takeover sent → READY (ms)", FailoverTakeover, "");
             Row("hot standby: SIGKILL → first successful read (ms)", Standby, full ? "<= 50" : "");
+            Row("hot standby: SIGKILL → killed process reaped (ms)", StandbyPhases.KillToDead, "");
             Row("hot standby: takeover sent → READY (ms)", StandbyTakeover, "");
+            Row("hot standby: start sent → RUNNING seen (ms)", StandbyPhases.StartToRunning, "");
+            Row("hot standby: RUNNING seen → first successful read (ms)", StandbyPhases.RunningToFirstRead, "");
             int insidePoll = UpgradeExecToInit.Concat(FailoverExecToInit).Count(v => v <= PollWindowMs);
             int insideSupervisor = UpgradeExecToInit.Zip(UpgradeTakeover, (a, b) => a + b)
                 .Concat(FailoverExecToInit.Zip(FailoverTakeover, (a, b) => a + b)).Count(v => v <= SupervisorWindowMs);
@@ -429,7 +457,8 @@ public static partial class UpgradeBench
             Current = next;
             CurrentSocket = socket;
             await SendFdAsync();
-            return new Sequence(from, to, total.Elapsed, Ms(exec, init), Ms(takeover, ready), Ms(exitAnswered, gone));
+            return new Sequence(from, to, total.Elapsed, Ms(exec, init), Ms(takeover, ready), Ms(exitAnswered, gone),
+                Ms(from, exitAnswered), Ms(gone, to));
         }
 
         /// <summary>Crash failover; the kill's and the exit's timestamps, exec of the restarted process → INIT, and
@@ -450,9 +479,10 @@ public static partial class UpgradeBench
             long ready = Stopwatch.GetTimestamp();
             await PutAsync(CurrentSocket, "/api/v1/daemon/start");
             await WaitForStateAsync(next, CurrentSocket, "RUNNING");
+            long running = Stopwatch.GetTimestamp();
             Current = next;
             await SendFdAsync();
-            return new Failover(killedAt, deadAt, Ms(exec, init), Ms(init, ready));
+            return new Failover(killedAt, deadAt, Ms(exec, init), Ms(init, ready), ready, running);
         }
 
         /// <summary>A settled hot standby takes over from the SIGKILLed daemon.</summary>
@@ -464,6 +494,8 @@ public static partial class UpgradeBench
             await WaitForStateAsync(standby, socket, "INIT");
             long init = Stopwatch.GetTimestamp();
             await WaitForLogAsync(standby, "waiting for a takeover");
+            // Settled: a hot standby waits long before a kill, so the kill finds it idle, not still starting.
+            await WaitUntilIdleAsync(standby);
 
             long killedAt = Stopwatch.GetTimestamp();
             Current.Kill();
@@ -476,10 +508,38 @@ public static partial class UpgradeBench
             long ready = Stopwatch.GetTimestamp();
             await PutAsync(socket, "/api/v1/daemon/start");
             await WaitForStateAsync(standby, socket, "RUNNING");
+            long running = Stopwatch.GetTimestamp();
             Current = standby;
             CurrentSocket = socket;
             await SendFdAsync();
-            return new Failover(killedAt, deadAt, Ms(exec, init), Ms(takeover, ready));
+            return new Failover(killedAt, deadAt, Ms(exec, init), Ms(takeover, ready), ready, running);
+        }
+
+        /// <summary>Waits (bounded) until the process used no CPU for 300 ms: its start-up work is done.</summary>
+        private static async Task WaitUntilIdleAsync(Process process)
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            long last = CpuTicks(process.Id);
+            var quietSince = DateTime.UtcNow;
+            while (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+                long now = CpuTicks(process.Id);
+                if (now != last)
+                {
+                    last = now;
+                    quietSince = DateTime.UtcNow;
+                }
+                else if (DateTime.UtcNow - quietSince >= TimeSpan.FromMilliseconds(300)) return;
+            }
+        }
+
+        /// <summary>utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).</summary>
+        private static long CpuTicks(int pid)
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
         }
 
         private async Task WaitForLogAsync(Process process, string text)
@@ -650,10 +710,12 @@ public static partial class UpgradeBench
     }
 
     /// <summary>One upgrade: the handoff window (exit sent → new RUNNING) and its phases, in ms.</summary>
-    private sealed record Sequence(long From, long To, TimeSpan Total, double ExecToInit, double TakeoverToReady, double ExitToGone);
+    private sealed record Sequence(long From, long To, TimeSpan Total, double ExecToInit, double TakeoverToReady, double ExitToGone,
+        double ExitAnswered, double StartToRunning);
 
-    /// <summary>One failover: the kill's and the exit's timestamps, exec → INIT and takeover → READY in ms.</summary>
-    private sealed record Failover(long KilledAt, long DeadAt, double ExecToInit, double TakeoverToReady);
+    /// <summary>One failover: the kill's and the exit's timestamps, exec → INIT and takeover → READY in ms, and when
+    /// start was sent and RUNNING seen.</summary>
+    private sealed record Failover(long KilledAt, long DeadAt, double ExecToInit, double TakeoverToReady, long StartSentAt, long RunningAt);
 
     private static double Ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
 

@@ -27,10 +27,12 @@ public static class DaemonHost
         var temporaryWorkDir = false;
         var started = new StartProgress();
         using var systemd = SystemdNotifier.FromEnvironment();
+        var exitCode = 1;
         try
         {
             workDir = ResolveWorkDir(options, out temporaryWorkDir);
-            return await RunDaemonAsync(options, workDir.Path, levelSwitch, started, systemd, timeline);
+            exitCode = await RunDaemonAsync(options, workDir.Path, levelSwitch, started, systemd, timeline);
+            return exitCode;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or Akka.Configuration.ConfigurationException
                                        or Nydus.Actors.Config.ConfigException or Nydus.Actors.Rafs.RafsException
@@ -46,6 +48,8 @@ public static class DaemonHost
             // A start that failed takes back the state directory it made (one that was there before stays).
             else if (!started.Served) workDir?.RemoveCreated();
             await Log.CloseAndFlushAsync();
+            // An old daemon of an upgrade: the successor's start waits for this process to be gone.
+            if (started.LeftToSuccessor && exitCode == 0) ImmediateExit.Now(exitCode);
         }
     }
 
@@ -53,6 +57,9 @@ public static class DaemonHost
     private sealed class StartProgress
     {
         public bool Served { get; set; }
+
+        /// <summary>The daemon exited leaving its mount to a successor, with its journal and API answers done.</summary>
+        public bool LeftToSuccessor { get; set; }
     }
 
     private static async Task<int> RunDaemonAsync(NydusdOptions options, string workDir, LoggingLevelSwitch levelSwitch,
@@ -315,6 +322,7 @@ public static class DaemonHost
                 long logsWritten = System.Diagnostics.Stopwatch.GetTimestamp();
                 Log.Information("Exit: {Timings}; the actor system is left to the process's end",
                     ExitTimings(settings.Outcome, endSeenAt, await answersSent, logsWritten));
+                started.LeftToSuccessor = settings.Outcome.LeftToSuccessor.IsCompleted && settings.Outcome.Failure is null;
             }
             else
             {

@@ -81,7 +81,7 @@ public sealed class FuseServiceSetup : FsServiceSetup
                 var restored = Serve(new FuseSession(descriptor, vfs, sessionOptions));
                 vfs.AssumeZeroMessageOpen();
                 return restored;
-            }, mountpoint, handoff, vfs);
+            }, placeholder => new FuseSession(placeholder, vfs, sessionOptions), mountpoint, handoff, vfs);
             Log.Information("Opened {Kind} for {MountPoint}; waiting in INIT for a takeover ({Reason})",
                 instance?.Type.ToDisplayString() ?? "an empty root", mountpoint, takeover);
             return new FuseServiceSetup(waiting, vfs, commandLine, mountpoint, () =>

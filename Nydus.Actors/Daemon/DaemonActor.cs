@@ -44,6 +44,10 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     private bool _failoverTakeover;
     // An exit is under way: once STOPPED, the mount is left to a successor (see DaemonOutcome.LeftToSuccessor).
     private bool _exiting;
+    // The sequence's steps and their cold code, logged with its answer (issue 20: where a takeover's, a start's and an
+    // exit's time goes inside the daemon).
+    private Fuse.Session.HandoffStepTimer? _sequenceTimer;
+    private string _sequenceName = "";
 
     public IStash Stash { get; set; } = null!;
     public ITimerScheduler Timers { get; set; } = null!;
@@ -216,6 +220,8 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
         _pending.Clear();
         foreach (var input in inputs) _pending.Enqueue(input);
         _replyTo = replyTo;
+        _sequenceTimer = new Fuse.Session.HandoffStepTimer();
+        _sequenceName = string.Join("+", inputs);
         NextInput();
     }
 
@@ -264,6 +270,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void OnActionResult(ServiceActionResult result)
     {
+        _sequenceTimer?.Mark($"{result.Action} by the service");
         Timers.Cancel("action-timeout");
         _actionGeneration++; // a timeout already queued is now stale
         if (result.Error is null && result.Action == DaemonAction.Restore && result.Received is { } state)
@@ -321,6 +328,7 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
 
     private void OnHandoffMountsRestored(HandoffMountsRestored restored)
     {
+        _sequenceTimer?.Mark("mount table restored");
         if (restored.Result.Succeeded)
         {
             _log.Info("Took over the mount table: {0}", restored.Result.Message);
@@ -373,6 +381,12 @@ public sealed class DaemonActor : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         if (!_replyTo.IsNobody()) _replyTo.Tell(new DaemonCommandResult(_reported, error));
         _replyTo = ActorRefs.Nobody;
+        if (_sequenceTimer is { } timer)
+        {
+            _log.Info("Daemon input {Inputs} answered {State}{Outcome} in {Timings}", _sequenceName, _reported.ToApiName(),
+                error is null ? "" : " (failed)", timer.ToString());
+            _sequenceTimer = null;
+        }
         if (_reported == DaemonState.Stopped)
         {
             // Upstream's state machine thread ends here; the host watches this actor and ends the process.

@@ -86,13 +86,13 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
     {
         IActorRef self = Self;
         _ended = false;
-        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var timer = new HandoffStepTimer();
         _generation = armed
             ? _session.Start(exit => self.Tell(new WorkerExited(exit)))
             : _session.Prepare(exit => self.Tell(new WorkerExited(exit)));
         _remaining = _session.WorkerCount;
-        _log.Info("FUSE session {What} {Count} workers (generation {Generation}) in {Ms} ms", armed ? "started" : "prepared (parked)",
-            _remaining, _generation, ElapsedMs(started));
+        _log.Info("FUSE session {What} {Count} workers (generation {Generation}) in {Timings}", armed ? "started" : "prepared (parked)",
+            _remaining, _generation, timer.ToString());
         Context.Become(Running);
         if (armed) Started();
     }
@@ -105,18 +105,15 @@ public sealed class FuseSessionActor : UntypedActor, IWithUnboundedStash
         Sender.Tell(new WorkersStarted(_generation, _remaining));
     }
 
-    private static string ElapsedMs(long since) =>
-        System.Diagnostics.Stopwatch.GetElapsedTime(since).TotalMilliseconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture);
-
     private void Running(object message)
     {
         switch (message)
         {
             case StartWorkers when !_session.Armed:
                 // Prepared at the takeover: the threads wait already, so starting is one epoll_ctl per worker.
-                long arming = System.Diagnostics.Stopwatch.GetTimestamp();
+                var arming = new HandoffStepTimer();
                 _session.Arm();
-                _log.Info("FUSE session armed {Count} prepared workers (generation {Generation}) in {Ms} ms", _remaining, _generation, ElapsedMs(arming));
+                _log.Info("FUSE session armed {Count} prepared workers (generation {Generation}) in {Timings}", _remaining, _generation, arming.ToString());
                 Started();
                 break;
             case StartWorkers:
