@@ -30,12 +30,6 @@ public sealed class HandoffStepTimer
         _lastJit = _startJit;
     }
 
-    /// <summary>The Stopwatch timestamp this timer started at.</summary>
-    public long Started => _started;
-
-    /// <summary>Milliseconds since the timer started.</summary>
-    public double ElapsedMs => Stopwatch.GetElapsedTime(_started).TotalMilliseconds;
-
     /// <summary>Ends the step that began at the previous mark (or at the start) and names it.</summary>
     public void Mark(string step)
     {
@@ -54,7 +48,7 @@ public sealed class HandoffStepTimer
     public override string ToString()
     {
         var line = new StringBuilder();
-        line.Append(CultureInfo.InvariantCulture, $"{ElapsedMs:F1} ms");
+        line.Append(CultureInfo.InvariantCulture, $"{Stopwatch.GetElapsedTime(_started).TotalMilliseconds:F1} ms");
         AppendJit(line, JitInfo.GetCompiledMethodCount() - _startMethods, JitInfo.GetCompilationTime() - _startJit);
         if (_steps.Length > 0) line.Append(": ").Append(_steps);
         return line.ToString();
